@@ -1,0 +1,117 @@
+//! The one boundary between Warden and the proxy-wasm host.
+//!
+//! Every hostcall goes through here and comes back as a plain value or a [`HostError`]; no
+//! proxy-wasm `Status` leaves this file. Only the SDK's `hostcalls` functions are used: the trait
+//! wrappers (and the string getters, which unwrap UTF-8) panic on statuses Envoy really returns.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
+use std::time::{Duration, UNIX_EPOCH};
+
+/// A hostcall that did not succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostError {
+    /// A compare-and-swap write lost the race.
+    CasMismatch,
+    /// Any other status; the host could not do what was asked.
+    Failed(Status),
+}
+
+impl From<Status> for HostError {
+    fn from(status: Status) -> Self {
+        match status {
+            Status::CasMismatch => HostError::CasMismatch,
+            other => HostError::Failed(other),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch by the host's clock; 0 if the host will not say.
+pub fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Nanoseconds since the epoch, for identifiers that must differ between VMs.
+pub fn now_nanos() -> u128 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos())
+}
+
+pub fn set_tick_period(ms: u64) -> Result<(), HostError> {
+    Ok(hostcalls::set_tick_period(Duration::from_millis(ms))?)
+}
+
+/// A shared-data value and its CAS token.
+pub fn shared_get(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+    hostcalls::get_shared_data(key).unwrap_or((None, None))
+}
+
+/// Writes shared data; `cas` of `None` overwrites unconditionally.
+pub fn shared_set(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+    Ok(hostcalls::set_shared_data(key, Some(value), cas)?)
+}
+
+/// The plugin configuration of the current root context.
+pub fn plugin_configuration() -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).ok().flatten()
+}
+
+/// An Envoy property such as `["node", "id"]`, as UTF-8 text.
+pub fn property(path: &[&str]) -> Option<String> {
+    let bytes = hostcalls::get_property(path.to_vec()).ok().flatten()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// Every request header as `(lower-case name, raw value)`; empty when Envoy has none to give.
+pub fn request_headers() -> Vec<(String, Vec<u8>)> {
+    hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
+}
+
+pub fn remove_request_header(name: &str) {
+    let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+}
+
+pub fn set_request_header(name: &str, value: &str) {
+    let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
+}
+
+/// Answers the request locally. Envoy sends it once the current callback returns.
+pub fn send_local_reply(status: u16, headers: &[(&str, &str)], body: &[u8]) {
+    let _ = hostcalls::send_http_response(u32::from(status), headers.to_vec(), Some(body));
+}
+
+/// Opens a gRPC stream on `cluster`; returns its token.
+pub fn open_grpc_stream(cluster: &str, service: &str, method: &str) -> Result<u32, HostError> {
+    Ok(hostcalls::open_grpc_stream(cluster, service, method, Vec::new())?)
+}
+
+pub fn send_grpc_message(token: u32, message: &[u8]) -> Result<(), HostError> {
+    Ok(hostcalls::send_grpc_stream_message(token, Some(message), false)?)
+}
+
+/// Cancels a stream. Envoy delivers no close callback for it afterwards.
+pub fn cancel_grpc_stream(token: u32) {
+    let _ = hostcalls::cancel_grpc_stream(token);
+}
+
+/// The gRPC message just received, inside `on_grpc_stream_message`.
+pub fn grpc_message(size: usize) -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size).ok().flatten()
+}
+
+/// A counter exported by Envoy as `wasmcustom.<name>`; `None` if the host refuses (then
+/// increments are no-ops: a metric never fails a request).
+pub fn counter(name: &str) -> Option<u32> {
+    hostcalls::define_metric(MetricType::Counter, name).ok()
+}
+
+pub fn increment(metric: Option<u32>, by: i64) {
+    if let Some(id) = metric {
+        let _ = hostcalls::increment_metric(id, by);
+    }
+}

@@ -1,0 +1,21 @@
+//! Warden's proxy-wasm filter: a thin adapter between Envoy and `warden-policy`.
+//!
+//! Requests are judged in `request.rs` by `warden_policy::admit` against records in shared data
+//! (`shared.rs`). One VM per Envoy, elected in `leader.rs`, keeps the policy stream
+//! (`policy_stream.rs`) and writes those records. Every hostcall goes through `host.rs`.
+
+mod host;
+mod leader;
+mod metrics;
+mod policy_stream;
+mod request;
+mod root;
+mod shared;
+mod xds;
+
+use proxy_wasm::types::LogLevel;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|context_id| Box::new(root::WardenRoot::new(context_id)));
+}}

@@ -1,0 +1,166 @@
+//! The leader's side of the policy stream: a delta-xDS subscription to `warden.v1` records whose
+//! contents it writes into shared data for every worker.
+//!
+//! xDS rules: every resource response is acknowledged with its nonce; one that holds a record
+//! this filter cannot read is NACKed with `error_detail`, and that record is removed (its key
+//! then fails closed with 401) while the rest of the response applies. Heartbeats are not
+//! acknowledged. On (re)connect the filter lists what it already holds in
+//! `initial_resource_versions`, so the control plane sends only what changed and names what was
+//! deleted meanwhile.
+
+use crate::metrics::Metrics;
+use crate::xds::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Node, RpcStatus};
+use crate::{host, shared};
+use prost::Message;
+use warden_policy::sync::{ADS_SERVICE, DELTA_METHOD, HEARTBEAT_TYPE_URL, VIRTUAL_KEY_TYPE_URL};
+use warden_policy::{KeyHash, SyncStatus, VirtualKeyRecord};
+
+/// gRPC `INVALID_ARGUMENT`, the code of a NACK.
+const INVALID_ARGUMENT: i32 = 3;
+const MAX_BACKOFF_MS: u64 = 5_000;
+const FIRST_BACKOFF_MS: u64 = 250;
+
+#[derive(Default)]
+pub struct PolicyStream {
+    token: Option<u32>,
+    failures: u32,
+    retry_at_ms: u64,
+}
+
+impl PolicyStream {
+    pub fn is_open(&self) -> bool {
+        self.token.is_some()
+    }
+
+    pub fn owns(&self, token: u32) -> bool {
+        self.token == Some(token)
+    }
+
+    /// Opens the stream unless it is open or backing off after a failure.
+    pub fn ensure_open(&mut self, cluster: &str, now_ms: u64, metrics: &Metrics) {
+        if self.token.is_some() || now_ms < self.retry_at_ms {
+            return;
+        }
+        let token = match host::open_grpc_stream(cluster, ADS_SERVICE, DELTA_METHOD) {
+            Ok(token) => token,
+            Err(e) => {
+                log::error!("warden: cannot open the policy stream on cluster '{cluster}': {e:?}");
+                self.back_off(now_ms);
+                return;
+            }
+        };
+        host::increment(metrics.stream_opened, 1);
+        let subscribe = DeltaDiscoveryRequest {
+            node: Some(Node {
+                id: host::property(&["node", "id"]).unwrap_or_default(),
+                cluster: host::property(&["node", "cluster"]).unwrap_or_default(),
+            }),
+            type_url: VIRTUAL_KEY_TYPE_URL.to_owned(),
+            initial_resource_versions: shared::held_versions(),
+            ..Default::default()
+        };
+        if host::send_grpc_message(token, &subscribe.encode_to_vec()).is_err() {
+            host::cancel_grpc_stream(token);
+            self.back_off(now_ms);
+            return;
+        }
+        self.token = Some(token);
+    }
+
+    /// Closes the stream (this VM is no longer the leader, or is going away).
+    pub fn stop(&mut self) {
+        if let Some(token) = self.token.take() {
+            host::cancel_grpc_stream(token);
+        }
+    }
+
+    pub fn on_close(&mut self, status: u32, now_ms: u64) {
+        log::warn!("warden: policy stream closed with gRPC status {status}; reconnecting");
+        self.token = None;
+        self.back_off(now_ms);
+    }
+
+    fn back_off(&mut self, now_ms: u64) {
+        let delay = FIRST_BACKOFF_MS.saturating_mul(1 << self.failures.min(5)).min(MAX_BACKOFF_MS);
+        self.failures += 1;
+        self.retry_at_ms = now_ms + delay;
+    }
+
+    pub fn on_message(&mut self, size: usize, now_ms: u64, metrics: &Metrics) {
+        let Some(token) = self.token else { return };
+        let Some(bytes) = host::grpc_message(size) else { return };
+        let response = match DeltaDiscoveryResponse::decode(bytes.as_slice()) {
+            Ok(r) => r,
+            Err(e) => {
+                log::error!("warden: undecodable policy message ({e}); reconnecting");
+                self.stop();
+                self.back_off(now_ms);
+                return;
+            }
+        };
+        self.failures = 0;
+        if response.type_url == HEARTBEAT_TYPE_URL {
+            shared::set_sync_status(&SyncStatus { heard_at_ms: now_ms, version: response.system_version_info });
+            return;
+        }
+        let errors = apply(&response, metrics);
+        let error_detail = (!errors.is_empty()).then(|| {
+            host::increment(metrics.nacks, 1);
+            let message = errors.join("; ");
+            log::error!("warden: NACK policy nonce {}: {message}", response.nonce);
+            RpcStatus { code: INVALID_ARGUMENT, message }
+        });
+        let ack = DeltaDiscoveryRequest {
+            type_url: response.type_url,
+            response_nonce: response.nonce,
+            error_detail,
+            ..Default::default()
+        };
+        if host::send_grpc_message(token, &ack.encode_to_vec()).is_err() {
+            self.stop();
+            self.back_off(now_ms);
+        }
+    }
+}
+
+/// Writes a response's records into shared data; returns one message per record refused.
+fn apply(response: &DeltaDiscoveryResponse, metrics: &Metrics) -> Vec<String> {
+    let mut errors = Vec::new();
+    if response.type_url != VIRTUAL_KEY_TYPE_URL {
+        errors.push(format!("unknown type {}", response.type_url));
+        return errors;
+    }
+    let mut index: Vec<(&str, Option<&str>)> = Vec::with_capacity(response.resources.len());
+    for resource in &response.resources {
+        match validate(resource) {
+            Ok(json) if shared::put_record(&resource.name, json).is_ok() => {
+                index.push((&resource.name, Some(&resource.version)));
+            }
+            outcome => {
+                let reason = outcome.err().unwrap_or("shared data refused the write");
+                errors.push(format!("{}: {reason}", resource.name));
+                shared::remove_record(&resource.name);
+                index.push((&resource.name, None));
+            }
+        }
+    }
+    for name in &response.removed_resources {
+        shared::remove_record(name);
+        index.push((name, None));
+    }
+    host::increment(metrics.records_applied, i64::try_from(index.len()).unwrap_or(i64::MAX));
+    shared::update_index(index);
+    errors
+}
+
+fn validate(resource: &crate::xds::Resource) -> Result<&[u8], &'static str> {
+    if KeyHash::from_hex(&resource.name).is_none() {
+        return Err("name is not a key hash");
+    }
+    let any = resource.resource.as_ref().ok_or("no body")?;
+    if any.type_url != VIRTUAL_KEY_TYPE_URL {
+        return Err("body of the wrong type");
+    }
+    serde_json::from_slice::<VirtualKeyRecord>(&any.value).map_err(|_| "body is not a VirtualKey record")?;
+    Ok(&any.value)
+}

@@ -1,0 +1,113 @@
+//! The root context: one per VM and plugin configuration. It holds the compiled settings, hands
+//! them to every request, and, when this VM is the leader, keeps the policy stream open.
+
+use crate::metrics::Metrics;
+use crate::policy_stream::PolicyStream;
+use crate::request::WardenRequest;
+use crate::{host, leader};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::ContextType;
+use std::cell::Cell;
+use std::rc::Rc;
+use warden_policy::FilterSettings;
+
+thread_local! {
+    // One VM runs on one thread, so these are per VM.
+    static SERVED_REQUESTS: Cell<bool> = const { Cell::new(false) };
+    static HOLDS_STREAM: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this VM currently holds the policy stream.
+#[cfg(feature = "crash-trigger")]
+pub fn vm_holds_stream() -> bool {
+    HOLDS_STREAM.with(Cell::get)
+}
+
+pub struct WardenRoot {
+    id: String,
+    settings: Option<Rc<FilterSettings>>,
+    metrics: Rc<Metrics>,
+    stream: PolicyStream,
+}
+
+impl WardenRoot {
+    pub fn new(context_id: u32) -> WardenRoot {
+        WardenRoot {
+            // Unique across VMs: time to the nanosecond plus this VM's context id.
+            id: format!("{:x}-{context_id}", host::now_nanos()),
+            settings: None,
+            metrics: Rc::new(Metrics::define()),
+            stream: PolicyStream::default(),
+        }
+    }
+}
+
+impl Context for WardenRoot {
+    fn on_grpc_stream_message(&mut self, token_id: u32, message_size: usize) {
+        if self.stream.owns(token_id) {
+            self.stream.on_message(message_size, host::now_ms(), &self.metrics);
+        }
+    }
+
+    fn on_grpc_stream_close(&mut self, token_id: u32, status_code: u32) {
+        if self.stream.owns(token_id) {
+            self.stream.on_close(status_code, host::now_ms());
+        }
+    }
+
+    fn on_done(&mut self) -> bool {
+        self.stream.stop();
+        leader::release(&self.id);
+        HOLDS_STREAM.with(|h| h.set(false));
+        true
+    }
+}
+
+impl RootContext for WardenRoot {
+    fn on_vm_start(&mut self, _: usize) -> bool {
+        log::info!("warden filter {} starting", env!("CARGO_PKG_VERSION"));
+        true
+    }
+
+    fn on_configure(&mut self, _: usize) -> bool {
+        let raw = host::plugin_configuration().unwrap_or_default();
+        let settings = match FilterSettings::parse(&raw) {
+            Ok(s) => s,
+            Err(e) => {
+                // Refusing makes Envoy NACK this configuration and keep the previous one.
+                log::error!("warden: {e}");
+                return false;
+            }
+        };
+        if let Err(e) = host::set_tick_period(settings.tick_ms) {
+            log::error!("warden: cannot set the tick period: {e:?}");
+            return false;
+        }
+        self.settings = Some(Rc::new(settings));
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let Some(settings) = self.settings.clone() else { return };
+        let now = host::now_ms();
+        let served = SERVED_REQUESTS.with(Cell::get);
+        if leader::hold(&self.id, served, settings.leader_lease_ms, now) {
+            self.stream.ensure_open(&settings.control_plane_cluster, now, &self.metrics);
+        } else {
+            self.stream.stop();
+        }
+        HOLDS_STREAM.with(|h| h.set(self.stream.is_open()));
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        SERVED_REQUESTS.with(|s| s.set(true));
+        // A request before any configuration cannot happen in Envoy (the canary configures
+        // first); should it, an empty settings value still denies with a clear 503.
+        let settings = self.settings.clone();
+        Some(Box::new(WardenRequest::new(settings, Rc::clone(&self.metrics))))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}

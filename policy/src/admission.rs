@@ -1,0 +1,68 @@
+//! The admission decision for one request: key present, policy fresh, key known, key usable.
+
+use crate::{Denial, KeyHash, PolicyHealth, PresentedKey, SyncStatus, VirtualKeyRecord, keys::find_key};
+
+/// A request that may proceed, and the key it proceeds as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admitted {
+    /// Where the key was found.
+    pub key: PresentedKey,
+    /// The key's policy record.
+    pub record: VirtualKeyRecord,
+}
+
+/// Decides whether a request may proceed, in Bifrost's order: a missing key is refused before
+/// anything is looked up; then the policy must be present and fresh (refuse rather than allow on
+/// outdated policy); then the key must exist, be active and not expired.
+///
+/// `lookup` returns the record stored under a key hash, or `None` when there is none or it
+/// cannot be read (a record that cannot be read denies, it never allows).
+pub fn admit<'h, I>(
+    headers: I,
+    health: PolicyHealth,
+    status: Option<&SyncStatus>,
+    lookup: impl FnOnce(&KeyHash) -> Option<VirtualKeyRecord>,
+    now_ms: u64,
+) -> Result<Admitted, Denial>
+where
+    I: IntoIterator<Item = (&'h str, &'h [u8])> + Clone,
+{
+    let key = find_key(headers).ok_or(Denial::KeyRequired)?;
+    health.check(status, now_ms)?;
+    let record = lookup(&key.hash).ok_or(Denial::KeyNotFound)?;
+    record.admit(now_ms)?;
+    Ok(Admitted { key, record })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEALTH: PolicyHealth = PolicyHealth { bound_ms: 1_000 };
+
+    fn record(active: bool) -> VirtualKeyRecord {
+        VirtualKeyRecord { id: "vk1".into(), name: "team-a".into(), is_active: active, expires_at_ms: None }
+    }
+
+    fn run(headers: &[(&str, &str)], status: Option<&SyncStatus>, stored: Option<VirtualKeyRecord>) -> Result<Admitted, Denial> {
+        let good = KeyHash::of(b"sk-bf-good");
+        admit(headers.iter().map(|(n, v)| (*n, v.as_bytes())), HEALTH, status, |h| stored.filter(|_| *h == good), 500)
+    }
+
+    #[test]
+    fn order_of_refusals() {
+        let fresh = SyncStatus { heard_at_ms: 400, version: "1".into() };
+        let stale = SyncStatus { heard_at_ms: 0, version: "1".into() };
+        let good = [("x-bf-vk", "sk-bf-good")];
+        assert_eq!(run(&[], None, None), Err(Denial::KeyRequired));
+        assert_eq!(run(&good, None, Some(record(true))), Err(Denial::PolicyMissing));
+        assert!(matches!(run(&good, Some(&stale), Some(record(true))), Ok(_)));
+        let very_stale = SyncStatus { heard_at_ms: 0, version: "1".into() };
+        let health = PolicyHealth { bound_ms: 100 };
+        assert!(matches!(health.check(Some(&very_stale), 500), Err(Denial::PolicyStale { .. })));
+        assert_eq!(run(&[("x-bf-vk", "sk-bf-other")], Some(&fresh), Some(record(true))), Err(Denial::KeyNotFound));
+        assert_eq!(run(&good, Some(&fresh), Some(record(false))), Err(Denial::KeyInactive));
+        let ok = run(&good, Some(&fresh), Some(record(true))).unwrap();
+        assert_eq!(ok.record.id, "vk1");
+    }
+}

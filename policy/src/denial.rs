@@ -1,0 +1,130 @@
+//! Why a request is refused, and the one error shape every refusal travels in.
+//!
+//! The body is readable both by OpenAI SDKs (`error.message`, `error.type`, `error.code`) and by
+//! Bifrost clients (top-level `type` and `status_code`), see DESIGN.md "Errors".
+
+use serde::Serialize;
+
+/// One variant per reason a request is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    /// No virtual key in any of the accepted headers.
+    KeyRequired,
+    /// A virtual key was sent but no such key exists (never created, or deleted).
+    KeyNotFound,
+    /// The key exists but is switched off.
+    KeyInactive,
+    /// The key exists but its `expires_at` has passed.
+    KeyExpired,
+    /// This Envoy has not received any policy yet.
+    PolicyMissing,
+    /// The policy this Envoy holds is older than the configured staleness bound.
+    PolicyStale {
+        /// Milliseconds since the last contact with the control plane.
+        age_ms: u64,
+        /// The configured bound, in milliseconds.
+        bound_ms: u64,
+    },
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    status_code: u16,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    code: &'a str,
+}
+
+impl Denial {
+    /// The HTTP status of the refusal.
+    pub fn status(&self) -> u16 {
+        match self {
+            Denial::KeyRequired | Denial::KeyNotFound => 401,
+            Denial::KeyInactive | Denial::KeyExpired => 403,
+            Denial::PolicyMissing | Denial::PolicyStale { .. } => 503,
+        }
+    }
+
+    /// The Bifrost error type (top-level `type` and `error.type`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Denial::KeyRequired => "virtual_key_required",
+            Denial::KeyNotFound => "virtual_key_not_found",
+            Denial::KeyInactive | Denial::KeyExpired => "virtual_key_blocked",
+            Denial::PolicyMissing | Denial::PolicyStale { .. } => "policy_unavailable",
+        }
+    }
+
+    /// A finer code than the type, for clients that need to tell cases apart.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Denial::KeyRequired => "virtual_key_required",
+            Denial::KeyNotFound => "virtual_key_not_found",
+            Denial::KeyInactive => "virtual_key_inactive",
+            Denial::KeyExpired => "virtual_key_expired",
+            Denial::PolicyMissing => "policy_missing",
+            Denial::PolicyStale { .. } => "policy_stale",
+        }
+    }
+
+    /// The human-readable message; Bifrost's wording where Bifrost has the case.
+    pub fn message(&self) -> String {
+        match self {
+            Denial::KeyRequired => "virtual key is required. Provide a virtual key via the x-bf-vk header.".into(),
+            Denial::KeyNotFound => {
+                "virtual key not found. The provided virtual key does not exist or has been revoked.".into()
+            }
+            Denial::KeyInactive => "Virtual key is inactive".into(),
+            Denial::KeyExpired => "Virtual key has expired".into(),
+            Denial::PolicyMissing => {
+                "Warden has not received its policy from the control plane yet; the request is refused rather than let through ungoverned.".into()
+            }
+            Denial::PolicyStale { age_ms, bound_ms } => format!(
+                "Warden's policy is stale: no contact with the control plane for {} ms (bound {} ms); the request is refused rather than let through on outdated policy.",
+                age_ms, bound_ms
+            ),
+        }
+    }
+
+    /// The JSON body of the local reply.
+    pub fn body(&self) -> Vec<u8> {
+        let message = self.message();
+        let body = ErrorBody {
+            error: ErrorDetail { message: &message, kind: self.kind(), code: self.code() },
+            kind: self.kind(),
+            status_code: self.status(),
+        };
+        // Serialising a struct of strings and integers cannot fail.
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_carries_openai_and_bifrost_fields() {
+        let body: serde_json::Value = serde_json::from_slice(&Denial::KeyExpired.body()).unwrap();
+        assert_eq!(body["type"], "virtual_key_blocked");
+        assert_eq!(body["status_code"], 403);
+        assert_eq!(body["error"]["type"], "virtual_key_blocked");
+        assert_eq!(body["error"]["code"], "virtual_key_expired");
+        assert_eq!(body["error"]["message"], "Virtual key has expired");
+    }
+
+    #[test]
+    fn stale_message_names_age_and_bound() {
+        let d = Denial::PolicyStale { age_ms: 7000, bound_ms: 5000 };
+        assert_eq!(d.status(), 503);
+        assert!(d.message().contains("7000 ms (bound 5000 ms)"));
+    }
+}

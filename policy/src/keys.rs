@@ -1,0 +1,275 @@
+//! Virtual keys: where a request carries one, how it is hashed, and what the filter knows of it.
+
+use crate::Denial;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// The prefix of every Warden (and Bifrost) virtual key, matched case-insensitively.
+pub const KEY_PREFIX: &str = "sk-bf-";
+
+/// The request headers that may carry a virtual key, in Bifrost's order of precedence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    /// `x-bf-vk`: the only header that also accepts keys without the `sk-bf-` prefix.
+    BifrostHeader,
+    /// `authorization: Bearer sk-bf-…`
+    Authorization,
+    /// `x-api-key` (Anthropic style)
+    XApiKey,
+    /// `x-goog-api-key` (Gemini style)
+    GoogApiKey,
+    /// `api-key` (Azure style)
+    ApiKey,
+}
+
+impl KeySource {
+    /// Every source, first match wins.
+    pub const PRECEDENCE: [KeySource; 5] = [
+        KeySource::BifrostHeader,
+        KeySource::Authorization,
+        KeySource::XApiKey,
+        KeySource::GoogApiKey,
+        KeySource::ApiKey,
+    ];
+
+    /// The lower-case header name.
+    pub fn header(self) -> &'static str {
+        match self {
+            KeySource::BifrostHeader => "x-bf-vk",
+            KeySource::Authorization => "authorization",
+            KeySource::XApiKey => "x-api-key",
+            KeySource::GoogApiKey => "x-goog-api-key",
+            KeySource::ApiKey => "api-key",
+        }
+    }
+
+    /// The key this header value carries, if it carries one.
+    fn key_in<'v>(self, value: &'v [u8]) -> Option<&'v [u8]> {
+        let value = value.trim_ascii();
+        let candidate = match self {
+            KeySource::BifrostHeader => return (!value.is_empty()).then_some(value),
+            KeySource::Authorization => {
+                let (scheme, token) = value.split_at_checked(7)?;
+                if !scheme.eq_ignore_ascii_case(b"bearer ") {
+                    return None;
+                }
+                token.trim_ascii()
+            }
+            _ => value,
+        };
+        has_key_prefix(candidate).then_some(candidate)
+    }
+}
+
+fn has_key_prefix(value: &[u8]) -> bool {
+    value.len() > KEY_PREFIX.len() && value[..KEY_PREFIX.len()].eq_ignore_ascii_case(KEY_PREFIX.as_bytes())
+}
+
+/// A key found in a request, not yet looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresentedKey {
+    /// Which header carried it (the filter removes that header before going upstream).
+    pub source: KeySource,
+    /// The lookup hash of the key.
+    pub hash: KeyHash,
+}
+
+/// Finds the virtual key of a request.
+///
+/// `headers` are `(lower-case name, raw value)` pairs as the proxy hands them over; values need
+/// not be UTF-8. The first header in [`KeySource::PRECEDENCE`] that carries a key wins; an
+/// `authorization` or `x-api-key` that carries something else (a provider key, Basic auth) is
+/// not a virtual key and the search goes on.
+pub fn find_key<'h, I>(headers: I) -> Option<PresentedKey>
+where
+    I: IntoIterator<Item = (&'h str, &'h [u8])> + Clone,
+{
+    KeySource::PRECEDENCE.into_iter().find_map(|source| {
+        headers
+            .clone()
+            .into_iter()
+            .filter(|(name, _)| *name == source.header())
+            .find_map(|(_, value)| source.key_in(value))
+            .map(|key| PresentedKey { source, hash: KeyHash::of(key) })
+    })
+}
+
+/// The SHA-256 of a virtual key: what the store keeps and what the filter looks up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyHash(pub [u8; 32]);
+
+impl KeyHash {
+    /// Hashes a key. The `sk-bf-` prefix is compared case-insensitively, so it is lower-cased
+    /// first; the rest of the key is hashed as sent.
+    pub fn of(key: &[u8]) -> KeyHash {
+        let mut hasher = Sha256::new();
+        if has_key_prefix(key) {
+            hasher.update(KEY_PREFIX.as_bytes());
+            hasher.update(&key[KEY_PREFIX.len()..]);
+        } else {
+            hasher.update(key);
+        }
+        KeyHash(hasher.finalize().into())
+    }
+
+    /// Parses the 64-character lower-case hex form.
+    pub fn from_hex(hex: &str) -> Option<KeyHash> {
+        let bytes = hex.as_bytes();
+        if bytes.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in bytes.chunks_exact(2).enumerate() {
+            out[i] = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
+        }
+        Some(KeyHash(out))
+    }
+}
+
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+impl fmt::Display for KeyHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+/// What every filter knows of one virtual key: the `warden.v1.VirtualKey` policy record.
+///
+/// Sent by the control plane as one incremental xDS resource per key, named by the key's hash.
+/// Unknown fields are ignored so that a newer control plane can add fields an older filter does
+/// not use yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtualKeyRecord {
+    /// The key's id in the admin API; forwarded upstream so providers' logs can name it.
+    pub id: String,
+    /// The key's unique name.
+    pub name: String,
+    /// An inactive key is refused with 403.
+    pub is_active: bool,
+    /// After this instant (Unix milliseconds) the key is refused with 403.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
+}
+
+impl VirtualKeyRecord {
+    /// Whether this key may be used at `now_ms`. Inactive wins over expired, as in Bifrost.
+    pub fn admit(&self, now_ms: u64) -> Result<(), Denial> {
+        if !self.is_active {
+            return Err(Denial::KeyInactive);
+        }
+        match self.expires_at_ms {
+            Some(expiry) if now_ms >= expiry => Err(Denial::KeyExpired),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn find(headers: &[(&str, &str)]) -> Option<PresentedKey> {
+        find_key(headers.iter().map(|(n, v)| (*n, v.as_bytes())))
+    }
+
+    #[test]
+    fn precedence_follows_bifrost() {
+        let all = [
+            ("api-key", "sk-bf-5"),
+            ("x-goog-api-key", "sk-bf-4"),
+            ("x-api-key", "sk-bf-3"),
+            ("authorization", "Bearer sk-bf-2"),
+            ("x-bf-vk", "sk-bf-1"),
+        ];
+        for skip in 0..all.len() {
+            let present = &all[..all.len() - skip];
+            let winner = present.last().unwrap();
+            let found = find(present).unwrap();
+            assert_eq!(found.source.header(), winner.0);
+            let key = winner.1.trim_start_matches("Bearer ");
+            assert_eq!(found.hash, KeyHash::of(key.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn only_x_bf_vk_takes_unprefixed_keys() {
+        assert_eq!(find(&[("x-bf-vk", "legacy-key")]).unwrap().source, KeySource::BifrostHeader);
+        assert_eq!(find(&[("authorization", "Bearer sk-openai-123")]), None);
+        assert_eq!(find(&[("x-api-key", "legacy-key")]), None);
+    }
+
+    #[test]
+    fn a_provider_key_in_authorization_does_not_hide_a_later_virtual_key() {
+        let found = find(&[("authorization", "Bearer sk-proj-abc"), ("x-api-key", "sk-bf-xyz")]).unwrap();
+        assert_eq!(found.source, KeySource::XApiKey);
+    }
+
+    #[test]
+    fn scheme_and_prefix_are_case_insensitive() {
+        let lower = find(&[("authorization", "bearer sk-bf-abc")]).unwrap();
+        let upper = find(&[("authorization", "BEARER SK-BF-abc")]).unwrap();
+        assert_eq!(lower.hash, upper.hash);
+        assert_eq!(lower.hash, KeyHash::of(b"sk-bf-abc"));
+        assert_ne!(lower.hash, KeyHash::of(b"sk-bf-ABC"));
+    }
+
+    #[test]
+    fn empty_and_bare_prefix_values_are_not_keys() {
+        assert_eq!(find(&[("x-bf-vk", "  ")]), None);
+        assert_eq!(find(&[("authorization", "Bearer sk-bf-")]), None);
+        assert_eq!(find(&[("authorization", "Bearer")]), None);
+        assert_eq!(find(&[("authorization", "Basic dXNlcjpwYXNz")]), None);
+    }
+
+    #[test]
+    fn non_utf8_values_are_handled() {
+        let raw: &[u8] = b"sk-bf-\xff\xfe";
+        let found = find_key([("x-api-key", raw)]).unwrap();
+        assert_eq!(found.hash, KeyHash::of(raw));
+    }
+
+    #[test]
+    fn hex_round_trip() {
+        let h = KeyHash::of(b"sk-bf-abc");
+        assert_eq!(KeyHash::from_hex(&h.to_string()), Some(h));
+        assert_eq!(KeyHash::from_hex("zz"), None);
+        assert_eq!(KeyHash::from_hex(&"G".repeat(64)), None);
+    }
+
+    #[test]
+    fn inactive_wins_over_expired() {
+        let mut r = VirtualKeyRecord { id: "1".into(), name: "a".into(), is_active: false, expires_at_ms: Some(10) };
+        assert_eq!(r.admit(20), Err(Denial::KeyInactive));
+        r.is_active = true;
+        assert_eq!(r.admit(20), Err(Denial::KeyExpired));
+        assert_eq!(r.admit(10), Err(Denial::KeyExpired));
+        assert_eq!(r.admit(9), Ok(()));
+        r.expires_at_ms = None;
+        assert_eq!(r.admit(u64::MAX), Ok(()));
+    }
+
+    proptest! {
+        #[test]
+        fn find_key_never_panics(headers in proptest::collection::vec(
+            (prop_oneof![Just("x-bf-vk"), Just("authorization"), Just("x-api-key"), Just("api-key"), Just("other")],
+             proptest::collection::vec(any::<u8>(), 0..40)), 0..6)) {
+            let _ = find_key(headers.iter().map(|(n, v)| (*n, v.as_slice())));
+        }
+
+        #[test]
+        fn prefix_case_never_changes_the_hash(rest in "[a-zA-Z0-9-]{1,40}", mask in any::<u8>()) {
+            let prefix: String = KEY_PREFIX.chars().enumerate()
+                .map(|(i, c)| if mask & (1 << (i % 8)) != 0 { c.to_ascii_uppercase() } else { c }).collect();
+            prop_assert_eq!(KeyHash::of(format!("{prefix}{rest}").as_bytes()), KeyHash::of(format!("sk-bf-{rest}").as_bytes()));
+        }
+    }
+}

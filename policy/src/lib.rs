@@ -1,0 +1,19 @@
+//! Warden's policy: the records the control plane sends to every filter, and the decisions both
+//! sides must agree on.
+//!
+//! Everything here is pure: time, counters and configuration arrive as arguments, nothing does
+//! I/O, and nothing depends on proxy-wasm, tokio or a database. The crate builds natively (the
+//! control plane, the tests) and for `wasm32-wasip1` (the filter). A decision computed anywhere
+//! else is in the wrong room.
+
+pub mod admission;
+pub mod denial;
+pub mod keys;
+pub mod settings;
+pub mod sync;
+
+pub use admission::{Admitted, admit};
+pub use denial::Denial;
+pub use keys::{KeyHash, KeySource, PresentedKey, VirtualKeyRecord};
+pub use settings::{FilterSettings, SettingsError};
+pub use sync::{PolicyHealth, SyncStatus};
