@@ -11,9 +11,11 @@ pub mod denial;
 pub mod keys;
 pub mod settings;
 pub mod sync;
+pub mod window;
 
 pub use admission::{Admitted, admit};
 pub use denial::Denial;
 pub use keys::{KeyHash, KeySource, PresentedKey, VirtualKeyRecord};
 pub use settings::{FilterSettings, SettingsError};
 pub use sync::{PolicyHealth, SyncStatus};
+pub use window::ResetDuration;

@@ -1,0 +1,39 @@
+//! `/api/envoy/*`: what every Envoy holds, and the filter's settings.
+
+use super::error::ApiError;
+use super::json::ValidJson;
+use super::AppState;
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+use warden_policy::FilterSettings;
+
+/// Each node's last ACKed and NACKed versions, and the versions being served.
+pub async fn nodes(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "filter_version": state.cache.filter().map(|f| f.version),
+        "policy_version": state.cache.policy_seq(),
+        "policy_records": state.cache.policy_len(),
+        "nodes": state.nodes.all(),
+    }))
+}
+
+pub async fn filter_settings(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({"settings": *state.filter.settings()}))
+}
+
+/// Replaces the filter's settings and pushes them over ECDS. Types are checked here; whether
+/// the values are acceptable is the filter's call, reported per node by ACK or NACK in
+/// `GET /api/envoy/nodes` (a filter rejecting them keeps serving the previous settings).
+pub async fn put_filter_settings(
+    State(state): State<AppState>,
+    ValidJson(settings): ValidJson<FilterSettings>,
+) -> Result<Json<Value>, ApiError> {
+    let text = serde_json::to_string(&settings).map_err(|e| ApiError::Internal(e.to_string()))?;
+    state.store.put_setting(super::super::serve::FILTER_SETTINGS, &text).await?;
+    let version = state.filter.replace(settings, &state.cache);
+    Ok(Json(json!({
+        "message": "Filter settings pushed; see /api/envoy/nodes for each node's ACK or NACK",
+        "filter_version": version,
+    })))
+}

@@ -1,0 +1,59 @@
+//! Every admin API failure, rendered in the one error shape of DESIGN.md "Errors".
+
+use crate::model::Invalid;
+use crate::store::StoreError;
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// The client sent something wrong; the message names the field.
+    BadRequest(String),
+    Unauthorized,
+    NotFound(String),
+    /// Our fault: logged in full, answered with a generic message.
+    Internal(String),
+}
+
+impl From<Invalid> for ApiError {
+    fn from(e: Invalid) -> Self {
+        ApiError::BadRequest(format!("{}: {}", e.field, e.reason))
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict { field } => {
+                ApiError::BadRequest(format!("{field}: a virtual key with this {field} already exists"))
+            }
+            StoreError::Backend(detail) => ApiError::Internal(detail),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind, message) = match self {
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request", m),
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "admin API: send the admin token as 'Authorization: Bearer <token>'".to_owned(),
+            ),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "admin API internal error");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error; see the control plane's log".to_owned())
+            }
+        };
+        let body = json!({
+            "error": {"message": message, "type": kind, "code": kind},
+            "type": kind,
+            "status_code": status.as_u16(),
+        });
+        (status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,118 @@
+//! The admin API (axum). Every route but `/health` needs the admin token.
+
+mod envoy;
+mod error;
+mod json;
+mod virtual_keys;
+
+pub use error::ApiError;
+
+use crate::model::VirtualKey;
+use crate::store::Store;
+use crate::xds::resources::filter_config;
+use crate::xds::{Cache, NodeRegistry};
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use sha2::{Digest, Sha256};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tower_http::timeout::TimeoutLayer;
+use warden_policy::FilterSettings;
+
+/// The filter's code location and current settings, from which the ECDS resource is built.
+pub struct FilterSource {
+    wasm_path: String,
+    settings: RwLock<Arc<FilterSettings>>,
+}
+
+impl FilterSource {
+    /// Publishes the initial filter configuration.
+    pub fn new(wasm_path: String, settings: FilterSettings, cache: &Cache) -> FilterSource {
+        cache.set_filter(filter_config(&wasm_path, &settings));
+        FilterSource { wasm_path, settings: RwLock::new(Arc::new(settings)) }
+    }
+
+    pub fn settings(&self) -> Arc<FilterSettings> {
+        self.settings.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Swaps the settings and publishes the new filter configuration; returns its version.
+    pub fn replace(&self, settings: FilterSettings, cache: &Cache) -> String {
+        let config = filter_config(&self.wasm_path, &settings);
+        let version = config.version.clone();
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(settings);
+        cache.set_filter(config);
+        version
+    }
+}
+
+/// Everything a handler may need.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub cache: Arc<Cache>,
+    pub nodes: Arc<NodeRegistry>,
+    pub filter: Arc<FilterSource>,
+    /// SHA-256 of the admin token; the token itself is not kept.
+    pub admin_token_sha256: [u8; 32],
+}
+
+impl AppState {
+    /// Sends a key's current record to every filter.
+    pub fn publish(&self, key: &VirtualKey) {
+        publish_keys(&self.cache, std::slice::from_ref(key));
+    }
+}
+
+/// Puts keys' records into the cache, named by the key hash.
+pub fn publish_keys(cache: &Cache, keys: &[VirtualKey]) {
+    cache.upsert(keys.iter().filter_map(|k| Some((k.value_hash.clone(), serde_json::to_vec(&k.record()).ok()?))));
+}
+
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    // Comparing hashes keeps the comparison time independent of the token's content.
+    match presented {
+        Some(token) if token_hash(token.trim()) == state.admin_token_sha256 => next.run(request).await,
+        _ => ApiError::Unauthorized.into_response(),
+    }
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such admin route".into())
+}
+
+/// The admin API router.
+pub fn router(state: AppState) -> Router {
+    let keys = "/api/governance/virtual-keys";
+    let protected = Router::new()
+        .route(keys, get(virtual_keys::list).post(virtual_keys::create))
+        .route(
+            &format!("{keys}/{{id}}"),
+            get(virtual_keys::get).put(virtual_keys::update).delete(virtual_keys::delete),
+        )
+        .route("/api/envoy/nodes", get(envoy::nodes))
+        .route("/api/envoy/filter-settings", get(envoy::filter_settings).put(envoy::put_filter_settings))
+        .fallback(not_found)
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
+    Router::new()
+        .route("/health", get(health))
+        .merge(protected)
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
+        .with_state(state)
+}

@@ -1,0 +1,37 @@
+//! The `warden` control plane: admin API, store, xDS server, and the mock provider.
+
+pub mod admin;
+pub mod bootstrap;
+pub mod mock_provider;
+pub mod model;
+pub mod serve;
+pub mod store;
+pub mod xds;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "warden", version, about = "Warden: AI traffic governance inside Envoy")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the control plane: store, admin API, xDS.
+    Serve(serve::ServeArgs),
+    /// Run an OpenAI-compatible mock provider.
+    MockProvider(mock_provider::MockArgs),
+    /// Print the Envoy bootstrap for a Warden node.
+    Bootstrap(bootstrap::BootstrapArgs),
+}
+
+/// Runs one subcommand to completion.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::serve(args).await,
+        Command::MockProvider(args) => mock_provider::run(args).await,
+        Command::Bootstrap(args) => bootstrap::run(args),
+    }
+}

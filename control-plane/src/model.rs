@@ -1,0 +1,202 @@
+//! The governance entities as the admin API shows them and the store keeps them, in Bifrost's
+//! shapes (reference/bifrost-contract.md §2), and their validation.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use warden_policy::{ResetDuration, VirtualKeyRecord};
+
+/// A virtual key. The secret itself is never kept: only its SHA-256 and a display prefix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VirtualKey {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub is_active: bool,
+    /// The first characters of the secret, to recognise it in lists.
+    pub value_prefix: String,
+    /// SHA-256 of the secret (hex); never leaves the control plane except as a resource name.
+    #[serde(skip_serializing)]
+    pub value_hash: String,
+    pub provider_configs: Vec<ProviderConfig>,
+    pub mcp_configs: Vec<McpConfig>,
+    pub team_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub budgets: Vec<Budget>,
+    pub rate_limit: Option<RateLimit>,
+    pub calendar_aligned: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Which provider a key may use, with what models and limits (contract §2.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    #[serde(default)]
+    pub id: Option<u64>,
+    pub provider: String,
+    /// `null` keeps the provider out of weighted selection; `0` keeps it in the pool.
+    #[serde(default)]
+    pub weight: Option<f64>,
+    #[serde(default)]
+    pub allowed_models: Vec<String>,
+    #[serde(default)]
+    pub blacklisted_models: Vec<String>,
+    #[serde(default)]
+    pub key_ids: Vec<String>,
+    #[serde(default)]
+    pub budgets: Vec<Budget>,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// Which tools of one MCP client a key may use (contract §2.1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpConfig {
+    pub mcp_client_name: String,
+    #[serde(default)]
+    pub tools_to_execute: Vec<String>,
+}
+
+/// A dollar budget per window (contract §2.3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    pub max_limit: f64,
+    pub reset_duration: String,
+}
+
+/// Request and token limits per window (contract §2.4).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    #[serde(default)]
+    pub token_max_limit: Option<u64>,
+    #[serde(default)]
+    pub token_reset_duration: Option<String>,
+    #[serde(default)]
+    pub request_max_limit: Option<u64>,
+    #[serde(default)]
+    pub request_reset_duration: Option<String>,
+}
+
+/// A field that failed validation, and why; rendered as a 400 naming the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub field: String,
+    pub reason: String,
+}
+
+impl Invalid {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Invalid {
+        Invalid { field: field.into(), reason: reason.into() }
+    }
+}
+
+impl VirtualKey {
+    /// Checks every rule of the contract that the types alone do not.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.name.trim().is_empty() {
+            return Err(Invalid::new("name", "must not be empty"));
+        }
+        if self.team_id.is_some() && self.customer_id.is_some() {
+            return Err(Invalid::new(
+                "team_id",
+                "VirtualKey cannot be attached to both Team and Customer (team_id and customer_id are exclusive)",
+            ));
+        }
+        for (i, pc) in self.provider_configs.iter().enumerate() {
+            let at = |f: &str| format!("provider_configs[{i}].{f}");
+            if pc.provider.trim().is_empty() {
+                return Err(Invalid::new(at("provider"), "must not be empty"));
+            }
+            if pc.weight.is_some_and(|w| !w.is_finite() || w < 0.0) {
+                return Err(Invalid::new(at("weight"), "must be a non-negative number or null"));
+            }
+            white_list(&pc.allowed_models, &at("allowed_models"))?;
+            white_list(&pc.key_ids, &at("key_ids"))?;
+            budgets(&pc.budgets, &at("budgets"))?;
+            if let Some(rl) = &pc.rate_limit {
+                rate_limit(rl, &at("rate_limit"))?;
+            }
+        }
+        let mut providers: Vec<&str> = self.provider_configs.iter().map(|p| p.provider.as_str()).collect();
+        providers.sort_unstable();
+        if providers.windows(2).any(|w| w[0] == w[1]) {
+            return Err(Invalid::new("provider_configs", "lists a provider twice"));
+        }
+        for (i, mc) in self.mcp_configs.iter().enumerate() {
+            if mc.mcp_client_name.trim().is_empty() {
+                return Err(Invalid::new(format!("mcp_configs[{i}].mcp_client_name"), "must not be empty"));
+            }
+            white_list(&mc.tools_to_execute, &format!("mcp_configs[{i}].tools_to_execute"))?;
+        }
+        budgets(&self.budgets, "budgets")?;
+        if let Some(rl) = &self.rate_limit {
+            rate_limit(rl, "rate_limit")?;
+        }
+        Ok(())
+    }
+
+    /// The policy record every filter receives for this key.
+    pub fn record(&self) -> VirtualKeyRecord {
+        VirtualKeyRecord {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            is_active: self.is_active,
+            expires_at_ms: self.expires_at.map(|t| u64::try_from(t.timestamp_millis()).unwrap_or(0)),
+        }
+    }
+}
+
+/// Bifrost's WhiteList rule: `*` stands alone, and no entry twice.
+fn white_list(list: &[String], field: &str) -> Result<(), Invalid> {
+    if list.len() > 1 && list.iter().any(|e| e == "*") {
+        return Err(Invalid::new(field, "\"*\" cannot be combined with other values"));
+    }
+    let mut sorted: Vec<&String> = list.iter().collect();
+    sorted.sort_unstable();
+    if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+        return Err(Invalid::new(field, format!("lists '{}' twice", w[0])));
+    }
+    Ok(())
+}
+
+fn budgets(list: &[Budget], field: &str) -> Result<(), Invalid> {
+    for (i, b) in list.iter().enumerate() {
+        if !b.max_limit.is_finite() || b.max_limit <= 0.0 {
+            return Err(Invalid::new(format!("{field}[{i}].max_limit"), "must be greater than 0"));
+        }
+        duration(&b.reset_duration, &format!("{field}[{i}].reset_duration"))?;
+    }
+    let mut windows: Vec<&str> = list.iter().map(|b| b.reset_duration.as_str()).collect();
+    windows.sort_unstable();
+    if windows.windows(2).any(|w| w[0] == w[1]) {
+        return Err(Invalid::new(field, "has two budgets with the same reset_duration"));
+    }
+    Ok(())
+}
+
+fn rate_limit(rl: &RateLimit, field: &str) -> Result<(), Invalid> {
+    let pairs = [
+        ("token", rl.token_max_limit, &rl.token_reset_duration),
+        ("request", rl.request_max_limit, &rl.request_reset_duration),
+    ];
+    for (kind, max, window) in pairs {
+        match (max, window) {
+            (Some(0), _) => return Err(Invalid::new(format!("{field}.{kind}_max_limit"), "must be greater than 0")),
+            (Some(_), None) => {
+                return Err(Invalid::new(format!("{field}.{kind}_reset_duration"), "is required with a max limit"));
+            }
+            (_, Some(w)) => duration(w, &format!("{field}.{kind}_reset_duration"))?,
+            (None, None) => {}
+        }
+    }
+    Ok(())
+}
+
+fn duration(text: &str, field: &str) -> Result<(), Invalid> {
+    ResetDuration::parse(text).map(|_| ()).map_err(|e| Invalid::new(field, e.to_string()))
+}

@@ -1,0 +1,135 @@
+//! `warden serve`: the store, the admin API and the xDS server in one process.
+
+use crate::admin::{self, AppState, FilterSource};
+use crate::store::{KeyQuery, SqliteStore, Store};
+use crate::xds::{AdsServer, Cache, NodeRegistry};
+use anyhow::Context;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use warden_policy::FilterSettings;
+use warden_policy::settings::HEARTBEAT_INTERVAL_MS;
+
+/// Settings-table names.
+pub const FILTER_SETTINGS: &str = "filter_settings";
+const ADMIN_TOKEN_SHA256: &str = "admin_token_sha256";
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address of the admin API.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub admin_addr: SocketAddr,
+    /// Address of the xDS (ADS) gRPC server that Envoy and the filter connect to.
+    #[arg(long, default_value = "127.0.0.1:18000")]
+    pub xds_addr: SocketAddr,
+    /// Folder for the SQLite database.
+    #[arg(long, default_value = "data")]
+    pub data_dir: PathBuf,
+    /// The admin bearer token. Without it (and without a file), one is generated at the first
+    /// start and printed once; only its hash is kept.
+    #[arg(long, env = "WARDEN_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// A file holding the admin bearer token.
+    #[arg(long, conflicts_with = "admin_token")]
+    pub admin_token_file: Option<PathBuf>,
+    /// The filter's .wasm as Envoy will load it (a path on Envoy's machine).
+    #[arg(long)]
+    pub filter_wasm: PathBuf,
+    /// The Envoy cluster through which the filter reaches this server.
+    #[arg(long, default_value = "warden_xds")]
+    pub control_plane_cluster: String,
+    /// Initial staleness bound of the filter's policy, until changed by the admin API.
+    #[arg(long)]
+    pub staleness_bound_ms: Option<u64>,
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&args.data_dir.join("warden.db")).await?);
+    let admin_token_sha256 = admin_token(&args, store.as_ref()).await?;
+
+    let cache = Arc::new(Cache::default());
+    let nodes = Arc::new(NodeRegistry::default());
+    let settings = match store.setting(FILTER_SETTINGS).await? {
+        Some(text) => serde_json::from_str(&text).context("stored filter settings")?,
+        None => {
+            let mut s = FilterSettings::for_cluster(&args.control_plane_cluster);
+            if let Some(bound) = args.staleness_bound_ms {
+                s.staleness_bound_ms = bound;
+            }
+            s
+        }
+    };
+    let wasm_path = std::path::absolute(&args.filter_wasm)?.display().to_string();
+    let filter = Arc::new(FilterSource::new(wasm_path, settings, &cache));
+    let (keys, _) = store.virtual_keys(&KeyQuery::default()).await?;
+    admin::publish_keys(&cache, &keys);
+    tracing::info!(keys = keys.len(), "policy loaded from the store");
+
+    let state = AppState { store, cache: cache.clone(), nodes: nodes.clone(), filter, admin_token_sha256 };
+    let admin_listener = tokio::net::TcpListener::bind(args.admin_addr)
+        .await
+        .with_context(|| format!("binding the admin API to {}", args.admin_addr))?;
+    let xds_listener = tokio::net::TcpListener::bind(args.xds_addr)
+        .await
+        .with_context(|| format!("binding the xDS server to {}", args.xds_addr))?;
+    tracing::info!(admin = %args.admin_addr, xds = %args.xds_addr, "warden serving");
+
+    let ads = AdsServer::new(cache, nodes, Duration::from_millis(HEARTBEAT_INTERVAL_MS));
+    let xds = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .add_service(AggregatedDiscoveryServiceServer::new(ads))
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(xds_listener), shutdown());
+    let admin = axum::serve(admin_listener, admin::router(state)).with_graceful_shutdown(shutdown());
+    tokio::select! {
+        r = xds => r.context("xDS server")?,
+        r = admin => r.context("admin API")?,
+    }
+    Ok(())
+}
+
+/// The admin token's hash: from the flag, the file, the store, or newly generated (printed once).
+async fn admin_token(args: &ServeArgs, store: &dyn Store) -> anyhow::Result<[u8; 32]> {
+    let given = match (&args.admin_token, &args.admin_token_file) {
+        (Some(t), _) => Some(t.trim().to_owned()),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?.trim().to_owned(),
+        ),
+        (None, None) => None,
+    };
+    if let Some(token) = given {
+        anyhow::ensure!(token.len() >= 16, "the admin token needs at least 16 characters");
+        return Ok(admin::token_hash(&token));
+    }
+    if let Some(hex) = store.setting(ADMIN_TOKEN_SHA256).await? {
+        let hash = warden_policy::KeyHash::from_hex(&hex).context("stored admin token hash is corrupt")?;
+        return Ok(hash.0);
+    }
+    let token = format!("wdn-admin-{}", uuid::Uuid::new_v4().simple());
+    let hash = admin::token_hash(&token);
+    store.put_setting(ADMIN_TOKEN_SHA256, &warden_policy::KeyHash(hash).to_string()).await?;
+    println!("Generated admin token (shown once, only its hash is kept): {token}");
+    Ok(hash)
+}
+
+async fn shutdown() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,44 @@
+//! Where the control plane keeps its truth. One trait, so PostgreSQL can join SQLite without
+//! touching the admin API or xDS.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use crate::model::VirtualKey;
+use async_trait::async_trait;
+
+/// A store failure the admin API can explain.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique column already holds this value; names the API field.
+    #[error("{field} already exists")]
+    Conflict { field: &'static str },
+    /// Anything else: the database is unreachable, corrupt, or full.
+    #[error("store failure: {0}")]
+    Backend(String),
+}
+
+/// Filters and paging for listing virtual keys.
+#[derive(Debug, Default, Clone)]
+pub struct KeyQuery {
+    pub search: Option<String>,
+    pub team_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub limit: Option<u32>,
+    pub offset: u32,
+}
+
+/// The store. Every method is one transaction; implementations are shared across tasks.
+#[async_trait]
+pub trait Store: Send + Sync {
+    async fn insert_virtual_key(&self, key: &VirtualKey) -> Result<(), StoreError>;
+    /// Replaces a key by id; `false` if there is no such key.
+    async fn update_virtual_key(&self, key: &VirtualKey) -> Result<bool, StoreError>;
+    async fn delete_virtual_key(&self, id: &str) -> Result<Option<VirtualKey>, StoreError>;
+    async fn virtual_key(&self, id: &str) -> Result<Option<VirtualKey>, StoreError>;
+    /// One page of keys in creation order, and how many match in all.
+    async fn virtual_keys(&self, query: &KeyQuery) -> Result<(Vec<VirtualKey>, u64), StoreError>;
+    async fn setting(&self, name: &str) -> Result<Option<String>, StoreError>;
+    async fn put_setting(&self, name: &str, value: &str) -> Result<(), StoreError>;
+}

@@ -1,0 +1,240 @@
+//! The snapshot every xDS stream serves from. Admin writes go to the store first, then here; no
+//! stream ever reads the database.
+//!
+//! Two kinds of state live here:
+//! - the filter's ECDS resource (state of the world: one versioned resource), and
+//! - the policy records (delta: one resource per virtual key, named by the key's hash). Each
+//!   change gets a sequence number, so a stream that has sent everything up to `seq` asks only
+//!   for what changed since, in O(changes) rather than a diff of every key.
+//!
+//! Every change bumps a `watch` generation that wakes all streams.
+
+use envoy_types::pb::google::protobuf::Any;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use tokio::sync::watch;
+
+/// The filter's ECDS resource and its content version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilterConfig {
+    pub version: String,
+    pub resource: Any,
+}
+
+/// One policy record as served: its content version and its JSON body.
+#[derive(Debug, Clone)]
+pub struct PolicyEntry {
+    pub version: String,
+    pub body: Arc<Vec<u8>>,
+}
+
+/// What a stream must send: an added or changed record, or a removal.
+#[derive(Debug, Clone)]
+pub enum PolicyChange {
+    Upsert { name: String, entry: PolicyEntry },
+    Remove { name: String },
+}
+
+#[derive(Default)]
+struct State {
+    filter: Option<FilterConfig>,
+    seq: u64,
+    records: HashMap<String, PolicyEntry>,
+    /// The last change of each name, by sequence number (removals included).
+    log: BTreeMap<u64, String>,
+    last_change: HashMap<String, u64>,
+}
+
+/// The shared snapshot. Cheap to clone behind an `Arc`; methods take a short lock.
+pub struct Cache {
+    state: RwLock<State>,
+    generation: watch::Sender<u64>,
+}
+
+/// A short content hash: the same record gives the same version across restarts, so a
+/// reconnecting Envoy that already holds it is sent nothing.
+pub fn content_version(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Cache { state: RwLock::default(), generation: watch::Sender::new(0) }
+    }
+}
+
+impl Cache {
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn bump(&self) {
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    pub fn filter(&self) -> Option<FilterConfig> {
+        self.read().filter.clone()
+    }
+
+    pub fn set_filter(&self, config: FilterConfig) {
+        let changed = {
+            let mut state = self.write();
+            let changed = state.filter.as_ref() != Some(&config);
+            state.filter = Some(config);
+            changed
+        };
+        if changed {
+            self.bump();
+        }
+    }
+
+    /// The policy's version: the sequence number of its last change.
+    pub fn policy_seq(&self) -> u64 {
+        self.read().seq
+    }
+
+    /// How many policy records are served.
+    pub fn policy_len(&self) -> usize {
+        self.read().records.len()
+    }
+
+    /// Adds or replaces records; unchanged bodies are not re-sent.
+    pub fn upsert(&self, records: impl IntoIterator<Item = (String, Vec<u8>)>) {
+        let mut changed = false;
+        {
+            let mut state = self.write();
+            for (name, body) in records {
+                let version = content_version(&body);
+                if state.records.get(&name).is_some_and(|e| e.version == version) {
+                    continue;
+                }
+                state.next_seq(&name);
+                state.records.insert(name, PolicyEntry { version, body: Arc::new(body) });
+                changed = true;
+            }
+        }
+        if changed {
+            self.bump();
+        }
+    }
+
+    pub fn remove(&self, name: &str) {
+        let removed = {
+            let mut state = self.write();
+            let removed = state.records.remove(name).is_some();
+            if removed {
+                state.next_seq(name);
+            }
+            removed
+        };
+        if removed {
+            self.bump();
+        }
+    }
+
+    /// What a new stream must send, given the names and versions the client already holds, and
+    /// the sequence number it is then up to date with.
+    pub fn initial(&self, held: &HashMap<String, String>) -> (Vec<PolicyChange>, u64) {
+        let state = self.read();
+        let mut changes: Vec<PolicyChange> = state
+            .records
+            .iter()
+            .filter(|(name, entry)| held.get(*name) != Some(&entry.version))
+            .map(|(name, entry)| PolicyChange::Upsert { name: name.clone(), entry: entry.clone() })
+            .collect();
+        changes.extend(
+            held.keys()
+                .filter(|name| !state.records.contains_key(*name))
+                .map(|name| PolicyChange::Remove { name: name.clone() }),
+        );
+        (changes, state.seq)
+    }
+
+    /// Everything that changed after `seq`, and the sequence number it brings the client to.
+    pub fn since(&self, seq: u64) -> (Vec<PolicyChange>, u64) {
+        let state = self.read();
+        let changes = state
+            .log
+            .range(seq + 1..)
+            .map(|(_, name)| match state.records.get(name) {
+                Some(entry) => PolicyChange::Upsert { name: name.clone(), entry: entry.clone() },
+                None => PolicyChange::Remove { name: name.clone() },
+            })
+            .collect();
+        (changes, state.seq)
+    }
+}
+
+impl State {
+    /// Gives `name` the next sequence number, dropping its previous log entry.
+    fn next_seq(&mut self, name: &str) {
+        self.seq += 1;
+        if let Some(old) = self.last_change.insert(name.to_owned(), self.seq) {
+            self.log.remove(&old);
+        }
+        self.log.insert(self.seq, name.to_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(changes: &[PolicyChange]) -> Vec<String> {
+        let mut v: Vec<String> = changes
+            .iter()
+            .map(|c| match c {
+                PolicyChange::Upsert { name, .. } => format!("+{name}"),
+                PolicyChange::Remove { name } => format!("-{name}"),
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn since_returns_only_the_latest_change_of_each_name() {
+        let cache = Cache::default();
+        cache.upsert([("a".into(), b"1".to_vec()), ("b".into(), b"1".to_vec())]);
+        let (_, seq) = cache.since(0);
+        cache.upsert([("a".into(), b"2".to_vec())]);
+        cache.upsert([("a".into(), b"3".to_vec())]);
+        cache.remove("b");
+        cache.upsert([("c".into(), b"1".to_vec())]);
+        let (changes, to) = cache.since(seq);
+        assert_eq!(names(&changes), ["+a", "+c", "-b"]);
+        assert_eq!(cache.since(to).0.len(), 0);
+    }
+
+    #[test]
+    fn unchanged_bodies_do_not_wake_streams() {
+        let cache = Cache::default();
+        let rx = cache.subscribe();
+        cache.upsert([("a".into(), b"1".to_vec())]);
+        let g = *rx.borrow();
+        cache.upsert([("a".into(), b"1".to_vec())]);
+        cache.remove("missing");
+        assert_eq!(*rx.borrow(), g);
+    }
+
+    #[test]
+    fn initial_sends_differences_and_removals() {
+        let cache = Cache::default();
+        cache.upsert([("a".into(), b"1".to_vec()), ("b".into(), b"1".to_vec())]);
+        let held: HashMap<String, String> =
+            [("a".to_string(), content_version(b"1")), ("gone".to_string(), "x".to_string())].into();
+        let (changes, seq) = cache.initial(&held);
+        assert_eq!(names(&changes), ["+b", "-gone"]);
+        assert_eq!(seq, cache.policy_seq());
+    }
+}
