@@ -52,8 +52,8 @@ impl PolicyStream {
         host::increment(metrics.stream_opened, 1);
         let subscribe = DeltaDiscoveryRequest {
             node: Some(Node {
-                id: host::property(&["node", "id"]).unwrap_or_default(),
-                cluster: host::property(&["node", "cluster"]).unwrap_or_default(),
+                id: host::property(&["xds", "node", "id"]).unwrap_or_default(),
+                cluster: host::property(&["xds", "node", "cluster"]).unwrap_or_default(),
             }),
             type_url: VIRTUAL_KEY_TYPE_URL.to_owned(),
             initial_resource_versions: shared::held_versions(),
