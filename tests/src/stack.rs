@@ -1,0 +1,224 @@
+//! A whole Warden node on 127.0.0.1 for end-to-end tests: the mock provider, `warden serve` and
+//! Envoy 1.40 with `--concurrency 2`, each a child of the test on its own free ports.
+
+use crate::{Proc, envoy_bin, free_port, test_filter_wasm, warden_bin};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789";
+
+/// Ports and files of one node.
+pub struct Stack {
+    pub dir: TempDir,
+    pub gateway_port: u16,
+    pub envoy_admin_port: u16,
+    pub admin_port: u16,
+    pub xds_port: u16,
+    pub mock_port: u16,
+    pub staleness_bound_ms: Option<u64>,
+    pub mock: Proc,
+    pub warden: Option<Proc>,
+    pub envoy: Option<Proc>,
+    pub http: reqwest::Client,
+}
+
+/// A created key: its id and its secret.
+pub struct Key {
+    pub id: String,
+    pub secret: String,
+}
+
+impl Stack {
+    /// Starts all three and waits until Envoy serves with the filter and its policy.
+    pub async fn start() -> Stack {
+        Self::start_with(None).await
+    }
+
+    pub async fn start_with(staleness_bound_ms: Option<u64>) -> Stack {
+        let dir = tempfile::Builder::new().prefix("warden-e2e-").tempdir().expect("temp dir");
+        let mock_port = free_port();
+        let mut mock_cmd = Command::new(warden_bin());
+        mock_cmd.args(["mock-provider", "--addr", &format!("127.0.0.1:{mock_port}")]);
+        let mock = Proc::spawn("mock-provider", mock_cmd, dir.path());
+        let mut stack = Stack {
+            dir,
+            gateway_port: free_port(),
+            envoy_admin_port: free_port(),
+            admin_port: free_port(),
+            xds_port: free_port(),
+            mock_port,
+            staleness_bound_ms,
+            mock,
+            warden: None,
+            envoy: None,
+            http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("http client"),
+        };
+        stack.start_warden().await;
+        stack.start_envoy().await;
+        stack
+    }
+
+    pub fn log_dir(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    /// Starts `warden serve` (again, after [`Stack::kill_warden`]) on the same ports and data.
+    pub async fn start_warden(&mut self) {
+        let mut cmd = Command::new(warden_bin());
+        cmd.args(["serve", "--admin-addr", &format!("127.0.0.1:{}", self.admin_port)])
+            .args(["--xds-addr", &format!("127.0.0.1:{}", self.xds_port)])
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .args(["--admin-token", ADMIN_TOKEN])
+            .arg("--filter-wasm")
+            .arg(test_filter_wasm());
+        if let Some(bound) = self.staleness_bound_ms {
+            cmd.args(["--staleness-bound-ms", &bound.to_string()]);
+        }
+        self.warden = Some(Proc::spawn("warden", cmd, self.dir.path()));
+        let health = format!("http://127.0.0.1:{}/health", self.admin_port);
+        self.wait_for("warden's admin API", Duration::from_secs(20), || async {
+            self.http.get(&health).send().await.is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+    }
+
+    pub fn kill_warden(&mut self) {
+        self.warden = None;
+    }
+
+    /// Starts Envoy and waits until its filter configuration has arrived.
+    pub async fn start_envoy(&mut self) {
+        let bootstrap = self.dir.path().join("envoy.yaml");
+        let status = Command::new(warden_bin())
+            .args(["bootstrap", "--node-id", "e2e-node"])
+            .args(["--listen", &format!("127.0.0.1:{}", self.gateway_port)])
+            .args(["--admin", &format!("127.0.0.1:{}", self.envoy_admin_port)])
+            .args(["--xds", &format!("127.0.0.1:{}", self.xds_port)])
+            .args(["--upstream", &format!("http://127.0.0.1:{}", self.mock_port)])
+            .arg("--out")
+            .arg(&bootstrap)
+            .status()
+            .expect("warden bootstrap");
+        assert!(status.success(), "warden bootstrap failed");
+        let mut cmd = Command::new(envoy_bin());
+        cmd.arg("-c").arg(&bootstrap).args(["--concurrency", "2", "--use-dynamic-base-id", "-l", "info"]);
+        self.envoy = Some(Proc::spawn("envoy", cmd, self.dir.path()));
+        let ready = format!("http://127.0.0.1:{}/ready", self.envoy_admin_port);
+        self.wait_for("Envoy to be ready", Duration::from_secs(30), || async {
+            self.http.get(&ready).send().await.is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+    }
+
+    pub fn kill_envoy(&mut self) {
+        self.envoy = None;
+    }
+
+    pub fn gateway(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.gateway_port)
+    }
+
+    pub fn admin(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    pub fn mock(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.mock_port)
+    }
+
+    /// An admin API call; returns the status and the JSON body.
+    pub async fn admin_call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.http.request(method, self.admin(path)).bearer_auth(ADMIN_TOKEN);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("admin API reachable");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn create_key(&self, body: Value) -> Key {
+        let (status, created) = self.admin_call(reqwest::Method::POST, "/api/governance/virtual-keys", Some(body)).await;
+        assert_eq!(status, 200, "create key: {created}");
+        Key {
+            id: created["virtual_key"]["id"].as_str().expect("id").to_owned(),
+            secret: created["virtual_key"]["value"].as_str().expect("value").to_owned(),
+        }
+    }
+
+    pub async fn update_key(&self, id: &str, body: Value) {
+        let (status, body) =
+            self.admin_call(reqwest::Method::PUT, &format!("/api/governance/virtual-keys/{id}"), Some(body)).await;
+        assert_eq!(status, 200, "update key: {body}");
+    }
+
+    pub async fn delete_key(&self, id: &str) {
+        let (status, body) = self.admin_call(reqwest::Method::DELETE, &format!("/api/governance/virtual-keys/{id}"), None).await;
+        assert_eq!(status, 200, "delete key: {body}");
+    }
+
+    /// A chat completion through Envoy with `key` as a bearer token; returns status and body.
+    pub async fn chat(&self, key: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(self.gateway("/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}))
+            .send()
+            .await
+            .expect("Envoy reachable");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The status a request with `key` gets, on a fresh connection (so it may land on any
+    /// worker).
+    pub async fn status_for(&self, key: &str) -> u16 {
+        let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
+        match client.get(self.gateway("/v1/models")).bearer_auth(key).send().await {
+            Ok(resp) => resp.status().as_u16(),
+            Err(_) => 0,
+        }
+    }
+
+    /// Polls `probe` every 10 ms until it holds; returns how long that took, or fails the test
+    /// after `limit` naming `what`.
+    pub async fn wait_for<F, Fut>(&self, what: &str, limit: Duration, probe: F) -> Duration
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let start = Instant::now();
+        loop {
+            if probe().await {
+                return start.elapsed();
+            }
+            assert!(start.elapsed() < limit, "waited {limit:?} for {what}; logs in {}", self.log_dir().display());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits until requests with `key` get `status` on every try of a few fresh connections.
+    pub async fn wait_for_status(&self, key: &str, status: u16, limit: Duration) -> Duration {
+        self.wait_for(&format!("status {status}"), limit, || async {
+            for _ in 0..4 {
+                if self.status_for(key).await != status {
+                    return false;
+                }
+            }
+            true
+        })
+        .await
+    }
+
+    /// A counter or gauge from Envoy's `/stats`.
+    pub async fn envoy_stat(&self, name: &str) -> Option<u64> {
+        let url = format!("http://127.0.0.1:{}/stats?filter=^{name}$", self.envoy_admin_port);
+        let text = self.http.get(url).send().await.ok()?.text().await.ok()?;
+        text.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))?.trim().parse().ok())
+    }
+}
