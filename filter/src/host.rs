@@ -34,14 +34,6 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Nanoseconds since the epoch, for identifiers that must differ between VMs.
-pub fn now_nanos() -> u128 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos())
-}
-
 pub fn set_tick_period(ms: u64) -> Result<(), HostError> {
     Ok(hostcalls::set_tick_period(Duration::from_millis(ms))?)
 }

@@ -9,6 +9,8 @@
 
 use crate::{host, shared::LEADER_KEY};
 
+const ROOT_IDS_KEY: &str = "warden:root-ids";
+
 /// A lease as stored: `"<holder> <expires_ms> <served 0|1>"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
@@ -30,6 +32,20 @@ impl Lease {
         let served = parts.next()? == "1";
         Some(Lease { holder, expires_ms, served })
     }
+}
+
+/// A name for a root context, unique within this Envoy process: a counter in shared data.
+/// (Clocks and context ids both repeat across VMs.)
+pub fn allocate_id() -> Option<String> {
+    for _ in 0..16 {
+        let (value, cas) = host::shared_get(ROOT_IDS_KEY);
+        let last: u64 = value.as_deref().and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()).unwrap_or(0);
+        let next = last + 1;
+        if host::shared_set(ROOT_IDS_KEY, next.to_string().as_bytes(), cas).is_ok() {
+            return Some(format!("root{next}"));
+        }
+    }
+    None
 }
 
 /// Whether `me` should write a fresh lease over `current`.

@@ -24,17 +24,17 @@ pub fn vm_holds_stream() -> bool {
 }
 
 pub struct WardenRoot {
-    id: String,
+    /// Assigned on the first tick: the canary VM that runs `on_configure` first never ticks.
+    id: Option<String>,
     settings: Option<Rc<FilterSettings>>,
     metrics: Rc<Metrics>,
     stream: PolicyStream,
 }
 
 impl WardenRoot {
-    pub fn new(context_id: u32) -> WardenRoot {
+    pub fn new() -> WardenRoot {
         WardenRoot {
-            // Unique across VMs: time to the nanosecond plus this VM's context id.
-            id: format!("{:x}-{context_id}", host::now_nanos()),
+            id: None,
             settings: None,
             metrics: Rc::new(Metrics::define()),
             stream: PolicyStream::default(),
@@ -57,7 +57,9 @@ impl Context for WardenRoot {
 
     fn on_done(&mut self) -> bool {
         self.stream.stop();
-        leader::release(&self.id);
+        if let Some(id) = &self.id {
+            leader::release(id);
+        }
         HOLDS_STREAM.with(|h| h.set(false));
         true
     }
@@ -90,8 +92,12 @@ impl RootContext for WardenRoot {
     fn on_tick(&mut self) {
         let Some(settings) = self.settings.clone() else { return };
         let now = host::now_ms();
+        if self.id.is_none() {
+            self.id = leader::allocate_id();
+        }
+        let Some(id) = &self.id else { return };
         let served = SERVED_REQUESTS.with(Cell::get);
-        if leader::hold(&self.id, served, settings.leader_lease_ms, now) {
+        if leader::hold(id, served, settings.leader_lease_ms, now) {
             self.stream.ensure_open(&settings.control_plane_cluster, now, &self.metrics);
         } else {
             self.stream.stop();

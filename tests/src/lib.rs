@@ -1,6 +1,7 @@
 //! Shared helpers of Warden's cross-crate tests: where the built artefacts are, and processes
 //! that are children of the test and die with it.
 
+pub mod harness;
 pub mod stack;
 
 use std::fs::File;

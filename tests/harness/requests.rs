@@ -1,0 +1,125 @@
+use crate::*;
+
+const A: &str = "sk-bf-aaaaaaaa-0000-4000-8000-000000000001";
+const B: &str = "sk-bf-bbbbbbbb-0000-4000-8000-000000000002";
+
+fn two_keys() -> (Proxy, Vm, u32) {
+    with_keys(&[(A, record("id-a", true, None)), (B, record("id-b", true, None))])
+}
+
+#[test]
+fn header_precedence_follows_bifrost() {
+    let (_proxy, mut vm, _) = two_keys();
+    let bearer_b = format!("Bearer {B}");
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (vec![("authorization", bearer_b.as_str()), ("x-bf-vk", A)], "id-a"),
+        (vec![("x-api-key", A), ("authorization", bearer_b.as_str())], "id-b"),
+        (vec![("x-goog-api-key", B), ("x-api-key", A)], "id-a"),
+        (vec![("api-key", A), ("x-goog-api-key", B)], "id-b"),
+        (vec![("api-key", B)], "id-b"),
+        (vec![("authorization", "Bearer sk-proj-provider"), ("x-api-key", A)], "id-a"),
+    ];
+    for (headers, id) in cases {
+        let out = vm.request_str(&headers).unwrap();
+        assert_eq!(out.action, 0, "{headers:?}: {:?}", out.reply);
+        assert_eq!(out.header("x-warden-vk-id").as_deref(), Some(id), "{headers:?}");
+    }
+}
+
+#[test]
+fn every_refusal_has_its_status_type_and_code() {
+    let expiring = "sk-bf-cccccccc-0000-4000-8000-000000000003";
+    let inactive = "sk-bf-dddddddd-0000-4000-8000-000000000004";
+    let (proxy, mut vm, _) = with_keys(&[
+        (A, record("id-a", true, None)),
+        (expiring, record("id-c", true, Some(T0 + 1_000))),
+        (inactive, record("id-d", false, Some(T0 + 1_000))),
+    ]);
+    let cases = [
+        (vec![], 401, "virtual_key_required", "virtual_key_required"),
+        (vec![("authorization", "Basic dXNlcjpwYXNz")], 401, "virtual_key_required", "virtual_key_required"),
+        (vec![("x-bf-vk", "sk-bf-unknown")], 401, "virtual_key_not_found", "virtual_key_not_found"),
+        (vec![("x-bf-vk", inactive)], 403, "virtual_key_blocked", "virtual_key_inactive"),
+    ];
+    for (headers, status, kind, code) in cases {
+        let out = vm.request_str(&headers).unwrap();
+        let reply = out.reply.unwrap_or_else(|| panic!("{headers:?} was let through"));
+        assert_eq!(out.action, 1);
+        assert_eq!(reply.status, status, "{headers:?}");
+        assert!(reply.headers.contains(&("content-type".into(), "application/json".into())));
+        let body = reply.json();
+        assert_eq!((body["type"].as_str(), body["error"]["code"].as_str()), (Some(kind), Some(code)), "{body}");
+        assert_eq!(body["status_code"], status);
+    }
+    assert_eq!(vm.request_str(&[("x-bf-vk", expiring)]).unwrap().action, 0);
+    proxy.advance_ms(1_000);
+    let reply = vm.request_str(&[("x-bf-vk", expiring)]).unwrap().reply.unwrap();
+    assert_eq!((reply.status, reply.json()["error"]["code"].as_str()), (403, Some("virtual_key_expired")));
+    assert_eq!(proxy.metric("warden_requests_denied"), 5);
+    assert_eq!(proxy.metric("warden_requests_admitted"), 1);
+}
+
+#[test]
+fn no_policy_and_stale_policy_are_refused_never_allowed() {
+    let proxy = Proxy::load(&warden_tests::filter_wasm());
+    proxy.set_now_ms(T0);
+    let (mut vm, _) = proxy.vm(SETTINGS).unwrap();
+    let reply = vm.request_str(&[("x-bf-vk", A)]).unwrap().reply.unwrap();
+    assert_eq!((reply.status, reply.json()["error"]["code"].as_str()), (503, Some("policy_missing")));
+
+    let (proxy, mut vm, token) = two_keys();
+    proxy.advance_ms(10_000);
+    assert_eq!(vm.request_str(&[("x-bf-vk", A)]).unwrap().action, 0, "at the bound: still fresh");
+    proxy.advance_ms(1);
+    let reply = vm.request_str(&[("x-bf-vk", A)]).unwrap().reply.unwrap();
+    assert_eq!((reply.status, reply.json()["error"]["code"].as_str()), (503, Some("policy_stale")));
+    assert!(reply.json()["error"]["message"].as_str().unwrap().contains("10001 ms (bound 10000 ms)"));
+    vm.deliver(token, &heartbeat("1")).unwrap();
+    assert_eq!(vm.request_str(&[("x-bf-vk", A)]).unwrap().action, 0, "a heartbeat makes it fresh again");
+}
+
+#[test]
+fn client_warden_headers_and_the_key_never_go_upstream() {
+    let (_proxy, mut vm, _) = two_keys();
+    let bearer = format!("Bearer {A}");
+    let out = vm
+        .request_str(&[
+            ("authorization", bearer.as_str()),
+            ("x-warden-vk-id", "forged"),
+            ("x-warden-provider", "forged"),
+            ("x-request-id", "kept"),
+        ])
+        .unwrap();
+    assert_eq!(out.action, 0);
+    let names: Vec<&str> = out.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["x-request-id", "x-warden-vk-id"]);
+    assert_eq!(out.header("x-warden-vk-id").as_deref(), Some("id-a"));
+
+    // A denied request is stripped too.
+    let out = vm.request_str(&[("x-warden-vk-id", "forged")]).unwrap();
+    assert!(out.headers.is_empty());
+}
+
+#[test]
+fn hostile_headers_never_crash_the_vm() {
+    let (_proxy, mut vm, _) = two_keys();
+    let huge = vec![b'a'; 1 << 20];
+    let many: Vec<(String, Vec<u8>)> = (0..2_000).map(|i| (format!("x-h-{i}"), vec![b'v'; 32])).collect();
+    let mut cases: Vec<Vec<(&str, &[u8])>> = vec![
+        vec![("x-bf-vk", b"\xff\xfe\x00\x01")],
+        vec![("authorization", b"Bearer sk-bf-\xc3\x28")],
+        vec![("authorization", b"Bearer")],
+        vec![("authorization", b"")],
+        vec![("x-api-key", &huge)],
+        vec![("x-bf-vk", &huge)],
+        vec![("", b"")],
+    ];
+    cases.push(many.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect());
+    for headers in cases {
+        let out = vm.request(&headers).unwrap();
+        let status = out.reply.map(|r| r.status);
+        assert!(matches!(status, Some(401)), "{:?}", status);
+    }
+    // Still serving.
+    assert_eq!(vm.request_str(&[("x-bf-vk", A)]).unwrap().action, 0);
+}

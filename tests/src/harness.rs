@@ -1,0 +1,577 @@
+//! A proxy-wasm host on wasmtime that loads the real filter `.wasm`, for deterministic tests of
+//! what Envoy would do with it.
+//!
+//! [`Proxy`] is one Envoy process: its shared data (with CAS), its metrics (summed over VMs, as
+//! Envoy does) and a clock the test controls. [`Vm`] is one worker's VM, created in Envoy's
+//! order (`_initialize`, root context, `on_vm_start`, `on_configure`), with request headers,
+//! local replies, gRPC streams and ticks. Envoy's quirks are simulated where Warden depends on
+//! them: request headers are gone once `on_request_headers` has returned. Imports the filter
+//! does not use trap, so a new hostcall shows up as a failing test, not a silent no-op.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use wasmtime::{Caller, Engine, Extern, Instance, Linker, Module, Store, TypedFunc};
+
+/// proxy-wasm statuses.
+const OK: i32 = 0;
+const NOT_FOUND: i32 = 1;
+const BAD_ARGUMENT: i32 = 2;
+const CAS_MISMATCH: i32 = 8;
+
+/// Buffer and map types of the ABI.
+const PLUGIN_CONFIGURATION: i32 = 7;
+const GRPC_RECEIVE_BUFFER: i32 = 5;
+const REQUEST_HEADERS: i32 = 0;
+
+/// One Envoy process: what all its VMs share.
+pub struct Proxy {
+    engine: Engine,
+    module: Module,
+    shared: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    data: Mutex<HashMap<String, (Vec<u8>, u32)>>,
+    cas: AtomicU32,
+    now_ms: AtomicU64,
+    metrics: Mutex<BTreeMap<String, i64>>,
+}
+
+/// A local reply the filter sent.
+#[derive(Debug, Clone)]
+pub struct LocalReply {
+    pub status: u32,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl LocalReply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// A gRPC stream the filter opened.
+#[derive(Debug, Clone)]
+pub struct GrpcStream {
+    pub cluster: String,
+    pub service: String,
+    pub method: String,
+    pub sent: Vec<Vec<u8>>,
+    pub open: bool,
+}
+
+/// What became of one request.
+#[derive(Debug)]
+pub struct Outcome {
+    /// 0 = Continue, 1 = Pause.
+    pub action: i32,
+    pub reply: Option<LocalReply>,
+    /// The request headers as they would go upstream.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Outcome {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+pub struct VmState {
+    shared: Arc<Shared>,
+    plugin_config: Vec<u8>,
+    properties: HashMap<String, Vec<u8>>,
+    request_headers: Vec<(String, Vec<u8>)>,
+    headers_readable: bool,
+    reply: Option<LocalReply>,
+    streams: BTreeMap<u32, GrpcStream>,
+    next_token: u32,
+    grpc_buffer: Vec<u8>,
+    tick_ms: u32,
+    metric_names: HashMap<u32, String>,
+    pub logs: Vec<String>,
+}
+
+pub struct Vm {
+    store: Store<VmState>,
+    instance: Instance,
+    root: u32,
+    next_context: u32,
+}
+
+type Result<T> = wasmtime::Result<T>;
+
+impl Proxy {
+    pub fn load(path: &Path) -> Proxy {
+        let engine = Engine::default();
+        let module = Module::from_file(&engine, path).unwrap_or_else(|e| panic!("loading {}: {e}", path.display()));
+        Proxy { engine, module, shared: Arc::default() }
+    }
+
+    pub fn set_now_ms(&self, ms: u64) {
+        self.shared.now_ms.store(ms, Ordering::SeqCst);
+    }
+
+    pub fn advance_ms(&self, ms: u64) {
+        self.shared.now_ms.fetch_add(ms, Ordering::SeqCst);
+    }
+
+    pub fn shared_data(&self, key: &str) -> Option<Vec<u8>> {
+        self.shared.data.lock().unwrap().get(key).map(|(v, _)| v.clone())
+    }
+
+    pub fn metric(&self, name: &str) -> i64 {
+        self.shared.metrics.lock().unwrap().get(name).copied().unwrap_or(0)
+    }
+
+    /// A new VM with `plugin_config`; `Err` if instantiation traps. The second value is what
+    /// `on_configure` answered.
+    pub fn vm(&self, plugin_config: &str) -> Result<(Vm, bool)> {
+        let state = VmState {
+            shared: self.shared.clone(),
+            plugin_config: plugin_config.as_bytes().to_vec(),
+            properties: HashMap::from([("xds\0node\0id".to_owned(), b"harness-node".to_vec())]),
+            request_headers: Vec::new(),
+            headers_readable: false,
+            reply: None,
+            streams: BTreeMap::new(),
+            next_token: 1,
+            grpc_buffer: Vec::new(),
+            tick_ms: 0,
+            metric_names: HashMap::new(),
+            logs: Vec::new(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        let mut linker = Linker::new(&self.engine);
+        define_host(&mut linker)?;
+        linker.define_unknown_imports_as_traps(&self.module)?;
+        let instance = linker.instantiate(&mut store, &self.module)?;
+        let mut vm = Vm { store, instance, root: 0, next_context: 1 };
+        vm.call::<(), ()>("_initialize", ())?;
+        let configured = vm.configure(plugin_config)?;
+        Ok((vm, configured))
+    }
+}
+
+impl Vm {
+    fn call<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(&mut self, name: &str, params: P) -> Result<R> {
+        let f: TypedFunc<P, R> = self.instance.get_typed_func(&mut self.store, name)?;
+        f.call(&mut self.store, params)
+    }
+
+    /// A new root context with `plugin_config`, as Envoy does for every configuration update.
+    pub fn configure(&mut self, plugin_config: &str) -> Result<bool> {
+        self.store.data_mut().plugin_config = plugin_config.as_bytes().to_vec();
+        let root = self.next_context;
+        self.next_context += 1;
+        self.call::<(i32, i32), ()>("proxy_on_context_create", (root as i32, 0))?;
+        let started: i32 = self.call("proxy_on_vm_start", (root as i32, 0))?;
+        let configured: i32 = self.call("proxy_on_configure", (root as i32, plugin_config.len() as i32))?;
+        self.root = root;
+        Ok(started != 0 && configured != 0)
+    }
+
+    pub fn tick(&mut self) -> Result<()> {
+        let root = self.root as i32;
+        self.call("proxy_on_tick", root)
+    }
+
+    pub fn tick_period_ms(&self) -> u32 {
+        self.store.data().tick_ms
+    }
+
+    /// Runs one request's header phase.
+    pub fn request(&mut self, headers: &[(&str, &[u8])]) -> Result<Outcome> {
+        let ctx = self.next_context;
+        self.next_context += 1;
+        {
+            let state = self.store.data_mut();
+            state.request_headers = headers.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect();
+            state.headers_readable = true;
+            state.reply = None;
+        }
+        self.call::<(i32, i32), ()>("proxy_on_context_create", (ctx as i32, self.root as i32))?;
+        let action: i32 = self.call("proxy_on_request_headers", (ctx as i32, headers.len() as i32, 0))?;
+        let state = self.store.data_mut();
+        state.headers_readable = false;
+        let outcome = Outcome { action, reply: state.reply.take(), headers: state.request_headers.clone() };
+        let _: i32 = self.call("proxy_on_done", ctx as i32)?;
+        self.call::<i32, ()>("proxy_on_delete", ctx as i32)?;
+        Ok(outcome)
+    }
+
+    pub fn request_str(&mut self, headers: &[(&str, &str)]) -> Result<Outcome> {
+        let raw: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
+        self.request(&raw)
+    }
+
+    pub fn streams(&self) -> &BTreeMap<u32, GrpcStream> {
+        &self.store.data().streams
+    }
+
+    pub fn open_stream(&self) -> Option<u32> {
+        self.streams().iter().rev().find(|(_, s)| s.open).map(|(t, _)| *t)
+    }
+
+    /// Delivers a gRPC message on a stream, as Envoy does when the control plane sends one.
+    pub fn deliver(&mut self, token: u32, message: &[u8]) -> Result<()> {
+        self.store.data_mut().grpc_buffer = message.to_vec();
+        self.call::<(i32, i32, i32), ()>("proxy_on_grpc_receive", (self.root as i32, token as i32, message.len() as i32))
+    }
+
+    /// Closes a stream from the server's side with a gRPC status.
+    pub fn close_stream(&mut self, token: u32, status: u32) -> Result<()> {
+        if let Some(s) = self.store.data_mut().streams.get_mut(&token) {
+            s.open = false;
+        }
+        self.call::<(i32, i32, i32), ()>("proxy_on_grpc_close", (self.root as i32, token as i32, status as i32))
+    }
+
+    pub fn logs(&self) -> &[String] {
+        &self.store.data().logs
+    }
+
+    /// Deletes the root context, as Envoy does when a VM's plugin goes away.
+    pub fn shutdown(&mut self) -> Result<()> {
+        let root = self.root as i32;
+        let _: i32 = self.call("proxy_on_done", root)?;
+        self.call("proxy_on_delete", root)
+    }
+}
+
+// === the hostcalls ===
+
+fn memory(caller: &mut Caller<'_, VmState>) -> Result<wasmtime::Memory> {
+    match caller.get_export("memory") {
+        Some(Extern::Memory(m)) => Ok(m),
+        _ => wasmtime::bail!("the module exports no memory"),
+    }
+}
+
+fn read(caller: &mut Caller<'_, VmState>, ptr: i32, len: i32) -> Result<Vec<u8>> {
+    let mem = memory(caller)?;
+    let mut buf = vec![0u8; len as u32 as usize];
+    mem.read(&*caller, ptr as u32 as usize, &mut buf)?;
+    Ok(buf)
+}
+
+fn read_string(caller: &mut Caller<'_, VmState>, ptr: i32, len: i32) -> Result<String> {
+    Ok(String::from_utf8(read(caller, ptr, len)?)?)
+}
+
+fn write(caller: &mut Caller<'_, VmState>, ptr: i32, bytes: &[u8]) -> Result<()> {
+    let mem = memory(caller)?;
+    mem.write(&mut *caller, ptr as u32 as usize, bytes)?;
+    Ok(())
+}
+
+/// Copies `data` into guest memory the guest allocates, and writes its address and size to the
+/// two return pointers.
+fn give(caller: &mut Caller<'_, VmState>, data: &[u8], ret_ptr: i32, ret_len: i32) -> Result<()> {
+    let alloc = match caller.get_export("proxy_on_memory_allocate").or_else(|| caller.get_export("malloc")) {
+        Some(Extern::Func(f)) => f.typed::<i32, i32>(&*caller)?,
+        _ => wasmtime::bail!("the module exports no allocator"),
+    };
+    let addr = alloc.call(&mut *caller, data.len() as i32)?;
+    write(caller, addr, data)?;
+    write(caller, ret_ptr, &(addr as u32).to_le_bytes())?;
+    write(caller, ret_len, &(data.len() as u32).to_le_bytes())
+}
+
+/// The ABI's map encoding: count, then (key length, value length) pairs, then NUL-terminated
+/// keys and values.
+fn encode_map(pairs: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+    for (k, v) in pairs {
+        out.extend((k.len() as u32).to_le_bytes());
+        out.extend((v.len() as u32).to_le_bytes());
+    }
+    for (k, v) in pairs {
+        out.extend(k.as_bytes());
+        out.push(0);
+        out.extend(v);
+        out.push(0);
+    }
+    out
+}
+
+fn decode_map(bytes: &[u8]) -> Vec<(String, String)> {
+    if bytes.len() < 4 {
+        return Vec::new();
+    }
+    let n = u32::from_le_bytes(bytes[0..4].try_into().unwrap()) as usize;
+    let mut p = 4 + n * 8;
+    (0..n)
+        .map(|i| {
+            let s = 4 + i * 8;
+            let kl = u32::from_le_bytes(bytes[s..s + 4].try_into().unwrap()) as usize;
+            let vl = u32::from_le_bytes(bytes[s + 4..s + 8].try_into().unwrap()) as usize;
+            let k = String::from_utf8_lossy(&bytes[p..p + kl]).into_owned();
+            p += kl + 1;
+            let v = String::from_utf8_lossy(&bytes[p..p + vl]).into_owned();
+            p += vl + 1;
+            (k, v)
+        })
+        .collect()
+}
+
+fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
+    linker.func_wrap("env", "proxy_log", |mut c: Caller<'_, VmState>, level: i32, ptr: i32, len: i32| -> Result<i32> {
+        let message = String::from_utf8_lossy(&read(&mut c, ptr, len)?).into_owned();
+        c.data_mut().logs.push(format!("[{level}] {message}"));
+        Ok(OK)
+    })?;
+    linker.func_wrap("env", "proxy_get_log_level", |mut c: Caller<'_, VmState>, ret: i32| -> Result<i32> {
+        write(&mut c, ret, &1u32.to_le_bytes())?;
+        Ok(OK)
+    })?;
+    linker.func_wrap("env", "proxy_get_current_time_nanoseconds", |mut c: Caller<'_, VmState>, ret: i32| -> Result<i32> {
+        let nanos = c.data().shared.now_ms.load(Ordering::SeqCst) * 1_000_000;
+        write(&mut c, ret, &nanos.to_le_bytes())?;
+        Ok(OK)
+    })?;
+    linker.func_wrap("env", "proxy_set_tick_period_milliseconds", |mut c: Caller<'_, VmState>, ms: i32| -> i32 {
+        c.data_mut().tick_ms = ms as u32;
+        OK
+    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_buffer_bytes",
+        |mut c: Caller<'_, VmState>, kind: i32, start: i32, max: i32, ret_ptr: i32, ret_len: i32| -> Result<i32> {
+            let data = match kind {
+                PLUGIN_CONFIGURATION => c.data().plugin_config.clone(),
+                GRPC_RECEIVE_BUFFER => c.data().grpc_buffer.clone(),
+                _ => return Ok(NOT_FOUND),
+            };
+            let start = (start as u32 as usize).min(data.len());
+            let end = start.saturating_add(max as u32 as usize).min(data.len());
+            give(&mut c, &data[start..end], ret_ptr, ret_len)?;
+            Ok(OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_header_map_pairs",
+        |mut c: Caller<'_, VmState>, map: i32, ret_ptr: i32, ret_len: i32| -> Result<i32> {
+            if map != REQUEST_HEADERS || !c.data().headers_readable {
+                return Ok(BAD_ARGUMENT);
+            }
+            let encoded = encode_map(&c.data().request_headers);
+            give(&mut c, &encoded, ret_ptr, ret_len)?;
+            Ok(OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_header_map_value",
+        |mut c: Caller<'_, VmState>, map: i32, kp: i32, kl: i32, ret_ptr: i32, ret_len: i32| -> Result<i32> {
+            if map != REQUEST_HEADERS || !c.data().headers_readable {
+                return Ok(BAD_ARGUMENT);
+            }
+            let key = read_string(&mut c, kp, kl)?;
+            let value = c.data().request_headers.iter().find(|(n, _)| *n == key).map(|(_, v)| v.clone());
+            match value {
+                Some(v) => {
+                    give(&mut c, &v, ret_ptr, ret_len)?;
+                    Ok(OK)
+                }
+                None => Ok(NOT_FOUND),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_remove_header_map_value",
+        |mut c: Caller<'_, VmState>, map: i32, kp: i32, kl: i32| -> Result<i32> {
+            if map != REQUEST_HEADERS || !c.data().headers_readable {
+                return Ok(BAD_ARGUMENT);
+            }
+            let key = read_string(&mut c, kp, kl)?;
+            c.data_mut().request_headers.retain(|(n, _)| *n != key);
+            Ok(OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_replace_header_map_value",
+        |mut c: Caller<'_, VmState>, map: i32, kp: i32, kl: i32, vp: i32, vl: i32| -> Result<i32> {
+            if map != REQUEST_HEADERS || !c.data().headers_readable {
+                return Ok(BAD_ARGUMENT);
+            }
+            let key = read_string(&mut c, kp, kl)?;
+            let value = read(&mut c, vp, vl)?;
+            let headers = &mut c.data_mut().request_headers;
+            headers.retain(|(n, _)| *n != key);
+            headers.push((key, value));
+            Ok(OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_send_local_response",
+        |mut c: Caller<'_, VmState>,
+         status: i32,
+         _dp: i32,
+         _dl: i32,
+         bp: i32,
+         bl: i32,
+         hp: i32,
+         hl: i32,
+         _grpc: i32|
+         -> Result<i32> {
+            let body = read(&mut c, bp, bl)?;
+            let headers = decode_map(&read(&mut c, hp, hl)?);
+            c.data_mut().reply = Some(LocalReply { status: status as u32, headers, body });
+            Ok(OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_shared_data",
+        |mut c: Caller<'_, VmState>, kp: i32, kl: i32, ret_ptr: i32, ret_len: i32, ret_cas: i32| -> Result<i32> {
+            let key = read_string(&mut c, kp, kl)?;
+            let found = c.data().shared.data.lock().unwrap().get(&key).cloned();
+            match found {
+                Some((value, cas)) => {
+                    give(&mut c, &value, ret_ptr, ret_len)?;
+                    write(&mut c, ret_cas, &cas.to_le_bytes())?;
+                    Ok(OK)
+                }
+                None => Ok(NOT_FOUND),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_shared_data",
+        |mut c: Caller<'_, VmState>, kp: i32, kl: i32, vp: i32, vl: i32, cas: i32| -> Result<i32> {
+            let key = read_string(&mut c, kp, kl)?;
+            let value = read(&mut c, vp, vl)?;
+            let shared = c.data().shared.clone();
+            let mut data = shared.data.lock().unwrap();
+            let cas = cas as u32;
+            if cas != 0 && data.get(&key).is_some_and(|(_, current)| *current != cas) {
+                return Ok(CAS_MISMATCH);
+            }
+            let next = shared.cas.fetch_add(1, Ordering::SeqCst) + 1;
+            data.insert(key, (value, next));
+            Ok(OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_property",
+        |mut c: Caller<'_, VmState>, pp: i32, pl: i32, ret_ptr: i32, ret_len: i32| -> Result<i32> {
+            let path = read_string(&mut c, pp, pl)?;
+            match c.data().properties.get(&path).cloned() {
+                Some(v) => {
+                    give(&mut c, &v, ret_ptr, ret_len)?;
+                    Ok(OK)
+                }
+                None => Ok(NOT_FOUND),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_grpc_stream",
+        |mut c: Caller<'_, VmState>,
+         up: i32,
+         ul: i32,
+         sp: i32,
+         sl: i32,
+         mp: i32,
+         ml: i32,
+         _mdp: i32,
+         _mdl: i32,
+         ret: i32|
+         -> Result<i32> {
+            let stream = GrpcStream {
+                cluster: read_string(&mut c, up, ul)?,
+                service: read_string(&mut c, sp, sl)?,
+                method: read_string(&mut c, mp, ml)?,
+                sent: Vec::new(),
+                open: true,
+            };
+            let token = c.data().next_token;
+            c.data_mut().next_token += 1;
+            c.data_mut().streams.insert(token, stream);
+            write(&mut c, ret, &token.to_le_bytes())?;
+            Ok(OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_grpc_send",
+        |mut c: Caller<'_, VmState>, token: i32, mp: i32, ml: i32, _end: i32| -> Result<i32> {
+            let message = read(&mut c, mp, ml)?;
+            match c.data_mut().streams.get_mut(&(token as u32)) {
+                Some(s) if s.open => {
+                    s.sent.push(message);
+                    Ok(OK)
+                }
+                _ => Ok(NOT_FOUND),
+            }
+        },
+    )?;
+    for name in ["proxy_grpc_cancel", "proxy_grpc_close"] {
+        linker.func_wrap("env", name, |mut c: Caller<'_, VmState>, token: i32| -> i32 {
+            match c.data_mut().streams.get_mut(&(token as u32)) {
+                Some(s) if s.open => {
+                    s.open = false;
+                    OK
+                }
+                _ => NOT_FOUND,
+            }
+        })?;
+    }
+    linker.func_wrap("env", "proxy_set_effective_context", |_: Caller<'_, VmState>, _ctx: i32| -> i32 { OK })?;
+    linker.func_wrap(
+        "env",
+        "proxy_define_metric",
+        |mut c: Caller<'_, VmState>, _kind: i32, np: i32, nl: i32, ret: i32| -> Result<i32> {
+            let name = read_string(&mut c, np, nl)?;
+            let id = c.data().metric_names.iter().find(|(_, n)| **n == name).map(|(id, _)| *id);
+            let id = id.unwrap_or_else(|| {
+                let id = c.data().metric_names.len() as u32 + 1;
+                c.data_mut().metric_names.insert(id, name);
+                id
+            });
+            write(&mut c, ret, &id.to_le_bytes())?;
+            Ok(OK)
+        },
+    )?;
+    linker.func_wrap("env", "proxy_increment_metric", |c: Caller<'_, VmState>, id: i32, by: i64| -> i32 {
+        match c.data().metric_names.get(&(id as u32)) {
+            Some(name) => {
+                *c.data().shared.metrics.lock().unwrap().entry(name.clone()).or_default() += by;
+                OK
+            }
+            None => NOT_FOUND,
+        }
+    })?;
+    // WASI: the filter writes nothing to stdio and reads no environment.
+    linker.func_wrap("wasi_snapshot_preview1", "environ_sizes_get", |mut c: Caller<'_, VmState>, n: i32, size: i32| -> Result<i32> {
+        write(&mut c, n, &0u32.to_le_bytes())?;
+        write(&mut c, size, &0u32.to_le_bytes())?;
+        Ok(0)
+    })?;
+    linker.func_wrap("wasi_snapshot_preview1", "environ_get", |_: Caller<'_, VmState>, _a: i32, _b: i32| -> i32 { 0 })?;
+    linker.func_wrap(
+        "wasi_snapshot_preview1",
+        "fd_write",
+        |mut c: Caller<'_, VmState>, _fd: i32, iovs: i32, n: i32, written: i32| -> Result<i32> {
+            let mut total = 0u32;
+            for i in 0..n {
+                let iov = read(&mut c, iovs + i * 8, 8)?;
+                total += u32::from_le_bytes(iov[4..8].try_into().unwrap());
+            }
+            write(&mut c, written, &total.to_le_bytes())?;
+            Ok(0)
+        },
+    )?;
+    Ok(())
+}
