@@ -5,6 +5,9 @@ mod error;
 mod json;
 mod virtual_keys;
 
+#[cfg(test)]
+mod tests;
+
 pub use error::ApiError;
 
 use crate::model::VirtualKey;

@@ -1,0 +1,205 @@
+//! The admin API in process (no socket): shapes, validation, secrets, publishing.
+
+use super::*;
+use crate::store::SqliteStore;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use warden_policy::{KeyHash, VirtualKeyRecord};
+
+const TOKEN: &str = "admin-token-for-tests-0123";
+
+async fn app() -> (Router, AppState) {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+    let cache = Arc::new(Cache::default());
+    let filter = Arc::new(FilterSource::new("/filter.wasm".into(), FilterSettings::for_cluster("warden_xds"), &cache));
+    let state = AppState {
+        store,
+        cache,
+        nodes: Arc::new(NodeRegistry::default()),
+        filter,
+        admin_token_sha256: token_hash(TOKEN),
+    };
+    (router(state.clone()), state)
+}
+
+async fn call(app: &Router, method: Method, path: &str, body: Option<&str>) -> (StatusCode, Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json")
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+const KEYS: &str = "/api/governance/virtual-keys";
+
+async fn create(app: &Router, body: Value) -> Value {
+    let (status, created) = call(app, Method::POST, KEYS, Some(&body.to_string())).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    created["virtual_key"].clone()
+}
+
+fn published(state: &AppState, secret: &str) -> Option<VirtualKeyRecord> {
+    let (changes, _) = state.cache.since(0);
+    let name = KeyHash::of(secret.as_bytes()).to_string();
+    changes.into_iter().find_map(|c| match c {
+        crate::xds::cache::PolicyChange::Upsert { name: n, entry } if n == name => serde_json::from_slice(&entry.body).ok(),
+        _ => None,
+    })
+}
+
+#[tokio::test]
+async fn every_route_but_health_needs_the_admin_token() {
+    let (app, _) = app().await;
+    for (auth, expected) in [(None, 401), (Some("Bearer wrong-token-wrong-token"), 401), (Some(TOKEN), 401)] {
+        let mut req = Request::builder().uri(KEYS);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let resp = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(resp.status().as_u16(), expected);
+    }
+    let resp = app.clone().oneshot(Request::builder().uri("/health").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn create_shows_the_secret_once_and_stores_only_its_hash() {
+    let (app, state) = app().await;
+    let key = create(
+        &app,
+        json!({"name": "team-a", "description": "d", "team_id": "t1",
+               "provider_configs": [{"provider": "openai", "weight": null, "allowed_models": ["gpt-4o-mini"]}],
+               "mcp_configs": [{"mcp_client_name": "filesystem", "tools_to_execute": ["*"]}],
+               "budgets": [{"max_limit": 10.0, "reset_duration": "1M"}],
+               "rate_limit": {"request_max_limit": 100, "request_reset_duration": "1m"}}),
+    )
+    .await;
+    let secret = key["value"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("sk-bf-") && secret.len() == 42, "{secret}");
+    assert_eq!(key["value_prefix"], &secret[..10]);
+    assert!(key.get("value_hash").is_none());
+    assert_eq!(key["provider_configs"][0]["weight"], Value::Null);
+    assert_eq!(key["is_active"], true);
+
+    let id = key["id"].as_str().unwrap();
+    let (status, got) = call(&app, Method::GET, &format!("{KEYS}/{id}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!got.to_string().contains(&secret), "GET shows the secret");
+    assert_eq!(got["virtual_key"]["budgets"][0]["reset_duration"], "1M");
+
+    let record = published(&state, &secret).expect("published under the key's hash");
+    assert_eq!((record.id.as_str(), record.is_active), (id, true));
+}
+
+#[tokio::test]
+async fn an_existing_key_can_be_imported() {
+    let (app, state) = app().await;
+    let key = create(&app, json!({"name": "imported", "value": "sk-bf-existing-bifrost-key-1234"})).await;
+    assert_eq!(key["value"], "sk-bf-existing-bifrost-key-1234");
+    assert!(published(&state, "sk-bf-existing-bifrost-key-1234").is_some());
+    let (status, body) = call(&app, Method::POST, KEYS, Some(r#"{"name":"x","value":"short"}"#)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"]["message"].as_str().unwrap().starts_with("value:"), "{body}");
+    let (status, body) =
+        call(&app, Method::POST, KEYS, Some(r#"{"name":"again","value":"sk-bf-existing-bifrost-key-1234"}"#)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"]["message"].as_str().unwrap().starts_with("value:"), "{body}");
+}
+
+#[tokio::test]
+async fn bad_input_is_a_400_naming_the_field() {
+    let (app, _) = app().await;
+    create(&app, json!({"name": "taken"})).await;
+    let cases = [
+        (r#"{"name":"a","colour":"red"}"#, "unknown field `colour`"),
+        (r#"{"name":"a","is_active":"yes"}"#, "is_active: invalid type"),
+        (r#"{"name":"a","provider_configs":[{"provider":"openai","weight":"x"}]}"#, "provider_configs[0].weight"),
+        (r#"{"name":"a","team_id":"t","customer_id":"c"}"#, "team_id: VirtualKey cannot be attached to both Team and Customer"),
+        (r#"{"name":"taken"}"#, "name: a virtual key with this name already exists"),
+        (r#"{"name":"a","provider_configs":[{"provider":"openai","allowed_models":["*","gpt-4o"]}]}"#, "provider_configs[0].allowed_models"),
+        (r#"{"name":"a","budgets":[{"max_limit":1,"reset_duration":"fortnightly"}]}"#, "budgets[0].reset_duration: invalid reset duration"),
+        (r#"{"name":"a","budgets":[{"max_limit":0,"reset_duration":"1d"}]}"#, "budgets[0].max_limit"),
+        (r#"{"name":"a","rate_limit":{"token_max_limit":5}}"#, "rate_limit.token_reset_duration: is required"),
+        (r#"{"name":"a","expires_at":"2001-01-01T00:00:00Z"}"#, "expires_at: must lie in the future"),
+        (r#"{"name":"a","expires_at":"tomorrow"}"#, "expires_at: must be an RFC 3339 time"),
+        (r#"{"name":"a""#, "malformed JSON"),
+        (r#"{"description":"no name"}"#, "missing field `name`"),
+        ("", "the request body is empty"),
+    ];
+    for (body, expected) in cases {
+        let (status, answer) = call(&app, Method::POST, KEYS, Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(expected), "{body}: {message}");
+        assert_eq!(answer["type"], "invalid_request");
+        assert_eq!(answer["status_code"], 400);
+    }
+}
+
+#[tokio::test]
+async fn put_leaves_what_it_omits_and_null_clears() {
+    let (app, state) = app().await;
+    let key = create(&app, json!({"name": "k", "team_id": "t1", "budget": {"max_limit": 5, "reset_duration": "1d"}})).await;
+    assert_eq!(key["budgets"][0]["max_limit"], 5.0, "the singular budget is kept");
+    let path = format!("{KEYS}/{}", key["id"].as_str().unwrap());
+
+    let (status, updated) = call(&app, Method::PUT, &path, Some(r#"{"description":"changed","is_active":false}"#)).await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["virtual_key"]["team_id"], "t1", "an omitted team_id stays");
+    assert_eq!(updated["virtual_key"]["budgets"][0]["max_limit"], 5.0);
+    assert!(!published(&state, key["value"].as_str().unwrap()).unwrap().is_active);
+
+    let (status, body) = call(&app, Method::PUT, &path, Some(r#"{"customer_id":"c1"}"#)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, updated) = call(&app, Method::PUT, &path, Some(r#"{"customer_id":"c1","team_id":null}"#)).await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!((updated["virtual_key"]["team_id"].clone(), updated["virtual_key"]["customer_id"].clone()), (Value::Null, json!("c1")));
+
+    let (status, _) = call(&app, Method::PUT, &format!("{KEYS}/nope"), Some("{}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn list_pages_and_delete_withdraws_the_record() {
+    let (app, state) = app().await;
+    let mut secrets = Vec::new();
+    for i in 0..5 {
+        secrets.push(create(&app, json!({"name": format!("key-{i}")})).await);
+    }
+    let (_, page) = call(&app, Method::GET, &format!("{KEYS}?limit=2&offset=1"), None).await;
+    assert_eq!((page["count"].clone(), page["total_count"].clone()), (json!(2), json!(5)));
+    assert_eq!(page["virtual_keys"][0]["name"], "key-1");
+    let (_, found) = call(&app, Method::GET, &format!("{KEYS}?search=key-3"), None).await;
+    assert_eq!(found["total_count"], 1);
+
+    let id = secrets[0]["id"].as_str().unwrap();
+    let (status, _) = call(&app, Method::DELETE, &format!("{KEYS}/{id}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = call(&app, Method::GET, &format!("{KEYS}/{id}"), None).await;
+    assert_eq!((status, body["error"]["message"].as_str()), (StatusCode::NOT_FOUND, Some("Virtual key not found")));
+    assert!(published(&state, secrets[0]["value"].as_str().unwrap()).is_none());
+    assert_eq!(state.cache.policy_len(), 4);
+}
+
+#[tokio::test]
+async fn filter_settings_are_typed_and_pushed() {
+    let (app, state) = app().await;
+    let before = state.cache.filter().unwrap().version;
+    let (status, body) = call(&app, Method::PUT, "/api/envoy/filter-settings", Some(r#"{"control_plane_cluster":"x","nope":1}"#)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) =
+        call(&app, Method::PUT, "/api/envoy/filter-settings", Some(r#"{"control_plane_cluster":"warden_xds","staleness_bound_ms":60000}"#)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_ne!(state.cache.filter().unwrap().version, before);
+    let (_, shown) = call(&app, Method::GET, "/api/envoy/filter-settings", None).await;
+    assert_eq!(shown["settings"]["staleness_bound_ms"], 60000);
+}
