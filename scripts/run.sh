@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # `make run`: the control plane, the mock provider and Envoy with the Warden filter, on
 # 127.0.0.1. Ctrl-C stops all three. State lives in data/ (delete it to start afresh).
+#
+# A real OpenAI-compatible provider instead of the mock:
+#   WARDEN_UPSTREAM=https://api.openai.com PROVIDER_API_KEY=sk-... make run
+# The key is written to data/provider-key.sds.yaml (mode 600) and reaches Envoy only by SDS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +31,14 @@ trap stop INT TERM EXIT
 "$WARDEN_BIN" mock-provider --addr "$MOCK" > "$DATA/logs/mock-provider.log" 2>&1 & pids+=($!)
 "$WARDEN_BIN" serve --admin-addr "$ADMIN" --xds-addr "$XDS" --data-dir "$DATA" \
   --admin-token-file "$DATA/admin-token" --filter-wasm "$WARDEN_WASM" > "$DATA/logs/warden.log" 2>&1 & pids+=($!)
-"$WARDEN_BIN" bootstrap --listen "$LISTEN" --admin "$ENVOY_ADMIN" --xds "$XDS" --upstream "http://$MOCK" --out "$DATA/envoy.yaml"
+UPSTREAM=${WARDEN_UPSTREAM:-http://$MOCK}
+upstream_args=(--upstream "$UPSTREAM")
+if [[ -n ${PROVIDER_API_KEY:-} ]]; then
+  printf 'resources:\n- "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\n  name: provider-key\n  generic_secret: {secret: {inline_string: "%s"}}\n' \
+    "$PROVIDER_API_KEY" > "$DATA/provider-key.sds.yaml"
+  upstream_args+=(--upstream-sds "$DATA/provider-key.sds.yaml")
+fi
+"$WARDEN_BIN" bootstrap --listen "$LISTEN" --admin "$ENVOY_ADMIN" --xds "$XDS" "${upstream_args[@]}" --out "$DATA/envoy.yaml"
 "$ENVOY_BIN" -c "$DATA/envoy.yaml" --concurrency 2 --use-dynamic-base-id > "$DATA/logs/envoy.log" 2>&1 & pids+=($!)
 
 api() { curl -sf -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' "$@"; }
@@ -52,7 +63,7 @@ cat <<MSG
 Warden is running.
   Gateway (Envoy + Warden filter)  http://$LISTEN
   Admin API                         http://$ADMIN
-  Mock provider                     http://$MOCK
+  Upstream provider                 $UPSTREAM
   Logs                              $DATA/logs/
 
   Admin token: $TOKEN

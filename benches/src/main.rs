@@ -1,1 +1,293 @@
-fn main(){}
+//! `make bench`: the load benchmark. Starts the mock provider, the control plane and Envoy in
+//! four set-ups on 127.0.0.1, drives each with oha at a fixed rate and then flat out, measures
+//! revocation, and writes the table into the README between the `bench` markers.
+//!
+//! Numbers from one run on one machine are only comparable with each other: every variant runs
+//! in the same run, and the README shows the machine.
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use serde_json::{Value, json};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long)]
+    warden: PathBuf,
+    #[arg(long)]
+    envoy: PathBuf,
+    #[arg(long)]
+    oha: PathBuf,
+    #[arg(long)]
+    wasm: PathBuf,
+    #[arg(long)]
+    empty_wasm: PathBuf,
+    /// The README whose table to rewrite.
+    #[arg(long)]
+    readme: Option<PathBuf>,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Requests per second of the fixed-rate runs.
+    #[arg(long, default_value_t = 1000)]
+    rate: u32,
+    #[arg(long, default_value_t = 16)]
+    connections: u32,
+    /// Revocations to time.
+    #[arg(long, default_value_t = 50)]
+    revocations: usize,
+}
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(command: &mut Command, log: &Path) -> anyhow::Result<Proc> {
+    let out = std::fs::File::create(log)?;
+    let child = command.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out).spawn()?;
+    Ok(Proc(child))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+struct Measured {
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    ok: u64,
+    total: u64,
+}
+
+/// One oha run; `rate` None = as fast as it goes.
+fn oha(args: &Args, url: &str, key: Option<&str>, body: &str, rate: Option<u32>, seconds: u64) -> anyhow::Result<Measured> {
+    let mut cmd = Command::new(&args.oha);
+    cmd.args(["-z", &format!("{seconds}s"), "-c", &args.connections.to_string(), "--no-tui", "--output-format", "json"])
+        .args(["-m", "POST", "-H", "content-type: application/json", "-d", body]);
+    if let Some(rate) = rate {
+        cmd.args(["-q", &rate.to_string()]);
+    }
+    if let Some(key) = key {
+        cmd.args(["-H", &format!("authorization: Bearer {key}")]);
+    }
+    let out = cmd.arg(url).output().context("running oha")?;
+    if !out.status.success() {
+        bail!("oha failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let report: Value = serde_json::from_slice(&out.stdout).context("oha's JSON")?;
+    let codes = report["statusCodeDistribution"].as_object().cloned().unwrap_or_default();
+    let total: u64 = codes.values().filter_map(Value::as_u64).sum();
+    let ok = codes.get("200").and_then(Value::as_u64).unwrap_or(0);
+    Ok(Measured {
+        rps: report["summary"]["requestsPerSec"].as_f64().unwrap_or(0.0),
+        p50_us: report["latencyPercentiles"]["p50"].as_f64().unwrap_or(f64::NAN) * 1e6,
+        p99_us: report["latencyPercentiles"]["p99"].as_f64().unwrap_or(f64::NAN) * 1e6,
+        ok,
+        total,
+    })
+}
+
+/// Polls with four fresh connections (so every worker answers) until all get `status`.
+async fn wait_status(url: &str, key: &str, status: u16, limit: Duration) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    loop {
+        let fresh = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
+        let mut all = true;
+        for _ in 0..4 {
+            let got = fresh.get(url).bearer_auth(key).send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+            all &= got == status;
+        }
+        if all {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            bail!("{url} did not answer {status} within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).copied().unwrap_or(f64::NAN)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<u64>().ok()))
+        .map_or(String::from("?"), |kb| format!("{} GiB", kb / 1024 / 1024));
+    format!("{cores} cores ({cpu}), {mem}")
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let dir = std::env::temp_dir().join(format!("warden-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let http = reqwest::Client::new();
+    let (mock_port, admin_port, xds_port) = (free_port()?, free_port()?, free_port()?);
+    let _mock = spawn(
+        Command::new(&args.warden).args(["mock-provider", "--addr", &format!("127.0.0.1:{mock_port}")]),
+        &dir.join("mock.log"),
+    )?;
+    let _warden = spawn(
+        Command::new(&args.warden)
+            .args(["serve", "--admin-addr", &format!("127.0.0.1:{admin_port}"), "--xds-addr", &format!("127.0.0.1:{xds_port}")])
+            .args(["--admin-token", ADMIN_TOKEN, "--data-dir"])
+            .arg(dir.join("data"))
+            .arg("--filter-wasm")
+            .arg(&args.wasm),
+        &dir.join("warden.log"),
+    )?;
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    let start = Instant::now();
+    while http.get(format!("{admin}/health")).send().await.is_err() {
+        if start.elapsed() > Duration::from_secs(20) {
+            bail!("warden did not start; see {}", dir.display());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let created: Value = http
+        .post(format!("{admin}/api/governance/virtual-keys"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"name": "bench"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let key = created["virtual_key"]["value"].as_str().context("key")?.to_owned();
+    let key_id = created["virtual_key"]["id"].as_str().context("key id")?.to_owned();
+
+    let padding = "x".repeat(900);
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": padding}]}).to_string();
+
+    let variants = [
+        ("mock provider, direct", None),
+        ("Envoy, no filter", Some(("bare", None))),
+        ("Envoy + empty proxy-wasm filter", Some(("wasm", Some(&args.empty_wasm)))),
+        ("Envoy + Warden filter", Some(("warden", None))),
+    ];
+    let mut rows = Vec::new();
+    let mut revocations = Vec::new();
+    for (name, envoy) in variants {
+        let (url, _envoy_proc) = match envoy {
+            None => (format!("http://127.0.0.1:{mock_port}/v1/chat/completions"), None),
+            Some((mode, wasm)) => {
+                let (listen, envoy_admin) = (free_port()?, free_port()?);
+                let bootstrap = dir.join(format!("envoy-{mode}.yaml"));
+                let mut render = Command::new(&args.warden);
+                render
+                    .args(["bootstrap", "--mode", mode, "--listen", &format!("127.0.0.1:{listen}")])
+                    .args(["--admin", &format!("127.0.0.1:{envoy_admin}"), "--xds", &format!("127.0.0.1:{xds_port}")])
+                    .args(["--upstream", &format!("http://127.0.0.1:{mock_port}"), "--out"])
+                    .arg(&bootstrap);
+                if let Some(wasm) = wasm {
+                    render.arg("--wasm").arg(wasm);
+                }
+                anyhow::ensure!(render.status()?.success(), "warden bootstrap failed");
+                let envoy = spawn(
+                    Command::new(&args.envoy).arg("-c").arg(&bootstrap).args(["--concurrency", "2", "--use-dynamic-base-id"]),
+                    &dir.join(format!("envoy-{mode}.log")),
+                )?;
+                let url = format!("http://127.0.0.1:{listen}/v1/chat/completions");
+                let models = format!("http://127.0.0.1:{listen}/v1/models");
+                wait_status(&models, &key, 200, Duration::from_secs(30)).await?;
+                (url, Some(envoy))
+            }
+        };
+        oha(&args, &url, Some(&key), &body, Some(args.rate), 2)?; // warm-up
+        let fixed = oha(&args, &url, Some(&key), &body, Some(args.rate), args.seconds)?;
+        let max = oha(&args, &url, Some(&key), &body, None, args.seconds)?;
+        eprintln!("{name}: {:.0} rps at fixed rate, p50 {:.0} µs, p99 {:.0} µs; max {:.0} rps", fixed.rps, fixed.p50_us, fixed.p99_us, max.rps);
+        anyhow::ensure!(fixed.ok == fixed.total && max.ok == max.total, "{name}: non-200 answers during the run");
+        if name.contains("Warden") {
+            let models = url.replace("/chat/completions", "/models");
+            for _ in 0..args.revocations {
+                let put = |active: bool| {
+                    http.put(format!("{admin}/api/governance/virtual-keys/{key_id}"))
+                        .bearer_auth(ADMIN_TOKEN)
+                        .json(&json!({"is_active": active}))
+                        .send()
+                };
+                let sent = Instant::now();
+                put(false).await?;
+                wait_status(&models, &key, 403, Duration::from_secs(5)).await?;
+                revocations.push(sent.elapsed().as_secs_f64() * 1e3);
+                put(true).await?;
+                wait_status(&models, &key, 200, Duration::from_secs(5)).await?;
+            }
+        }
+        rows.push((name, fixed, max));
+    }
+    revocations.sort_by(f64::total_cmp);
+    let table = render_table(&args, &rows, &revocations);
+    println!("{table}");
+    if let Some(readme) = &args.readme {
+        let text = std::fs::read_to_string(readme)?;
+        let (begin, end) = ("<!-- bench:begin -->", "<!-- bench:end -->");
+        let (Some(a), Some(b)) = (text.find(begin), text.find(end)) else { bail!("no bench markers in the README") };
+        let updated = format!("{}{begin}\n{table}\n{}", &text[..a], &text[b..]);
+        std::fs::write(readme, updated)?;
+        eprintln!("wrote the table into {}", readme.display());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn render_table(args: &Args, rows: &[(&str, Measured, Measured)], revocations: &[f64]) -> String {
+    let mut t = format!(
+        "Measured by `make bench` on {}, on {}. oha, {} connections, POST /v1/chat/completions with a \
+         1 KiB body, {} s per run; Envoy 1.40 with `--concurrency 2`; everything on one machine (the load \
+         generator competes for the same cores).\n\n",
+        machine(),
+        Command::new("date").arg("+%F").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default(),
+        args.connections,
+        args.seconds,
+    );
+    t.push_str(&format!("| set-up | p50 at {} rps | p99 at {} rps | max rps |\n|---|---|---|---|\n", args.rate, args.rate));
+    for (name, fixed, max) in rows {
+        t.push_str(&format!("| {name} | {:.0} µs | {:.0} µs | {:.0} |\n", fixed.p50_us, fixed.p99_us, max.rps));
+    }
+    if let [_, bare, empty, warden] = rows {
+        t.push_str(&format!(
+            "\nWarden's added latency at {} rps: over the empty proxy-wasm filter p50 **{:+.0} µs**, p99 **{:+.0} µs**; \
+             over Envoy without a filter p50 **{:+.0} µs**, p99 **{:+.0} µs**. Throughput with Warden: **{:.0} %** of \
+             Envoy without a filter.\n",
+            args.rate,
+            warden.1.p50_us - empty.1.p50_us,
+            warden.1.p99_us - empty.1.p99_us,
+            warden.1.p50_us - bare.1.p50_us,
+            warden.1.p99_us - bare.1.p99_us,
+            100.0 * warden.2.rps / bare.2.rps,
+        ));
+    }
+    if !revocations.is_empty() {
+        t.push_str(&format!(
+            "\nRevocation (admin `PUT is_active:false` → 403 on four fresh connections), {} trials: p50 **{:.1} ms**, \
+             p99 **{:.1} ms**, max {:.1} ms.\n",
+            revocations.len(),
+            percentile(revocations, 0.5),
+            percentile(revocations, 0.99),
+            revocations.last().copied().unwrap_or(f64::NAN),
+        ));
+    }
+    t
+}

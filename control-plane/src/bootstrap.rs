@@ -38,6 +38,10 @@ pub struct BootstrapArgs {
     /// The .wasm of `--mode wasm`.
     #[arg(long, required_if_eq("mode", "wasm"))]
     pub wasm: Option<PathBuf>,
+    /// An SDS file holding the provider's API key as a generic secret named `provider-key`;
+    /// Envoy injects it as `authorization: Bearer <key>` on every upstream request.
+    #[arg(long)]
+    pub upstream_sds: Option<PathBuf>,
     /// Write here instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -74,8 +78,12 @@ fn parse_upstream(url: &str) -> anyhow::Result<Upstream> {
 pub fn render(args: &BootstrapArgs) -> anyhow::Result<String> {
     let upstream = parse_upstream(&args.upstream)?;
     let fragments: Vec<&str> = FRAGMENTS.split("\n---\n").collect();
-    let [dynamic, xds_cluster, warden_filter, wasm_filter, tls] = fragments[..] else {
-        bail!("envoy/fragments.yaml must hold five fragments");
+    let [dynamic, xds_cluster, warden_filter, wasm_filter, tls, credential] = fragments[..] else {
+        bail!("envoy/fragments.yaml must hold six fragments");
+    };
+    let credential = match &args.upstream_sds {
+        Some(path) => credential.replace("{{SDS_PATH}}", &std::path::absolute(path)?.display().to_string()),
+        None => String::new(),
     };
     let (dynamic, xds_cluster, filters) = match args.mode {
         Mode::Warden => (dynamic, xds_cluster, warden_filter.to_owned()),
@@ -93,6 +101,7 @@ pub fn render(args: &BootstrapArgs) -> anyhow::Result<String> {
         .replace("{{XDS_CLUSTER}}", xds_cluster)
         .replace("{{HTTP_FILTERS}}", &filters)
         .replace("{{UPSTREAM_TLS}}", if upstream.tls { tls } else { "" })
+        .replace("{{UPSTREAM_CREDENTIAL}}", &credential)
         .replace("{{HOST_REWRITE}}", if upstream.tls { "                  auto_host_rewrite: true" } else { "" })
         .replace("{{NODE_ID}}", &args.node_id)
         .replace("{{ADMIN_HOST}}", &args.admin.ip().to_string())

@@ -1,7 +1,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
-use warden_tests::stack::Stack;
+use warden_tests::stack::{Options, Stack};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_lifecycle_through_envoy() {
@@ -58,6 +58,27 @@ async fn the_provider_sees_the_trusted_key_id_and_never_the_key() {
     assert!(headers.get("x-bf-vk").is_none(), "{headers}");
     assert_eq!(headers["x-request-tag"], "kept");
     assert!(!seen.to_string().contains(&key.secret), "the secret reached the provider");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_provider_key_comes_from_sds_and_is_never_shown() {
+    let provider_key = "sk-provider-secret-from-sds-0123";
+    let stack = Stack::start_with(Options { provider_key: Some(provider_key.into()), ..Options::default() }).await;
+    let key = stack.create_key(json!({"name": "with-provider-key"})).await;
+    stack.wait_for_status(&key.secret, 200, Duration::from_secs(5)).await;
+    stack.http.delete(stack.mock("/mock/requests")).send().await.unwrap();
+
+    let (status, _) = stack.chat(&key.secret).await;
+    assert_eq!(status, 200);
+    let seen: Value = stack.http.get(stack.mock("/mock/requests")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(seen[0]["headers"]["authorization"], format!("Bearer {provider_key}"));
+    assert!(!seen.to_string().contains(&key.secret));
+
+    let dump_url = format!("http://127.0.0.1:{}/config_dump?include_eds", stack.envoy_admin_port);
+    let dump = stack.http.get(dump_url).send().await.unwrap().text().await.unwrap();
+    assert!(dump.contains("provider-key") && !dump.contains(provider_key), "the provider key is in the config dump");
+    let stats_url = format!("http://127.0.0.1:{}/stats", stack.envoy_admin_port);
+    assert!(!stack.http.get(stats_url).send().await.unwrap().text().await.unwrap().contains(provider_key));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

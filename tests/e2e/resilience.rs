@@ -1,7 +1,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
-use warden_tests::stack::Stack;
+use warden_tests::stack::{Options, Stack};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoy_keeps_enforcing_without_the_control_plane_and_resyncs_after_its_restart() {
@@ -119,7 +119,7 @@ async fn policy_changes_flow_again_after_the_stream_holding_vm_crashes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_older_than_the_staleness_bound_is_refused() {
-    let mut stack = Stack::start_with(Some(2_000)).await;
+    let mut stack = Stack::start_with(Options { staleness_bound_ms: Some(2_000), ..Options::default() }).await;
     let key = stack.create_key(json!({"name": "k"})).await;
     stack.wait_for_status(&key.secret, 200, Duration::from_secs(5)).await;
 

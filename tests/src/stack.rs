@@ -18,11 +18,20 @@ pub struct Stack {
     pub admin_port: u16,
     pub xds_port: u16,
     pub mock_port: u16,
-    pub staleness_bound_ms: Option<u64>,
+    pub options: Options,
     pub mock: Proc,
     pub warden: Option<Proc>,
     pub envoy: Option<Proc>,
     pub http: reqwest::Client,
+}
+
+/// How a node differs from the default one.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The filter's staleness bound (else the default).
+    pub staleness_bound_ms: Option<u64>,
+    /// A provider API key for Envoy to inject upstream from an SDS file.
+    pub provider_key: Option<String>,
 }
 
 /// A created key: its id and its secret.
@@ -34,10 +43,10 @@ pub struct Key {
 impl Stack {
     /// Starts all three and waits until Envoy serves with the filter and its policy.
     pub async fn start() -> Stack {
-        Self::start_with(None).await
+        Self::start_with(Options::default()).await
     }
 
-    pub async fn start_with(staleness_bound_ms: Option<u64>) -> Stack {
+    pub async fn start_with(options: Options) -> Stack {
         let dir = tempfile::Builder::new().prefix("warden-e2e-").tempdir().expect("temp dir");
         let mock_port = free_port();
         let mut mock_cmd = Command::new(warden_bin());
@@ -50,7 +59,7 @@ impl Stack {
             admin_port: free_port(),
             xds_port: free_port(),
             mock_port,
-            staleness_bound_ms,
+            options,
             mock,
             warden: None,
             envoy: None,
@@ -75,7 +84,7 @@ impl Stack {
             .args(["--admin-token", ADMIN_TOKEN])
             .arg("--filter-wasm")
             .arg(test_filter_wasm());
-        if let Some(bound) = self.staleness_bound_ms {
+        if let Some(bound) = self.options.staleness_bound_ms {
             cmd.args(["--staleness-bound-ms", &bound.to_string()]);
         }
         self.warden = Some(Proc::spawn("warden", cmd, self.dir.path()));
@@ -101,6 +110,7 @@ impl Stack {
             .args(["--upstream", &format!("http://127.0.0.1:{}", self.mock_port)])
             .arg("--out")
             .arg(&bootstrap)
+            .args(self.provider_key_sds().map(|path| [std::ffi::OsString::from("--upstream-sds"), path.into()]).into_iter().flatten())
             .status()
             .expect("warden bootstrap");
         assert!(status.success(), "warden bootstrap failed");
@@ -112,6 +122,17 @@ impl Stack {
             self.http.get(&ready).send().await.is_ok_and(|r| r.status().is_success())
         })
         .await;
+    }
+
+    /// Writes the SDS file of the provider key, if there is one.
+    fn provider_key_sds(&self) -> Option<PathBuf> {
+        let key = self.options.provider_key.as_ref()?;
+        let path = self.dir.path().join("provider-key.sds.yaml");
+        let sds = format!(
+            "resources:\n- \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\n  name: provider-key\n  generic_secret: {{secret: {{inline_string: \"{key}\"}}}}\n"
+        );
+        std::fs::write(&path, sds).expect("writing the SDS file");
+        Some(path)
     }
 
     pub fn kill_envoy(&mut self) {
