@@ -27,9 +27,9 @@ pub struct BootstrapArgs {
     /// Envoy's admin interface.
     #[arg(long, default_value = "127.0.0.1:9901")]
     pub admin: SocketAddr,
-    /// The control plane's xDS address.
+    /// The control plane's xDS address, `host:port` (a DNS name works, e.g. in docker-compose).
     #[arg(long, default_value = "127.0.0.1:18000")]
-    pub xds: SocketAddr,
+    pub xds: String,
     /// The OpenAI-compatible upstream, `http://host:port` or `https://host[:port]`, no path.
     #[arg(long, default_value = "http://127.0.0.1:9000")]
     pub upstream: String,
@@ -77,6 +77,8 @@ fn parse_upstream(url: &str) -> anyhow::Result<Upstream> {
 
 pub fn render(args: &BootstrapArgs) -> anyhow::Result<String> {
     let upstream = parse_upstream(&args.upstream)?;
+    let (xds_host, xds_port) = args.xds.rsplit_once(':').context("--xds must be host:port")?;
+    let xds_port: u16 = xds_port.parse().context("--xds must be host:port")?;
     let fragments: Vec<&str> = FRAGMENTS.split("\n---\n").collect();
     let [dynamic, xds_cluster, warden_filter, wasm_filter, tls, credential] = fragments[..] else {
         bail!("envoy/fragments.yaml must hold six fragments");
@@ -108,8 +110,8 @@ pub fn render(args: &BootstrapArgs) -> anyhow::Result<String> {
         .replace("{{ADMIN_PORT}}", &args.admin.port().to_string())
         .replace("{{LISTEN_HOST}}", &args.listen.ip().to_string())
         .replace("{{LISTEN_PORT}}", &args.listen.port().to_string())
-        .replace("{{XDS_HOST}}", &args.xds.ip().to_string())
-        .replace("{{XDS_PORT}}", &args.xds.port().to_string())
+        .replace("{{XDS_HOST}}", xds_host)
+        .replace("{{XDS_PORT}}", &xds_port.to_string())
         .replace("{{UPSTREAM_HOST}}", &upstream.host)
         .replace("{{UPSTREAM_PORT}}", &upstream.port.to_string());
     Ok(text)
