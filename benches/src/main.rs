@@ -72,10 +72,25 @@ struct Measured {
 }
 
 /// One oha run; `rate` None = as fast as it goes.
-fn oha(args: &Args, url: &str, key: Option<&str>, body: &str, rate: Option<u32>, seconds: u64) -> anyhow::Result<Measured> {
+fn oha(
+    args: &Args,
+    url: &str,
+    key: Option<&str>,
+    body: &str,
+    rate: Option<u32>,
+    seconds: u64,
+) -> anyhow::Result<Measured> {
     let mut cmd = Command::new(&args.oha);
-    cmd.args(["-z", &format!("{seconds}s"), "-c", &args.connections.to_string(), "--no-tui", "--output-format", "json"])
-        .args(["-m", "POST", "-H", "content-type: application/json", "-d", body]);
+    cmd.args([
+        "-z",
+        &format!("{seconds}s"),
+        "-c",
+        &args.connections.to_string(),
+        "--no-tui",
+        "--output-format",
+        "json",
+    ])
+    .args(["-m", "POST", "-H", "content-type: application/json", "-d", body]);
     if let Some(rate) = rate {
         cmd.args(["-q", &rate.to_string()]);
     }
@@ -127,7 +142,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|c| {
+            c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let mem = std::fs::read_to_string("/proc/meminfo")
@@ -150,7 +167,13 @@ async fn main() -> anyhow::Result<()> {
     )?;
     let _warden = spawn(
         Command::new(&args.warden)
-            .args(["serve", "--admin-addr", &format!("127.0.0.1:{admin_port}"), "--xds-addr", &format!("127.0.0.1:{xds_port}")])
+            .args([
+                "serve",
+                "--admin-addr",
+                &format!("127.0.0.1:{admin_port}"),
+                "--xds-addr",
+                &format!("127.0.0.1:{xds_port}"),
+            ])
             .args(["--admin-token", ADMIN_TOKEN, "--data-dir"])
             .arg(dir.join("data"))
             .arg("--filter-wasm")
@@ -204,7 +227,11 @@ async fn main() -> anyhow::Result<()> {
                 }
                 anyhow::ensure!(render.status()?.success(), "warden bootstrap failed");
                 let envoy = spawn(
-                    Command::new(&args.envoy).arg("-c").arg(&bootstrap).args(["--concurrency", "2", "--use-dynamic-base-id"]),
+                    Command::new(&args.envoy).arg("-c").arg(&bootstrap).args([
+                        "--concurrency",
+                        "2",
+                        "--use-dynamic-base-id",
+                    ]),
                     &dir.join(format!("envoy-{mode}.log")),
                 )?;
                 let url = format!("http://127.0.0.1:{listen}/v1/chat/completions");
@@ -216,7 +243,10 @@ async fn main() -> anyhow::Result<()> {
         oha(&args, &url, Some(&key), &body, Some(args.rate), 2)?; // warm-up
         let fixed = oha(&args, &url, Some(&key), &body, Some(args.rate), args.seconds)?;
         let max = oha(&args, &url, Some(&key), &body, None, args.seconds)?;
-        eprintln!("{name}: {:.0} rps at fixed rate, p50 {:.0} µs, p99 {:.0} µs; max {:.0} rps", fixed.rps, fixed.p50_us, fixed.p99_us, max.rps);
+        eprintln!(
+            "{name}: {:.0} rps at fixed rate, p50 {:.0} µs, p99 {:.0} µs; max {:.0} rps",
+            fixed.rps, fixed.p50_us, fixed.p99_us, max.rps
+        );
         anyhow::ensure!(fixed.ok == fixed.total && max.ok == max.total, "{name}: non-200 answers during the run");
         if name.contains("Warden") {
             let models = url.replace("/chat/completions", "/models");
@@ -258,11 +288,18 @@ fn render_table(args: &Args, rows: &[(&str, Measured, Measured)], revocations: &
          1 KiB body, {} s per run; Envoy 1.40 with `--concurrency 2`; everything on one machine (the load \
          generator competes for the same cores).\n\n",
         machine(),
-        Command::new("date").arg("+%F").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default(),
+        Command::new("date")
+            .arg("+%F")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default(),
         args.connections,
         args.seconds,
     );
-    t.push_str(&format!("| set-up | p50 at {} rps | p99 at {} rps | max rps |\n|---|---|---|---|\n", args.rate, args.rate));
+    t.push_str(&format!(
+        "| set-up | p50 at {} rps | p99 at {} rps | max rps |\n|---|---|---|---|\n",
+        args.rate, args.rate
+    ));
     for (name, fixed, max) in rows {
         t.push_str(&format!("| {name} | {:.0} µs | {:.0} µs | {:.0} |\n", fixed.p50_us, fixed.p99_us, max.rps));
     }

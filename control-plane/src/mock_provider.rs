@@ -114,7 +114,9 @@ async fn receive(mock: &Mock, path: &str, headers: &HeaderMap, body: &Bytes) -> 
     if !mock.latency.is_zero() {
         tokio::time::sleep(mock.latency).await;
     }
-    let body = parsed.map_err(|e| error(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}"), "invalid_request_error", "invalid_json"))?;
+    let body = parsed.map_err(|e| {
+        error(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}"), "invalid_request_error", "invalid_json")
+    })?;
     let model = body.get("model").and_then(Value::as_str).unwrap_or_default();
     if !MODELS.contains(&model) {
         let message = format!("The model `{model}` does not exist or you do not have access to it.");
@@ -230,7 +232,14 @@ async fn embeddings(State(mock): State<Shared>, headers: HeaderMap, body: Bytes)
     let inputs: Vec<String> = match &body["input"] {
         Value::String(s) => vec![s.clone()],
         Value::Array(items) => items.iter().map(|i| i.as_str().unwrap_or_default().to_owned()).collect(),
-        _ => return error(StatusCode::BAD_REQUEST, "'input' must be a string or an array of strings", "invalid_request_error", "invalid_input"),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "'input' must be a string or an array of strings",
+                "invalid_request_error",
+                "invalid_input",
+            );
+        }
     };
     let tokens: u64 = inputs.iter().map(|i| (i.chars().count() as u64).div_ceil(4).max(1)).sum();
     let data: Vec<Value> = inputs
@@ -248,8 +257,10 @@ async fn embeddings(State(mock): State<Shared>, headers: HeaderMap, body: Bytes)
 }
 
 async fn models() -> Json<Value> {
-    let data: Vec<Value> =
-        MODELS.iter().map(|m| json!({"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "warden-mock"})).collect();
+    let data: Vec<Value> = MODELS
+        .iter()
+        .map(|m| json!({"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "warden-mock"}))
+        .collect();
     Json(json!({"object": "list", "data": data}))
 }
 

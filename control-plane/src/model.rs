@@ -186,7 +186,9 @@ fn rate_limit(rl: &RateLimit, field: &str) -> Result<(), Invalid> {
     ];
     for (kind, max, window) in pairs {
         match (max, window) {
-            (Some(0), _) => return Err(Invalid::new(format!("{field}.{kind}_max_limit"), "must be greater than 0")),
+            (Some(0), _) => {
+                return Err(Invalid::new(format!("{field}.{kind}_max_limit"), "must be greater than 0"));
+            }
             (Some(_), None) => {
                 return Err(Invalid::new(format!("{field}.{kind}_reset_duration"), "is required with a max limit"));
             }

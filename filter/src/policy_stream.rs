@@ -88,7 +88,9 @@ impl PolicyStream {
 
     pub fn on_message(&mut self, size: usize, now_ms: u64, metrics: &Metrics) {
         let Some(token) = self.token else { return };
-        let Some(bytes) = host::grpc_message(size) else { return };
+        let Some(bytes) = host::grpc_message(size) else {
+            return;
+        };
         let response = match DeltaDiscoveryResponse::decode(bytes.as_slice()) {
             Ok(r) => r,
             Err(e) => {

@@ -43,7 +43,9 @@ impl HttpContext for WardenRequest {
         for (name, _) in headers.iter().filter(|(name, _)| name.starts_with("x-warden-")) {
             host::remove_request_header(name);
         }
-        let Some(settings) = &self.settings else { return self.deny(&Denial::PolicyMissing) };
+        let Some(settings) = &self.settings else {
+            return self.deny(&Denial::PolicyMissing);
+        };
         let health = PolicyHealth { bound_ms: settings.staleness_bound_ms };
         let status = shared::sync_status();
         let pairs = headers.iter().map(|(name, value)| (name.as_str(), value.as_slice()));

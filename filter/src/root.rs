@@ -33,12 +33,7 @@ pub struct WardenRoot {
 
 impl WardenRoot {
     pub fn new() -> WardenRoot {
-        WardenRoot {
-            id: None,
-            settings: None,
-            metrics: Rc::new(Metrics::define()),
-            stream: PolicyStream::default(),
-        }
+        WardenRoot { id: None, settings: None, metrics: Rc::new(Metrics::define()), stream: PolicyStream::default() }
     }
 }
 
@@ -90,7 +85,9 @@ impl RootContext for WardenRoot {
     }
 
     fn on_tick(&mut self) {
-        let Some(settings) = self.settings.clone() else { return };
+        let Some(settings) = self.settings.clone() else {
+            return;
+        };
         let now = host::now_ms();
         if self.id.is_none() {
             self.id = leader::allocate_id();

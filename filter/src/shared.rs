@@ -67,7 +67,9 @@ pub fn held_versions() -> BTreeMap<String, String> {
 }
 
 fn read_bucket(key: &str) -> BTreeMap<String, String> {
-    let Some(bytes) = host::shared_get(key).0 else { return BTreeMap::new() };
+    let Some(bytes) = host::shared_get(key).0 else {
+        return BTreeMap::new();
+    };
     String::from_utf8_lossy(&bytes)
         .lines()
         .filter_map(|line| line.split_once(' '))

@@ -44,7 +44,11 @@ mod tests {
         VirtualKeyRecord { id: "vk1".into(), name: "team-a".into(), is_active: active, expires_at_ms: None }
     }
 
-    fn run(headers: &[(&str, &str)], status: Option<&SyncStatus>, stored: Option<VirtualKeyRecord>) -> Result<Admitted, Denial> {
+    fn run(
+        headers: &[(&str, &str)],
+        status: Option<&SyncStatus>,
+        stored: Option<VirtualKeyRecord>,
+    ) -> Result<Admitted, Denial> {
         let good = KeyHash::of(b"sk-bf-good");
         admit(headers.iter().map(|(n, v)| (*n, v.as_bytes())), HEALTH, status, |h| stored.filter(|_| *h == good), 500)
     }
@@ -54,15 +58,19 @@ mod tests {
         let fresh = SyncStatus { heard_at_ms: 400, version: "1".into() };
         let stale = SyncStatus { heard_at_ms: 0, version: "1".into() };
         let good = [("x-bf-vk", "sk-bf-good")];
+        // No key: refused before the policy is even consulted.
         assert_eq!(run(&[], None, None), Err(Denial::KeyRequired));
         assert_eq!(run(&good, None, Some(record(true))), Err(Denial::PolicyMissing));
-        assert!(matches!(run(&good, Some(&stale), Some(record(true))), Ok(_)));
-        let very_stale = SyncStatus { heard_at_ms: 0, version: "1".into() };
-        let health = PolicyHealth { bound_ms: 100 };
-        assert!(matches!(health.check(Some(&very_stale), 500), Err(Denial::PolicyStale { .. })));
+        let now_stale = |status| {
+            let good = KeyHash::of(b"sk-bf-good");
+            let headers = [("x-bf-vk", b"sk-bf-good".as_slice())];
+            admit(headers, HEALTH, Some(status), |h| (*h == good).then(|| record(true)), 1_001)
+        };
+        assert_eq!(now_stale(&stale), Err(Denial::PolicyStale { age_ms: 1_001, bound_ms: 1_000 }));
         assert_eq!(run(&[("x-bf-vk", "sk-bf-other")], Some(&fresh), Some(record(true))), Err(Denial::KeyNotFound));
         assert_eq!(run(&good, Some(&fresh), Some(record(false))), Err(Denial::KeyInactive));
         let ok = run(&good, Some(&fresh), Some(record(true))).unwrap();
         assert_eq!(ok.record.id, "vk1");
+        assert_eq!(ok.key.source, crate::KeySource::BifrostHeader);
     }
 }

@@ -45,7 +45,7 @@ impl KeySource {
     }
 
     /// The key this header value carries, if it carries one.
-    fn key_in<'v>(self, value: &'v [u8]) -> Option<&'v [u8]> {
+    fn key_in(self, value: &[u8]) -> Option<&[u8]> {
         let value = value.trim_ascii();
         let candidate = match self {
             KeySource::BifrostHeader => return (!value.is_empty()).then_some(value),

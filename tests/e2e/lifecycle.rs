@@ -89,14 +89,19 @@ async fn every_refusal_has_its_status_and_shape() {
     let expiring = stack.create_key(json!({"name": "expiring", "expires_at": expired_soon})).await;
     stack.wait_for_status(&active.secret, 200, Duration::from_secs(5)).await;
 
-    let cases: Vec<(Vec<(&str, String)>, u16, &str)> = vec![
+    type Headers<'a> = Vec<(&'a str, String)>;
+    let cases: Vec<(Headers, u16, &str)> = vec![
         (vec![], 401, "virtual_key_required"),
         (vec![("authorization", "Bearer sk-proj-provider-key".into())], 401, "virtual_key_required"),
         (vec![("authorization", "Bearer sk-bf-00000000-unknown".into())], 401, "virtual_key_not_found"),
         (vec![("x-api-key", active.secret.clone())], 200, ""),
         (vec![("x-goog-api-key", active.secret.clone())], 200, ""),
         (vec![("api-key", active.secret.clone())], 200, ""),
-        (vec![("x-bf-vk", "sk-bf-unknown".into()), ("authorization", format!("Bearer {}", active.secret))], 401, "virtual_key_not_found"),
+        (
+            vec![("x-bf-vk", "sk-bf-unknown".into()), ("authorization", format!("Bearer {}", active.secret))],
+            401,
+            "virtual_key_not_found",
+        ),
     ];
     for (headers, status, kind) in cases {
         let mut req = stack.http.get(stack.gateway("/v1/models"));

@@ -107,7 +107,9 @@ async fn policy_changes_flow_again_after_the_stream_holding_vm_crashes() {
     eprintln!("leader crashed after {crash:?} of trying");
     let envoy_log = stack.envoy.as_ref().unwrap();
     stack
-        .wait_for("the panic in Envoy's log", Duration::from_secs(5), || async { envoy_log.log().contains("panicked at") })
+        .wait_for("the panic in Envoy's log", Duration::from_secs(5), || async {
+            envoy_log.log().contains("panicked at")
+        })
         .await;
 
     stack.update_key(&key.id, json!({"is_active": false})).await;

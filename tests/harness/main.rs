@@ -52,8 +52,12 @@ pub fn response(nonce: &str, resources: Vec<Resource>, removed: Vec<String>) -> 
 }
 
 pub fn heartbeat(version: &str) -> Vec<u8> {
-    DeltaDiscoveryResponse { system_version_info: version.into(), type_url: HEARTBEAT_TYPE_URL.into(), ..Default::default() }
-        .encode_to_vec()
+    DeltaDiscoveryResponse {
+        system_version_info: version.into(),
+        type_url: HEARTBEAT_TYPE_URL.into(),
+        ..Default::default()
+    }
+    .encode_to_vec()
 }
 
 /// The last message the filter sent on a stream, decoded as Envoy's own type.

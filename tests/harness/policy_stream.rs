@@ -10,7 +10,12 @@ fn settings_are_checked_and_a_bad_one_is_refused() {
     let (mut vm, ok) = proxy.vm(SETTINGS).unwrap();
     assert!(ok);
     assert_eq!(vm.tick_period_ms(), 500);
-    for bad in ["", "{", r#"{"control_plane_cluster":"x","staleness_bound_ms":0}"#, r#"{"control_plane_cluster":"x","extra":1}"#] {
+    for bad in [
+        "",
+        "{",
+        r#"{"control_plane_cluster":"x","staleness_bound_ms":0}"#,
+        r#"{"control_plane_cluster":"x","extra":1}"#,
+    ] {
         assert!(!vm.configure(bad).unwrap(), "{bad} was accepted");
     }
     assert!(vm.logs().iter().any(|l| l.contains("unknown field `extra`")), "{:?}", vm.logs());
@@ -20,7 +25,10 @@ fn settings_are_checked_and_a_bad_one_is_refused() {
 fn the_stream_subscribes_acks_and_nacks_by_xds_rules() {
     let (_proxy, mut vm, token) = leader();
     let stream = &vm.streams()[&token];
-    assert_eq!((stream.cluster.as_str(), stream.service.as_str(), stream.method.as_str()), ("warden_xds", ADS_SERVICE, DELTA_METHOD));
+    assert_eq!(
+        (stream.cluster.as_str(), stream.service.as_str(), stream.method.as_str()),
+        ("warden_xds", ADS_SERVICE, DELTA_METHOD)
+    );
     let subscribe = last_sent(&vm, token);
     assert_eq!(subscribe.type_url, VIRTUAL_KEY_TYPE_URL);
     assert_eq!(subscribe.node.unwrap().id, "harness-node");

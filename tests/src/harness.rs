@@ -219,7 +219,10 @@ impl Vm {
     /// Delivers a gRPC message on a stream, as Envoy does when the control plane sends one.
     pub fn deliver(&mut self, token: u32, message: &[u8]) -> Result<()> {
         self.store.data_mut().grpc_buffer = message.to_vec();
-        self.call::<(i32, i32, i32), ()>("proxy_on_grpc_receive", (self.root as i32, token as i32, message.len() as i32))
+        self.call::<(i32, i32, i32), ()>(
+            "proxy_on_grpc_receive",
+            (self.root as i32, token as i32, message.len() as i32),
+        )
     }
 
     /// Closes a stream from the server's side with a gRPC status.
@@ -319,20 +322,28 @@ fn decode_map(bytes: &[u8]) -> Vec<(String, String)> {
 }
 
 fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
-    linker.func_wrap("env", "proxy_log", |mut c: Caller<'_, VmState>, level: i32, ptr: i32, len: i32| -> Result<i32> {
-        let message = String::from_utf8_lossy(&read(&mut c, ptr, len)?).into_owned();
-        c.data_mut().logs.push(format!("[{level}] {message}"));
-        Ok(OK)
-    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_log",
+        |mut c: Caller<'_, VmState>, level: i32, ptr: i32, len: i32| -> Result<i32> {
+            let message = String::from_utf8_lossy(&read(&mut c, ptr, len)?).into_owned();
+            c.data_mut().logs.push(format!("[{level}] {message}"));
+            Ok(OK)
+        },
+    )?;
     linker.func_wrap("env", "proxy_get_log_level", |mut c: Caller<'_, VmState>, ret: i32| -> Result<i32> {
         write(&mut c, ret, &1u32.to_le_bytes())?;
         Ok(OK)
     })?;
-    linker.func_wrap("env", "proxy_get_current_time_nanoseconds", |mut c: Caller<'_, VmState>, ret: i32| -> Result<i32> {
-        let nanos = c.data().shared.now_ms.load(Ordering::SeqCst) * 1_000_000;
-        write(&mut c, ret, &nanos.to_le_bytes())?;
-        Ok(OK)
-    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_current_time_nanoseconds",
+        |mut c: Caller<'_, VmState>, ret: i32| -> Result<i32> {
+            let nanos = c.data().shared.now_ms.load(Ordering::SeqCst) * 1_000_000;
+            write(&mut c, ret, &nanos.to_le_bytes())?;
+            Ok(OK)
+        },
+    )?;
     linker.func_wrap("env", "proxy_set_tick_period_milliseconds", |mut c: Caller<'_, VmState>, ms: i32| -> i32 {
         c.data_mut().tick_ms = ms as u32;
         OK
@@ -554,12 +565,17 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
         }
     })?;
     // WASI: the filter writes nothing to stdio and reads no environment.
-    linker.func_wrap("wasi_snapshot_preview1", "environ_sizes_get", |mut c: Caller<'_, VmState>, n: i32, size: i32| -> Result<i32> {
-        write(&mut c, n, &0u32.to_le_bytes())?;
-        write(&mut c, size, &0u32.to_le_bytes())?;
-        Ok(0)
-    })?;
-    linker.func_wrap("wasi_snapshot_preview1", "environ_get", |_: Caller<'_, VmState>, _a: i32, _b: i32| -> i32 { 0 })?;
+    linker.func_wrap(
+        "wasi_snapshot_preview1",
+        "environ_sizes_get",
+        |mut c: Caller<'_, VmState>, n: i32, size: i32| -> Result<i32> {
+            write(&mut c, n, &0u32.to_le_bytes())?;
+            write(&mut c, size, &0u32.to_le_bytes())?;
+            Ok(0)
+        },
+    )?;
+    linker
+        .func_wrap("wasi_snapshot_preview1", "environ_get", |_: Caller<'_, VmState>, _a: i32, _b: i32| -> i32 { 0 })?;
     linker.func_wrap(
         "wasi_snapshot_preview1",
         "fd_write",

@@ -110,7 +110,12 @@ impl Stack {
             .args(["--upstream", &format!("http://127.0.0.1:{}", self.mock_port)])
             .arg("--out")
             .arg(&bootstrap)
-            .args(self.provider_key_sds().map(|path| [std::ffi::OsString::from("--upstream-sds"), path.into()]).into_iter().flatten())
+            .args(
+                self.provider_key_sds()
+                    .map(|path| [std::ffi::OsString::from("--upstream-sds"), path.into()])
+                    .into_iter()
+                    .flatten(),
+            )
             .status()
             .expect("warden bootstrap");
         assert!(status.success(), "warden bootstrap failed");
@@ -163,7 +168,8 @@ impl Stack {
     }
 
     pub async fn create_key(&self, body: Value) -> Key {
-        let (status, created) = self.admin_call(reqwest::Method::POST, "/api/governance/virtual-keys", Some(body)).await;
+        let (status, created) =
+            self.admin_call(reqwest::Method::POST, "/api/governance/virtual-keys", Some(body)).await;
         assert_eq!(status, 200, "create key: {created}");
         Key {
             id: created["virtual_key"]["id"].as_str().expect("id").to_owned(),
@@ -178,7 +184,8 @@ impl Stack {
     }
 
     pub async fn delete_key(&self, id: &str) {
-        let (status, body) = self.admin_call(reqwest::Method::DELETE, &format!("/api/governance/virtual-keys/{id}"), None).await;
+        let (status, body) =
+            self.admin_call(reqwest::Method::DELETE, &format!("/api/governance/virtual-keys/{id}"), None).await;
         assert_eq!(status, 200, "delete key: {body}");
     }
 

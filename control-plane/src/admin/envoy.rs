@@ -1,8 +1,8 @@
 //! `/api/envoy/*`: what every Envoy holds, and the filter's settings.
 
+use super::AppState;
 use super::error::ApiError;
 use super::json::ValidJson;
-use super::AppState;
 use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};

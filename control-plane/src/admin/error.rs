@@ -46,7 +46,11 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "admin API internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error; see the control plane's log".to_owned())
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "internal error; see the control plane's log".to_owned(),
+                )
             }
         };
         let body = json!({

@@ -105,10 +105,7 @@ pub fn router(state: AppState) -> Router {
     let keys = "/api/governance/virtual-keys";
     let protected = Router::new()
         .route(keys, get(virtual_keys::list).post(virtual_keys::create))
-        .route(
-            &format!("{keys}/{{id}}"),
-            get(virtual_keys::get).put(virtual_keys::update).delete(virtual_keys::delete),
-        )
+        .route(&format!("{keys}/{{id}}"), get(virtual_keys::get).put(virtual_keys::update).delete(virtual_keys::delete))
         .route("/api/envoy/nodes", get(envoy::nodes))
         .route("/api/envoy/filter-settings", get(envoy::filter_settings).put(envoy::put_filter_settings))
         .fallback(not_found)

@@ -51,7 +51,9 @@ fn published(state: &AppState, secret: &str) -> Option<VirtualKeyRecord> {
     let (changes, _) = state.cache.since(0);
     let name = KeyHash::of(secret.as_bytes()).to_string();
     changes.into_iter().find_map(|c| match c {
-        crate::xds::cache::PolicyChange::Upsert { name: n, entry } if n == name => serde_json::from_slice(&entry.body).ok(),
+        crate::xds::cache::PolicyChange::Upsert { name: n, entry } if n == name => {
+            serde_json::from_slice(&entry.body).ok()
+        }
         _ => None,
     })
 }
@@ -123,10 +125,19 @@ async fn bad_input_is_a_400_naming_the_field() {
         (r#"{"name":"a","colour":"red"}"#, "unknown field `colour`"),
         (r#"{"name":"a","is_active":"yes"}"#, "is_active: invalid type"),
         (r#"{"name":"a","provider_configs":[{"provider":"openai","weight":"x"}]}"#, "provider_configs[0].weight"),
-        (r#"{"name":"a","team_id":"t","customer_id":"c"}"#, "team_id: VirtualKey cannot be attached to both Team and Customer"),
+        (
+            r#"{"name":"a","team_id":"t","customer_id":"c"}"#,
+            "team_id: VirtualKey cannot be attached to both Team and Customer",
+        ),
         (r#"{"name":"taken"}"#, "name: a virtual key with this name already exists"),
-        (r#"{"name":"a","provider_configs":[{"provider":"openai","allowed_models":["*","gpt-4o"]}]}"#, "provider_configs[0].allowed_models"),
-        (r#"{"name":"a","budgets":[{"max_limit":1,"reset_duration":"fortnightly"}]}"#, "budgets[0].reset_duration: invalid reset duration"),
+        (
+            r#"{"name":"a","provider_configs":[{"provider":"openai","allowed_models":["*","gpt-4o"]}]}"#,
+            "provider_configs[0].allowed_models",
+        ),
+        (
+            r#"{"name":"a","budgets":[{"max_limit":1,"reset_duration":"fortnightly"}]}"#,
+            "budgets[0].reset_duration: invalid reset duration",
+        ),
         (r#"{"name":"a","budgets":[{"max_limit":0,"reset_duration":"1d"}]}"#, "budgets[0].max_limit"),
         (r#"{"name":"a","rate_limit":{"token_max_limit":5}}"#, "rate_limit.token_reset_duration: is required"),
         (r#"{"name":"a","expires_at":"2001-01-01T00:00:00Z"}"#, "expires_at: must lie in the future"),
@@ -148,11 +159,13 @@ async fn bad_input_is_a_400_naming_the_field() {
 #[tokio::test]
 async fn put_leaves_what_it_omits_and_null_clears() {
     let (app, state) = app().await;
-    let key = create(&app, json!({"name": "k", "team_id": "t1", "budget": {"max_limit": 5, "reset_duration": "1d"}})).await;
+    let key =
+        create(&app, json!({"name": "k", "team_id": "t1", "budget": {"max_limit": 5, "reset_duration": "1d"}})).await;
     assert_eq!(key["budgets"][0]["max_limit"], 5.0, "the singular budget is kept");
     let path = format!("{KEYS}/{}", key["id"].as_str().unwrap());
 
-    let (status, updated) = call(&app, Method::PUT, &path, Some(r#"{"description":"changed","is_active":false}"#)).await;
+    let (status, updated) =
+        call(&app, Method::PUT, &path, Some(r#"{"description":"changed","is_active":false}"#)).await;
     assert_eq!(status, StatusCode::OK, "{updated}");
     assert_eq!(updated["virtual_key"]["team_id"], "t1", "an omitted team_id stays");
     assert_eq!(updated["virtual_key"]["budgets"][0]["max_limit"], 5.0);
@@ -162,7 +175,10 @@ async fn put_leaves_what_it_omits_and_null_clears() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let (status, updated) = call(&app, Method::PUT, &path, Some(r#"{"customer_id":"c1","team_id":null}"#)).await;
     assert_eq!(status, StatusCode::OK, "{updated}");
-    assert_eq!((updated["virtual_key"]["team_id"].clone(), updated["virtual_key"]["customer_id"].clone()), (Value::Null, json!("c1")));
+    assert_eq!(
+        (updated["virtual_key"]["team_id"].clone(), updated["virtual_key"]["customer_id"].clone()),
+        (Value::Null, json!("c1"))
+    );
 
     let (status, _) = call(&app, Method::PUT, &format!("{KEYS}/nope"), Some("{}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -194,10 +210,16 @@ async fn list_pages_and_delete_withdraws_the_record() {
 async fn filter_settings_are_typed_and_pushed() {
     let (app, state) = app().await;
     let before = state.cache.filter().unwrap().version;
-    let (status, body) = call(&app, Method::PUT, "/api/envoy/filter-settings", Some(r#"{"control_plane_cluster":"x","nope":1}"#)).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let (status, body) =
-        call(&app, Method::PUT, "/api/envoy/filter-settings", Some(r#"{"control_plane_cluster":"warden_xds","staleness_bound_ms":60000}"#)).await;
+        call(&app, Method::PUT, "/api/envoy/filter-settings", Some(r#"{"control_plane_cluster":"x","nope":1}"#)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = call(
+        &app,
+        Method::PUT,
+        "/api/envoy/filter-settings",
+        Some(r#"{"control_plane_cluster":"warden_xds","staleness_bound_ms":60000}"#),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_ne!(state.cache.filter().unwrap().version, before);
     let (_, shown) = call(&app, Method::GET, "/api/envoy/filter-settings", None).await;

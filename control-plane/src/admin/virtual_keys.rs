@@ -2,9 +2,9 @@
 //! a PUT that omits `team_id`/`customer_id` leaves them unchanged, and the singular `budget` is
 //! honoured instead of silently dropped.
 
+use super::AppState;
 use super::error::ApiError;
 use super::json::ValidJson;
-use super::AppState;
 use crate::model::{Budget, Invalid, McpConfig, ProviderConfig, RateLimit, VirtualKey};
 use crate::store::KeyQuery;
 use axum::Json;
@@ -151,10 +151,7 @@ pub async fn create(
     Ok((StatusCode::OK, Json(json!({"message": "Virtual key created successfully", "virtual_key": shown}))))
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    Query(params): Query<ListParams>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(state): State<AppState>, Query(params): Query<ListParams>) -> Result<Json<Value>, ApiError> {
     let query = KeyQuery {
         search: params.search,
         team_id: params.team_id,
@@ -232,7 +229,8 @@ pub async fn update(
 }
 
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let key = state.store.delete_virtual_key(&id).await?.ok_or_else(|| ApiError::NotFound("Virtual key not found".into()))?;
+    let key =
+        state.store.delete_virtual_key(&id).await?.ok_or_else(|| ApiError::NotFound("Virtual key not found".into()))?;
     state.cache.remove(&key.value_hash);
     tracing::info!(id = %key.id, "virtual key deleted");
     Ok(Json(json!({"message": "Virtual key deleted successfully"})))

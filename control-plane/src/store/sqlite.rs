@@ -47,13 +47,13 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 }
 
 fn write_error(e: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &e {
-        if db.is_unique_violation() {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
             let field = if db.message().contains("value_hash") { "value" } else { "name" };
-            return StoreError::Conflict { field };
+            StoreError::Conflict { field }
         }
+        _ => backend(e),
     }
-    backend(e)
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
@@ -194,12 +194,14 @@ impl Store for SqliteStore {
     }
 
     async fn put_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value")
-            .bind(name)
-            .bind(value)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(())
     }
 }

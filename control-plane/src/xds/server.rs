@@ -157,7 +157,9 @@ impl SotwStream {
 
     /// Sends the filter if Envoy wants it, does not have it, and has not rejected it.
     async fn send_if_changed(&mut self) -> bool {
-        let Some(config) = self.cache.filter() else { return true };
+        let Some(config) = self.cache.filter() else {
+            return true;
+        };
         if !self.subscribed
             || self.sent_version.as_ref() == Some(&config.version)
             || self.nacked_version.as_ref() == Some(&config.version)
