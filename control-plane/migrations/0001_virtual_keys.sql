@@ -15,7 +15,10 @@ CREATE TABLE virtual_keys (
     budgets          TEXT NOT NULL DEFAULT '[]',
     rate_limit       TEXT,
     calendar_aligned BOOLEAN NOT NULL DEFAULT FALSE,
+    allow_all_providers BOOLEAN NOT NULL DEFAULT FALSE,
     expires_at       TEXT,
+    delete_after_expire BOOLEAN,
+    disable_content_logging BOOLEAN,
     created_at       TEXT NOT NULL,
     updated_at       TEXT NOT NULL,
     CHECK (team_id IS NULL OR customer_id IS NULL)

@@ -277,3 +277,69 @@ async fn clear_requests(State(mock): State<Shared>) -> StatusCode {
     mock.seen.lock().unwrap_or_else(|p| p.into_inner()).clear();
     StatusCode::NO_CONTENT
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    async fn post(app: &Router, path: &str, body: Value) -> (StatusCode, String) {
+        let req =
+            Request::post(path).header("content-type", "application/json").body(Body::from(body.to_string())).unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        (status, String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn usage_is_deterministic_and_unknown_models_are_404() {
+        let app = router(Duration::ZERO);
+        let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "12345678"}]});
+        let (status, text) = post(&app, "/v1/chat/completions", body).await;
+        assert_eq!(status, StatusCode::OK);
+        let reply: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(reply["usage"], json!({"prompt_tokens": 2, "completion_tokens": 7, "total_tokens": 9}));
+        let (status, text) = post(&app, "/v1/chat/completions", json!({"model": "gpt-9", "messages": []})).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(text.contains("model_not_found"));
+    }
+
+    #[tokio::test]
+    async fn scripted_tool_calls_and_errors_come_first_in_order() {
+        let app = router(Duration::ZERO);
+        let calls = json!([{"id": "call_1", "type": "function", "function": {"name": "fs-read", "arguments": "{}"}}]);
+        let script = json!([{"tool_calls": calls}, {"status": 503}]);
+        let req = Request::post("/mock/script")
+            .header("content-type", "application/json")
+            .body(Body::from(script.to_string()))
+            .unwrap();
+        assert_eq!(app.clone().oneshot(req).await.unwrap().status(), StatusCode::NO_CONTENT);
+        let chat = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+        let (_, text) = post(&app, "/v1/chat/completions", chat.clone()).await;
+        let reply: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(reply["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(reply["choices"][0]["message"]["tool_calls"], calls);
+        assert_eq!(post(&app, "/v1/chat/completions", chat.clone()).await.0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(post(&app, "/v1/chat/completions", chat).await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn streams_end_with_a_usage_chunk_only_when_asked() {
+        let app = router(Duration::ZERO);
+        let chat = |usage: bool| {
+            json!({"model": "gpt-4o-mini", "stream": true, "stream_options": {"include_usage": usage},
+                   "messages": [{"role": "user", "content": "hi"}]})
+        };
+        let (_, with) = post(&app, "/v1/chat/completions", chat(true)).await;
+        let events: Vec<&str> = with.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+        assert_eq!(events.last(), Some(&"[DONE]"));
+        let usage: Value = serde_json::from_str(events[events.len() - 2]).unwrap();
+        assert_eq!(usage["usage"]["total_tokens"], 8);
+        assert_eq!(usage["choices"], json!([]));
+        let (_, without) = post(&app, "/v1/chat/completions", chat(false)).await;
+        assert!(!without.contains("\"usage\""));
+    }
+}

@@ -24,7 +24,13 @@ pub struct VirtualKey {
     pub budgets: Vec<Budget>,
     pub rate_limit: Option<RateLimit>,
     pub calendar_aligned: bool,
+    /// Providers not listed in `provider_configs` are allowed with all models and no limits.
+    pub allow_all_providers: bool,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Tri-state: delete the key once expired; needs `expires_at`.
+    pub delete_after_expire: Option<bool>,
+    /// Tri-state: `null` inherits the gateway's setting.
+    pub disable_content_logging: Option<bool>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -132,6 +138,9 @@ impl VirtualKey {
                 return Err(Invalid::new(format!("mcp_configs[{i}].mcp_client_name"), "must not be empty"));
             }
             white_list(&mc.tools_to_execute, &format!("mcp_configs[{i}].tools_to_execute"))?;
+        }
+        if self.delete_after_expire.is_some() && self.expires_at.is_none() {
+            return Err(Invalid::new("delete_after_expire", "requires expires_at"));
         }
         budgets(&self.budgets, "budgets")?;
         if let Some(rl) = &self.rate_limit {

@@ -82,7 +82,8 @@ async fn create_shows_the_secret_once_and_stores_only_its_hash() {
                "provider_configs": [{"provider": "openai", "weight": null, "allowed_models": ["gpt-4o-mini"]}],
                "mcp_configs": [{"mcp_client_name": "filesystem", "tools_to_execute": ["*"]}],
                "budgets": [{"max_limit": 10.0, "reset_duration": "1M"}],
-               "rate_limit": {"request_max_limit": 100, "request_reset_duration": "1m"}}),
+               "rate_limit": {"request_max_limit": 100, "request_reset_duration": "1m"},
+               "allow_all_providers": false, "disable_content_logging": true, "calendar_aligned": true}),
     )
     .await;
     let secret = key["value"].as_str().unwrap().to_owned();
@@ -91,6 +92,10 @@ async fn create_shows_the_secret_once_and_stores_only_its_hash() {
     assert!(key.get("value_hash").is_none());
     assert_eq!(key["provider_configs"][0]["weight"], Value::Null);
     assert_eq!(key["is_active"], true);
+    assert_eq!(
+        (key["disable_content_logging"].clone(), key["delete_after_expire"].clone()),
+        (json!(true), Value::Null)
+    );
 
     let id = key["id"].as_str().unwrap();
     let (status, got) = call(&app, Method::GET, &format!("{KEYS}/{id}"), None).await;
@@ -142,6 +147,7 @@ async fn bad_input_is_a_400_naming_the_field() {
         (r#"{"name":"a","rate_limit":{"token_max_limit":5}}"#, "rate_limit.token_reset_duration: is required"),
         (r#"{"name":"a","expires_at":"2001-01-01T00:00:00Z"}"#, "expires_at: must lie in the future"),
         (r#"{"name":"a","expires_at":"tomorrow"}"#, "expires_at: must be an RFC 3339 time"),
+        (r#"{"name":"a","delete_after_expire":true}"#, "delete_after_expire: requires expires_at"),
         (r#"{"name":"a""#, "malformed JSON"),
         (r#"{"description":"no name"}"#, "missing field `name`"),
         ("", "the request body is empty"),

@@ -41,7 +41,11 @@ pub struct CreateKey {
     rate_limit: Option<RateLimit>,
     #[serde(default)]
     calendar_aligned: bool,
+    #[serde(default)]
+    allow_all_providers: bool,
     expires_at: Option<String>,
+    delete_after_expire: Option<bool>,
+    disable_content_logging: Option<bool>,
 }
 
 /// Absent fields stay as they are; `null` clears where clearing makes sense.
@@ -62,7 +66,12 @@ pub struct UpdateKey {
     #[serde(default, deserialize_with = "present")]
     rate_limit: Option<Option<RateLimit>>,
     calendar_aligned: Option<bool>,
+    allow_all_providers: Option<bool>,
     expires_at: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    delete_after_expire: Option<Option<bool>>,
+    #[serde(default, deserialize_with = "present")]
+    disable_content_logging: Option<Option<bool>>,
 }
 
 /// Tells a present `null` (`Some(None)`) from an absent field (`None`, via `default`).
@@ -138,7 +147,10 @@ pub async fn create(
         budgets: merge_budgets(req.budgets, req.budget),
         rate_limit: req.rate_limit,
         calendar_aligned: req.calendar_aligned,
+        allow_all_providers: req.allow_all_providers,
         expires_at: expiry(req.expires_at, now)?.flatten(),
+        delete_after_expire: req.delete_after_expire,
+        disable_content_logging: req.disable_content_logging,
         created_at: now,
         updated_at: now,
     };
@@ -215,8 +227,17 @@ pub async fn update(
     if let Some(v) = req.calendar_aligned {
         key.calendar_aligned = v;
     }
+    if let Some(v) = req.allow_all_providers {
+        key.allow_all_providers = v;
+    }
     if let Some(v) = expiry(req.expires_at, now)? {
         key.expires_at = v;
+    }
+    if let Some(v) = req.delete_after_expire {
+        key.delete_after_expire = v;
+    }
+    if let Some(v) = req.disable_content_logging {
+        key.disable_content_logging = v;
     }
     key.updated_at = now;
     key.validate()?;

@@ -87,7 +87,10 @@ fn key_from_row(row: &SqliteRow) -> Result<VirtualKey, StoreError> {
         budgets: from_json(row, "budgets")?,
         rate_limit: rate_limit.map(|t| serde_json::from_str(&t)).transpose().map_err(backend)?,
         calendar_aligned: row.try_get("calendar_aligned").map_err(backend)?,
+        allow_all_providers: row.try_get("allow_all_providers").map_err(backend)?,
         expires_at: time(row, "expires_at")?,
+        delete_after_expire: row.try_get("delete_after_expire").map_err(backend)?,
+        disable_content_logging: row.try_get("disable_content_logging").map_err(backend)?,
         created_at: required(time(row, "created_at")?)?,
         updated_at: required(time(row, "updated_at")?)?,
     })
@@ -111,7 +114,10 @@ fn bind_key<'q>(
         .bind(json(&key.budgets)?)
         .bind(key.rate_limit.as_ref().map(json).transpose()?)
         .bind(key.calendar_aligned)
+        .bind(key.allow_all_providers)
         .bind(key.expires_at.map(|t| t.to_rfc3339()))
+        .bind(key.delete_after_expire)
+        .bind(key.disable_content_logging)
         .bind(key.created_at.to_rfc3339())
         .bind(key.updated_at.to_rfc3339())
         .bind(&key.id))
@@ -122,8 +128,9 @@ impl Store for SqliteStore {
     async fn insert_virtual_key(&self, key: &VirtualKey) -> Result<(), StoreError> {
         let query = sqlx::query(
             "INSERT INTO virtual_keys (name, description, value_hash, value_prefix, is_active, team_id,
-             customer_id, provider_configs, mcp_configs, budgets, rate_limit, calendar_aligned, expires_at,
-             created_at, updated_at, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             customer_id, provider_configs, mcp_configs, budgets, rate_limit, calendar_aligned, allow_all_providers,
+             expires_at, delete_after_expire, disable_content_logging, created_at, updated_at, id)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         );
         bind_key(query, key)?.execute(&self.pool).await.map_err(write_error)?;
         Ok(())
@@ -133,7 +140,8 @@ impl Store for SqliteStore {
         let query = sqlx::query(
             "UPDATE virtual_keys SET name = ?, description = ?, value_hash = ?, value_prefix = ?, is_active = ?,
              team_id = ?, customer_id = ?, provider_configs = ?, mcp_configs = ?, budgets = ?, rate_limit = ?,
-             calendar_aligned = ?, expires_at = ?, created_at = ?, updated_at = ? WHERE id = ?",
+             calendar_aligned = ?, allow_all_providers = ?, expires_at = ?, delete_after_expire = ?,
+             disable_content_logging = ?, created_at = ?, updated_at = ? WHERE id = ?",
         );
         let done = bind_key(query, key)?.execute(&self.pool).await.map_err(write_error)?;
         Ok(done.rows_affected() == 1)
