@@ -73,7 +73,8 @@ run: tools wasm ## Start Warden: control plane, mock provider, Envoy on 127.0.0.
 	WARDEN_BIN=$(WARDEN_REL) ./scripts/run.sh
 
 bench: tools wasm $(OHA) ## Load benchmark; writes the README table
-	cargo build --release -p warden-control-plane -p warden-benches
+	cargo build --release -p warden-control-plane
+	cargo build --release -p warden-benches
 	cargo build -p empty-filter --target wasm32-wasip1 --profile wasm
 	$(TARGET_DIR)/release/warden-bench --warden $(WARDEN_REL) --envoy $(ENVOY) --oha $(OHA) \
 		--wasm $(WASM) --empty-wasm $(EMPTY_WASM) --readme README.md

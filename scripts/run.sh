@@ -26,7 +26,8 @@ stop() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
-trap stop INT TERM EXIT
+trap stop EXIT
+trap "exit 130" INT TERM
 
 "$WARDEN_BIN" mock-provider --addr "$MOCK" > "$DATA/logs/mock-provider.log" 2>&1 & pids+=($!)
 "$WARDEN_BIN" serve --admin-addr "$ADMIN" --xds-addr "$XDS" --data-dir "$DATA" \
