@@ -377,24 +377,6 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
     )?;
     linker.func_wrap(
         "env",
-        "proxy_get_header_map_value",
-        |mut c: Caller<'_, VmState>, map: i32, kp: i32, kl: i32, ret_ptr: i32, ret_len: i32| -> Result<i32> {
-            if map != REQUEST_HEADERS || !c.data().headers_readable {
-                return Ok(BAD_ARGUMENT);
-            }
-            let key = read_string(&mut c, kp, kl)?;
-            let value = c.data().request_headers.iter().find(|(n, _)| *n == key).map(|(_, v)| v.clone());
-            match value {
-                Some(v) => {
-                    give(&mut c, &v, ret_ptr, ret_len)?;
-                    Ok(OK)
-                }
-                None => Ok(NOT_FOUND),
-            }
-        },
-    )?;
-    linker.func_wrap(
-        "env",
         "proxy_remove_header_map_value",
         |mut c: Caller<'_, VmState>, map: i32, kp: i32, kl: i32| -> Result<i32> {
             if map != REQUEST_HEADERS || !c.data().headers_readable {
@@ -445,14 +427,10 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
         |mut c: Caller<'_, VmState>, kp: i32, kl: i32, ret_ptr: i32, ret_len: i32, ret_cas: i32| -> Result<i32> {
             let key = read_string(&mut c, kp, kl)?;
             let found = c.data().shared.data.lock().unwrap().get(&key).cloned();
-            match found {
-                Some((value, cas)) => {
-                    give(&mut c, &value, ret_ptr, ret_len)?;
-                    write(&mut c, ret_cas, &cas.to_le_bytes())?;
-                    Ok(OK)
-                }
-                None => Ok(NOT_FOUND),
-            }
+            let Some((value, cas)) = found else { return Ok(NOT_FOUND) };
+            give(&mut c, &value, ret_ptr, ret_len)?;
+            write(&mut c, ret_cas, &cas.to_le_bytes())?;
+            Ok(OK)
         },
     )?;
     linker.func_wrap(
@@ -477,13 +455,9 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
         "proxy_get_property",
         |mut c: Caller<'_, VmState>, pp: i32, pl: i32, ret_ptr: i32, ret_len: i32| -> Result<i32> {
             let path = read_string(&mut c, pp, pl)?;
-            match c.data().properties.get(&path).cloned() {
-                Some(v) => {
-                    give(&mut c, &v, ret_ptr, ret_len)?;
-                    Ok(OK)
-                }
-                None => Ok(NOT_FOUND),
-            }
+            let Some(value) = c.data().properties.get(&path).cloned() else { return Ok(NOT_FOUND) };
+            give(&mut c, &value, ret_ptr, ret_len)?;
+            Ok(OK)
         },
     )?;
     linker.func_wrap(

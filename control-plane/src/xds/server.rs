@@ -280,3 +280,7 @@ impl DeltaStream {
         self.tx.send(Ok(beat)).await.is_ok()
     }
 }
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;
