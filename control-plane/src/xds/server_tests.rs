@@ -10,7 +10,10 @@ use envoy_types::pb::google::rpc;
 use std::collections::HashMap;
 use tokio_stream::wrappers::TcpListenerStream;
 
-async fn serve(cache: Arc<Cache>, nodes: Arc<NodeRegistry>) -> AggregatedDiscoveryServiceClient<tonic::transport::Channel> {
+async fn serve(
+    cache: Arc<Cache>,
+    nodes: Arc<NodeRegistry>,
+) -> AggregatedDiscoveryServiceClient<tonic::transport::Channel> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     // Heartbeats only right after the initial sync: an hour apart keeps them out of the way.
@@ -108,9 +111,16 @@ async fn delta_sends_differences_in_chunks_then_changes_and_removals() {
     }
     assert_eq!((added, removed.as_slice()), (1199, ["gone".to_string()].as_slice()));
     assert_eq!(nonces, ["1", "2", "3"]);
-    tx.send(DeltaDiscoveryRequest { type_url: VIRTUAL_KEY_TYPE_URL.into(), response_nonce: "3".into(), ..Default::default() })
-        .await
-        .unwrap();
+    tx.send(DeltaDiscoveryRequest {
+        type_url: VIRTUAL_KEY_TYPE_URL.into(),
+        response_nonce: "3".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // Let the ACK land before the next change moves the stream's nonce on.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(nodes.all()[0].policy_acked_seq, Some(1200));
 
     cache.remove("k0001");
     cache.upsert([("k0002".to_string(), b"{\"i\":\"changed\"}".to_vec())]);
@@ -121,5 +131,4 @@ async fn delta_sends_differences_in_chunks_then_changes_and_removals() {
     }
     seen.sort();
     assert_eq!(seen, ["+k0002", "-k0001"]);
-    assert_eq!(nodes.all()[0].policy_acked_seq, Some(1200));
 }
