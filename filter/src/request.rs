@@ -5,6 +5,7 @@ use crate::{host, shared};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
+use warden_policy::keys::key_headers;
 use warden_policy::{Denial, FilterSettings, PolicyHealth, admit};
 
 /// The header that tells the upstream which virtual key a request was admitted as. Trusted
@@ -49,10 +50,12 @@ impl HttpContext for WardenRequest {
         let health = PolicyHealth { bound_ms: settings.staleness_bound_ms };
         let status = shared::sync_status();
         let pairs = headers.iter().map(|(name, value)| (name.as_str(), value.as_slice()));
-        match admit(pairs, health, status.as_ref(), shared::virtual_key, host::now_ms()) {
+        match admit(pairs.clone(), health, status.as_ref(), shared::virtual_key, host::now_ms()) {
             Ok(admitted) => {
-                // The virtual key is Warden's credential, not the provider's: it stays here.
-                host::remove_request_header(admitted.key.source.header());
+                // Virtual keys are Warden's credentials, not the provider's: they stay here.
+                for name in key_headers(pairs) {
+                    host::remove_request_header(name);
+                }
                 host::set_request_header(KEY_ID_HEADER, &admitted.record.id);
                 host::increment(self.metrics.admitted, 1);
                 Action::Continue

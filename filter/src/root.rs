@@ -26,6 +26,8 @@ pub fn vm_holds_stream() -> bool {
 pub struct WardenRoot {
     /// Assigned on the first tick: the canary VM that runs `on_configure` first never ticks.
     id: Option<String>,
+    /// Whether this root won the lease on its last tick.
+    leads: bool,
     settings: Option<Rc<FilterSettings>>,
     metrics: Rc<Metrics>,
     stream: PolicyStream,
@@ -33,7 +35,13 @@ pub struct WardenRoot {
 
 impl WardenRoot {
     pub fn new() -> WardenRoot {
-        WardenRoot { id: None, settings: None, metrics: Rc::new(Metrics::define()), stream: PolicyStream::default() }
+        WardenRoot {
+            id: None,
+            leads: false,
+            settings: None,
+            metrics: Rc::new(Metrics::define()),
+            stream: PolicyStream::default(),
+        }
     }
 }
 
@@ -94,7 +102,12 @@ impl RootContext for WardenRoot {
         }
         let Some(id) = &self.id else { return };
         let served = SERVED_REQUESTS.with(Cell::get);
-        if leader::hold(id, served, settings.leader_lease_ms, now) {
+        let leads = leader::hold(id, served, settings.leader_lease_ms, now);
+        if leads != self.leads {
+            log::info!("warden: {id} {} the policy stream", if leads { "now holds" } else { "gave up" });
+            self.leads = leads;
+        }
+        if leads {
             self.stream.ensure_open(&settings.control_plane_cluster, now, &self.metrics);
         } else {
             self.stream.stop();

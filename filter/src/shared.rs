@@ -22,7 +22,7 @@ fn record_key(name: &str) -> String {
 
 /// The record of a key hash, if this Envoy holds a readable one.
 pub fn virtual_key(hash: &KeyHash) -> Option<VirtualKeyRecord> {
-    let (value, _) = host::shared_get(&record_key(&hash.to_string()));
+    let (value, _) = host::shared_get(&record_key(&hash.to_hex()));
     serde_json::from_slice(&value?).ok()
 }
 

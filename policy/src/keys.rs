@@ -95,6 +95,18 @@ where
     })
 }
 
+/// Every header that carries a virtual key, whichever won: none of them may reach the provider.
+pub fn key_headers<'h, I>(headers: I) -> impl Iterator<Item = &'static str>
+where
+    I: IntoIterator<Item = (&'h str, &'h [u8])> + Clone,
+{
+    KeySource::PRECEDENCE.into_iter().filter_map(move |source| {
+        let carries =
+            headers.clone().into_iter().any(|(name, value)| name == source.header() && source.key_in(value).is_some());
+        carries.then_some(source.header())
+    })
+}
+
 /// The SHA-256 of a virtual key: what the store keeps and what the filter looks up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct KeyHash(pub [u8; 32]);
@@ -135,9 +147,23 @@ fn hex_digit(c: u8) -> Option<u8> {
     }
 }
 
+impl KeyHash {
+    /// The 64-character lower-case hex form: the name of the key's policy record. On the request
+    /// path, so it avoids the formatting machinery.
+    pub fn to_hex(&self) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(64);
+        for b in self.0 {
+            out.push(char::from(DIGITS[usize::from(b >> 4)]));
+            out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+        }
+        out
+    }
+}
+
 impl fmt::Display for KeyHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+        f.write_str(&self.to_hex())
     }
 }
 
@@ -235,6 +261,18 @@ mod tests {
         let raw: &[u8] = b"sk-bf-\xff\xfe";
         let found = find_key([("x-api-key", raw)]).unwrap();
         assert_eq!(found.hash, KeyHash::of(raw));
+    }
+
+    #[test]
+    fn every_header_carrying_a_key_is_named() {
+        let headers = [
+            ("x-bf-vk", "legacy"),
+            ("authorization", "Bearer sk-bf-other"),
+            ("x-api-key", "sk-ant-provider"),
+            ("api-key", "sk-bf-third"),
+        ];
+        let names: Vec<&str> = key_headers(headers.iter().map(|(n, v)| (*n, v.as_bytes()))).collect();
+        assert_eq!(names, ["x-bf-vk", "authorization", "api-key"]);
     }
 
     #[test]

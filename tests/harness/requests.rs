@@ -95,6 +95,13 @@ fn client_warden_headers_and_the_key_never_go_upstream() {
     assert_eq!(names, ["x-request-id", "x-warden-vk-id"]);
     assert_eq!(out.header("x-warden-vk-id").as_deref(), Some("id-a"));
 
+    // A second virtual key in a lower-precedence header does not leak either; a provider key
+    // (no `sk-bf-` prefix) is left for the credential injector to overwrite.
+    let out = vm.request_str(&[("x-bf-vk", A), ("x-api-key", B), ("x-goog-api-key", "AIza-provider")]).unwrap();
+    assert_eq!(out.action, 0);
+    let names: Vec<&str> = out.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["x-goog-api-key", "x-warden-vk-id"]);
+
     // A denied request is stripped too.
     let out = vm.request_str(&[("x-warden-vk-id", "forged")]).unwrap();
     assert!(out.headers.is_empty());

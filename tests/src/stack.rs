@@ -10,9 +10,9 @@ use tempfile::TempDir;
 
 pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789";
 
-/// Ports and files of one node.
+/// Ports and files of one node. Dropping it kills the processes (printing their logs if the
+/// test failed) before the folder goes, and a failed test's folder is kept for a post-mortem.
 pub struct Stack {
-    pub dir: TempDir,
     pub gateway_port: u16,
     pub envoy_admin_port: u16,
     pub admin_port: u16,
@@ -23,6 +23,15 @@ pub struct Stack {
     pub warden: Option<Proc>,
     pub envoy: Option<Proc>,
     pub http: reqwest::Client,
+    pub dir: TempDir,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dir.disable_cleanup(true);
+        }
+    }
 }
 
 /// How a node differs from the default one.
@@ -53,7 +62,6 @@ impl Stack {
         mock_cmd.args(["mock-provider", "--addr", &format!("127.0.0.1:{mock_port}")]);
         let mock = Proc::spawn("mock-provider", mock_cmd, dir.path());
         let mut stack = Stack {
-            dir,
             gateway_port: free_port(),
             envoy_admin_port: free_port(),
             admin_port: free_port(),
@@ -64,6 +72,7 @@ impl Stack {
             warden: None,
             envoy: None,
             http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("http client"),
+            dir,
         };
         stack.start_warden().await;
         stack.start_envoy().await;
