@@ -102,6 +102,17 @@ pub fn counter(name: &str) -> Option<u32> {
     hostcalls::define_metric(MetricType::Counter, name).ok()
 }
 
+/// A gauge exported by Envoy as `wasmcustom.<name>`; every VM that defines the name shares it.
+pub fn gauge(name: &str) -> Option<u32> {
+    hostcalls::define_metric(MetricType::Gauge, name).ok()
+}
+
+pub fn record(metric: Option<u32>, value: u64) {
+    if let Some(id) = metric {
+        let _ = hostcalls::record_metric(id, value);
+    }
+}
+
 pub fn increment(metric: Option<u32>, by: i64) {
     if let Some(id) = metric {
         let _ = hostcalls::increment_metric(id, by);

@@ -1,4 +1,5 @@
-//! The filter's counters, exported by Envoy as `wasmcustom.warden_*` and summed over every VM.
+//! The filter's metrics, exported by Envoy as `wasmcustom.warden_*`: counters summed over every
+//! VM, gauges shared by them.
 
 use crate::host;
 
@@ -8,6 +9,11 @@ pub struct Metrics {
     pub stream_opened: Option<u32>,
     pub records_applied: Option<u32>,
     pub nacks: Option<u32>,
+    /// The control plane's policy version this Envoy holds (0 = none).
+    pub policy_version: Option<u32>,
+    /// Milliseconds since this Envoy last heard from the control plane; a stuck Envoy shows here
+    /// before its staleness bound turns requests away.
+    pub policy_age_ms: Option<u32>,
 }
 
 impl Metrics {
@@ -19,6 +25,8 @@ impl Metrics {
             stream_opened: host::counter("warden_policy_streams_opened"),
             records_applied: host::counter("warden_policy_records_applied"),
             nacks: host::counter("warden_policy_nacks"),
+            policy_version: host::gauge("warden_policy_version"),
+            policy_age_ms: host::gauge("warden_policy_age_ms"),
         }
     }
 }

@@ -4,7 +4,7 @@
 use crate::metrics::Metrics;
 use crate::policy_stream::PolicyStream;
 use crate::request::WardenRequest;
-use crate::{host, leader};
+use crate::{host, leader, shared};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::cell::Cell;
@@ -113,6 +113,10 @@ impl RootContext for WardenRoot {
             self.stream.stop();
         }
         HOLDS_STREAM.with(|h| h.set(self.stream.is_open()));
+        if let Some(status) = shared::sync_status() {
+            host::record(self.metrics.policy_version, status.version.parse().unwrap_or(0));
+            host::record(self.metrics.policy_age_ms, now.saturating_sub(status.heard_at_ms));
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

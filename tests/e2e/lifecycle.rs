@@ -13,6 +13,13 @@ async fn key_lifecycle_through_envoy() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["choices"][0]["message"]["role"], "assistant");
     assert_eq!(body["usage"]["total_tokens"], 9);
+    stack
+        .wait_for("the policy gauges", Duration::from_secs(3), || async {
+            stack.envoy_stat("wasmcustom.warden_policy_version").await >= Some(1)
+                && stack.envoy_stat("wasmcustom.warden_policy_age_ms").await < Some(2_000)
+        })
+        .await;
+    assert!(stack.envoy_stat("wasmcustom.warden_requests_admitted").await >= Some(1));
 
     stack.update_key(&key.id, json!({"is_active": false})).await;
     let took = stack.wait_for_status(&key.secret, 403, Duration::from_secs(1)).await;

@@ -74,8 +74,12 @@ fn no_policy_and_stale_policy_are_refused_never_allowed() {
     let reply = vm.request_str(&[("x-bf-vk", A)]).unwrap().reply.unwrap();
     assert_eq!((reply.status, reply.json()["error"]["code"].as_str()), (503, Some("policy_stale")));
     assert!(reply.json()["error"]["message"].as_str().unwrap().contains("10001 ms (bound 10000 ms)"));
-    vm.deliver(token, &heartbeat("1")).unwrap();
+    vm.tick().unwrap();
+    assert_eq!(proxy.metric("warden_policy_age_ms"), 10_001, "the age is exported before requests fail");
+    vm.deliver(token, &heartbeat("42")).unwrap();
     assert_eq!(vm.request_str(&[("x-bf-vk", A)]).unwrap().action, 0, "a heartbeat makes it fresh again");
+    vm.tick().unwrap();
+    assert_eq!((proxy.metric("warden_policy_version"), proxy.metric("warden_policy_age_ms")), (42, 0));
 }
 
 #[test]

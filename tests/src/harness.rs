@@ -529,6 +529,15 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
             Ok(OK)
         },
     )?;
+    linker.func_wrap("env", "proxy_record_metric", |c: Caller<'_, VmState>, id: i32, value: i64| -> i32 {
+        match c.data().metric_names.get(&(id as u32)) {
+            Some(name) => {
+                c.data().shared.metrics.lock().unwrap().insert(name.clone(), value);
+                OK
+            }
+            None => NOT_FOUND,
+        }
+    })?;
     linker.func_wrap("env", "proxy_increment_metric", |c: Caller<'_, VmState>, id: i32, by: i64| -> i32 {
         match c.data().metric_names.get(&(id as u32)) {
             Some(name) => {
