@@ -137,8 +137,7 @@ async fn wait_status(url: &str, key: &str, status: u16, limit: Duration) -> anyh
     }
 }
 
-/// The run with the median p99 (fixed rate) or the median throughput (flat out): a field-wise
-/// median would mix runs.
+/// The run with the median p99 (then throughput): a field-wise median would mix runs.
 fn median(runs: impl Iterator<Item = anyhow::Result<Measured>>) -> anyhow::Result<Measured> {
     let mut runs = runs.collect::<anyhow::Result<Vec<_>>>()?;
     runs.sort_by(|a, b| a.p99_us.total_cmp(&b.p99_us).then(a.rps.total_cmp(&b.rps)));
@@ -220,11 +219,12 @@ async fn main() -> anyhow::Result<()> {
         ("Envoy + empty proxy-wasm filter", Some(("wasm", Some(&args.empty_wasm)))),
         ("Envoy + Warden filter", Some(("warden", None))),
     ];
-    let mut rows = Vec::new();
-    let mut revocations = Vec::new();
+    // Every set-up runs at once and the measurements interleave round by round, so a slow
+    // moment of this shared machine hits all set-ups alike instead of one.
+    let (mut setups, mut envoys) = (Vec::new(), Vec::new());
     for (name, envoy) in variants {
-        let (url, _envoy_proc) = match envoy {
-            None => (format!("http://127.0.0.1:{mock_port}/v1/chat/completions"), None),
+        let url = match envoy {
+            None => format!("http://127.0.0.1:{mock_port}/v1/chat/completions"),
             Some((mode, wasm)) => {
                 let (listen, envoy_admin) = (free_port()?, free_port()?);
                 let bootstrap = dir.join(format!("envoy-{mode}.yaml"));
@@ -246,39 +246,52 @@ async fn main() -> anyhow::Result<()> {
                     ]),
                     &dir.join(format!("envoy-{mode}.log")),
                 )?;
-                let url = format!("http://127.0.0.1:{listen}/v1/chat/completions");
                 let models = format!("http://127.0.0.1:{listen}/v1/models");
                 wait_status(&models, &key, 200, Duration::from_secs(30)).await?;
-                (url, Some(envoy))
+                envoys.push(envoy);
+                format!("http://127.0.0.1:{listen}/v1/chat/completions")
             }
         };
         oha(&args, &url, Some(&key), &body, Some(args.rate), 2)?; // warm-up
-        let fixed = median((0..args.runs).map(|_| oha(&args, &url, Some(&key), &body, Some(args.rate), args.seconds)))?;
-        let max = median((0..args.runs).map(|_| oha(&args, &url, Some(&key), &body, None, args.seconds)))?;
+        setups.push((name, url, Vec::new(), Vec::new()));
+    }
+    for _ in 0..args.runs {
+        for (_, url, fixed, _) in &mut setups {
+            fixed.push(oha(&args, url, Some(&key), &body, Some(args.rate), args.seconds));
+        }
+        for (_, url, _, max) in &mut setups {
+            max.push(oha(&args, url, Some(&key), &body, None, args.seconds));
+        }
+    }
+    let mut rows = Vec::new();
+    for (name, url, fixed, max) in setups {
+        let (fixed, max) = (median(fixed.into_iter())?, median(max.into_iter())?);
         eprintln!(
             "{name}: {:.0} rps at fixed rate, p50 {:.0} µs, p99 {:.0} µs; max {:.0} rps",
             fixed.rps, fixed.p50_us, fixed.p99_us, max.rps
         );
         anyhow::ensure!(fixed.ok == fixed.total && max.ok == max.total, "{name}: non-200 answers during the run");
-        if name.contains("Warden") {
-            let models = url.replace("/chat/completions", "/models");
-            for _ in 0..args.revocations {
-                let put = |active: bool| {
-                    http.put(format!("{admin}/api/governance/virtual-keys/{key_id}"))
-                        .bearer_auth(ADMIN_TOKEN)
-                        .json(&json!({"is_active": active}))
-                        .send()
-                };
-                let sent = Instant::now();
-                put(false).await?;
-                wait_status(&models, &key, 403, Duration::from_secs(5)).await?;
-                revocations.push(sent.elapsed().as_secs_f64() * 1e3);
-                put(true).await?;
-                wait_status(&models, &key, 200, Duration::from_secs(5)).await?;
-            }
-        }
-        rows.push((name, fixed, max));
+        rows.push((name, url, fixed, max));
     }
+
+    let mut revocations = Vec::new();
+    let warden_url = rows.last().map(|r| r.1.clone()).context("no Warden set-up")?;
+    let models = warden_url.replace("/chat/completions", "/models");
+    for _ in 0..args.revocations {
+        let put = |active: bool| {
+            http.put(format!("{admin}/api/governance/virtual-keys/{key_id}"))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&json!({"is_active": active}))
+                .send()
+        };
+        let sent = Instant::now();
+        put(false).await?;
+        wait_status(&models, &key, 403, Duration::from_secs(5)).await?;
+        revocations.push(sent.elapsed().as_secs_f64() * 1e3);
+        put(true).await?;
+        wait_status(&models, &key, 200, Duration::from_secs(5)).await?;
+    }
+    let rows: Vec<(&str, Measured, Measured)> = rows.into_iter().map(|(n, _, f, m)| (n, f, m)).collect();
     revocations.sort_by(f64::total_cmp);
     let table = render_table(&args, &rows, &revocations);
     println!("{table}");
@@ -303,7 +316,7 @@ fn delta(a: f64, b: f64) -> f64 {
 fn render_table(args: &Args, rows: &[(&str, Measured, Measured)], revocations: &[f64]) -> String {
     let mut t = format!(
         "Measured by `make bench` on {}, on {}. oha, {} connections, POST /v1/chat/completions with a \
-         1 KiB body, median of {} runs of {} s; Envoy 1.40 with `--concurrency 2`; everything on one machine (the load \
+         1 KiB body, median of {} interleaved runs of {} s; Envoy 1.40 with `--concurrency 2`; everything on one machine (the load \
          generator competes for the same cores).\n\n",
         machine(),
         Command::new("date")
