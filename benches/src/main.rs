@@ -62,11 +62,22 @@ fn spawn(command: &mut Command, log: &Path) -> anyhow::Result<Proc> {
     Ok(Proc(child))
 }
 
+/// User plus system CPU time of a process, in µs (from /proc, in clock ticks of 10 ms).
+fn cpu_time_us(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks * 10_000.0)
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 struct Measured {
+    /// CPU time the proxy process spent per request (µs), when there is a proxy.
+    cpu_us: Option<f64>,
     rps: f64,
     p50_us: f64,
     p99_us: f64,
@@ -109,6 +120,7 @@ fn oha(
     let total: u64 = codes.values().filter_map(Value::as_u64).sum();
     let ok = codes.get("200").and_then(Value::as_u64).unwrap_or(0);
     Ok(Measured {
+        cpu_us: None,
         rps: report["summary"]["requestsPerSec"].as_f64().unwrap_or(0.0),
         p50_us: report["latencyPercentiles"]["p50"].as_f64().unwrap_or(f64::NAN) * 1e6,
         p99_us: report["latencyPercentiles"]["p99"].as_f64().unwrap_or(f64::NAN) * 1e6,
@@ -223,8 +235,8 @@ async fn main() -> anyhow::Result<()> {
     // moment of this shared machine hits all set-ups alike instead of one.
     let (mut setups, mut envoys) = (Vec::new(), Vec::new());
     for (name, envoy) in variants {
-        let url = match envoy {
-            None => format!("http://127.0.0.1:{mock_port}/v1/chat/completions"),
+        let (url, pid) = match envoy {
+            None => (format!("http://127.0.0.1:{mock_port}/v1/chat/completions"), None),
             Some((mode, wasm)) => {
                 let (listen, envoy_admin) = (free_port()?, free_port()?);
                 let bootstrap = dir.join(format!("envoy-{mode}.yaml"));
@@ -248,27 +260,36 @@ async fn main() -> anyhow::Result<()> {
                 )?;
                 let models = format!("http://127.0.0.1:{listen}/v1/models");
                 wait_status(&models, &key, 200, Duration::from_secs(30)).await?;
+                let pid = envoy.0.id();
                 envoys.push(envoy);
-                format!("http://127.0.0.1:{listen}/v1/chat/completions")
+                (format!("http://127.0.0.1:{listen}/v1/chat/completions"), Some(pid))
             }
         };
         oha(&args, &url, Some(&key), &body, Some(args.rate), 2)?; // warm-up
-        setups.push((name, url, Vec::new(), Vec::new()));
+        setups.push((name, url, pid, Vec::new(), Vec::new()));
     }
     for _ in 0..args.runs {
-        for (_, url, fixed, _) in &mut setups {
+        for (_, url, _, fixed, _) in &mut setups {
             fixed.push(oha(&args, url, Some(&key), &body, Some(args.rate), args.seconds));
         }
-        for (_, url, _, max) in &mut setups {
-            max.push(oha(&args, url, Some(&key), &body, None, args.seconds));
+        // Flat out, the proxy's CPU time per request is what the filter costs, free of the
+        // queueing that blurs latencies on two shared cores.
+        for (_, url, pid, _, max) in &mut setups {
+            let before = pid.and_then(cpu_time_us);
+            let run = oha(&args, url, Some(&key), &body, None, args.seconds).map(|mut m| {
+                let after = pid.and_then(cpu_time_us);
+                m.cpu_us = before.zip(after).map(|(b, a)| (a - b) / m.total.max(1) as f64);
+                m
+            });
+            max.push(run);
         }
     }
     let mut rows = Vec::new();
-    for (name, url, fixed, max) in setups {
+    for (name, url, _, fixed, max) in setups {
         let (fixed, max) = (median(fixed.into_iter())?, median(max.into_iter())?);
         eprintln!(
-            "{name}: {:.0} rps at fixed rate, p50 {:.0} µs, p99 {:.0} µs; max {:.0} rps",
-            fixed.rps, fixed.p50_us, fixed.p99_us, max.rps
+            "{name}: {:.0} rps at fixed rate, p50 {:.0} µs, p99 {:.0} µs; max {:.0} rps, {:?} µs CPU/request",
+            fixed.rps, fixed.p50_us, fixed.p99_us, max.rps, max.cpu_us
         );
         anyhow::ensure!(fixed.ok == fixed.total && max.ok == max.total, "{name}: non-200 answers during the run");
         rows.push((name, url, fixed, max));
@@ -329,17 +350,19 @@ fn render_table(args: &Args, rows: &[(&str, Measured, Measured)], revocations: &
         args.seconds,
     );
     t.push_str(&format!(
-        "| set-up | p50 at {} rps | p99 at {} rps | max rps |\n|---|---|---|---|\n",
+        "| set-up | p50 at {} rps | p99 at {} rps | max rps | proxy CPU per request |\n|---|---|---|---|---|\n",
         args.rate, args.rate
     ));
     for (name, fixed, max) in rows {
-        t.push_str(&format!("| {name} | {:.0} µs | {:.0} µs | {:.0} |\n", fixed.p50_us, fixed.p99_us, max.rps));
+        let cpu = max.cpu_us.map_or("—".to_owned(), |c| format!("{c:.1} µs"));
+        t.push_str(&format!("| {name} | {:.0} µs | {:.0} µs | {:.0} | {cpu} |\n", fixed.p50_us, fixed.p99_us, max.rps));
     }
     if let [_, bare, empty, warden] = rows {
         t.push_str(&format!(
             "\nWarden's added latency at {} rps: over the empty proxy-wasm filter p50 **{:+.0} µs**, p99 **{:+.0} µs**; \
              over Envoy without a filter p50 **{:+.0} µs**, p99 **{:+.0} µs**. Throughput with Warden: **{:.0} %** of \
-             Envoy without a filter, **{:.0} %** of Envoy with the empty filter.\n",
+             Envoy without a filter, **{:.0} %** of Envoy with the empty filter. Envoy CPU per request: Warden adds \
+             **{:.1} µs** over the empty proxy-wasm filter and **{:.1} µs** over no filter.\n",
             args.rate,
             delta(warden.1.p50_us, empty.1.p50_us),
             delta(warden.1.p99_us, empty.1.p99_us),
@@ -347,6 +370,8 @@ fn render_table(args: &Args, rows: &[(&str, Measured, Measured)], revocations: &
             delta(warden.1.p99_us, bare.1.p99_us),
             100.0 * warden.2.rps / bare.2.rps,
             100.0 * warden.2.rps / empty.2.rps,
+            warden.2.cpu_us.zip(empty.2.cpu_us).map_or(f64::NAN, |(w, e)| w - e),
+            warden.2.cpu_us.zip(bare.2.cpu_us).map_or(f64::NAN, |(w, b)| w - b),
         ));
     }
     if !revocations.is_empty() {
