@@ -3,6 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+pub use warden_policy::RateLimit;
+use warden_policy::records::{Limits, ProviderGrant};
 use warden_policy::{ResetDuration, VirtualKeyRecord};
 
 /// A virtual key. The secret itself is never kept: only its SHA-256 and a display prefix.
@@ -26,6 +28,8 @@ pub struct VirtualKey {
     pub calendar_aligned: bool,
     /// Providers not listed in `provider_configs` are allowed with all models and no limits.
     pub allow_all_providers: bool,
+    /// Most requests in flight at once with this key (Bifrost has no such limit).
+    pub max_concurrent_requests: Option<u32>,
     pub expires_at: Option<DateTime<Utc>>,
     /// Tri-state: delete the key once expired; needs `expires_at`.
     pub delete_after_expire: Option<bool>,
@@ -74,20 +78,6 @@ pub struct Budget {
     pub reset_duration: String,
 }
 
-/// Request and token limits per window (contract §2.4).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimit {
-    #[serde(default)]
-    pub token_max_limit: Option<u64>,
-    #[serde(default)]
-    pub token_reset_duration: Option<String>,
-    #[serde(default)]
-    pub request_max_limit: Option<u64>,
-    #[serde(default)]
-    pub request_reset_duration: Option<String>,
-}
-
 /// A field that failed validation, and why; rendered as a 400 naming the field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
@@ -122,6 +112,9 @@ impl VirtualKey {
                 return Err(Invalid::new(at("weight"), "must be a non-negative number or null"));
             }
             white_list(&pc.allowed_models, &at("allowed_models"))?;
+            white_list(&pc.blacklisted_models, &at("blacklisted_models"))?;
+            models(&pc.allowed_models, &at("allowed_models"))?;
+            models(&pc.blacklisted_models, &at("blacklisted_models"))?;
             white_list(&pc.key_ids, &at("key_ids"))?;
             budgets(&pc.budgets, &at("budgets"))?;
             if let Some(rl) = &pc.rate_limit {
@@ -139,6 +132,9 @@ impl VirtualKey {
             }
             white_list(&mc.tools_to_execute, &format!("mcp_configs[{i}].tools_to_execute"))?;
         }
+        if self.max_concurrent_requests == Some(0) {
+            return Err(Invalid::new("max_concurrent_requests", "must be greater than 0 (omit it for no limit)"));
+        }
         if self.delete_after_expire.is_some() && self.expires_at.is_none() {
             return Err(Invalid::new("delete_after_expire", "requires expires_at"));
         }
@@ -155,9 +151,37 @@ impl VirtualKey {
             id: self.id.clone(),
             name: self.name.clone(),
             is_active: self.is_active,
-            expires_at_ms: self.expires_at.map(|t| u64::try_from(t.timestamp_millis()).unwrap_or(0)),
+            expires_at_ms: self.expires_at.map(unix_ms),
+            provider_configs: self.provider_configs.iter().map(ProviderConfig::grant).collect(),
+            allow_all_providers: self.allow_all_providers,
+            team_id: self.team_id.clone(),
+            customer_id: self.customer_id.clone(),
+            limits: Limits {
+                rate_limit: self.rate_limit.clone(),
+                calendar_aligned: self.calendar_aligned,
+                anchor_ms: unix_ms(self.created_at),
+            },
+            max_concurrent_requests: self.max_concurrent_requests,
         }
     }
+}
+
+impl ProviderConfig {
+    fn grant(&self) -> ProviderGrant {
+        ProviderGrant {
+            provider: self.provider.clone(),
+            weight: self.weight,
+            allowed_models: self.allowed_models.clone(),
+            blacklisted_models: self.blacklisted_models.clone(),
+            key_ids: self.key_ids.clone(),
+            rate_limit: self.rate_limit.clone(),
+        }
+    }
+}
+
+/// Unix milliseconds, as records carry instants.
+pub fn unix_ms(t: DateTime<Utc>) -> u64 {
+    u64::try_from(t.timestamp_millis()).unwrap_or(0)
 }
 
 /// Bifrost's WhiteList rule: `*` stands alone, and no entry twice.
@@ -169,6 +193,16 @@ fn white_list(list: &[String], field: &str) -> Result<(), Invalid> {
     sorted.sort_unstable();
     if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
         return Err(Invalid::new(field, format!("lists '{}' twice", w[0])));
+    }
+    Ok(())
+}
+
+/// `regex:` entries must compile (the filter matches them against whole model names).
+fn models(list: &[String], field: &str) -> Result<(), Invalid> {
+    for entry in list {
+        if let Err(e) = warden_policy::routing::ModelPattern::parse(entry) {
+            return Err(Invalid::new(field, e));
+        }
     }
     Ok(())
 }
@@ -189,23 +223,7 @@ fn budgets(list: &[Budget], field: &str) -> Result<(), Invalid> {
 }
 
 fn rate_limit(rl: &RateLimit, field: &str) -> Result<(), Invalid> {
-    let pairs = [
-        ("token", rl.token_max_limit, &rl.token_reset_duration),
-        ("request", rl.request_max_limit, &rl.request_reset_duration),
-    ];
-    for (kind, max, window) in pairs {
-        match (max, window) {
-            (Some(0), _) => {
-                return Err(Invalid::new(format!("{field}.{kind}_max_limit"), "must be greater than 0"));
-            }
-            (Some(_), None) => {
-                return Err(Invalid::new(format!("{field}.{kind}_reset_duration"), "is required with a max limit"));
-            }
-            (_, Some(w)) => duration(w, &format!("{field}.{kind}_reset_duration"))?,
-            (None, None) => {}
-        }
-    }
-    Ok(())
+    rl.validate().map_err(|e| Invalid::new(format!("{field}.{}", e.field), e.reason))
 }
 
 fn duration(text: &str, field: &str) -> Result<(), Invalid> {

@@ -12,7 +12,7 @@ use crate::metrics::Metrics;
 use crate::xds::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Node, RpcStatus};
 use crate::{host, shared};
 use prost::Message;
-use warden_policy::sync::{ADS_SERVICE, DELTA_METHOD, HEARTBEAT_TYPE_URL, VIRTUAL_KEY_TYPE_URL};
+use warden_policy::sync::{ADS_SERVICE, DELTA_METHOD, HEARTBEAT_TYPE_URL, POLICY_TYPE_URL};
 use warden_policy::{KeyHash, SyncStatus, VirtualKeyRecord};
 
 /// gRPC `INVALID_ARGUMENT`, the code of a NACK.
@@ -55,7 +55,7 @@ impl PolicyStream {
                 id: host::property(&["xds", "node", "id"]).unwrap_or_default(),
                 cluster: host::property(&["xds", "node", "cluster"]).unwrap_or_default(),
             }),
-            type_url: VIRTUAL_KEY_TYPE_URL.to_owned(),
+            type_url: POLICY_TYPE_URL.to_owned(),
             initial_resource_versions: shared::held_versions(),
             ..Default::default()
         };
@@ -128,7 +128,7 @@ impl PolicyStream {
 /// Writes a response's records into shared data; returns one message per record refused.
 fn apply(response: &DeltaDiscoveryResponse, metrics: &Metrics) -> Vec<String> {
     let mut errors = Vec::new();
-    if response.type_url != VIRTUAL_KEY_TYPE_URL {
+    if response.type_url != POLICY_TYPE_URL {
         errors.push(format!("unknown type {}", response.type_url));
         return errors;
     }
@@ -160,7 +160,7 @@ fn validate(resource: &crate::xds::Resource) -> Result<&[u8], &'static str> {
         return Err("name is not a key hash");
     }
     let any = resource.resource.as_ref().ok_or("no body")?;
-    if any.type_url != VIRTUAL_KEY_TYPE_URL {
+    if any.type_url != POLICY_TYPE_URL {
         return Err("body of the wrong type");
     }
     serde_json::from_slice::<VirtualKeyRecord>(&any.value).map_err(|_| "body is not a VirtualKey record")?;

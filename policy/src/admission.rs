@@ -3,7 +3,7 @@
 use crate::{Denial, KeyHash, PolicyHealth, PresentedKey, SyncStatus, VirtualKeyRecord, keys::find_key};
 
 /// A request that may proceed, and the key it proceeds as.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Admitted {
     /// Where the key was found.
     pub key: PresentedKey,
@@ -41,7 +41,7 @@ mod tests {
     const HEALTH: PolicyHealth = PolicyHealth { bound_ms: 1_000 };
 
     fn record(active: bool) -> VirtualKeyRecord {
-        VirtualKeyRecord { id: "vk1".into(), name: "team-a".into(), is_active: active, expires_at_ms: None }
+        VirtualKeyRecord::new("vk1", "team-a", active)
     }
 
     fn run(

@@ -3,6 +3,7 @@
 //! The body is readable both by OpenAI SDKs (`error.message`, `error.type`, `error.code`) and by
 //! Bifrost clients (top-level `type` and `status_code`), see DESIGN.md "Errors".
 
+use crate::limits::{RateKind, RateViolation};
 use serde::Serialize;
 
 /// One variant per reason a request is refused.
@@ -24,6 +25,23 @@ pub enum Denial {
         age_ms: u64,
         /// The configured bound, in milliseconds.
         bound_ms: u64,
+    },
+    /// The body is not what the route needs (not JSON, too large, no `model`).
+    BadRequest(String),
+    /// The route is not one Warden governs.
+    UnknownRoute(String),
+    /// The key may not use this model (names it as requested).
+    ModelBlocked(String),
+    /// The key may not use this provider.
+    ProviderBlocked(String),
+    /// The key's grant leaves none of the provider's API keys.
+    NoProviderKey(String),
+    /// A request or token limit is exhausted.
+    RateLimited(RateViolation),
+    /// The key already has its maximum of requests in flight.
+    ConcurrencyLimited {
+        /// The key's `max_concurrent_requests`.
+        max: u32,
     },
 }
 
@@ -50,6 +68,10 @@ impl Denial {
             Denial::KeyRequired | Denial::KeyNotFound => 401,
             Denial::KeyInactive | Denial::KeyExpired => 403,
             Denial::PolicyMissing | Denial::PolicyStale { .. } => 503,
+            Denial::BadRequest(_) => 400,
+            Denial::UnknownRoute(_) => 404,
+            Denial::ModelBlocked(_) | Denial::ProviderBlocked(_) | Denial::NoProviderKey(_) => 403,
+            Denial::RateLimited(_) | Denial::ConcurrencyLimited { .. } => 429,
         }
     }
 
@@ -60,6 +82,16 @@ impl Denial {
             Denial::KeyNotFound => "virtual_key_not_found",
             Denial::KeyInactive | Denial::KeyExpired => "virtual_key_blocked",
             Denial::PolicyMissing | Denial::PolicyStale { .. } => "policy_unavailable",
+            Denial::BadRequest(_) => "invalid_request_error",
+            Denial::UnknownRoute(_) => "not_found",
+            Denial::ModelBlocked(_) => "model_blocked",
+            Denial::ProviderBlocked(_) | Denial::NoProviderKey(_) => "provider_blocked",
+            Denial::RateLimited(v) => match v.kind {
+                RateKind::Requests => "request_limited",
+                RateKind::Tokens => "token_limited",
+                RateKind::Both => "rate_limited",
+            },
+            Denial::ConcurrencyLimited { .. } => "rate_limited",
         }
     }
 
@@ -72,6 +104,13 @@ impl Denial {
             Denial::KeyExpired => "virtual_key_expired",
             Denial::PolicyMissing => "policy_missing",
             Denial::PolicyStale { .. } => "policy_stale",
+            Denial::BadRequest(_) => "invalid_request",
+            Denial::UnknownRoute(_) => "unknown_route",
+            Denial::ModelBlocked(_) => "model_blocked",
+            Denial::ProviderBlocked(_) => "provider_blocked",
+            Denial::NoProviderKey(_) => "provider_key_blocked",
+            Denial::RateLimited(_) => self.kind(),
+            Denial::ConcurrencyLimited { .. } => "concurrency_limited",
         }
     }
 
@@ -91,6 +130,28 @@ impl Denial {
                 "Warden's policy is stale: no contact with the control plane for {} ms (bound {} ms); the request is refused rather than let through on outdated policy.",
                 age_ms, bound_ms
             ),
+            Denial::BadRequest(reason) => reason.clone(),
+            Denial::UnknownRoute(path) => format!(
+                "Warden does not govern '{path}': use /v1/chat/completions, /v1/responses, /v1/embeddings, /v1/completions or /v1/models"
+            ),
+            Denial::ModelBlocked(model) => format!("Model '{model}' is not allowed for this virtual key"),
+            Denial::ProviderBlocked(provider) => format!("Provider '{provider}' is not allowed for this virtual key"),
+            Denial::NoProviderKey(provider) => {
+                format!("Provider '{provider}' has no API key this virtual key may use (provider_configs[].key_ids)")
+            }
+            Denial::RateLimited(v) => v.message(),
+            Denial::ConcurrencyLimited { max } => format!(
+                "Concurrency limit reached: this virtual key already has {max} requests in flight (max_concurrent_requests)"
+            ),
+        }
+    }
+
+    /// Headers the refusal carries besides `content-type`: `retry-after` on 429s.
+    pub fn retry_after_s(&self) -> Option<u64> {
+        match self {
+            Denial::RateLimited(v) => Some(v.retry_after_s),
+            Denial::ConcurrencyLimited { .. } => Some(1),
+            _ => None,
         }
     }
 

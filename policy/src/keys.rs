@@ -1,7 +1,5 @@
 //! Virtual keys: where a request carries one, how it is hashed, and what the filter knows of it.
 
-use crate::Denial;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
 
@@ -167,37 +165,6 @@ impl fmt::Display for KeyHash {
     }
 }
 
-/// What every filter knows of one virtual key: the `warden.v1.VirtualKey` policy record.
-///
-/// Sent by the control plane as one incremental xDS resource per key, named by the key's hash.
-/// Unknown fields are ignored so that a newer control plane can add fields an older filter does
-/// not use yet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VirtualKeyRecord {
-    /// The key's id in the admin API; forwarded upstream so providers' logs can name it.
-    pub id: String,
-    /// The key's unique name.
-    pub name: String,
-    /// An inactive key is refused with 403.
-    pub is_active: bool,
-    /// After this instant (Unix milliseconds) the key is refused with 403.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at_ms: Option<u64>,
-}
-
-impl VirtualKeyRecord {
-    /// Whether this key may be used at `now_ms`. Inactive wins over expired, as in Bifrost.
-    pub fn admit(&self, now_ms: u64) -> Result<(), Denial> {
-        if !self.is_active {
-            return Err(Denial::KeyInactive);
-        }
-        match self.expires_at_ms {
-            Some(expiry) if now_ms >= expiry => Err(Denial::KeyExpired),
-            _ => Ok(()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,18 +248,6 @@ mod tests {
         assert_eq!(KeyHash::from_hex(&h.to_string()), Some(h));
         assert_eq!(KeyHash::from_hex("zz"), None);
         assert_eq!(KeyHash::from_hex(&"G".repeat(64)), None);
-    }
-
-    #[test]
-    fn inactive_wins_over_expired() {
-        let mut r = VirtualKeyRecord { id: "1".into(), name: "a".into(), is_active: false, expires_at_ms: Some(10) };
-        assert_eq!(r.admit(20), Err(Denial::KeyInactive));
-        r.is_active = true;
-        assert_eq!(r.admit(20), Err(Denial::KeyExpired));
-        assert_eq!(r.admit(10), Err(Denial::KeyExpired));
-        assert_eq!(r.admit(9), Ok(()));
-        r.expires_at_ms = None;
-        assert_eq!(r.admit(u64::MAX), Ok(()));
     }
 
     proptest! {

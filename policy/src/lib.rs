@@ -8,14 +8,19 @@
 
 pub mod admission;
 pub mod denial;
+pub mod inference;
 pub mod keys;
+pub mod limits;
+pub mod records;
+pub mod routing;
 pub mod settings;
 pub mod sync;
 pub mod window;
 
 pub use admission::{Admitted, admit};
 pub use denial::Denial;
-pub use keys::{KeyHash, KeySource, PresentedKey, VirtualKeyRecord};
+pub use keys::{KeyHash, KeySource, PresentedKey};
+pub use records::{RateLimit, RecordKind, VirtualKeyRecord};
 pub use settings::{FilterSettings, SettingsError};
 pub use sync::{PolicyHealth, SyncStatus};
-pub use window::ResetDuration;
+pub use window::{ResetDuration, Window};

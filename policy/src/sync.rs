@@ -2,12 +2,12 @@
 //!
 //! Policy records travel as incremental (delta) xDS resources on the
 //! `envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources` stream. Each
-//! resource is an `Any` whose type URL names the record and whose value is the record as JSON.
+//! resource is an `Any` of type [`POLICY_TYPE_URL`] whose value is the record as JSON; the resource name
+//! says what kind of record it is (see [`crate::RecordKind`]).
 
 use crate::Denial;
 
-/// Type URL of [`crate::VirtualKeyRecord`] resources; the resource name is the key's hash (hex).
-pub const VIRTUAL_KEY_TYPE_URL: &str = "type.googleapis.com/warden.v1.VirtualKey";
+pub use crate::records::POLICY_TYPE_URL;
 
 /// Type URL of the heartbeats the control plane sends on every policy stream. They carry no
 /// resources and are not acknowledged; they only prove the stream is alive.

@@ -47,6 +47,122 @@ impl ResetDuration {
     }
 }
 
+/// One window of a limit: usage counts from `start_ms` (inclusive) to `end_ms` (exclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// First instant of the window (Unix milliseconds).
+    pub start_ms: u64,
+    /// First instant after it.
+    pub end_ms: u64,
+}
+
+const DAY_MS: u64 = 86_400_000;
+const WEEK_MS: u64 = 7 * DAY_MS;
+/// 1970-01-05, the first Monday of the Unix epoch: aligned weeks start on Mondays.
+const FIRST_MONDAY_MS: u64 = 4 * DAY_MS;
+
+impl ResetDuration {
+    /// The window `now_ms` falls in.
+    ///
+    /// Rolling windows (the default) repeat from `anchor_ms`, the owner's creation, so they do
+    /// not drift. Calendar-aligned ones start on UTC boundaries and honour N: `1d` at 00:00,
+    /// `1w` on Mondays, `1M` on the 1st, `3M`/`1Q` on quarter starts, `1Y` on 1 January, `2d`
+    /// every other day counted from the epoch; sub-day spans align to the epoch (`1h` on the
+    /// hour). Months are calendar months either way: a window anchored on 31 January ends on
+    /// 28 (or 29) February, the next on 31 March. Fractional months (`1.5M`) count 30 days
+    /// each, as Bifrost does.
+    pub fn window(&self, now_ms: u64, anchor_ms: u64, calendar_aligned: bool) -> Window {
+        let anchor = anchor_ms.min(now_ms);
+        match *self {
+            ResetDuration::Fixed { ms } => {
+                let origin = match calendar_aligned {
+                    true if ms % WEEK_MS == 0 => FIRST_MONDAY_MS.min(now_ms),
+                    true => 0,
+                    false => anchor,
+                };
+                fixed_window(now_ms, origin, ms)
+            }
+            ResetDuration::Months { months } if months.fract() != 0.0 => {
+                let ms = (months * 30.0 * DAY_MS as f64) as u64;
+                fixed_window(now_ms, if calendar_aligned { 0 } else { anchor }, ms.max(1))
+            }
+            ResetDuration::Months { months } => {
+                let n = (months as i64).max(1);
+                if calendar_aligned {
+                    let (y, m, _) = civil_from_days(days(now_ms));
+                    let index = y * 12 + (m - 1);
+                    let first = index - index.rem_euclid(n);
+                    Window { start_ms: month_start(first), end_ms: month_start(first + n) }
+                } else {
+                    let (ay, am, _) = civil_from_days(days(anchor));
+                    let (ny, nm, _) = civil_from_days(days(now_ms));
+                    let mut k = ((ny * 12 + nm) - (ay * 12 + am)) / n * n;
+                    while k > 0 && add_months(anchor, k) > now_ms {
+                        k -= n;
+                    }
+                    Window { start_ms: add_months(anchor, k), end_ms: add_months(anchor, k + n) }
+                }
+            }
+        }
+    }
+}
+
+fn fixed_window(now_ms: u64, origin: u64, span: u64) -> Window {
+    let start = origin + (now_ms - origin) / span * span;
+    Window { start_ms: start, end_ms: start.saturating_add(span) }
+}
+
+fn days(ms: u64) -> i64 {
+    (ms / DAY_MS) as i64
+}
+
+/// Milliseconds at 00:00 UTC on the 1st of month `index` (= year × 12 + month − 1).
+fn month_start(index: i64) -> u64 {
+    let days = days_from_civil(index.div_euclid(12), index.rem_euclid(12) + 1, 1);
+    u64::try_from(days).unwrap_or(0) * DAY_MS
+}
+
+/// `anchor` moved by `k` calendar months, the day clamped to the month's length.
+fn add_months(anchor: u64, k: i64) -> u64 {
+    let (y, m, d) = civil_from_days(days(anchor));
+    let index = y * 12 + (m - 1) + k;
+    let (ny, nm) = (index.div_euclid(12), index.rem_euclid(12) + 1);
+    let day = d.min(days_in_month(ny, nm));
+    u64::try_from(days_from_civil(ny, nm, day)).unwrap_or(0) * DAY_MS + anchor % DAY_MS
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date of a day count since 1970-01-01: (year, month 1–12, day 1–31).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
 fn calendar_unit(text: &str) -> Option<(&str, f64)> {
     [('M', 1.0), ('Q', 3.0), ('Y', 12.0)]
         .into_iter()
@@ -102,7 +218,87 @@ mod tests {
         }
     }
 
+    /// Unix milliseconds of a UTC date and time.
+    fn at(y: i64, m: i64, d: i64, h: u64) -> u64 {
+        days_from_civil(y, m, d) as u64 * DAY_MS + h * 3_600_000
+    }
+
+    fn window(text: &str, now: u64, anchor: u64, aligned: bool) -> (u64, u64) {
+        let w = ResetDuration::parse(text).unwrap().window(now, anchor, aligned);
+        (w.start_ms, w.end_ms)
+    }
+
+    #[test]
+    fn rolling_windows_repeat_from_the_anchor() {
+        let anchor = at(2026, 3, 10, 15);
+        assert_eq!(window("1h", anchor + 5_400_000, anchor, false), (anchor + 3_600_000, anchor + 7_200_000));
+        assert_eq!(window("1d", at(2026, 3, 12, 9), anchor, false), (at(2026, 3, 11, 15), at(2026, 3, 12, 15)));
+        // A window ends exactly at its end: the next instant is the next window.
+        assert_eq!(window("30s", anchor + 30_000, anchor, false).0, anchor + 30_000);
+        assert_eq!(window("30s", anchor + 29_999, anchor, false).0, anchor);
+    }
+
+    #[test]
+    fn rolling_months_are_calendar_months_clamped_to_month_ends() {
+        let anchor = at(2027, 1, 31, 12);
+        assert_eq!(window("1M", at(2027, 2, 15, 0), anchor, false), (anchor, at(2027, 2, 28, 12)));
+        assert_eq!(window("1M", at(2027, 3, 1, 0), anchor, false), (at(2027, 2, 28, 12), at(2027, 3, 31, 12)));
+        // Leap year: 29 February.
+        let leap = at(2028, 1, 31, 0);
+        assert_eq!(window("1M", at(2028, 2, 29, 23), leap, false), (at(2028, 2, 29, 0), at(2028, 3, 31, 0)));
+        assert_eq!(window("1Y", at(2029, 3, 1, 0), at(2028, 2, 29, 0), false), (at(2029, 2, 28, 0), at(2030, 2, 28, 0)));
+        assert_eq!(window("1Q", at(2027, 5, 1, 0), at(2027, 1, 15, 0), false), (at(2027, 4, 15, 0), at(2027, 7, 15, 0)));
+    }
+
+    #[test]
+    fn aligned_windows_start_on_utc_boundaries() {
+        let now = at(2026, 11, 25, 15) + 1_234;
+        let anchor = at(2026, 11, 3, 7);
+        assert_eq!(window("1d", now, anchor, true), (at(2026, 11, 25, 0), at(2026, 11, 26, 0)));
+        // 2026-11-25 is a Wednesday: the week began on Monday the 23rd.
+        assert_eq!(window("1w", now, anchor, true), (at(2026, 11, 23, 0), at(2026, 11, 30, 0)));
+        assert_eq!(window("1M", now, anchor, true), (at(2026, 11, 1, 0), at(2026, 12, 1, 0)));
+        assert_eq!(window("1Q", now, anchor, true), (at(2026, 10, 1, 0), at(2027, 1, 1, 0)));
+        assert_eq!(window("1Y", now, anchor, true), (at(2026, 1, 1, 0), at(2027, 1, 1, 0)));
+        assert_eq!(window("1h", now, anchor, true), (at(2026, 11, 25, 15), at(2026, 11, 25, 16)));
+        // December rolls into the next year.
+        assert_eq!(window("1M", at(2026, 12, 31, 23), anchor, true), (at(2026, 12, 1, 0), at(2027, 1, 1, 0)));
+        // February of a leap year, and of a century that is not one.
+        assert_eq!(window("1M", at(2028, 2, 29, 12), anchor, true).1, at(2028, 3, 1, 0));
+        assert_eq!(window("1M", at(2100, 2, 28, 12), anchor, true).1, at(2100, 3, 1, 0));
+    }
+
+    #[test]
+    fn civil_round_trip() {
+        for z in [-1_000_000i64, -1, 0, 1, 59, 365, 11_016, 2_932_896] {
+            let (y, m, d) = civil_from_days(z);
+            assert_eq!(days_from_civil(y, m, d), z);
+        }
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(days_from_civil(2000, 2, 29)), (2000, 2, 29));
+    }
+
     proptest! {
+        #[test]
+        fn windows_hold_now_and_tile_time(
+            text in prop_oneof![Just("30s"), Just("5m"), Just("1h"), Just("1d"), Just("2d"), Just("1w"), Just("1M"), Just("2M"), Just("1Q"), Just("1Y"), Just("1.5M")],
+            anchor in 0u64..4_102_444_800_000,
+            offset in 0u64..400 * DAY_MS,
+            aligned in any::<bool>(),
+        ) {
+            let d = ResetDuration::parse(text).unwrap();
+            let now = anchor + offset;
+            let w = d.window(now, anchor, aligned);
+            prop_assert!(w.start_ms <= now && now < w.end_ms, "{w:?} {now}");
+            // The next window starts where this one ends.
+            let next = d.window(w.end_ms, anchor, aligned);
+            prop_assert_eq!(next.start_ms, w.end_ms);
+            if aligned && matches!(d, ResetDuration::Months { months } if months.fract() == 0.0) {
+                let (_, _, day) = civil_from_days(days(w.start_ms));
+                prop_assert_eq!((day, w.start_ms % DAY_MS), (1, 0));
+            }
+        }
+
         #[test]
         fn never_panics(s in ".{0,12}") {
             let _ = ResetDuration::parse(&s);

@@ -8,7 +8,7 @@ mod requests;
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource};
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
-use warden_policy::sync::{HEARTBEAT_TYPE_URL, VIRTUAL_KEY_TYPE_URL};
+use warden_policy::sync::{HEARTBEAT_TYPE_URL, POLICY_TYPE_URL};
 use warden_policy::{KeyHash, VirtualKeyRecord};
 use warden_tests::harness::{Proxy, Vm};
 
@@ -34,7 +34,7 @@ pub fn resource(secret: &str, record: &VirtualKeyRecord) -> Resource {
     Resource {
         name: KeyHash::of(secret.as_bytes()).to_string(),
         version: format!("v-{}", record.is_active),
-        resource: Some(Any { type_url: VIRTUAL_KEY_TYPE_URL.into(), value: serde_json::to_vec(record).unwrap() }),
+        resource: Some(Any { type_url: POLICY_TYPE_URL.into(), value: serde_json::to_vec(record).unwrap() }),
         ..Default::default()
     }
 }
@@ -44,7 +44,7 @@ pub fn response(nonce: &str, resources: Vec<Resource>, removed: Vec<String>) -> 
         system_version_info: nonce.into(),
         resources,
         removed_resources: removed,
-        type_url: VIRTUAL_KEY_TYPE_URL.into(),
+        type_url: POLICY_TYPE_URL.into(),
         nonce: nonce.into(),
         ..Default::default()
     }

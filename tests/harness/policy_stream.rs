@@ -30,7 +30,7 @@ fn the_stream_subscribes_acks_and_nacks_by_xds_rules() {
         ("warden_xds", ADS_SERVICE, DELTA_METHOD)
     );
     let subscribe = last_sent(&vm, token);
-    assert_eq!(subscribe.type_url, VIRTUAL_KEY_TYPE_URL);
+    assert_eq!(subscribe.type_url, POLICY_TYPE_URL);
     assert_eq!(subscribe.node.unwrap().id, "harness-node");
     assert!(subscribe.initial_resource_versions.is_empty());
 

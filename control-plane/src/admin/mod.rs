@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tower_http::timeout::TimeoutLayer;
-use warden_policy::FilterSettings;
+use warden_policy::{FilterSettings, RecordKind};
 
 /// The filter's code location and current settings, from which the ECDS resource is built.
 pub struct FilterSource {
@@ -72,7 +72,9 @@ impl AppState {
 
 /// Puts keys' records into the cache, named by the key hash.
 pub fn publish_keys(cache: &Cache, keys: &[VirtualKey]) {
-    cache.upsert(keys.iter().filter_map(|k| Some((k.value_hash.clone(), serde_json::to_vec(&k.record()).ok()?))));
+    cache.upsert(keys.iter().filter_map(|k| {
+        Some((RecordKind::VirtualKey.name(&k.value_hash), serde_json::to_vec(&k.record()).ok()?))
+    }));
 }
 
 pub fn token_hash(token: &str) -> [u8; 32] {

@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
-use warden_policy::KeyHash;
+use warden_policy::{KeyHash, RecordKind};
 use warden_policy::keys::KEY_PREFIX;
 
 /// Characters of the secret kept for display.
@@ -43,6 +43,7 @@ pub struct CreateKey {
     calendar_aligned: bool,
     #[serde(default)]
     allow_all_providers: bool,
+    max_concurrent_requests: Option<u32>,
     expires_at: Option<String>,
     delete_after_expire: Option<bool>,
     disable_content_logging: Option<bool>,
@@ -67,6 +68,8 @@ pub struct UpdateKey {
     rate_limit: Option<Option<RateLimit>>,
     calendar_aligned: Option<bool>,
     allow_all_providers: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    max_concurrent_requests: Option<Option<u32>>,
     expires_at: Option<String>,
     #[serde(default, deserialize_with = "present")]
     delete_after_expire: Option<Option<bool>>,
@@ -148,6 +151,7 @@ pub async fn create(
         rate_limit: req.rate_limit,
         calendar_aligned: req.calendar_aligned,
         allow_all_providers: req.allow_all_providers,
+        max_concurrent_requests: req.max_concurrent_requests,
         expires_at: expiry(req.expires_at, now)?.flatten(),
         delete_after_expire: req.delete_after_expire,
         disable_content_logging: req.disable_content_logging,
@@ -230,6 +234,9 @@ pub async fn update(
     if let Some(v) = req.allow_all_providers {
         key.allow_all_providers = v;
     }
+    if let Some(v) = req.max_concurrent_requests {
+        key.max_concurrent_requests = v;
+    }
     if let Some(v) = expiry(req.expires_at, now)? {
         key.expires_at = v;
     }
@@ -252,7 +259,7 @@ pub async fn update(
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let key =
         state.store.delete_virtual_key(&id).await?.ok_or_else(|| ApiError::NotFound("Virtual key not found".into()))?;
-    state.cache.remove(&key.value_hash);
+    state.cache.remove(&RecordKind::VirtualKey.name(&key.value_hash));
     tracing::info!(id = %key.id, "virtual key deleted");
     Ok(Json(json!({"message": "Virtual key deleted successfully"})))
 }

@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use warden_policy::sync::{HEARTBEAT_TYPE_URL, VIRTUAL_KEY_TYPE_URL};
+use warden_policy::sync::{HEARTBEAT_TYPE_URL, POLICY_TYPE_URL};
 
 /// Records per delta response: keeps each message far below gRPC's 4 MiB default.
 const CHUNK: usize = 500;
@@ -200,7 +200,7 @@ impl DeltaStream {
             _ => return,
         };
         self.node_id = first.node.map(|n| n.id).unwrap_or_default();
-        if first.type_url != VIRTUAL_KEY_TYPE_URL {
+        if first.type_url != POLICY_TYPE_URL {
             let _ = self.tx.send(Err(Status::invalid_argument(format!("unknown type {}", first.type_url)))).await;
             return;
         }
@@ -248,7 +248,7 @@ impl DeltaStream {
         while iter.peek().is_some() {
             let mut response = DeltaDiscoveryResponse {
                 system_version_info: seq.to_string(),
-                type_url: VIRTUAL_KEY_TYPE_URL.into(),
+                type_url: POLICY_TYPE_URL.into(),
                 ..Default::default()
             };
             for change in iter.by_ref().take(CHUNK) {
@@ -256,7 +256,7 @@ impl DeltaStream {
                     PolicyChange::Upsert { name, entry } => response.resources.push(Resource {
                         name,
                         version: entry.version,
-                        resource: Some(Any { type_url: VIRTUAL_KEY_TYPE_URL.into(), value: entry.body.to_vec() }),
+                        resource: Some(Any { type_url: POLICY_TYPE_URL.into(), value: entry.body.to_vec() }),
                         ..Default::default()
                     }),
                     PolicyChange::Remove { name } => response.removed_resources.push(name),

@@ -90,7 +90,7 @@ async fn delta_sends_differences_in_chunks_then_changes_and_removals() {
     .into();
     tx.send(DeltaDiscoveryRequest {
         node: Some(Node { id: "n1".into(), ..Default::default() }),
-        type_url: VIRTUAL_KEY_TYPE_URL.into(),
+        type_url: POLICY_TYPE_URL.into(),
         initial_resource_versions: held,
         ..Default::default()
     })
@@ -112,7 +112,7 @@ async fn delta_sends_differences_in_chunks_then_changes_and_removals() {
     assert_eq!((added, removed.as_slice()), (1199, ["gone".to_string()].as_slice()));
     assert_eq!(nonces, ["1", "2", "3"]);
     tx.send(DeltaDiscoveryRequest {
-        type_url: VIRTUAL_KEY_TYPE_URL.into(),
+        type_url: POLICY_TYPE_URL.into(),
         response_nonce: "3".into(),
         ..Default::default()
     })

@@ -1,0 +1,349 @@
+//! The OpenAI-compatible inference API as the filter sees it: which endpoint a request is for,
+//! what its body asks for, how the body is rewritten for the provider, and the usage a
+//! response reports (JSON or server-sent events).
+
+use crate::Denial;
+use serde_json::{Map, Value};
+
+/// The endpoints Warden governs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /v1/chat/completions`
+    ChatCompletions,
+    /// `POST /v1/completions` (legacy completions)
+    Completions,
+    /// `POST /v1/responses`
+    Responses,
+    /// `POST /v1/embeddings`
+    Embeddings,
+    /// `GET /v1/models`: answered by the filter with what the key may use.
+    Models,
+}
+
+impl Endpoint {
+    /// The endpoint of a method and path (query string ignored); `None` for anything else.
+    pub fn of(method: &[u8], path: &[u8]) -> Option<Endpoint> {
+        let path = path.split(|b| *b == b'?').next().unwrap_or_default();
+        let path = path.strip_suffix(b"/").unwrap_or(path);
+        match (method, path) {
+            (b"POST", b"/v1/chat/completions") => Some(Endpoint::ChatCompletions),
+            (b"POST", b"/v1/completions") => Some(Endpoint::Completions),
+            (b"POST", b"/v1/responses") => Some(Endpoint::Responses),
+            (b"POST", b"/v1/embeddings") => Some(Endpoint::Embeddings),
+            (b"GET", b"/v1/models") => Some(Endpoint::Models),
+            _ => None,
+        }
+    }
+
+    /// The path below `/v1`, to put under a provider's base path.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "/chat/completions",
+            Endpoint::Completions => "/completions",
+            Endpoint::Responses => "/responses",
+            Endpoint::Embeddings => "/embeddings",
+            Endpoint::Models => "/models",
+        }
+    }
+
+    /// Whether a streamed response reports usage only when asked (`stream_options`).
+    fn usage_on_request(self) -> bool {
+        matches!(self, Endpoint::ChatCompletions | Endpoint::Completions)
+    }
+}
+
+/// An inference request body, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InferenceBody {
+    body: Map<String, Value>,
+    /// The `model` as sent.
+    pub model: String,
+    /// Whether the response will be a stream of server-sent events.
+    pub stream: bool,
+    /// Whether the client asked for the usage chunk itself (`stream_options.include_usage`).
+    pub client_wants_usage: bool,
+}
+
+impl InferenceBody {
+    /// Parses a request body; refuses what is not a JSON object with a string `model`.
+    pub fn parse(bytes: &[u8]) -> Result<InferenceBody, Denial> {
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| Denial::BadRequest(format!("the request body is not valid JSON: {e}")))?;
+        let Value::Object(body) = value else {
+            return Err(Denial::BadRequest("the request body must be a JSON object".into()));
+        };
+        let model = match body.get("model") {
+            Some(Value::String(m)) if !m.trim().is_empty() => m.clone(),
+            Some(_) => return Err(Denial::BadRequest("'model' must be a non-empty string".into())),
+            None => return Err(Denial::BadRequest("the request body has no 'model'".into())),
+        };
+        let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+        let client_wants_usage = body
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        Ok(InferenceBody { body, model, stream, client_wants_usage })
+    }
+
+    /// The body to send upstream, if it must change: `model` renamed for the provider, and
+    /// `stream_options.include_usage` added to streams so their tokens can be counted. `None`
+    /// leaves the client's bytes untouched.
+    pub fn rewrite(mut self, endpoint: Endpoint, upstream_model: &str) -> Option<Vec<u8>> {
+        let rename = upstream_model != self.model;
+        let ask_usage = self.stream && endpoint.usage_on_request() && !self.client_wants_usage;
+        if !rename && !ask_usage {
+            return None;
+        }
+        if rename {
+            self.body.insert("model".into(), Value::String(upstream_model.to_owned()));
+        }
+        if ask_usage {
+            let options = self.body.entry("stream_options").or_insert_with(|| Value::Object(Map::new()));
+            if !options.is_object() {
+                *options = Value::Object(Map::new());
+            }
+            if let Value::Object(o) = options {
+                o.insert("include_usage".into(), Value::Bool(true));
+            }
+        }
+        serde_json::to_vec(&self.body).ok()
+    }
+
+    /// Whether the response's usage chunk is Warden's addition, to be hidden from the client.
+    pub fn hide_usage_chunk(&self, endpoint: Endpoint) -> bool {
+        self.stream && endpoint.usage_on_request() && !self.client_wants_usage
+    }
+}
+
+/// The total tokens of a `usage` object (chat, completions, embeddings or responses shape).
+fn usage_tokens(usage: &Value) -> Option<u64> {
+    if let Some(total) = usage.get("total_tokens").and_then(Value::as_u64) {
+        return Some(total);
+    }
+    let part = |names: [&str; 2]| names.iter().find_map(|n| usage.get(*n).and_then(Value::as_u64));
+    let input = part(["prompt_tokens", "input_tokens"]);
+    let output = part(["completion_tokens", "output_tokens"]);
+    (input.is_some() || output.is_some()).then(|| input.unwrap_or(0) + output.unwrap_or(0))
+}
+
+/// The tokens a JSON response body reports, if it reports any.
+pub fn json_usage(body: &[u8]) -> Option<u64> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    usage_tokens(value.get("usage")?)
+}
+
+/// Reads a stream of server-sent events chunk by chunk as they pass: finds the event that
+/// reports usage (a chat chunk with `usage`, or the responses API's `response.completed`),
+/// and drops Warden's own usage chunk when the client did not ask for it. An event split
+/// across chunks is carried over to the next one.
+#[derive(Debug, Default)]
+pub struct SseUsage {
+    pending: Vec<u8>,
+    hide_usage_chunk: bool,
+    /// The tokens reported so far (the last report wins).
+    pub tokens: Option<u64>,
+}
+
+impl SseUsage {
+    /// A reader; `hide_usage_chunk` from [`InferenceBody::hide_usage_chunk`].
+    pub fn new(hide_usage_chunk: bool) -> SseUsage {
+        SseUsage { hide_usage_chunk, ..SseUsage::default() }
+    }
+
+    /// Reads one chunk. Returns the bytes to send in its place when they differ (a usage chunk
+    /// was dropped, or an event was held back until it is complete); `None` to pass it as is.
+    pub fn feed(&mut self, chunk: &[u8], end_of_stream: bool) -> Option<Vec<u8>> {
+        if !self.hide_usage_chunk {
+            // Only scanning: the chunk passes as is; keep the incomplete tail for the next.
+            self.pending.extend_from_slice(chunk);
+            let complete = last_event_end(&self.pending).unwrap_or(0);
+            let events: Vec<u8> = self.pending.drain(..complete).collect();
+            self.scan(&events);
+            if end_of_stream {
+                let rest = std::mem::take(&mut self.pending);
+                self.scan(&rest);
+            }
+            return None;
+        }
+        self.pending.extend_from_slice(chunk);
+        let complete = if end_of_stream { self.pending.len() } else { last_event_end(&self.pending).unwrap_or(0) };
+        let events: Vec<u8> = self.pending.drain(..complete).collect();
+        let mut out = Vec::with_capacity(events.len());
+        for event in split_events(&events) {
+            if !self.is_usage_only(event) {
+                out.extend_from_slice(event);
+            }
+        }
+        (out.as_slice() != chunk).then_some(out)
+    }
+
+    fn scan(&mut self, events: &[u8]) {
+        for event in split_events(events) {
+            if let Some(tokens) = event_usage(event).and_then(|(_, t)| t) {
+                self.tokens = Some(tokens);
+            }
+        }
+    }
+
+    /// Records the event's usage; true if it is a chunk that carries only usage.
+    fn is_usage_only(&mut self, event: &[u8]) -> bool {
+        match event_usage(event) {
+            Some((usage_only, tokens)) => {
+                if let Some(t) = tokens {
+                    self.tokens = Some(t);
+                }
+                usage_only
+            }
+            None => false,
+        }
+    }
+}
+
+/// Where the last complete event of `buf` ends (after its blank line).
+fn last_event_end(buf: &[u8]) -> Option<usize> {
+    let lf = buf.windows(2).rposition(|w| w == b"\n\n").map(|i| i + 2);
+    let crlf = buf.windows(4).rposition(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    lf.max(crlf)
+}
+
+/// Splits complete events, each with its terminating blank line.
+fn split_events(buf: &[u8]) -> Vec<&[u8]> {
+    let mut events = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < buf.len() {
+        let end = if buf[i..].starts_with(b"\n\n") {
+            Some(i + 2)
+        } else if buf[i..].starts_with(b"\r\n\r\n") {
+            Some(i + 4)
+        } else {
+            None
+        };
+        match end {
+            Some(e) => {
+                events.push(&buf[start..e]);
+                start = e;
+                i = e;
+            }
+            None => i += 1,
+        }
+    }
+    if start < buf.len() {
+        events.push(&buf[start..]);
+    }
+    events
+}
+
+/// If an event's data reports usage: whether it carries nothing else (no choices), and the
+/// tokens. `None` for events without usage (the common case, decided without parsing JSON).
+fn event_usage(event: &[u8]) -> Option<(bool, Option<u64>)> {
+    if !event.windows(7).any(|w| w == b"\"usage\"") {
+        return None;
+    }
+    let data: Vec<u8> = event
+        .split(|b| *b == b'\n')
+        .filter_map(|line| line.strip_prefix(b"data:"))
+        .flat_map(|d| d.trim_ascii().iter().copied().chain(std::iter::once(b'\n')))
+        .collect();
+    let value: Value = serde_json::from_slice(&data).ok()?;
+    let usage = value.get("usage").or_else(|| value.get("response").and_then(|r| r.get("usage")))?;
+    if usage.is_null() {
+        return None;
+    }
+    let usage_only = value.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty);
+    Some((usage_only, usage_tokens(usage)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(Endpoint::of(b"POST", b"/v1/chat/completions?x=1"), Some(Endpoint::ChatCompletions));
+        assert_eq!(Endpoint::of(b"GET", b"/v1/models/"), Some(Endpoint::Models));
+        assert_eq!(Endpoint::of(b"GET", b"/v1/chat/completions"), None);
+        assert_eq!(Endpoint::of(b"POST", b"/v2/chat/completions"), None);
+    }
+
+    #[test]
+    fn bad_bodies_say_what_is_wrong() {
+        let msg = |b: &[u8]| InferenceBody::parse(b).unwrap_err().message();
+        assert!(msg(b"{not json").starts_with("the request body is not valid JSON"));
+        assert_eq!(msg(b"[1]"), "the request body must be a JSON object");
+        assert_eq!(msg(br#"{"messages":[]}"#), "the request body has no 'model'");
+        assert_eq!(msg(br#"{"model":3}"#), "'model' must be a non-empty string");
+        assert_eq!(InferenceBody::parse(b"{").unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn rewrite_renames_and_asks_streams_for_usage() {
+        let body = InferenceBody::parse(br#"{"model":"openai/gpt-4o","messages":[]}"#).unwrap();
+        let out: Value = serde_json::from_slice(&body.rewrite(Endpoint::ChatCompletions, "gpt-4o").unwrap()).unwrap();
+        assert_eq!(out["model"], "gpt-4o");
+        assert!(out.get("stream_options").is_none());
+        let untouched = InferenceBody::parse(br#"{"model":"gpt-4o"}"#).unwrap();
+        assert_eq!(untouched.rewrite(Endpoint::ChatCompletions, "gpt-4o"), None);
+        let stream = InferenceBody::parse(br#"{"model":"gpt-4o","stream":true}"#).unwrap();
+        assert!(stream.hide_usage_chunk(Endpoint::ChatCompletions));
+        let out: Value = serde_json::from_slice(&stream.rewrite(Endpoint::ChatCompletions, "gpt-4o").unwrap()).unwrap();
+        assert_eq!(out["stream_options"]["include_usage"], true);
+        let asked = InferenceBody::parse(br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#).unwrap();
+        assert!(!asked.hide_usage_chunk(Endpoint::ChatCompletions));
+        assert_eq!(asked.rewrite(Endpoint::ChatCompletions, "m"), None);
+        let responses = InferenceBody::parse(br#"{"model":"m","stream":true}"#).unwrap();
+        assert_eq!(responses.rewrite(Endpoint::Responses, "m"), None, "the responses API always reports usage");
+    }
+
+    #[test]
+    fn json_usage_shapes() {
+        assert_eq!(json_usage(br#"{"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#), Some(7));
+        assert_eq!(json_usage(br#"{"usage":{"input_tokens":3,"output_tokens":4}}"#), Some(7));
+        assert_eq!(json_usage(br#"{"usage":{"prompt_tokens":5}}"#), Some(5));
+        assert_eq!(json_usage(br#"{"id":"x"}"#), None);
+        assert_eq!(json_usage(b"garbage"), None);
+    }
+
+    const STREAM: &str = concat!(
+        "data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}],\"usage\":null}\n\n",
+        "data: {\"choices\":[{\"delta\":{\"content\":\"lo\"}}],\"usage\":null}\n\n",
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"total_tokens\":11}}\n\n",
+        "data: [DONE]\n\n",
+    );
+
+    fn run(hide: bool, sizes: usize) -> (String, Option<u64>) {
+        let mut sse = SseUsage::new(hide);
+        let bytes = STREAM.as_bytes();
+        let chunks: Vec<&[u8]> = bytes.chunks(sizes).collect();
+        let mut out = Vec::new();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let end = i + 1 == chunks.len();
+            match sse.feed(chunk, end) {
+                Some(replaced) => out.extend(replaced),
+                None => out.extend_from_slice(chunk),
+            }
+        }
+        (String::from_utf8(out).unwrap(), sse.tokens)
+    }
+
+    #[test]
+    fn sse_usage_found_across_any_chunking_and_hidden_when_not_asked() {
+        for size in [1, 2, 7, 50, 1000] {
+            let (out, tokens) = run(false, size);
+            assert_eq!((out.as_str(), tokens), (STREAM, Some(11)), "size {size}");
+            let (out, tokens) = run(true, size);
+            assert_eq!(tokens, Some(11), "size {size}");
+            assert!(!out.contains("prompt_tokens"), "size {size}: {out}");
+            assert!(out.contains("\"Hel\"") && out.contains("\"lo\"") && out.ends_with("data: [DONE]\n\n"));
+        }
+    }
+
+    #[test]
+    fn responses_api_completed_event() {
+        let mut sse = SseUsage::new(false);
+        let event = b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":4,\"output_tokens\":6,\"total_tokens\":10}}}\n\n";
+        assert_eq!(sse.feed(event, true), None);
+        assert_eq!(sse.tokens, Some(10));
+    }
+}
