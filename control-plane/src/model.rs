@@ -7,6 +7,14 @@ pub use warden_policy::RateLimit;
 use warden_policy::records::{Limits, ProviderGrant};
 use warden_policy::{ResetDuration, VirtualKeyRecord};
 
+mod model_config;
+mod org;
+mod provider;
+
+pub use model_config::{ModelConfig, model_record};
+pub use org::{Customer, Team};
+pub use provider::{Provider, ProviderKey, ProviderKind, Timeouts, Upstream};
+
 /// A virtual key. The secret itself is never kept: only its SHA-256 and a display prefix.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VirtualKey {
@@ -220,6 +228,10 @@ fn budgets(list: &[Budget], field: &str) -> Result<(), Invalid> {
         return Err(Invalid::new(field, "has two budgets with the same reset_duration"));
     }
     Ok(())
+}
+
+fn non_empty(text: &str, field: &str) -> Result<(), Invalid> {
+    if text.trim().is_empty() { Err(Invalid::new(field, "must not be empty")) } else { Ok(()) }
 }
 
 fn rate_limit(rl: &RateLimit, field: &str) -> Result<(), Invalid> {

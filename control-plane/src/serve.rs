@@ -2,6 +2,7 @@
 
 use crate::admin::{self, AppState, FilterSource};
 use crate::store::{KeyQuery, SqliteStore, Store};
+use crate::xds::resources::DEFAULT_CA_FILE;
 use crate::xds::{AdsServer, Cache, NodeRegistry};
 use anyhow::Context;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
@@ -40,6 +41,9 @@ pub struct ServeArgs {
     /// The Envoy cluster through which the filter reaches this server.
     #[arg(long, default_value = "warden_xds")]
     pub control_plane_cluster: String,
+    /// The CA bundle Envoy verifies https providers against (a path on Envoy's machine).
+    #[arg(long, default_value = DEFAULT_CA_FILE)]
+    pub provider_ca_file: String,
     /// Initial staleness bound of the filter's policy, until changed by the admin API.
     #[arg(long)]
     pub staleness_bound_ms: Option<u64>,
@@ -66,9 +70,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let filter = Arc::new(FilterSource::new(wasm_path, settings, &cache));
     let (keys, _) = store.virtual_keys(&KeyQuery::default()).await?;
     admin::publish_keys(&cache, &keys);
-    tracing::info!(keys = keys.len(), "policy loaded from the store");
+    admin::publish_governance(&cache, store.as_ref()).await?;
+    let providers = store.providers().await?;
+    admin::publish_providers(&cache, &providers, &args.provider_ca_file);
+    tracing::info!(keys = keys.len(), providers = providers.len(), "policy loaded from the store");
 
-    let state = AppState { store, cache: cache.clone(), nodes: nodes.clone(), filter, admin_token_sha256 };
+    let state = AppState {
+        store,
+        cache: cache.clone(),
+        nodes: nodes.clone(),
+        filter,
+        admin_token_sha256,
+        provider_ca_file: args.provider_ca_file.clone().into(),
+    };
     let admin_listener = tokio::net::TcpListener::bind(args.admin_addr)
         .await
         .with_context(|| format!("binding the admin API to {}", args.admin_addr))?;

@@ -34,6 +34,14 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Nanoseconds since the Unix epoch by the host's clock; 0 if the host will not say.
+pub fn now_ns() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
 pub fn set_tick_period(ms: u64) -> Result<(), HostError> {
     Ok(hostcalls::set_tick_period(Duration::from_millis(ms))?)
 }
@@ -70,6 +78,44 @@ pub fn remove_request_header(name: &str) {
 
 pub fn set_request_header(name: &str, value: &str) {
     let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
+}
+
+/// A slice of the request body buffered so far (`on_http_request_body`).
+pub fn request_body(size: usize) -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size).ok().flatten()
+}
+
+/// Replaces the first `size` bytes of the request body.
+pub fn replace_request_body(size: usize, body: &[u8]) -> Result<(), HostError> {
+    Ok(hostcalls::set_buffer(BufferType::HttpRequestBody, 0, size, body)?)
+}
+
+/// The current chunk of the response body (`on_http_response_body`).
+pub fn response_body(size: usize) -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).ok().flatten()
+}
+
+/// Replaces the first `size` bytes of the response body chunk.
+pub fn replace_response_body(size: usize, body: &[u8]) -> Result<(), HostError> {
+    Ok(hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, body)?)
+}
+
+/// One response header, raw.
+pub fn response_header(name: &str) -> Option<Vec<u8>> {
+    hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name).ok().flatten()
+}
+
+pub fn set_response_header(name: &str, value: &str) {
+    let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
+}
+
+pub fn remove_response_header(name: &str) {
+    let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, name);
+}
+
+/// Makes Envoy pick the route again, now that routing headers have changed.
+pub fn clear_route_cache() {
+    let _ = hostcalls::call_foreign_function("clear_route_cache", None);
 }
 
 /// Answers the request locally. Envoy sends it once the current callback returns.

@@ -1,13 +1,14 @@
 //! Warden's proxy-wasm filter: a thin adapter between Envoy and `warden-policy`.
 //!
-//! Requests are judged in `request.rs` by `warden_policy::admit` against records in shared data
-//! (`shared.rs`). One VM per Envoy, elected in `leader.rs`, keeps the policy stream
+//! Requests are judged in `request.rs` by `warden_policy` (`admit`, then `govern::inference`)
+//! against records and counters in shared data (`shared.rs`). One VM per Envoy, elected in `leader.rs`, keeps the policy stream
 //! (`policy_stream.rs`) and writes those records. Every hostcall goes through `host.rs`.
 
 mod host;
 mod leader;
 mod metrics;
 mod policy_stream;
+mod random;
 mod request;
 mod root;
 mod shared;

@@ -12,8 +12,10 @@ use crate::metrics::Metrics;
 use crate::xds::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Node, RpcStatus};
 use crate::{host, shared};
 use prost::Message;
+use warden_policy::SyncStatus;
+use warden_policy::limits::record_counters;
+use warden_policy::records::check_record;
 use warden_policy::sync::{ADS_SERVICE, DELTA_METHOD, HEARTBEAT_TYPE_URL, POLICY_TYPE_URL};
-use warden_policy::{KeyHash, SyncStatus, VirtualKeyRecord};
 
 /// gRPC `INVALID_ARGUMENT`, the code of a NACK.
 const INVALID_ARGUMENT: i32 = 3;
@@ -134,12 +136,16 @@ fn apply(response: &DeltaDiscoveryResponse, metrics: &Metrics) -> Vec<String> {
     }
     let mut index: Vec<(&str, Option<&str>)> = Vec::with_capacity(response.resources.len());
     for resource in &response.resources {
-        match validate(resource) {
-            Ok(json) if shared::put_record(&resource.name, json).is_ok() => {
-                index.push((&resource.name, Some(&resource.version)));
+        let outcome = validate(resource).and_then(|json| {
+            // Counters first: a worker that sees the record must find its counters.
+            for key in record_counters(&resource.name, json) {
+                shared::ensure_counter(&key);
             }
-            outcome => {
-                let reason = outcome.err().unwrap_or("shared data refused the write");
+            shared::put_record(&resource.name, json).map_err(|_| "shared data refused the write")
+        });
+        match outcome {
+            Ok(()) => index.push((&resource.name, Some(&resource.version))),
+            Err(reason) => {
                 errors.push(format!("{}: {reason}", resource.name));
                 shared::remove_record(&resource.name);
                 index.push((&resource.name, None));
@@ -156,13 +162,10 @@ fn apply(response: &DeltaDiscoveryResponse, metrics: &Metrics) -> Vec<String> {
 }
 
 fn validate(resource: &crate::xds::Resource) -> Result<&[u8], &'static str> {
-    if KeyHash::from_hex(&resource.name).is_none() {
-        return Err("name is not a key hash");
-    }
     let any = resource.resource.as_ref().ok_or("no body")?;
     if any.type_url != POLICY_TYPE_URL {
         return Err("body of the wrong type");
     }
-    serde_json::from_slice::<VirtualKeyRecord>(&any.value).map_err(|_| "body is not a VirtualKey record")?;
+    check_record(&resource.name, &any.value)?;
     Ok(&any.value)
 }

@@ -1,39 +1,117 @@
-//! One HTTP request: authenticate its virtual key against the policy in shared data.
+//! One HTTP request, phase by phase: the key at the headers, the governance decision at the end
+//! of the body, usage from the response. Every decision is `warden_policy`'s; this file reads
+//! what it needs from Envoy and shared data and applies the answer.
 
 use crate::metrics::Metrics;
-use crate::{host, shared};
+use crate::shared::{self, SharedCounters};
+use crate::{host, random};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
+use warden_policy::govern::{self, Dispatch, Records};
+use warden_policy::inference::{Endpoint, SseUsage, json_usage};
 use warden_policy::keys::key_headers;
-use warden_policy::{Denial, FilterSettings, PolicyHealth, admit};
+use warden_policy::limits::{self, RateReport};
+use warden_policy::records::{CustomerRecord, ModelRecord, ProviderRecord, TeamRecord};
+use warden_policy::{Denial, FilterSettings, PolicyHealth, RecordKind, VirtualKeyRecord, admit};
 
 /// The header that tells the upstream which virtual key a request was admitted as. Trusted
 /// because every client-sent `x-warden-*` header is removed first.
 pub const KEY_ID_HEADER: &str = "x-warden-vk-id";
+/// The header the route table reads to pick the provider key's cluster.
+const CLUSTER_HEADER: &str = "x-warden-cluster";
+/// A JSON response larger than this is passed on without counting its tokens.
+const MAX_USAGE_BODY: usize = 8 << 20;
+
+/// Where a request stands.
+enum Phase {
+    /// Nothing decided yet, or answered locally.
+    Idle,
+    /// Key admitted; the body decides the rest.
+    AwaitingBody { key: VirtualKeyRecord, endpoint: Endpoint, query: String },
+    /// Sent upstream; the response's usage is still to be charged.
+    Dispatched(Box<Dispatched>),
+}
+
+struct Dispatched {
+    key_id: String,
+    dispatch: Dispatch,
+    report: RateReport,
+    sse: Option<SseUsage>,
+    json: Vec<u8>,
+    charged: bool,
+}
 
 pub struct WardenRequest {
     settings: Option<Rc<FilterSettings>>,
     metrics: Rc<Metrics>,
+    phase: Phase,
+}
+
+/// Shared data as the policy's record source.
+struct SharedRecords;
+
+impl Records for SharedRecords {
+    fn provider(&self, name: &str) -> Option<ProviderRecord> {
+        shared::record(RecordKind::Provider, name)
+    }
+    fn model(&self, name: &str) -> Option<ModelRecord> {
+        shared::record(RecordKind::Model, name)
+    }
+    fn team(&self, id: &str) -> Option<TeamRecord> {
+        shared::record(RecordKind::Team, id)
+    }
+    fn customer(&self, id: &str) -> Option<CustomerRecord> {
+        shared::record(RecordKind::Customer, id)
+    }
 }
 
 impl WardenRequest {
     pub fn new(settings: Option<Rc<FilterSettings>>, metrics: Rc<Metrics>) -> WardenRequest {
-        WardenRequest { settings, metrics }
+        WardenRequest { settings, metrics, phase: Phase::Idle }
     }
 
-    fn deny(&self, denial: &Denial) -> Action {
+    fn deny(&mut self, denial: &Denial, report: &RateReport) -> Action {
         host::increment(self.metrics.denied, 1);
-        host::send_local_reply(denial.status(), &[("content-type", "application/json")], &denial.body());
+        let now = host::now_ms();
+        let mut headers: Vec<(&str, String)> = vec![("content-type", "application/json".into())];
+        if let Some(seconds) = denial.retry_after_s() {
+            headers.push(("retry-after", seconds.to_string()));
+        }
+        headers.extend(report.headers(now));
+        let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        host::send_local_reply(denial.status(), &pairs, &denial.body());
+        self.phase = Phase::Idle;
         // Envoy sends the local reply once this callback returns.
         Action::Pause
+    }
+
+    fn dispatch(&mut self, key_id: String, dispatch: Dispatch, report: RateReport, body_size: usize) -> Action {
+        if let Some(body) = &dispatch.body {
+            if host::replace_request_body(body_size, body).is_err() {
+                return self.deny(&Denial::BadRequest("the request body could not be rewritten".into()), &report);
+            }
+            // Envoy does not fix the length of a rewritten body.
+            host::set_request_header("content-length", &body.len().to_string());
+        }
+        host::set_request_header(CLUSTER_HEADER, &dispatch.cluster);
+        host::set_request_header(":path", &dispatch.path);
+        if let Some(ms) = dispatch.timeout_ms {
+            host::set_request_header("x-envoy-upstream-rq-timeout-ms", &ms.to_string());
+        }
+        host::clear_route_cache();
+        host::increment(self.metrics.admitted, 1);
+        let sse = dispatch.stream.then(|| SseUsage::new(dispatch.hide_usage_chunk));
+        self.phase =
+            Phase::Dispatched(Box::new(Dispatched { key_id, dispatch, report, sse, json: Vec::new(), charged: false }));
+        Action::Continue
     }
 }
 
 impl Context for WardenRequest {}
 
 impl HttpContext for WardenRequest {
-    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+    fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
         let headers = host::request_headers();
         #[cfg(feature = "crash-trigger")]
         if headers.iter().any(|(name, _)| name == "x-warden-test-crash") {
@@ -44,24 +122,126 @@ impl HttpContext for WardenRequest {
         for (name, _) in headers.iter().filter(|(name, _)| name.starts_with("x-warden-")) {
             host::remove_request_header(name);
         }
+        let none = RateReport::default();
         let Some(settings) = &self.settings else {
-            return self.deny(&Denial::PolicyMissing);
+            return self.deny(&Denial::PolicyMissing, &none);
         };
         let health = PolicyHealth { bound_ms: settings.staleness_bound_ms };
         let status = shared::sync_status();
         let pairs = headers.iter().map(|(name, value)| (name.as_str(), value.as_slice()));
-        match admit(pairs.clone(), health, status.as_ref(), shared::virtual_key, host::now_ms()) {
-            Ok(admitted) => {
-                // Virtual keys are Warden's credentials, not the provider's: they stay here.
-                for name in key_headers(pairs) {
-                    host::remove_request_header(name);
-                }
-                host::set_request_header(KEY_ID_HEADER, &admitted.record.id);
-                host::increment(self.metrics.admitted, 1);
-                Action::Continue
-            }
-            Err(denial) => self.deny(&denial),
+        let lookup = |hash: &warden_policy::KeyHash| shared::record(RecordKind::VirtualKey, &hash.to_hex());
+        let admitted = match admit(pairs.clone(), health, status.as_ref(), lookup, host::now_ms()) {
+            Ok(admitted) => admitted,
+            Err(denial) => return self.deny(&denial, &none),
+        };
+        // Virtual keys are Warden's credentials, not the provider's: they stay here.
+        for name in key_headers(pairs) {
+            host::remove_request_header(name);
         }
+        host::set_request_header(KEY_ID_HEADER, &admitted.record.id);
+        let header = |name: &str| headers.iter().find(|(n, _)| n == name).map_or(&[][..], |(_, v)| v.as_slice());
+        let path = header(":path");
+        let Some(endpoint) = Endpoint::of(header(":method"), path) else {
+            return self.deny(&Denial::UnknownRoute(String::from_utf8_lossy(path).into_owned()), &none);
+        };
+        if endpoint == Endpoint::Models {
+            host::increment(self.metrics.admitted, 1);
+            let body = govern::models_body(&admitted.record, &SharedRecords);
+            host::send_local_reply(200, &[("content-type", "application/json")], &body);
+            return Action::Pause;
+        }
+        if end_of_stream {
+            return self
+                .deny(&Denial::BadRequest("the request has no body; it needs a JSON body with 'model'".into()), &none);
+        }
+        let query = path.splitn(2, |b| *b == b'?').nth(1).unwrap_or_default();
+        self.phase =
+            Phase::AwaitingBody { key: admitted.record, endpoint, query: String::from_utf8_lossy(query).into_owned() };
+        // Routing waits for `model` in the body (needs `allow_on_headers_stop_iteration`).
+        Action::Pause
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Phase::AwaitingBody { .. } = &self.phase else { return Action::Continue };
+        let limit = self.settings.as_ref().map_or(0, |s| s.max_request_body_bytes);
+        if body_size as u64 > limit {
+            let reason = format!("the request body exceeds Warden's limit of {limit} bytes (max_request_body_bytes)");
+            return self.deny(&Denial::BadRequest(reason), &RateReport::default());
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let Phase::AwaitingBody { key, endpoint, query } = std::mem::replace(&mut self.phase, Phase::Idle) else {
+            return Action::Continue;
+        };
+        let body = host::request_body(body_size).unwrap_or_default();
+        let now = host::now_ms();
+        let (report, decision) =
+            govern::inference(&key, endpoint, &query, &body, &SharedRecords, &SharedCounters, now, random::next());
+        match decision {
+            Ok(dispatch) => self.dispatch(key.id, dispatch, report, body_size),
+            Err(denial) => self.deny(&denial, &report),
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
+        let Phase::Dispatched(d) = &self.phase else { return Action::Continue };
+        for (name, value) in d.report.headers(host::now_ms()) {
+            host::set_response_header(name, &value);
+        }
+        let is_sse = host::response_header("content-type").is_some_and(|v| v.starts_with(b"text/event-stream"));
+        if !is_sse {
+            if let Phase::Dispatched(d) = &mut self.phase {
+                d.sse = None;
+            }
+        } else if d.dispatch.hide_usage_chunk {
+            // Dropping an event changes the length.
+            host::remove_response_header("content-length");
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Phase::Dispatched(d) = &mut self.phase else { return Action::Continue };
+        let chunk = host::response_body(body_size).unwrap_or_default();
+        match &mut d.sse {
+            Some(sse) => {
+                if let Some(replacement) = sse.feed(&chunk, end_of_stream) {
+                    let _ = host::replace_response_body(body_size, &replacement);
+                }
+            }
+            None if d.json.len() + chunk.len() <= MAX_USAGE_BODY => d.json.extend_from_slice(&chunk),
+            None => {}
+        }
+        if end_of_stream {
+            settle(d);
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        // Every stream ends here, completed, failed or cancelled: give back what it holds.
+        if let Phase::Dispatched(d) = &mut self.phase {
+            settle(d);
+            if d.dispatch.holds_slot {
+                limits::release_slot(&d.key_id, &SharedCounters);
+            }
+        }
+    }
+}
+
+/// Charges the response's tokens once.
+fn settle(d: &mut Dispatched) {
+    if d.charged {
+        return;
+    }
+    d.charged = true;
+    let tokens = match &d.sse {
+        Some(sse) => sse.tokens,
+        None => json_usage(&d.json),
+    };
+    if let Some(tokens) = tokens {
+        limits::charge_tokens(&d.dispatch.reservation, tokens, &SharedCounters, host::now_ms());
     }
 }
 

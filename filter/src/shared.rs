@@ -2,27 +2,35 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `warden:vk:<hash>` | a `VirtualKeyRecord` as JSON |
+//! | `warden:<kind>:<id>` | a policy record as JSON, under its resource name (see `RecordKind`) |
+//! | `warden:rl:<scope>:<req\|tok>` | a rate-limit counter, `"<window start> <count>"` |
+//! | `warden:inflight:<key id>` | a key's requests in flight |
 //! | `warden:sync` | `SyncStatus::encode`: when the control plane was last heard from |
 //! | `warden:leader` | the lease of the VM that holds the policy stream (see `leader.rs`) |
-//! | `warden:index:<xx>` | names and versions of the records whose name starts with `xx`, one `name version` per line; lets a new leader tell the control plane what this Envoy already holds |
+//! | `warden:index:<xx>` | names and versions of the records whose name hashes to bucket `xx`, one `name version` per line; lets a new leader tell the control plane what this Envoy already holds |
 //!
 //! Shared data cannot list or delete keys, so a removed record is written as an empty value.
 
 use crate::host;
+use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
-use warden_policy::{KeyHash, SyncStatus, VirtualKeyRecord};
+use warden_policy::limits::Counters;
+use warden_policy::{RecordKind, SyncStatus};
 
 pub const LEADER_KEY: &str = "warden:leader";
 const SYNC_KEY: &str = "warden:sync";
+const INDEX_BUCKETS: u8 = 64;
 
 fn record_key(name: &str) -> String {
-    format!("warden:vk:{name}")
+    let mut key = String::with_capacity(7 + name.len());
+    key.push_str("warden:");
+    key.push_str(name);
+    key
 }
 
-/// The record of a key hash, if this Envoy holds a readable one.
-pub fn virtual_key(hash: &KeyHash) -> Option<VirtualKeyRecord> {
-    let (value, _) = host::shared_get(&record_key(&hash.to_hex()));
+/// The record of one kind and id, if this Envoy holds a readable one.
+pub fn record<T: DeserializeOwned>(kind: RecordKind, id: &str) -> Option<T> {
+    let (value, _) = host::shared_get(&record_key(&kind.name(id)));
     serde_json::from_slice(&value?).ok()
 }
 
@@ -34,7 +42,7 @@ pub fn set_sync_status(status: &SyncStatus) {
     let _ = host::shared_set(SYNC_KEY, &status.encode(), None);
 }
 
-/// Stores a validated record. Only the leader writes, so no CAS is needed.
+/// Stores a validated record. Only the leader writes records, so no CAS is needed.
 pub fn put_record(name: &str, json: &[u8]) -> Result<(), host::HostError> {
     host::shared_set(&record_key(name), json, None)
 }
@@ -43,27 +51,37 @@ pub fn remove_record(name: &str) {
     let _ = host::shared_set(&record_key(name), b"", None);
 }
 
-fn bucket_of(name: &str) -> String {
-    match name.get(..2) {
-        Some(p) if p.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) => {
-            format!("warden:index:{p}")
-        }
-        _ => "warden:index:__".to_owned(),
+/// Creates a counter that does not exist yet. Only the leader creates counters (creating is
+/// not atomic); workers only compare-and-swap them.
+pub fn ensure_counter(key: &str) {
+    if host::shared_get(key).0.is_none() {
+        let _ = host::shared_set(key, b"0 0", None);
     }
+}
+
+/// Shared data as the policy's counter store.
+pub struct SharedCounters;
+
+impl Counters for SharedCounters {
+    fn read(&self, key: &str) -> (Option<Vec<u8>>, u32) {
+        let (value, cas) = host::shared_get(key);
+        (value, cas.unwrap_or(0))
+    }
+
+    fn write(&self, key: &str, value: &[u8], cas: u32) -> bool {
+        host::shared_set(key, value, (cas != 0).then_some(cas)).is_ok()
+    }
+}
+
+fn bucket_of(name: &str) -> String {
+    // FNV-1a: a stable spread of names over the buckets.
+    let hash = name.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    format!("warden:index:{:02x}", hash % u32::from(INDEX_BUCKETS))
 }
 
 /// The names and versions of every record this Envoy holds.
 pub fn held_versions() -> BTreeMap<String, String> {
-    let mut all = BTreeMap::new();
-    for a in b"0123456789abcdef" {
-        for b in b"0123456789abcdef" {
-            let prefix = [*a, *b];
-            let key = format!("warden:index:{}", String::from_utf8_lossy(&prefix));
-            all.extend(read_bucket(&key));
-        }
-    }
-    all.extend(read_bucket("warden:index:__"));
-    all
+    (0..INDEX_BUCKETS).flat_map(|b| read_bucket(&format!("warden:index:{b:02x}"))).collect()
 }
 
 fn read_bucket(key: &str) -> BTreeMap<String, String> {
@@ -72,7 +90,7 @@ fn read_bucket(key: &str) -> BTreeMap<String, String> {
     };
     String::from_utf8_lossy(&bytes)
         .lines()
-        .filter_map(|line| line.split_once(' '))
+        .filter_map(|line| line.rsplit_once(' '))
         .map(|(n, v)| (n.to_owned(), v.to_owned()))
         .collect()
 }

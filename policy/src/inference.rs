@@ -78,11 +78,8 @@ impl InferenceBody {
             None => return Err(Denial::BadRequest("the request body has no 'model'".into())),
         };
         let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
-        let client_wants_usage = body
-            .get("stream_options")
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+        let client_wants_usage =
+            body.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
         Ok(InferenceBody { body, model, stream, client_wants_usage })
     }
 
@@ -289,7 +286,8 @@ mod tests {
         assert!(stream.hide_usage_chunk(Endpoint::ChatCompletions));
         let out: Value = serde_json::from_slice(&stream.rewrite(Endpoint::ChatCompletions, "gpt-4o").unwrap()).unwrap();
         assert_eq!(out["stream_options"]["include_usage"], true);
-        let asked = InferenceBody::parse(br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#).unwrap();
+        let asked =
+            InferenceBody::parse(br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#).unwrap();
         assert!(!asked.hide_usage_chunk(Endpoint::ChatCompletions));
         assert_eq!(asked.rewrite(Endpoint::ChatCompletions, "m"), None);
         let responses = InferenceBody::parse(br#"{"model":"m","stream":true}"#).unwrap();

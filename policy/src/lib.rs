@@ -8,6 +8,7 @@
 
 pub mod admission;
 pub mod denial;
+pub mod govern;
 pub mod inference;
 pub mod keys;
 pub mod limits;

@@ -51,11 +51,7 @@ pub struct RateViolation {
 impl RateViolation {
     /// The contract's message.
     pub fn message(&self) -> String {
-        format!(
-            "Rate limit check failed: rate limit violated for {}: [{}]",
-            self.entity,
-            self.details.join(", ")
-        )
+        format!("Rate limit check failed: rate limit violated for {}: [{}]", self.entity, self.details.join(", "))
     }
 }
 
@@ -194,6 +190,44 @@ pub fn counter_keys(scope: &Scope<'_>) -> Vec<String> {
     keys
 }
 
+/// Every counter a policy record's limits use, so the leader can create them before it writes
+/// the record (see [`counter_keys`]). Unreadable records have none.
+pub fn record_counters(name: &str, body: &[u8]) -> Vec<String> {
+    use crate::RecordKind;
+    let Some((kind, _)) = RecordKind::of_name(name) else { return Vec::new() };
+    let of = |scopes: Vec<Scope<'_>>| scopes.iter().flat_map(counter_keys).collect::<Vec<_>>();
+    match kind {
+        RecordKind::VirtualKey => serde_json::from_slice::<VirtualKeyRecord>(body).map_or_else(
+            |_| Vec::new(),
+            |key| {
+                let mut scopes: Vec<Scope<'_>> = key.scope().into_iter().collect();
+                scopes.extend(key.provider_configs.iter().filter_map(|g| key.grant_scope(g)));
+                let mut keys = of(scopes);
+                if key.max_concurrent_requests.is_some() {
+                    keys.push(concurrency_key(&key.id));
+                }
+                keys
+            },
+        ),
+        RecordKind::Team => serde_json::from_slice::<TeamRecord>(body)
+            .map_or_else(|_| Vec::new(), |t| of(t.scope().into_iter().collect())),
+        RecordKind::Customer => serde_json::from_slice::<CustomerRecord>(body)
+            .map_or_else(|_| Vec::new(), |c| of(c.scope().into_iter().collect())),
+        RecordKind::Provider => serde_json::from_slice::<ProviderRecord>(body)
+            .map_or_else(|_| Vec::new(), |p| of(p.scope().into_iter().collect())),
+        RecordKind::Model => serde_json::from_slice::<ModelRecord>(body).map_or_else(
+            |_| Vec::new(),
+            |m| {
+                let scopes = m.configs.iter().filter_map(|c| {
+                    let entity = String::new();
+                    scope(entity, format!("model:{}", c.id), &c.limits)
+                });
+                scopes.flat_map(|s| counter_keys(&s)).collect()
+            },
+        ),
+    }
+}
+
 /// How much of the tightest limit of one dimension is left: the `x-ratelimit-*` headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Headroom {
@@ -225,7 +259,10 @@ impl RateReport {
     pub fn headers(&self, now_ms: u64) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         let dims = [
-            (self.requests, ["x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"]),
+            (
+                self.requests,
+                ["x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"],
+            ),
             (self.tokens, ["x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"]),
         ];
         for (headroom, [limit, remaining, reset]) in dims {
@@ -322,7 +359,10 @@ pub fn reserve(
             let window = window_of(scope, span, now_ms);
             let key = counter_key(&scope.id, Dimension::Tokens);
             let used = count_in(counters.read(&key).0.as_deref(), window);
-            RateReport::note(&mut report.tokens, Headroom { limit: max, remaining: max.saturating_sub(used), reset_ms: window.end_ms });
+            RateReport::note(
+                &mut report.tokens,
+                Headroom { limit: max, remaining: max.saturating_sub(used), reset_ms: window.end_ms },
+            );
             if used >= max {
                 token_over = true;
                 resets.push(window.end_ms);
@@ -331,7 +371,12 @@ pub fn reserve(
                     rl.token_reset_duration.as_deref().unwrap_or_default()
                 ));
             }
-            held.tokens.push(TokenMeter { key, span, calendar_aligned: scope.calendar_aligned, anchor_ms: scope.anchor_ms });
+            held.tokens.push(TokenMeter {
+                key,
+                span,
+                calendar_aligned: scope.calendar_aligned,
+                anchor_ms: scope.anchor_ms,
+            });
         }
         if let Some((max, span)) = rl.requests() {
             let window = window_of(scope, span, now_ms);
@@ -341,7 +386,10 @@ pub fn reserve(
             let seen = update(counters, &key, window, |n| (take && n < max).then_some(n + 1));
             let (count, wrote) = seen.unwrap_or((max, false));
             let after = if wrote { count + 1 } else { count };
-            RateReport::note(&mut report.requests, Headroom { limit: max, remaining: max.saturating_sub(after), reset_ms: window.end_ms });
+            RateReport::note(
+                &mut report.requests,
+                Headroom { limit: max, remaining: max.saturating_sub(after), reset_ms: window.end_ms },
+            );
             if wrote {
                 held.requests.push((key, window.start_ms));
             } else if count >= max || seen.is_none() {
@@ -461,7 +509,13 @@ mod tests {
     }
 
     fn scope<'r>(entity: &str, rl: &'r RateLimit) -> Scope<'r> {
-        Scope { entity: entity.into(), id: entity.to_lowercase(), rate_limit: rl, calendar_aligned: false, anchor_ms: 0 }
+        Scope {
+            entity: entity.into(),
+            id: entity.to_lowercase(),
+            rate_limit: rl,
+            calendar_aligned: false,
+            anchor_ms: 0,
+        }
     }
 
     const T: u64 = 1_000_000;
@@ -479,7 +533,10 @@ mod tests {
         let (report, outcome) = reserve(&s, &map, T + 10);
         let Err(Denial::RateLimited(v)) = outcome else { panic!("{outcome:?}") };
         assert_eq!(v.kind, RateKind::Requests);
-        assert_eq!(v.message(), "Rate limit check failed: rate limit violated for VK: [request limit exceeded (4/3, resets every 1m)]");
+        assert_eq!(
+            v.message(),
+            "Rate limit check failed: rate limit violated for VK: [request limit exceeded (4/3, resets every 1m)]"
+        );
         // The window is [960_000, 1_020_000): 20 s left at T + 10 ms.
         assert_eq!(v.retry_after_s, 20);
         assert_eq!(report.requests.unwrap().remaining, 0);
@@ -499,7 +556,10 @@ mod tests {
         let Err(Denial::RateLimited(v)) = outcome else { panic!() };
         assert_eq!(v.entity, "VK");
         // The provider-wide counter was given back: 1 used, not 2.
-        assert_eq!(count_in(map.read("warden:rl:provider 'p':req").0.as_deref(), Window { start_ms: 0, end_ms: 3_600_000 }), 1);
+        assert_eq!(
+            count_in(map.read("warden:rl:provider 'p':req").0.as_deref(), Window { start_ms: 0, end_ms: 3_600_000 }),
+            1
+        );
     }
 
     #[test]

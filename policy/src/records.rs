@@ -229,7 +229,8 @@ impl VirtualKeyRecord {
     }
 
     fn limits_valid(&self) -> bool {
-        self.limits.valid() && self.provider_configs.iter().all(|g| g.rate_limit.as_ref().is_none_or(|rl| rl.validate().is_ok()))
+        self.limits.valid()
+            && self.provider_configs.iter().all(|g| g.rate_limit.as_ref().is_none_or(|rl| rl.validate().is_ok()))
     }
 }
 
@@ -372,9 +373,15 @@ mod tests {
     fn rate_limit_rules() {
         let rl = |json: &str| serde_json::from_str::<RateLimit>(json).unwrap().validate();
         assert_eq!(rl(r#"{"request_max_limit":10,"request_reset_duration":"1m"}"#), Ok(()));
-        assert_eq!(rl(r#"{"request_max_limit":0,"request_reset_duration":"1m"}"#).unwrap_err().field, "request_max_limit");
+        assert_eq!(
+            rl(r#"{"request_max_limit":0,"request_reset_duration":"1m"}"#).unwrap_err().field,
+            "request_max_limit"
+        );
         assert_eq!(rl(r#"{"token_max_limit":10}"#).unwrap_err().field, "token_reset_duration");
-        assert_eq!(rl(r#"{"token_max_limit":10,"token_reset_duration":"soon"}"#).unwrap_err().field, "token_reset_duration");
+        assert_eq!(
+            rl(r#"{"token_max_limit":10,"token_reset_duration":"soon"}"#).unwrap_err().field,
+            "token_reset_duration"
+        );
         assert!(serde_json::from_str::<RateLimit>(r#"{"tokens":1}"#).is_err());
     }
 

@@ -258,10 +258,8 @@ mod tests {
     #[test]
     fn null_weight_is_never_drawn_and_exhausted_grants_leave_the_draw() {
         let ps = providers();
-        let k = key(vec![
-            grant("openai", None, &["*"], &[], &["*"]),
-            grant("local", Some(1.0), &["gpt-4o"], &[], &["*"]),
-        ]);
+        let k =
+            key(vec![grant("openai", None, &["*"], &[], &["*"]), grant("local", Some(1.0), &["gpt-4o"], &[], &["*"])]);
         for r in [0, u64::MAX / 3, u64::MAX] {
             assert_eq!(choose(&k, "gpt-4o", &ps, |_| false, r).unwrap().provider.name, "local");
         }

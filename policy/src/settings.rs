@@ -23,6 +23,10 @@ pub struct FilterSettings {
     /// is replaced after at most this long.
     #[serde(default = "FilterSettings::default_leader_lease_ms")]
     pub leader_lease_ms: u64,
+    /// The largest inference request body the filter reads (it must see `model`); larger ones
+    /// are refused with a 400 that says so. Envoy's own buffer limit must be above it.
+    #[serde(default = "FilterSettings::default_max_request_body_bytes")]
+    pub max_request_body_bytes: u64,
 }
 
 /// Why the filter refuses a configuration.
@@ -54,6 +58,9 @@ impl FilterSettings {
     fn default_leader_lease_ms() -> u64 {
         2_000
     }
+    fn default_max_request_body_bytes() -> u64 {
+        4 << 20
+    }
 
     /// Settings for a control plane reached through `cluster`, defaults elsewhere.
     pub fn for_cluster(cluster: &str) -> FilterSettings {
@@ -62,6 +69,7 @@ impl FilterSettings {
             staleness_bound_ms: Self::default_staleness_bound_ms(),
             tick_ms: Self::default_tick_ms(),
             leader_lease_ms: Self::default_leader_lease_ms(),
+            max_request_body_bytes: Self::default_max_request_body_bytes(),
         }
     }
 
@@ -83,6 +91,9 @@ impl FilterSettings {
         }
         if self.leader_lease_ms < 2 * self.tick_ms {
             return out("leader_lease_ms", "must be at least twice tick_ms");
+        }
+        if !(1_024..=(64 << 20)).contains(&self.max_request_body_bytes) {
+            return out("max_request_body_bytes", "must be between 1024 and 67108864");
         }
         // Below two heartbeats a healthy stream would flap between fresh and stale.
         if self.staleness_bound_ms < 2 * HEARTBEAT_INTERVAL_MS {

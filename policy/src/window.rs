@@ -246,8 +246,14 @@ mod tests {
         // Leap year: 29 February.
         let leap = at(2028, 1, 31, 0);
         assert_eq!(window("1M", at(2028, 2, 29, 23), leap, false), (at(2028, 2, 29, 0), at(2028, 3, 31, 0)));
-        assert_eq!(window("1Y", at(2029, 3, 1, 0), at(2028, 2, 29, 0), false), (at(2029, 2, 28, 0), at(2030, 2, 28, 0)));
-        assert_eq!(window("1Q", at(2027, 5, 1, 0), at(2027, 1, 15, 0), false), (at(2027, 4, 15, 0), at(2027, 7, 15, 0)));
+        assert_eq!(
+            window("1Y", at(2029, 3, 1, 0), at(2028, 2, 29, 0), false),
+            (at(2029, 2, 28, 0), at(2030, 2, 28, 0))
+        );
+        assert_eq!(
+            window("1Q", at(2027, 5, 1, 0), at(2027, 1, 15, 0), false),
+            (at(2027, 4, 15, 0), at(2027, 7, 15, 0))
+        );
     }
 
     #[test]

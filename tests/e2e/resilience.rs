@@ -45,7 +45,7 @@ async fn rejected_filter_settings_are_nacked_and_the_old_ones_keep_serving() {
     stack
         .wait_for("the NACK", Duration::from_secs(10), || async {
             let (_, nodes) = stack.admin_call(Method::GET, "/api/envoy/nodes", None).await;
-            node(&nodes)["filter_nack"]["version"] == bad_version.as_str()
+            node(&nodes)["resources"]["filter"]["nack"]["version"] == bad_version.as_str()
         })
         .await;
     assert!(stack.envoy_stat("extension_config_discovery.http_filter.warden.update_rejected").await >= Some(1));
@@ -64,7 +64,8 @@ async fn rejected_filter_settings_are_nacked_and_the_old_ones_keep_serving() {
     stack
         .wait_for("the ACK", Duration::from_secs(10), || async {
             let (_, nodes) = stack.admin_call(Method::GET, "/api/envoy/nodes", None).await;
-            node(&nodes)["filter_acked_version"] == good_version.as_str() && node(&nodes)["filter_nack"].is_null()
+            node(&nodes)["resources"]["filter"]["acked_version"] == good_version.as_str()
+                && node(&nodes)["resources"]["filter"]["nack"].is_null()
         })
         .await;
 }

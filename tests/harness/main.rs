@@ -8,9 +8,10 @@ mod requests;
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource};
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
+use warden_policy::records::{ProviderGrant, ProviderRecord};
 use warden_policy::sync::{HEARTBEAT_TYPE_URL, POLICY_TYPE_URL};
-use warden_policy::{KeyHash, VirtualKeyRecord};
-use warden_tests::harness::{Proxy, Vm};
+use warden_policy::{KeyHash, RecordKind, VirtualKeyRecord};
+use warden_tests::harness::{Exchange, Outcome, Proxy, Vm};
 
 pub const SETTINGS: &str = r#"{"control_plane_cluster":"warden_xds","staleness_bound_ms":10000}"#;
 pub const T0: u64 = 1_800_000_000_000;
@@ -26,17 +27,71 @@ pub fn leader() -> (Proxy, Vm, u32) {
     (proxy, vm, token)
 }
 
+/// A key that may use every model of the mock provider.
 pub fn record(id: &str, active: bool, expires_at_ms: Option<u64>) -> VirtualKeyRecord {
-    VirtualKeyRecord { id: id.into(), name: format!("name-{id}"), is_active: active, expires_at_ms }
+    let mut r = VirtualKeyRecord::new(id, format!("name-{id}"), active);
+    r.expires_at_ms = expires_at_ms;
+    r.provider_configs = vec![grant("mock", Some(1.0))];
+    r
+}
+
+pub fn grant(provider: &str, weight: Option<f64>) -> ProviderGrant {
+    ProviderGrant {
+        provider: provider.into(),
+        weight,
+        allowed_models: vec!["*".into()],
+        blacklisted_models: vec![],
+        key_ids: vec!["*".into()],
+        rate_limit: None,
+    }
+}
+
+/// A provider with one API key and any model.
+pub fn provider(name: &str) -> ProviderRecord {
+    ProviderRecord {
+        name: name.into(),
+        models: vec![],
+        key_ids: vec!["main".into()],
+        base_path: "/v1".into(),
+        request_timeout_ms: None,
+        limits: Default::default(),
+    }
+}
+
+/// The resource name of a key's record.
+pub fn key_name(secret: &str) -> String {
+    RecordKind::VirtualKey.name(&KeyHash::of(secret.as_bytes()).to_hex())
 }
 
 pub fn resource(secret: &str, record: &VirtualKeyRecord) -> Resource {
+    named(&key_name(secret), record)
+}
+
+/// Any record under its resource name.
+pub fn named(name: &str, record: &impl serde::Serialize) -> Resource {
+    let value = serde_json::to_vec(record).unwrap();
     Resource {
-        name: KeyHash::of(secret.as_bytes()).to_string(),
-        version: format!("v-{}", record.is_active),
-        resource: Some(Any { type_url: POLICY_TYPE_URL.into(), value: serde_json::to_vec(record).unwrap() }),
+        name: name.into(),
+        version: format!("v-{}", value.len()),
+        resource: Some(Any { type_url: POLICY_TYPE_URL.into(), value }),
         ..Default::default()
     }
+}
+
+pub const CHAT_BODY: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+pub const USAGE_BODY: &str =
+    r#"{"id":"c1","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":5,"total_tokens":12}}"#;
+
+/// A chat completion with these headers, answered by the upstream with 12 tokens.
+pub fn chat(vm: &mut Vm, headers: &[(&str, &str)]) -> wasmtime::Result<Outcome> {
+    let mut all = vec![(":method", "POST"), (":path", "/v1/chat/completions")];
+    all.extend_from_slice(headers);
+    let exchange = Exchange::request(&all, CHAT_BODY.as_bytes()).respond(
+        200,
+        "application/json",
+        vec![USAGE_BODY.as_bytes().to_vec()],
+    );
+    vm.exchange(exchange)
 }
 
 pub fn response(nonce: &str, resources: Vec<Resource>, removed: Vec<String>) -> Vec<u8> {
@@ -66,10 +121,11 @@ pub fn last_sent(vm: &Vm, token: u32) -> DeltaDiscoveryRequest {
     DeltaDiscoveryRequest::decode(sent.as_slice()).expect("a DeltaDiscoveryRequest")
 }
 
-/// A leader holding `keys` (secret, record), with a fresh heartbeat.
+/// A leader holding `keys` (secret, record) and the mock provider, with a fresh heartbeat.
 pub fn with_keys(keys: &[(&str, VirtualKeyRecord)]) -> (Proxy, Vm, u32) {
     let (proxy, mut vm, token) = leader();
-    let resources = keys.iter().map(|(s, r)| resource(s, r)).collect();
+    let mut resources: Vec<Resource> = keys.iter().map(|(s, r)| resource(s, r)).collect();
+    resources.push(named("provider:mock", &provider("mock")));
     vm.deliver(token, &response("1", resources, vec![])).unwrap();
     vm.deliver(token, &heartbeat("1")).unwrap();
     (proxy, vm, token)

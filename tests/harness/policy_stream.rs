@@ -34,7 +34,8 @@ fn the_stream_subscribes_acks_and_nacks_by_xds_rules() {
     assert_eq!(subscribe.node.unwrap().id, "harness-node");
     assert!(subscribe.initial_resource_versions.is_empty());
 
-    vm.deliver(token, &response("7", vec![resource(A, &record("id-a", true, None))], vec![])).unwrap();
+    let first = vec![resource(A, &record("id-a", true, None)), named("provider:mock", &provider("mock"))];
+    vm.deliver(token, &response("7", first, vec![])).unwrap();
     let ack = last_sent(&vm, token);
     assert_eq!((ack.response_nonce.as_str(), ack.error_detail.is_none()), ("7", true));
 
@@ -48,9 +49,9 @@ fn the_stream_subscribes_acks_and_nacks_by_xds_rules() {
     assert_eq!(nack.response_nonce, "8");
     let detail = nack.error_detail.expect("a NACK");
     assert!(detail.message.contains(&bad.name), "{}", detail.message);
-    assert_eq!(vm.request_str(&[("x-bf-vk", B)]).unwrap().reply.unwrap().status, 401);
-    assert_eq!(vm.request_str(&[("x-bf-vk", "sk-bf-cccccccc-0000-4000-8000-000000000003")]).unwrap().action, 0);
-    assert_eq!(vm.request_str(&[("x-bf-vk", A)]).unwrap().action, 0);
+    assert_eq!(chat(&mut vm, &[("x-bf-vk", B)]).unwrap().reply.unwrap().status, 401);
+    assert!(chat(&mut vm, &[("x-bf-vk", "sk-bf-cccccccc-0000-4000-8000-000000000003")]).unwrap().forwarded);
+    assert!(chat(&mut vm, &[("x-bf-vk", A)]).unwrap().forwarded);
 
     // Heartbeats are not acknowledged.
     let sent = vm.streams()[&token].sent.len();
@@ -61,17 +62,17 @@ fn the_stream_subscribes_acks_and_nacks_by_xds_rules() {
 #[test]
 fn changes_and_removals_apply_at_once() {
     let (_proxy, mut vm, token) = with_keys(&[(A, record("id-a", true, None)), (B, record("id-b", true, None))]);
-    assert_eq!(vm.request_str(&[("x-bf-vk", A)]).unwrap().action, 0);
+    assert!(chat(&mut vm, &[("x-bf-vk", A)]).unwrap().forwarded);
     vm.deliver(token, &response("2", vec![resource(A, &record("id-a", false, None))], vec![])).unwrap();
-    assert_eq!(vm.request_str(&[("x-bf-vk", A)]).unwrap().reply.unwrap().status, 403);
-    vm.deliver(token, &response("3", vec![], vec![KeyHash::of(B.as_bytes()).to_string()])).unwrap();
-    assert_eq!(vm.request_str(&[("x-bf-vk", B)]).unwrap().reply.unwrap().status, 401);
+    assert_eq!(chat(&mut vm, &[("x-bf-vk", A)]).unwrap().reply.unwrap().status, 403);
+    vm.deliver(token, &response("3", vec![], vec![key_name(B)])).unwrap();
+    assert_eq!(chat(&mut vm, &[("x-bf-vk", B)]).unwrap().reply.unwrap().status, 401);
 }
 
 #[test]
 fn a_new_stream_lists_what_this_envoy_holds() {
     let (proxy, mut vm, token) = with_keys(&[(A, record("id-a", true, None)), (B, record("id-b", true, None))]);
-    vm.deliver(token, &response("2", vec![], vec![KeyHash::of(B.as_bytes()).to_string()])).unwrap();
+    vm.deliver(token, &response("2", vec![], vec![key_name(B)])).unwrap();
     vm.close_stream(token, 14).unwrap();
     vm.tick().unwrap();
     assert_eq!(vm.open_stream(), None, "reconnects only after a back-off");
@@ -80,10 +81,11 @@ fn a_new_stream_lists_what_this_envoy_holds() {
     let again = vm.open_stream().expect("reconnected");
     assert_ne!(again, token);
     let subscribe = last_sent(&vm, again);
-    let held: Vec<(&String, &String)> = subscribe.initial_resource_versions.iter().collect();
-    assert_eq!(held, [(&KeyHash::of(A.as_bytes()).to_string(), &"v-true".to_string())]);
+    let held: Vec<&String> = subscribe.initial_resource_versions.keys().collect();
+    assert_eq!(held, [&"provider:mock".to_string(), &key_name(A)]);
+    assert_eq!(subscribe.initial_resource_versions[&key_name(A)], resource(A, &record("id-a", true, None)).version);
     // Meanwhile the last policy keeps being enforced.
-    assert_eq!(vm.request_str(&[("x-bf-vk", A)]).unwrap().action, 0);
+    assert!(chat(&mut vm, &[("x-bf-vk", A)]).unwrap().forwarded);
 }
 
 #[test]

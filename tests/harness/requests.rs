@@ -20,8 +20,8 @@ fn header_precedence_follows_bifrost() {
         (vec![("authorization", "Bearer sk-proj-provider"), ("x-api-key", A)], "id-a"),
     ];
     for (headers, id) in cases {
-        let out = vm.request_str(&headers).unwrap();
-        assert_eq!(out.action, 0, "{headers:?}: {:?}", out.reply);
+        let out = chat(&mut vm, &headers).unwrap();
+        assert!(out.forwarded, "{headers:?}: {:?}", out.reply);
         assert_eq!(out.header("x-warden-vk-id").as_deref(), Some(id), "{headers:?}");
     }
 }
@@ -42,7 +42,7 @@ fn every_refusal_has_its_status_type_and_code() {
         (vec![("x-bf-vk", inactive)], 403, "virtual_key_blocked", "virtual_key_inactive"),
     ];
     for (headers, status, kind, code) in cases {
-        let out = vm.request_str(&headers).unwrap();
+        let out = chat(&mut vm, &headers).unwrap();
         let reply = out.reply.unwrap_or_else(|| panic!("{headers:?} was let through"));
         assert_eq!(out.action, 1);
         assert_eq!(reply.status, status, "{headers:?}");
@@ -51,9 +51,9 @@ fn every_refusal_has_its_status_type_and_code() {
         assert_eq!((body["type"].as_str(), body["error"]["code"].as_str()), (Some(kind), Some(code)), "{body}");
         assert_eq!(body["status_code"], status);
     }
-    assert_eq!(vm.request_str(&[("x-bf-vk", expiring)]).unwrap().action, 0);
+    assert!(chat(&mut vm, &[("x-bf-vk", expiring)]).unwrap().forwarded);
     proxy.advance_ms(1_000);
-    let reply = vm.request_str(&[("x-bf-vk", expiring)]).unwrap().reply.unwrap();
+    let reply = chat(&mut vm, &[("x-bf-vk", expiring)]).unwrap().reply.unwrap();
     assert_eq!((reply.status, reply.json()["error"]["code"].as_str()), (403, Some("virtual_key_expired")));
     assert_eq!(proxy.metric("warden_requests_denied"), 5);
     assert_eq!(proxy.metric("warden_requests_admitted"), 1);
@@ -64,20 +64,20 @@ fn no_policy_and_stale_policy_are_refused_never_allowed() {
     let proxy = Proxy::load(&warden_tests::filter_wasm());
     proxy.set_now_ms(T0);
     let (mut vm, _) = proxy.vm(SETTINGS).unwrap();
-    let reply = vm.request_str(&[("x-bf-vk", A)]).unwrap().reply.unwrap();
+    let reply = chat(&mut vm, &[("x-bf-vk", A)]).unwrap().reply.unwrap();
     assert_eq!((reply.status, reply.json()["error"]["code"].as_str()), (503, Some("policy_missing")));
 
     let (proxy, mut vm, token) = two_keys();
     proxy.advance_ms(10_000);
-    assert_eq!(vm.request_str(&[("x-bf-vk", A)]).unwrap().action, 0, "at the bound: still fresh");
+    assert!(chat(&mut vm, &[("x-bf-vk", A)]).unwrap().forwarded, "at the bound: still fresh");
     proxy.advance_ms(1);
-    let reply = vm.request_str(&[("x-bf-vk", A)]).unwrap().reply.unwrap();
+    let reply = chat(&mut vm, &[("x-bf-vk", A)]).unwrap().reply.unwrap();
     assert_eq!((reply.status, reply.json()["error"]["code"].as_str()), (503, Some("policy_stale")));
     assert!(reply.json()["error"]["message"].as_str().unwrap().contains("10001 ms (bound 10000 ms)"));
     vm.tick().unwrap();
     assert_eq!(proxy.metric("warden_policy_age_ms"), 10_001, "the age is exported before requests fail");
     vm.deliver(token, &heartbeat("42")).unwrap();
-    assert_eq!(vm.request_str(&[("x-bf-vk", A)]).unwrap().action, 0, "a heartbeat makes it fresh again");
+    assert!(chat(&mut vm, &[("x-bf-vk", A)]).unwrap().forwarded, "a heartbeat makes it fresh again");
     vm.tick().unwrap();
     assert_eq!((proxy.metric("warden_policy_version"), proxy.metric("warden_policy_age_ms")), (42, 0));
 }
@@ -86,29 +86,31 @@ fn no_policy_and_stale_policy_are_refused_never_allowed() {
 fn client_warden_headers_and_the_key_never_go_upstream() {
     let (_proxy, mut vm, _) = two_keys();
     let bearer = format!("Bearer {A}");
-    let out = vm
-        .request_str(&[
+    let out = chat(
+        &mut vm,
+        &[
             ("authorization", bearer.as_str()),
             ("x-warden-vk-id", "forged"),
             ("x-warden-provider", "forged"),
             ("x-request-id", "kept"),
-        ])
-        .unwrap();
-    assert_eq!(out.action, 0);
-    let names: Vec<&str> = out.headers.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["x-request-id", "x-warden-vk-id"]);
+        ],
+    )
+    .unwrap();
+    assert!(out.forwarded);
+    let names: Vec<&str> = out.headers.iter().map(|(n, _)| n.as_str()).filter(|n| !n.starts_with(':')).collect();
+    assert_eq!(names, ["x-request-id", "x-warden-vk-id", "x-warden-cluster"]);
     assert_eq!(out.header("x-warden-vk-id").as_deref(), Some("id-a"));
 
     // A second virtual key in a lower-precedence header does not leak either; a provider key
     // (no `sk-bf-` prefix) is left for the credential injector to overwrite.
-    let out = vm.request_str(&[("x-bf-vk", A), ("x-api-key", B), ("x-goog-api-key", "AIza-provider")]).unwrap();
-    assert_eq!(out.action, 0);
-    let names: Vec<&str> = out.headers.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["x-goog-api-key", "x-warden-vk-id"]);
+    let out = chat(&mut vm, &[("x-bf-vk", A), ("x-api-key", B), ("x-goog-api-key", "AIza-provider")]).unwrap();
+    assert!(out.forwarded);
+    let names: Vec<&str> = out.headers.iter().map(|(n, _)| n.as_str()).filter(|n| !n.starts_with(':')).collect();
+    assert_eq!(names, ["x-goog-api-key", "x-warden-vk-id", "x-warden-cluster"]);
 
     // A denied request is stripped too.
-    let out = vm.request_str(&[("x-warden-vk-id", "forged")]).unwrap();
-    assert!(out.headers.is_empty());
+    let out = chat(&mut vm, &[("x-warden-vk-id", "forged")]).unwrap();
+    assert!(out.headers.iter().all(|(n, _)| n.starts_with(':')), "{:?}", out.headers);
 }
 
 #[test]
@@ -132,5 +134,5 @@ fn hostile_headers_never_crash_the_vm() {
         assert!(matches!(status, Some(401)), "{:?}", status);
     }
     // Still serving.
-    assert_eq!(vm.request_str(&[("x-bf-vk", A)]).unwrap().action, 0);
+    assert!(chat(&mut vm, &[("x-bf-vk", A)]).unwrap().forwarded);
 }

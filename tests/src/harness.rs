@@ -21,9 +21,14 @@ const BAD_ARGUMENT: i32 = 2;
 const CAS_MISMATCH: i32 = 8;
 
 /// Buffer and map types of the ABI.
+const REQUEST_BODY: i32 = 0;
+const RESPONSE_BODY: i32 = 1;
 const PLUGIN_CONFIGURATION: i32 = 7;
 const GRPC_RECEIVE_BUFFER: i32 = 5;
 const REQUEST_HEADERS: i32 = 0;
+const RESPONSE_HEADERS: i32 = 2;
+/// Filter actions.
+const CONTINUE: i32 = 0;
 
 /// One Envoy process: what all its VMs share.
 pub struct Proxy {
@@ -64,19 +69,83 @@ pub struct GrpcStream {
     pub open: bool,
 }
 
+/// One HTTP exchange as Envoy drives it through the filter: the request, and the response the
+/// upstream gives if the request gets there. Bodies are lists of chunks.
+#[derive(Debug, Clone, Default)]
+pub struct Exchange {
+    pub request_headers: Vec<(String, Vec<u8>)>,
+    pub request_body: Vec<Vec<u8>>,
+    pub response_headers: Vec<(String, Vec<u8>)>,
+    pub response_body: Vec<Vec<u8>>,
+}
+
+impl Exchange {
+    /// A request with these headers and this body in one chunk.
+    pub fn request(headers: &[(&str, &str)], body: &[u8]) -> Exchange {
+        Exchange {
+            request_headers: headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect(),
+            request_body: if body.is_empty() { Vec::new() } else { vec![body.to_vec()] },
+            ..Exchange::default()
+        }
+    }
+
+    /// The upstream's answer: status, content type and body chunks.
+    pub fn respond(mut self, status: u16, content_type: &str, chunks: Vec<Vec<u8>>) -> Exchange {
+        self.response_headers = vec![
+            (":status".into(), status.to_string().into_bytes()),
+            ("content-type".into(), content_type.as_bytes().to_vec()),
+        ];
+        self.response_body = chunks;
+        self
+    }
+}
+
 /// What became of one request.
 #[derive(Debug)]
 pub struct Outcome {
-    /// 0 = Continue, 1 = Pause.
+    /// The header phase's answer: 0 = Continue, 1 = Pause.
     pub action: i32,
     pub reply: Option<LocalReply>,
-    /// The request headers as they would go upstream.
+    /// The request headers as they went upstream.
     pub headers: Vec<(String, Vec<u8>)>,
+    /// The request body as it went upstream.
+    pub body: Vec<u8>,
+    /// Whether the request reached the upstream.
+    pub forwarded: bool,
+    /// The response headers and body as the client got them.
+    pub response_headers: Vec<(String, Vec<u8>)>,
+    pub response_body: Vec<u8>,
+    /// Foreign functions the filter called, by name.
+    pub foreign_calls: Vec<String>,
+}
+
+fn find(headers: &[(String, Vec<u8>)], name: &str) -> Option<String> {
+    headers.iter().find(|(n, _)| n == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
 }
 
 impl Outcome {
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        find(&self.headers, name)
+    }
+
+    pub fn response_header(&self, name: &str) -> Option<String> {
+        find(&self.response_headers, name)
+    }
+
+    /// The status the client got: the local reply's, or the upstream's.
+    pub fn status(&self) -> u32 {
+        match &self.reply {
+            Some(r) => r.status,
+            None => find(&self.response_headers, ":status").and_then(|s| s.parse().ok()).unwrap_or(0),
+        }
+    }
+
+    /// The body the client got, as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        match &self.reply {
+            Some(r) => r.json(),
+            None => serde_json::from_slice(&self.response_body).unwrap_or(serde_json::Value::Null),
+        }
     }
 }
 
@@ -86,6 +155,11 @@ pub struct VmState {
     properties: HashMap<String, Vec<u8>>,
     request_headers: Vec<(String, Vec<u8>)>,
     headers_readable: bool,
+    request_body: Vec<u8>,
+    response_headers: Vec<(String, Vec<u8>)>,
+    response_headers_readable: bool,
+    response_body: Vec<u8>,
+    foreign_calls: Vec<String>,
     reply: Option<LocalReply>,
     streams: BTreeMap<u32, GrpcStream>,
     next_token: u32,
@@ -136,6 +210,11 @@ impl Proxy {
             properties: HashMap::from([("xds\0node\0id".to_owned(), b"harness-node".to_vec())]),
             request_headers: Vec::new(),
             headers_readable: false,
+            request_body: Vec::new(),
+            response_headers: Vec::new(),
+            response_headers_readable: false,
+            response_body: Vec::new(),
+            foreign_calls: Vec::new(),
             reply: None,
             streams: BTreeMap::new(),
             next_token: 1,
@@ -183,24 +262,93 @@ impl Vm {
         self.store.data().tick_ms
     }
 
-    /// Runs one request's header phase.
+    /// Runs one request that has only headers.
     pub fn request(&mut self, headers: &[(&str, &[u8])]) -> Result<Outcome> {
-        let ctx = self.next_context;
+        let request_headers = headers.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect();
+        self.exchange(Exchange { request_headers, ..Exchange::default() })
+    }
+
+    /// Runs one exchange through every phase, as Envoy does: request headers (readable until
+    /// the filter lets them go), request body (buffered while the filter pauses), response
+    /// headers and body (streamed chunk by chunk), then the log and the context's end.
+    pub fn exchange(&mut self, exchange: Exchange) -> Result<Outcome> {
+        let ctx = self.next_context as i32;
         self.next_context += 1;
         {
             let state = self.store.data_mut();
-            state.request_headers = headers.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect();
+            state.request_headers = exchange.request_headers;
             state.headers_readable = true;
             state.reply = None;
+            state.foreign_calls.clear();
         }
-        self.call::<(i32, i32), ()>("proxy_on_context_create", (ctx as i32, self.root as i32))?;
-        let action: i32 = self.call("proxy_on_request_headers", (ctx as i32, headers.len() as i32, 0))?;
+        self.call::<(i32, i32), ()>("proxy_on_context_create", (ctx, self.root as i32))?;
+        let n = self.store.data().request_headers.len() as i32;
+        let no_body = exchange.request_body.is_empty() as i32;
+        let action: i32 = self.call("proxy_on_request_headers", (ctx, n, no_body))?;
+        let mut forwarded = action == CONTINUE && self.store.data().reply.is_none();
+        let mut headers_sent = self.store.data().request_headers.clone();
+        let mut body = Vec::new();
+        if action == CONTINUE {
+            self.store.data_mut().headers_readable = false;
+        }
+        let chunks = exchange.request_body.len();
+        for (i, chunk) in exchange.request_body.into_iter().enumerate() {
+            if self.store.data().reply.is_some() {
+                break;
+            }
+            self.store.data_mut().request_body.extend(chunk);
+            let size = self.store.data().request_body.len() as i32;
+            let end = (i + 1 == chunks) as i32;
+            let r: i32 = self.call("proxy_on_request_body", (ctx, size, end))?;
+            if r == CONTINUE && self.store.data().reply.is_none() {
+                body.extend(std::mem::take(&mut self.store.data_mut().request_body));
+                if self.store.data().headers_readable {
+                    headers_sent = self.store.data().request_headers.clone();
+                    self.store.data_mut().headers_readable = false;
+                }
+                forwarded = true;
+            } else if end == 1 && self.store.data().reply.is_none() {
+                wasmtime::bail!("the filter paused at the end of the request body: the request would hang");
+            }
+        }
+        if chunks == 0 && action != CONTINUE && self.store.data().reply.is_none() {
+            wasmtime::bail!("the filter paused a request without a body: it would hang");
+        }
+        let reply = self.store.data_mut().reply.take();
+        let forwarded = forwarded && reply.is_none();
+        let mut response_body = Vec::new();
+        if forwarded && !exchange.response_headers.is_empty() {
+            let state = self.store.data_mut();
+            state.response_headers = exchange.response_headers;
+            state.response_headers_readable = true;
+            let n = state.response_headers.len() as i32;
+            let no_body = exchange.response_body.is_empty() as i32;
+            let _: i32 = self.call("proxy_on_response_headers", (ctx, n, no_body))?;
+            self.store.data_mut().response_headers_readable = false;
+            let chunks = exchange.response_body.len();
+            for (i, chunk) in exchange.response_body.into_iter().enumerate() {
+                self.store.data_mut().response_body = chunk;
+                let size = self.store.data().response_body.len() as i32;
+                let _: i32 = self.call("proxy_on_response_body", (ctx, size, (i + 1 == chunks) as i32))?;
+                response_body.extend(std::mem::take(&mut self.store.data_mut().response_body));
+            }
+        }
+        self.call::<i32, ()>("proxy_on_log", ctx)?;
+        let _: i32 = self.call("proxy_on_done", ctx)?;
+        self.call::<i32, ()>("proxy_on_delete", ctx)?;
         let state = self.store.data_mut();
         state.headers_readable = false;
-        let outcome = Outcome { action, reply: state.reply.take(), headers: state.request_headers.clone() };
-        let _: i32 = self.call("proxy_on_done", ctx as i32)?;
-        self.call::<i32, ()>("proxy_on_delete", ctx as i32)?;
-        Ok(outcome)
+        state.request_body.clear();
+        Ok(Outcome {
+            action,
+            reply,
+            headers: if forwarded { headers_sent } else { state.request_headers.clone() },
+            body,
+            forwarded,
+            response_headers: std::mem::take(&mut state.response_headers),
+            response_body,
+            foreign_calls: state.foreign_calls.clone(),
+        })
     }
 
     pub fn request_str(&mut self, headers: &[(&str, &str)]) -> Result<Outcome> {
@@ -321,6 +469,15 @@ fn decode_map(bytes: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A header map, while Envoy lets the filter touch it.
+fn header_map(state: &mut VmState, map: i32) -> Option<&mut Vec<(String, Vec<u8>)>> {
+    match map {
+        REQUEST_HEADERS if state.headers_readable => Some(&mut state.request_headers),
+        RESPONSE_HEADERS if state.response_headers_readable => Some(&mut state.response_headers),
+        _ => None,
+    }
+}
+
 fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
     linker.func_wrap(
         "env",
@@ -355,6 +512,8 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
             let data = match kind {
                 PLUGIN_CONFIGURATION => c.data().plugin_config.clone(),
                 GRPC_RECEIVE_BUFFER => c.data().grpc_buffer.clone(),
+                REQUEST_BODY => c.data().request_body.clone(),
+                RESPONSE_BODY => c.data().response_body.clone(),
                 _ => return Ok(NOT_FOUND),
             };
             let start = (start as u32 as usize).min(data.len());
@@ -365,13 +524,40 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
     )?;
     linker.func_wrap(
         "env",
+        "proxy_set_buffer_bytes",
+        |mut c: Caller<'_, VmState>, kind: i32, start: i32, len: i32, dp: i32, dl: i32| -> Result<i32> {
+            let data = read(&mut c, dp, dl)?;
+            let buffer = match kind {
+                REQUEST_BODY => &mut c.data_mut().request_body,
+                RESPONSE_BODY => &mut c.data_mut().response_body,
+                _ => return Ok(BAD_ARGUMENT),
+            };
+            let start = (start as u32 as usize).min(buffer.len());
+            let end = start.saturating_add(len as u32 as usize).min(buffer.len());
+            buffer.splice(start..end, data);
+            Ok(OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
         "proxy_get_header_map_pairs",
         |mut c: Caller<'_, VmState>, map: i32, ret_ptr: i32, ret_len: i32| -> Result<i32> {
-            if map != REQUEST_HEADERS || !c.data().headers_readable {
-                return Ok(BAD_ARGUMENT);
-            }
-            let encoded = encode_map(&c.data().request_headers);
+            let Some(headers) = header_map(c.data_mut(), map) else { return Ok(BAD_ARGUMENT) };
+            let encoded = encode_map(headers);
             give(&mut c, &encoded, ret_ptr, ret_len)?;
+            Ok(OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_header_map_value",
+        |mut c: Caller<'_, VmState>, map: i32, kp: i32, kl: i32, ret_ptr: i32, ret_len: i32| -> Result<i32> {
+            let key = read_string(&mut c, kp, kl)?;
+            let Some(headers) = header_map(c.data_mut(), map) else { return Ok(BAD_ARGUMENT) };
+            let Some(value) = headers.iter().find(|(n, _)| *n == key).map(|(_, v)| v.clone()) else {
+                return Ok(NOT_FOUND);
+            };
+            give(&mut c, &value, ret_ptr, ret_len)?;
             Ok(OK)
         },
     )?;
@@ -379,11 +565,9 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_remove_header_map_value",
         |mut c: Caller<'_, VmState>, map: i32, kp: i32, kl: i32| -> Result<i32> {
-            if map != REQUEST_HEADERS || !c.data().headers_readable {
-                return Ok(BAD_ARGUMENT);
-            }
             let key = read_string(&mut c, kp, kl)?;
-            c.data_mut().request_headers.retain(|(n, _)| *n != key);
+            let Some(headers) = header_map(c.data_mut(), map) else { return Ok(BAD_ARGUMENT) };
+            headers.retain(|(n, _)| *n != key);
             Ok(OK)
         },
     )?;
@@ -391,14 +575,22 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_replace_header_map_value",
         |mut c: Caller<'_, VmState>, map: i32, kp: i32, kl: i32, vp: i32, vl: i32| -> Result<i32> {
-            if map != REQUEST_HEADERS || !c.data().headers_readable {
-                return Ok(BAD_ARGUMENT);
-            }
             let key = read_string(&mut c, kp, kl)?;
             let value = read(&mut c, vp, vl)?;
-            let headers = &mut c.data_mut().request_headers;
+            let Some(headers) = header_map(c.data_mut(), map) else { return Ok(BAD_ARGUMENT) };
             headers.retain(|(n, _)| *n != key);
             headers.push((key, value));
+            Ok(OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_call_foreign_function",
+        |mut c: Caller<'_, VmState>, np: i32, nl: i32, _ap: i32, _al: i32, ret_ptr: i32, ret_len: i32| -> Result<i32> {
+            let name = read_string(&mut c, np, nl)?;
+            c.data_mut().foreign_calls.push(name);
+            write(&mut c, ret_ptr, &0u32.to_le_bytes())?;
+            write(&mut c, ret_len, &0u32.to_le_bytes())?;
             Ok(OK)
         },
     )?;

@@ -39,9 +39,13 @@ impl Drop for Stack {
 pub struct Options {
     /// The filter's staleness bound (else the default).
     pub staleness_bound_ms: Option<u64>,
-    /// A provider API key for Envoy to inject upstream from an SDS file.
+    /// The API key of the mock provider (else [`MOCK_PROVIDER_KEY`]).
     pub provider_key: Option<String>,
 }
+
+/// The provider every node starts with: the mock, under this name, with one API key.
+pub const MOCK_PROVIDER: &str = "mock";
+pub const MOCK_PROVIDER_KEY: &str = "sk-mock-provider-key-0123456789";
 
 /// A created key: its id and its secret.
 pub struct Key {
@@ -75,6 +79,14 @@ impl Stack {
             dir,
         };
         stack.start_warden().await;
+        let key = stack.options.provider_key.clone().unwrap_or_else(|| MOCK_PROVIDER_KEY.into());
+        let provider = json!({
+            "name": MOCK_PROVIDER,
+            "base_url": stack.mock("/v1"),
+            "keys": [{"id": "main", "value": key}],
+        });
+        let (status, body) = stack.admin_call(reqwest::Method::POST, "/api/providers", Some(provider)).await;
+        assert_eq!(status, 201, "create the mock provider: {body}");
         stack.start_envoy().await;
         stack
     }
@@ -108,7 +120,7 @@ impl Stack {
         self.warden = None;
     }
 
-    /// Starts Envoy and waits until its filter configuration has arrived.
+    /// Starts Envoy and waits until it is ready and holds the provider keys' secrets.
     pub async fn start_envoy(&mut self) {
         let bootstrap = self.dir.path().join("envoy.yaml");
         let status = Command::new(warden_bin())
@@ -116,15 +128,8 @@ impl Stack {
             .args(["--listen", &format!("127.0.0.1:{}", self.gateway_port)])
             .args(["--admin", &format!("127.0.0.1:{}", self.envoy_admin_port)])
             .args(["--xds", &format!("127.0.0.1:{}", self.xds_port)])
-            .args(["--upstream", &format!("http://127.0.0.1:{}", self.mock_port)])
             .arg("--out")
             .arg(&bootstrap)
-            .args(
-                self.provider_key_sds()
-                    .map(|path| [std::ffi::OsString::from("--upstream-sds"), path.into()])
-                    .into_iter()
-                    .flatten(),
-            )
             .status()
             .expect("warden bootstrap");
         assert!(status.success(), "warden bootstrap failed");
@@ -136,17 +141,19 @@ impl Stack {
             self.http.get(&ready).send().await.is_ok_and(|r| r.status().is_success())
         })
         .await;
+        self.wait_for("the provider key's secret", Duration::from_secs(10), || async {
+            self.config_dump("dynamic_active_secrets").await.contains("warden-provider-key/")
+        })
+        .await;
     }
 
-    /// Writes the SDS file of the provider key, if there is one.
-    fn provider_key_sds(&self) -> Option<PathBuf> {
-        let key = self.options.provider_key.as_ref()?;
-        let path = self.dir.path().join("provider-key.sds.yaml");
-        let sds = format!(
-            "resources:\n- \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\n  name: provider-key\n  generic_secret: {{secret: {{inline_string: \"{key}\"}}}}\n"
-        );
-        std::fs::write(&path, sds).expect("writing the SDS file");
-        Some(path)
+    /// One section of Envoy's `/config_dump` as text.
+    pub async fn config_dump(&self, resource: &str) -> String {
+        let url = format!("http://127.0.0.1:{}/config_dump?resource={resource}", self.envoy_admin_port);
+        match self.http.get(url).send().await {
+            Ok(resp) => resp.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
     }
 
     pub fn kill_envoy(&mut self) {
@@ -176,7 +183,13 @@ impl Stack {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
-    pub async fn create_key(&self, body: Value) -> Key {
+    /// Creates a key. Without `provider_configs` in `body` it may use any model of the mock
+    /// provider (keys deny every provider by default).
+    pub async fn create_key(&self, mut body: Value) -> Key {
+        if body.get("provider_configs").is_none() {
+            body["provider_configs"] =
+                json!([{"provider": MOCK_PROVIDER, "weight": 1.0, "allowed_models": ["*"], "key_ids": ["*"]}]);
+        }
         let (status, created) =
             self.admin_call(reqwest::Method::POST, "/api/governance/virtual-keys", Some(body)).await;
         assert_eq!(status, 200, "create key: {created}");

@@ -13,6 +13,8 @@ pub enum ApiError {
     BadRequest(String),
     Unauthorized,
     NotFound(String),
+    /// The request clashes with what is stored (a taken name, an entity still in use).
+    Conflict(String),
     /// Our fault: logged in full, answered with a generic message.
     Internal(String),
 }
@@ -34,6 +36,18 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// Maps a store failure on writing one `entity` (e.g. "team"): a unique clash is a 409.
+    pub fn on_write(entity: &'static str) -> impl Fn(StoreError) -> ApiError {
+        move |e| match e {
+            StoreError::Conflict { field } => {
+                ApiError::Conflict(format!("{field}: a {entity} with this {field} already exists"))
+            }
+            e => e.into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind, message) = match self {
@@ -44,6 +58,7 @@ impl IntoResponse for ApiError {
                 "admin API: send the admin token as 'Authorization: Bearer <token>'".to_owned(),
             ),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "admin API internal error");
                 (

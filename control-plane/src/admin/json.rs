@@ -1,10 +1,13 @@
-//! A JSON body extractor whose every rejection is a 400 in the API's error shape, naming the
-//! field at fault (serde alone says "invalid type … at line 1 column 19").
+//! Request bodies: a JSON extractor whose every rejection is a 400 in the API's error shape,
+//! naming the field at fault (serde alone says "invalid type … at line 1 column 19"), and the
+//! body conventions the handlers share.
 
 use super::error::ApiError;
+use crate::model::Budget;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
 
 pub struct ValidJson<T>(pub T);
 
@@ -31,4 +34,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ValidJson<T> {
             }
         })
     }
+}
+
+/// Tells a present `null` (`Some(None)`) from an absent field (`None`, via `default`), so a
+/// partial update can clear a field.
+pub fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Bifrost's legacy singular `budget` joins `budgets` rather than being dropped (#5673).
+pub fn merge_budgets(mut budgets: Vec<Budget>, legacy: Option<Budget>) -> Vec<Budget> {
+    budgets.extend(legacy);
+    budgets
 }

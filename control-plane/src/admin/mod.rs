@@ -1,14 +1,24 @@
 //! The admin API (axum). Every route but `/health` needs the admin token.
 
+mod customers;
 mod envoy;
 mod error;
 mod json;
+mod model_configs;
+mod providers;
+mod publish;
+mod references;
+mod teams;
 mod virtual_keys;
 
+#[cfg(test)]
+mod governance_tests;
 #[cfg(test)]
 mod tests;
 
 pub use error::ApiError;
+pub use providers::publish_providers;
+pub use publish::publish_governance;
 
 use crate::model::VirtualKey;
 use crate::store::Store;
@@ -61,6 +71,8 @@ pub struct AppState {
     pub filter: Arc<FilterSource>,
     /// SHA-256 of the admin token; the token itself is not kept.
     pub admin_token_sha256: [u8; 32],
+    /// The CA bundle Envoy verifies https providers against (a path on Envoy's machine).
+    pub provider_ca_file: Arc<str>,
 }
 
 impl AppState {
@@ -72,9 +84,10 @@ impl AppState {
 
 /// Puts keys' records into the cache, named by the key hash.
 pub fn publish_keys(cache: &Cache, keys: &[VirtualKey]) {
-    cache.upsert(keys.iter().filter_map(|k| {
-        Some((RecordKind::VirtualKey.name(&k.value_hash), serde_json::to_vec(&k.record()).ok()?))
-    }));
+    cache.upsert(
+        keys.iter()
+            .filter_map(|k| Some((RecordKind::VirtualKey.name(&k.value_hash), serde_json::to_vec(&k.record()).ok()?))),
+    );
 }
 
 pub fn token_hash(token: &str) -> [u8; 32] {
@@ -102,12 +115,27 @@ async fn not_found() -> ApiError {
     ApiError::NotFound("no such admin route".into())
 }
 
+const TEAMS: &str = "/api/governance/teams";
+const CUSTOMERS: &str = "/api/governance/customers";
+const MODEL_CONFIGS: &str = "/api/governance/model-configs";
+
 /// The admin API router.
 pub fn router(state: AppState) -> Router {
     let keys = "/api/governance/virtual-keys";
     let protected = Router::new()
         .route(keys, get(virtual_keys::list).post(virtual_keys::create))
         .route(&format!("{keys}/{{id}}"), get(virtual_keys::get).put(virtual_keys::update).delete(virtual_keys::delete))
+        .route(TEAMS, get(teams::list).post(teams::create))
+        .route(&format!("{TEAMS}/{{id}}"), get(teams::get).put(teams::update).delete(teams::delete))
+        .route(CUSTOMERS, get(customers::list).post(customers::create))
+        .route(&format!("{CUSTOMERS}/{{id}}"), get(customers::get).put(customers::update).delete(customers::delete))
+        .route(MODEL_CONFIGS, get(model_configs::list).post(model_configs::create))
+        .route(
+            &format!("{MODEL_CONFIGS}/{{id}}"),
+            get(model_configs::get).put(model_configs::update).delete(model_configs::delete),
+        )
+        .route("/api/providers", get(providers::list).post(providers::create))
+        .route("/api/providers/{name}", get(providers::get).put(providers::update).delete(providers::delete))
         .route("/api/envoy/nodes", get(envoy::nodes))
         .route("/api/envoy/filter-settings", get(envoy::filter_settings).put(envoy::put_filter_settings))
         .fallback(not_found)

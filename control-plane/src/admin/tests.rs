@@ -11,7 +11,7 @@ use warden_policy::{KeyHash, VirtualKeyRecord};
 
 const TOKEN: &str = "admin-token-for-tests-0123";
 
-async fn app() -> (Router, AppState) {
+pub(super) async fn app() -> (Router, AppState) {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
     let cache = Arc::new(Cache::default());
     let filter = Arc::new(FilterSource::new("/filter.wasm".into(), FilterSettings::for_cluster("warden_xds"), &cache));
@@ -21,11 +21,12 @@ async fn app() -> (Router, AppState) {
         nodes: Arc::new(NodeRegistry::default()),
         filter,
         admin_token_sha256: token_hash(TOKEN),
+        provider_ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
     };
     (router(state.clone()), state)
 }
 
-async fn call(app: &Router, method: Method, path: &str, body: Option<&str>) -> (StatusCode, Value) {
+pub(super) async fn call(app: &Router, method: Method, path: &str, body: Option<&str>) -> (StatusCode, Value) {
     let request = Request::builder()
         .method(method)
         .uri(path)
@@ -47,9 +48,17 @@ async fn create(app: &Router, body: Value) -> Value {
     created["virtual_key"].clone()
 }
 
+/// Creates a team or customer (`path` "teams"/"customers", `field` "team"/"customer"); its id.
+async fn create_owner(app: &Router, path: &str, field: &str) -> Value {
+    let body = json!({"name": format!("{field}-1")}).to_string();
+    let (status, created) = call(app, Method::POST, &format!("/api/governance/{path}"), Some(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    created[field]["id"].clone()
+}
+
 fn published(state: &AppState, secret: &str) -> Option<VirtualKeyRecord> {
     let (changes, _) = state.cache.since(0);
-    let name = KeyHash::of(secret.as_bytes()).to_string();
+    let name = RecordKind::VirtualKey.name(&KeyHash::of(secret.as_bytes()).to_string());
     changes.into_iter().find_map(|c| match c {
         crate::xds::cache::PolicyChange::Upsert { name: n, entry } if n == name => {
             serde_json::from_slice(&entry.body).ok()
@@ -76,9 +85,10 @@ async fn every_route_but_health_needs_the_admin_token() {
 #[tokio::test]
 async fn create_shows_the_secret_once_and_stores_only_its_hash() {
     let (app, state) = app().await;
+    let team = create_owner(&app, "teams", "team").await;
     let key = create(
         &app,
-        json!({"name": "team-a", "description": "d", "team_id": "t1",
+        json!({"name": "team-a", "description": "d", "team_id": team,
                "provider_configs": [{"provider": "openai", "weight": null, "allowed_models": ["gpt-4o-mini"]}],
                "mcp_configs": [{"mcp_client_name": "filesystem", "tools_to_execute": ["*"]}],
                "budgets": [{"max_limit": 10.0, "reset_duration": "1M"}],
@@ -165,25 +175,29 @@ async fn bad_input_is_a_400_naming_the_field() {
 #[tokio::test]
 async fn put_leaves_what_it_omits_and_null_clears() {
     let (app, state) = app().await;
+    let (team, customer) =
+        (create_owner(&app, "teams", "team").await, create_owner(&app, "customers", "customer").await);
     let key =
-        create(&app, json!({"name": "k", "team_id": "t1", "budget": {"max_limit": 5, "reset_duration": "1d"}})).await;
+        create(&app, json!({"name": "k", "team_id": team, "budget": {"max_limit": 5, "reset_duration": "1d"}})).await;
     assert_eq!(key["budgets"][0]["max_limit"], 5.0, "the singular budget is kept");
     let path = format!("{KEYS}/{}", key["id"].as_str().unwrap());
 
     let (status, updated) =
         call(&app, Method::PUT, &path, Some(r#"{"description":"changed","is_active":false}"#)).await;
     assert_eq!(status, StatusCode::OK, "{updated}");
-    assert_eq!(updated["virtual_key"]["team_id"], "t1", "an omitted team_id stays");
+    assert_eq!(updated["virtual_key"]["team_id"], team, "an omitted team_id stays");
     assert_eq!(updated["virtual_key"]["budgets"][0]["max_limit"], 5.0);
     assert!(!published(&state, key["value"].as_str().unwrap()).unwrap().is_active);
 
-    let (status, body) = call(&app, Method::PUT, &path, Some(r#"{"customer_id":"c1"}"#)).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    let (status, updated) = call(&app, Method::PUT, &path, Some(r#"{"customer_id":"c1","team_id":null}"#)).await;
+    let body = json!({"customer_id": customer}).to_string();
+    let (status, answer) = call(&app, Method::PUT, &path, Some(&body)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let body = json!({"customer_id": customer, "team_id": null}).to_string();
+    let (status, updated) = call(&app, Method::PUT, &path, Some(&body)).await;
     assert_eq!(status, StatusCode::OK, "{updated}");
     assert_eq!(
         (updated["virtual_key"]["team_id"].clone(), updated["virtual_key"]["customer_id"].clone()),
-        (Value::Null, json!("c1"))
+        (Value::Null, customer)
     );
 
     let (status, _) = call(&app, Method::PUT, &format!("{KEYS}/nope"), Some("{}")).await;

@@ -4,17 +4,18 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::json::ValidJson;
+use super::json::{ValidJson, merge_budgets, present};
+use super::references;
 use crate::model::{Budget, Invalid, McpConfig, ProviderConfig, RateLimit, VirtualKey};
 use crate::store::KeyQuery;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::{Value, json};
-use warden_policy::{KeyHash, RecordKind};
 use warden_policy::keys::KEY_PREFIX;
+use warden_policy::{KeyHash, RecordKind};
 
 /// Characters of the secret kept for display.
 const DISPLAY_PREFIX_LEN: usize = 10;
@@ -77,11 +78,6 @@ pub struct UpdateKey {
     disable_content_logging: Option<Option<bool>>,
 }
 
-/// Tells a present `null` (`Some(None)`) from an absent field (`None`, via `default`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
@@ -109,11 +105,6 @@ fn expiry(text: Option<String>, now: DateTime<Utc>) -> Result<Option<Option<Date
         return Err(Invalid::new("expires_at", "must lie in the future"));
     }
     Ok(Some(Some(at)))
-}
-
-fn merge_budgets(mut budgets: Vec<Budget>, legacy: Option<Budget>) -> Vec<Budget> {
-    budgets.extend(legacy);
-    budgets
 }
 
 fn new_secret() -> String {
@@ -159,6 +150,7 @@ pub async fn create(
         updated_at: now,
     };
     key.validate()?;
+    references::owners_exist(&state, key.team_id.as_deref(), key.customer_id.as_deref()).await?;
     state.store.insert_virtual_key(&key).await?;
     state.publish(&key);
     tracing::info!(id = %key.id, name = %key.name, "virtual key created");
@@ -201,6 +193,8 @@ pub async fn update(
 ) -> Result<Json<Value>, ApiError> {
     let mut key = existing(&state, &id).await?;
     let now = Utc::now();
+    // Only a new owner is checked: a key whose team predates the teams table stays editable.
+    let owner_changed = req.team_id.is_some() || req.customer_id.is_some();
     if let Some(v) = req.name {
         key.name = v;
     }
@@ -248,6 +242,9 @@ pub async fn update(
     }
     key.updated_at = now;
     key.validate()?;
+    if owner_changed {
+        references::owners_exist(&state, key.team_id.as_deref(), key.customer_id.as_deref()).await?;
+    }
     if !state.store.update_virtual_key(&key).await? {
         return Err(ApiError::NotFound("Virtual key not found".into()));
     }

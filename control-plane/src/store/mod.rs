@@ -1,8 +1,12 @@
-//! Where the control plane keeps its truth. One trait, so PostgreSQL can join SQLite without
-//! touching the admin API or xDS.
+//! Where the control plane keeps its truth. One trait, [`Store`] (composed of one trait per
+//! family of entities), so PostgreSQL can join SQLite without touching the admin API or xDS.
 
+mod governance;
+mod providers;
 mod sqlite;
 
+pub use governance::{CustomerQuery, Deletion, GovernanceStore, ModelConfigQuery, OnReferenced, TeamQuery};
+pub use providers::ProviderStore;
 pub use sqlite::SqliteStore;
 
 use crate::model::VirtualKey;
@@ -31,7 +35,7 @@ pub struct KeyQuery {
 
 /// The store. Every method is one transaction; implementations are shared across tasks.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: GovernanceStore + ProviderStore {
     async fn insert_virtual_key(&self, key: &VirtualKey) -> Result<(), StoreError>;
     /// Replaces a key by id; `false` if there is no such key.
     async fn update_virtual_key(&self, key: &VirtualKey) -> Result<bool, StoreError>;

@@ -1,5 +1,8 @@
 //! The embedded SQLite store (one file under `data/`).
 
+mod governance;
+mod providers;
+
 use super::{KeyQuery, Store, StoreError};
 use crate::model::VirtualKey;
 use async_trait::async_trait;

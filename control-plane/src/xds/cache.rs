@@ -2,7 +2,8 @@
 //! stream ever reads the database.
 //!
 //! Two kinds of state live here:
-//! - the filter's ECDS resource (state of the world: one versioned resource), and
+//! - Envoy's own resources, served state of the world: the filter (ECDS), the provider
+//!   clusters (CDS) and their API keys (SDS), and
 //! - the policy records (delta: one resource per virtual key, named by the key's hash). Each
 //!   change gets a sequence number, so a stream that has sent everything up to `seq` asks only
 //!   for what changed since, in O(changes) rather than a diff of every key.
@@ -18,8 +19,15 @@ use tokio::sync::watch;
 /// The filter's ECDS resource and its content version.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FilterConfig {
+    pub name: String,
     pub version: String,
     pub resource: Any,
+}
+
+impl FilterConfig {
+    fn resource_type_url(&self) -> String {
+        <envoy_types::pb::envoy::config::core::v3::TypedExtensionConfig as prost::Name>::type_url()
+    }
 }
 
 /// One policy record as served: its content version and its JSON body.
@@ -36,9 +44,21 @@ pub enum PolicyChange {
     Remove { name: String },
 }
 
+/// Envoy resources of one type, by name.
+pub type ResourceSet = BTreeMap<String, Any>;
+
+/// Resources of one type and their content version.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Versioned {
+    pub version: String,
+    pub resources: ResourceSet,
+}
+
 #[derive(Default)]
 struct State {
     filter: Option<FilterConfig>,
+    /// CDS and SDS resources, by type URL.
+    envoy: HashMap<String, Versioned>,
     seq: u64,
     records: HashMap<String, PolicyEntry>,
     /// The last change of each name, by sequence number (removals included).
@@ -96,6 +116,32 @@ impl Cache {
         if changed {
             self.bump();
         }
+    }
+
+    /// Replaces every resource of one type (clusters, secrets).
+    pub fn set_resources(&self, type_url: &str, resources: ResourceSet) {
+        let changed = {
+            let mut state = self.write();
+            let changed = state.envoy.get(type_url).is_none_or(|v| v.resources != resources);
+            let bytes: Vec<u8> = resources.iter().flat_map(|(n, r)| n.bytes().chain(r.value.iter().copied())).collect();
+            state.envoy.insert(type_url.to_owned(), Versioned { version: content_version(&bytes), resources });
+            changed
+        };
+        if changed {
+            self.bump();
+        }
+    }
+
+    /// The resources of one type; the filter's ECDS resource is named after the filter.
+    pub fn resources(&self, type_url: &str) -> Versioned {
+        let state = self.read();
+        if let Some(filter) = &state.filter
+            && filter.resource_type_url() == type_url
+        {
+            let resources = BTreeMap::from([(filter.name.clone(), filter.resource.clone())]);
+            return Versioned { version: filter.version.clone(), resources };
+        }
+        state.envoy.get(type_url).cloned().unwrap_or_default()
     }
 
     /// The policy's version: the sequence number of its last change.

@@ -1,15 +1,34 @@
 //! Envoy resources built from Warden's state.
 
-use super::cache::{FilterConfig, content_version};
+use super::cache::{FilterConfig, ResourceSet, content_version};
+use crate::model::{Provider, Upstream};
+use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::core::v3::{
-    AsyncDataSource, DataSource, TypedExtensionConfig, async_data_source, data_source,
+    Address, AggregatedConfigSource, ApiVersion, AsyncDataSource, ConfigSource, DataSource, SocketAddress,
+    TransportSocket, TypedExtensionConfig, address, async_data_source, config_source, data_source, socket_address,
+    transport_socket,
 };
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
+};
+use envoy_types::pb::envoy::extensions::filters::http::credential_injector::v3::CredentialInjector;
+use envoy_types::pb::envoy::extensions::filters::http::upstream_codec::v3::UpstreamCodec;
 use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{HttpFilter, http_filter};
+use envoy_types::pb::envoy::extensions::http::injected_credentials::generic::v3::Generic;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CertificateValidationContext, CommonTlsContext, GenericSecret, SdsSecretConfig, Secret, SubjectAltNameMatcher,
+    UpstreamTlsContext, common_tls_context, secret, subject_alt_name_matcher,
+};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::{HttpProtocolOptions, http_protocol_options};
 use envoy_types::pb::envoy::extensions::wasm::v3::{PluginConfig, VmConfig, plugin_config};
+use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
 use envoy_types::pb::google::protobuf::StringValue;
+use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration as ProtoDuration};
 use envoy_types::util::pack_any;
 use prost::Message;
 use warden_policy::FilterSettings;
+use warden_policy::records::{provider_cluster, provider_secret};
 
 /// The name of the filter in the bootstrap's `config_discovery` and of its ECDS resource.
 pub const FILTER_NAME: &str = "warden";
@@ -40,11 +59,153 @@ pub fn filter_config(wasm_path: &str, settings: &FilterSettings) -> FilterConfig
         configuration: Some(pack_any(StringValue { value: settings_json })),
         // A panic must not leave a worker dead (FAIL_CLOSED) or ungoverned (FAIL_OPEN).
         failure_policy: envoy_types::pb::envoy::extensions::wasm::v3::FailurePolicy::FailReload as i32,
+        // The filter pauses the headers until it has read `model` from the body; without this
+        // Envoy would not deliver the body to a paused request (envoy-wasm.md §10).
+        allow_on_headers_stop_iteration: Some(BoolValue { value: true }),
         ..Default::default()
     };
     let resource = pack_any(TypedExtensionConfig {
         name: FILTER_NAME.into(),
         typed_config: Some(pack_any(Wasm { config: Some(plugin) })),
     });
-    FilterConfig { version: content_version(&resource.encode_to_vec()), resource }
+    FilterConfig { name: FILTER_NAME.into(), version: content_version(&resource.encode_to_vec()), resource }
+}
+
+/// The CA bundle Envoy verifies https providers against, unless told otherwise.
+pub const DEFAULT_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The clusters (CDS) and secrets (SDS) of every provider key: one cluster per key, which
+/// injects its key from an SDS secret as `authorization: Bearer …` (the credential injector as
+/// an upstream filter, so the key never passes through the filter or a route).
+pub fn provider_resources(providers: &[Provider], ca_file: &str) -> (ResourceSet, ResourceSet) {
+    let mut clusters = ResourceSet::new();
+    let mut secrets = ResourceSet::new();
+    for provider in providers {
+        let Ok(upstream) = Upstream::parse(&provider.base_url) else { continue };
+        for key in &provider.keys {
+            let cluster = provider_cluster(&provider.name, &key.id);
+            let secret = provider_secret(&provider.name, &key.id);
+            let timeout = provider.timeouts.connect_ms;
+            clusters.insert(cluster.clone(), pack_any(key_cluster(&cluster, &secret, &upstream, timeout, ca_file)));
+            let value = Secret {
+                name: secret.clone(),
+                r#type: Some(secret::Type::GenericSecret(GenericSecret {
+                    secret: Some(DataSource {
+                        specifier: Some(data_source::Specifier::InlineString(key.value.clone())),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })),
+            };
+            secrets.insert(secret, pack_any(value));
+        }
+    }
+    (clusters, secrets)
+}
+
+fn key_cluster(name: &str, secret: &str, upstream: &Upstream, connect_timeout_ms: u64, ca_file: &str) -> Cluster {
+    let address = Address {
+        address: Some(address::Address::SocketAddress(SocketAddress {
+            address: upstream.host.clone(),
+            port_specifier: Some(socket_address::PortSpecifier::PortValue(u32::from(upstream.port))),
+            ..Default::default()
+        })),
+    };
+    let endpoint = LbEndpoint {
+        host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+            address: Some(address),
+            hostname: upstream.host.clone(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let injector = CredentialInjector {
+        // Without it the client's own Authorization (its virtual key) would go upstream.
+        overwrite: true,
+        credential: Some(TypedExtensionConfig {
+            name: "envoy.http.injected_credentials.generic".into(),
+            typed_config: Some(pack_any(Generic {
+                credential: Some(SdsSecretConfig {
+                    name: secret.into(),
+                    sds_config: Some(ConfigSource {
+                        resource_api_version: ApiVersion::V3 as i32,
+                        config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
+                            AggregatedConfigSource {},
+                        )),
+                        ..Default::default()
+                    }),
+                }),
+                header: "authorization".into(),
+                header_value_prefix: "Bearer ".into(),
+            })),
+        }),
+        ..Default::default()
+    };
+    let filter = |name: &str, config: Any| HttpFilter {
+        name: name.into(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(config)),
+        ..Default::default()
+    };
+    let protocol = HttpProtocolOptions {
+        upstream_protocol_options: Some(http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
+            http_protocol_options::ExplicitHttpConfig {
+                protocol_config: Some(
+                    http_protocol_options::explicit_http_config::ProtocolConfig::HttpProtocolOptions(Default::default()),
+                ),
+            },
+        )),
+        http_filters: vec![
+            filter("envoy.filters.http.credential_injector", pack_any(injector)),
+            filter("envoy.filters.http.upstream_codec", pack_any(UpstreamCodec {})),
+        ],
+        ..Default::default()
+    };
+    let transport_socket = upstream.tls.then(|| TransportSocket {
+        name: "envoy.transport_sockets.tls".into(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(pack_any(UpstreamTlsContext {
+            sni: upstream.host.clone(),
+            common_tls_context: Some(CommonTlsContext {
+                validation_context_type: Some(common_tls_context::ValidationContextType::ValidationContext(
+                    CertificateValidationContext {
+                        trusted_ca: Some(DataSource {
+                            specifier: Some(data_source::Specifier::Filename(ca_file.into())),
+                            ..Default::default()
+                        }),
+                        match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
+                            san_type: subject_alt_name_matcher::SanType::Dns as i32,
+                            matcher: Some(StringMatcher {
+                                match_pattern: Some(string_matcher::MatchPattern::Exact(upstream.host.clone())),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))),
+    });
+    Cluster {
+        name: name.into(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::StrictDns as i32)),
+        connect_timeout: Some(ProtoDuration {
+            seconds: (connect_timeout_ms / 1_000) as i64,
+            nanos: ((connect_timeout_ms % 1_000) * 1_000_000) as i32,
+        }),
+        dns_lookup_family: cluster::DnsLookupFamily::V4Preferred as i32,
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: name.into(),
+            endpoints: vec![LocalityLbEndpoints { lb_endpoints: vec![endpoint], ..Default::default() }],
+            ..Default::default()
+        }),
+        transport_socket,
+        typed_extension_protocol_options: [(
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_owned(),
+            pack_any(protocol),
+        )]
+        .into(),
+        ..Default::default()
+    }
 }

@@ -1,6 +1,7 @@
 //! The ADS service: plumbing between Envoy's streams and the [`Cache`]. No business rules here.
 //!
-//! - `StreamAggregatedResources` (state of the world) serves Envoy the filter over ECDS.
+//! - `StreamAggregatedResources` (state of the world) serves Envoy the filter (ECDS), the
+//!   provider clusters (CDS) and the provider keys they inject (SDS).
 //! - `DeltaAggregatedResources` serves the filter's leader VM the policy records, plus a
 //!   heartbeat every second so the filter can tell a quiet control plane from a dead one.
 //!
@@ -8,9 +9,11 @@
 //! stale and ignored; an ACK echoes the nonce without `error_detail`; a NACK (with
 //! `error_detail`) is recorded and its version parked, not resent until the cache changes.
 
-use super::cache::{Cache, PolicyChange};
+use super::cache::{Cache, PolicyChange, content_version};
 use super::status::{Nack, NodeRegistry};
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::TypedExtensionConfig;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse, Resource,
@@ -60,9 +63,7 @@ impl AggregatedDiscoveryService for AdsServer {
             tx,
             node_id: String::new(),
             nonce: 0,
-            subscribed: false,
-            sent_version: None,
-            nacked_version: None,
+            subscriptions: HashMap::new(),
         };
         tokio::spawn(stream.run(request.into_inner()));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -87,17 +88,32 @@ impl AggregatedDiscoveryService for AdsServer {
     }
 }
 
-/// One state-of-the-world stream. Only ECDS travels here; other types get no answer.
+/// The state-of-the-world types this server answers, and how node status names them.
+pub fn sotw_types() -> [(String, &'static str); 3] {
+    [(TypedExtensionConfig::type_url(), "filter"), (Cluster::type_url(), "clusters"), (Secret::type_url(), "secrets")]
+}
+
+/// One type's subscription on a state-of-the-world stream.
+#[derive(Default)]
+struct Subscription {
+    /// What the node last asked for; empty is a wildcard for clusters and nothing otherwise.
+    names: Vec<String>,
+    /// The nonce of the last response of this type.
+    nonce: String,
+    /// The version last sent, and the version Envoy rejected (parked until it changes).
+    sent_version: Option<String>,
+    nacked_version: Option<String>,
+}
+
+/// One state-of-the-world stream: the filter (ECDS), provider clusters (CDS) and their keys
+/// (SDS). Each type keeps its own nonce, versions and NACK parking.
 struct SotwStream {
     cache: Arc<Cache>,
     nodes: Arc<NodeRegistry>,
     tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
     node_id: String,
     nonce: u64,
-    /// Whether Envoy has asked for the filter on this stream.
-    subscribed: bool,
-    sent_version: Option<String>,
-    nacked_version: Option<String>,
+    subscriptions: HashMap<String, Subscription>,
 }
 
 impl SotwStream {
@@ -115,7 +131,7 @@ impl SotwStream {
                 },
                 changed = generation.changed() => if changed.is_err() { break },
             }
-            if !self.send_if_changed().await {
+            if !self.send_changes().await {
                 break;
             }
         }
@@ -125,58 +141,81 @@ impl SotwStream {
         if let Some(node) = &request.node {
             self.node_id.clone_from(&node.id);
         }
-        if request.type_url != TypedExtensionConfig::type_url() {
+        let Some(label) = sotw_types().into_iter().find(|(t, _)| *t == request.type_url).map(|(_, l)| l) else {
             return;
-        }
-        let current_nonce = self.nonce.to_string();
-        if !request.response_nonce.is_empty() && request.response_nonce != current_nonce {
+        };
+        let sub = self.subscriptions.entry(request.type_url.clone()).or_default();
+        if !request.response_nonce.is_empty() && request.response_nonce != sub.nonce {
             return; // stale: answers a response that has since been superseded
         }
-        self.subscribed = !request.resource_names.is_empty();
+        sub.names = request.resource_names;
         if let Some(error) = &request.error_detail {
-            let version = self.sent_version.clone().unwrap_or_default();
-            tracing::warn!(node = %self.node_id, %version, reason = %error.message, "filter configuration NACKed; parked until it changes");
+            let version = sub.sent_version.clone().unwrap_or_default();
+            tracing::warn!(node = %self.node_id, kind = label, %version, reason = %error.message, "xDS resources NACKed; parked until they change");
             let nack = Nack { version: version.clone(), reason: error.message.clone(), at: chrono::Utc::now() };
-            self.nodes.update(&self.node_id, |s| s.filter_nack = Some(nack));
-            self.nacked_version = Some(version);
+            self.nodes.update(&self.node_id, |s| s.resources.entry(label).or_default().nack = Some(nack));
+            sub.nacked_version = Some(version);
             return;
         }
         if !request.response_nonce.is_empty() {
-            let acked = request.version_info.clone();
+            let acked = request.version_info;
             self.nodes.update(&self.node_id, |s| {
-                s.filter_acked_version = Some(acked);
-                s.filter_nack = None;
+                let status = s.resources.entry(label).or_default();
+                status.acked_version = Some(acked);
+                status.nack = None;
             });
         } else if !request.version_info.is_empty() {
             // A reconnecting Envoy names the version it holds: no need to send it again.
-            self.sent_version = Some(request.version_info.clone());
+            sub.sent_version = Some(request.version_info.clone());
             let held = request.version_info;
-            self.nodes.update(&self.node_id, |s| s.filter_acked_version = Some(held));
+            self.nodes.update(&self.node_id, |s| s.resources.entry(label).or_default().acked_version = Some(held));
         }
     }
 
-    /// Sends the filter if Envoy wants it, does not have it, and has not rejected it.
-    async fn send_if_changed(&mut self) -> bool {
-        let Some(config) = self.cache.filter() else {
-            return true;
-        };
-        if !self.subscribed
-            || self.sent_version.as_ref() == Some(&config.version)
-            || self.nacked_version.as_ref() == Some(&config.version)
-        {
-            return true;
+    /// Sends every subscribed type whose resources Envoy does not hold and has not rejected.
+    async fn send_changes(&mut self) -> bool {
+        for (type_url, label) in sotw_types() {
+            let Some(sub) = self.subscriptions.get_mut(&type_url) else { continue };
+            let wildcard = label == "clusters" && sub.names.is_empty();
+            if sub.names.is_empty() && !wildcard {
+                continue;
+            }
+            let set = self.cache.resources(&type_url);
+            let resources: Vec<Any> = set
+                .resources
+                .iter()
+                .filter(|(name, _)| wildcard || sub.names.contains(name))
+                .map(|(_, r)| r.clone())
+                .collect();
+            // A subset of the type's resources is versioned by what it holds.
+            let version = if resources.len() == set.resources.len() {
+                set.version
+            } else {
+                let names: Vec<u8> = sub.names.join("\n").into_bytes();
+                format!("{}-{}", set.version, content_version(&names))
+            };
+            if label == "filter" && resources.is_empty() {
+                continue;
+            }
+            if sub.sent_version.as_ref() == Some(&version) || sub.nacked_version.as_ref() == Some(&version) {
+                continue;
+            }
+            self.nonce += 1;
+            let response = DiscoveryResponse {
+                version_info: version.clone(),
+                resources,
+                type_url: type_url.clone(),
+                nonce: self.nonce.to_string(),
+                ..Default::default()
+            };
+            sub.nonce = self.nonce.to_string();
+            sub.sent_version = Some(version);
+            sub.nacked_version = None;
+            if self.tx.send(Ok(response)).await.is_err() {
+                return false;
+            }
         }
-        self.nonce += 1;
-        let response = DiscoveryResponse {
-            version_info: config.version.clone(),
-            resources: vec![config.resource],
-            type_url: TypedExtensionConfig::type_url(),
-            nonce: self.nonce.to_string(),
-            ..Default::default()
-        };
-        self.sent_version = Some(config.version);
-        self.nacked_version = None;
-        self.tx.send(Ok(response)).await.is_ok()
+        true
     }
 }
 

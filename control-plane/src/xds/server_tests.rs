@@ -27,7 +27,8 @@ async fn serve(
 }
 
 fn filter(version: &str) -> FilterConfig {
-    FilterConfig { version: version.into(), resource: Any { type_url: "t".into(), value: version.as_bytes().to_vec() } }
+    let resource = Any { type_url: "t".into(), value: version.as_bytes().to_vec() };
+    FilterConfig { name: "warden".into(), version: version.into(), resource }
 }
 
 async fn next<T>(stream: &mut Streaming<T>) -> Option<T> {
@@ -59,7 +60,7 @@ async fn a_nacked_filter_is_parked_until_the_next_change() {
     tx.send(request("", "1", Some("Unable to create Wasm plugin warden"))).await.unwrap();
     assert!(next(&mut responses).await.is_none(), "a NACKed version was resent");
     let status = &nodes.all()[0];
-    let nack = status.filter_nack.as_ref().expect("the NACK is recorded");
+    let nack = status.resources["filter"].nack.as_ref().expect("the NACK is recorded");
     assert_eq!((nack.version.as_str(), nack.reason.as_str()), ("v1", "Unable to create Wasm plugin warden"));
 
     // A stale nonce is ignored; a new version is sent.
@@ -71,8 +72,8 @@ async fn a_nacked_filter_is_parked_until_the_next_change() {
     tx.send(request("v2", "2", None)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     let status = &nodes.all()[0];
-    assert_eq!(status.filter_acked_version.as_deref(), Some("v2"));
-    assert!(status.filter_nack.is_none());
+    assert_eq!(status.resources["filter"].acked_version.as_deref(), Some("v2"));
+    assert!(status.resources["filter"].nack.is_none());
 }
 
 #[tokio::test]

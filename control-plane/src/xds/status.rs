@@ -9,16 +9,22 @@ use std::sync::Mutex;
 pub struct NodeStatus {
     pub node_id: String,
     pub last_seen: Option<DateTime<Utc>>,
-    /// The filter configuration version this node last accepted.
-    pub filter_acked_version: Option<String>,
-    /// The last filter configuration this node rejected, and why. Parked: not resent until the
-    /// configuration changes.
-    pub filter_nack: Option<Nack>,
+    /// Envoy's own resources by kind (`filter`, `clusters`, `secrets`): what it accepted last
+    /// and what it rejected.
+    pub resources: BTreeMap<&'static str, ResourceStatus>,
     /// Open policy streams from this node (one per Envoy process, from its leader VM).
     pub policy_streams: u32,
     /// The policy version (sequence number) this node last acknowledged.
     pub policy_acked_seq: Option<u64>,
     pub policy_nack: Option<Nack>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ResourceStatus {
+    /// The version this node last accepted.
+    pub acked_version: Option<String>,
+    /// The last version it rejected, and why. Parked: not resent until the resources change.
+    pub nack: Option<Nack>,
 }
 
 #[derive(Debug, Clone, Serialize)]

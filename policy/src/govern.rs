@@ -1,0 +1,289 @@
+//! The whole decision for one inference request whose key is already admitted: body, model
+//! RBAC, routing, rate limits, concurrency, and what to send upstream. The filter only reads
+//! records and counters for it and applies the answer.
+
+use crate::inference::{Endpoint, InferenceBody};
+use crate::limits::{self, Counters, RateReport, Reservation};
+use crate::records::{CustomerRecord, ModelRecord, ProviderRecord, TeamRecord, provider_cluster};
+use crate::routing::{self, choose};
+use crate::{Denial, VirtualKeyRecord};
+use serde_json::json;
+
+/// How the adapter finds records by id (shared data in the filter, maps in tests).
+pub trait Records {
+    /// A provider by name.
+    fn provider(&self, name: &str) -> Option<ProviderRecord>;
+    /// The model-wide limits of a model name.
+    fn model(&self, name: &str) -> Option<ModelRecord>;
+    /// A team by id.
+    fn team(&self, id: &str) -> Option<TeamRecord>;
+    /// A customer by id.
+    fn customer(&self, id: &str) -> Option<CustomerRecord>;
+}
+
+/// What to do with an admitted inference request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dispatch {
+    /// The Envoy cluster of the chosen provider key.
+    pub cluster: String,
+    /// The upstream `:path`.
+    pub path: String,
+    /// The provider's per-request timeout, if it has one.
+    pub timeout_ms: Option<u64>,
+    /// The rewritten body, if it changed.
+    pub body: Option<Vec<u8>>,
+    /// The counters this request holds: tokens are charged to them when the response ends.
+    pub reservation: Reservation,
+    /// Whether it took one of the key's in-flight slots (to give back when the stream ends).
+    pub holds_slot: bool,
+    /// Whether the response is a stream of server-sent events.
+    pub stream: bool,
+    /// Whether to drop the usage chunk Warden asked for on the client's behalf.
+    pub hide_usage_chunk: bool,
+}
+
+/// Judges an inference request of an admitted key. The report (tightest request and token
+/// headroom) comes back refusal or not, for the `x-ratelimit-*` headers.
+#[allow(clippy::too_many_arguments, reason = "each argument is one independent input of the decision")]
+pub fn inference(
+    key: &VirtualKeyRecord,
+    endpoint: Endpoint,
+    query: &str,
+    body: &[u8],
+    records: &impl Records,
+    counters: &impl Counters,
+    now_ms: u64,
+    random: u64,
+) -> (RateReport, Result<Dispatch, Denial>) {
+    let request = match InferenceBody::parse(body) {
+        Ok(r) => r,
+        Err(denial) => return (RateReport::default(), Err(denial)),
+    };
+    let mut names: Vec<&str> = key.provider_configs.iter().map(|g| g.provider.as_str()).collect();
+    if let Some((prefix, _)) = request.model.split_once('/') {
+        names.push(prefix);
+    }
+    names.sort_unstable();
+    names.dedup();
+    let providers: Vec<ProviderRecord> = names.into_iter().filter_map(|n| records.provider(n)).collect();
+    let exhausted = |g: &_| key.grant_scope(g).is_some_and(|s| limits::exhausted(&s, counters, now_ms));
+    let route = match choose(key, &request.model, &providers, exhausted, random) {
+        Ok(route) => route,
+        Err(denial) => return (RateReport::default(), Err(denial)),
+    };
+    let model = records.model(&route.model);
+    let team = key.team_id.as_deref().and_then(|id| records.team(id));
+    let customer_id = key.customer_id.as_deref().or_else(|| team.as_ref().and_then(|t| t.customer_id.as_deref()));
+    let customer = customer_id.and_then(|id| records.customer(id));
+    let scopes = limits::scopes(key, &route, model.as_ref(), team.as_ref(), customer.as_ref());
+    let (report, reserved) = limits::reserve(&scopes, counters, now_ms);
+    let reservation = match reserved {
+        Ok(r) => r,
+        Err(denial) => return (report, Err(denial)),
+    };
+    if let Some(max) = key.max_concurrent_requests
+        && let Err(denial) = limits::acquire_slot(&key.id, max, counters)
+    {
+        limits::release(&reservation, counters);
+        return (report, Err(denial));
+    }
+    let mut path = format!("{}{}", route.provider.base_path.trim_end_matches('/'), endpoint.path());
+    if !query.is_empty() {
+        path.push('?');
+        path.push_str(query);
+    }
+    let dispatch = Dispatch {
+        cluster: provider_cluster(&route.provider.name, &route.key_id),
+        path,
+        timeout_ms: route.provider.request_timeout_ms,
+        stream: request.stream,
+        hide_usage_chunk: request.hide_usage_chunk(endpoint),
+        body: request.rewrite(endpoint, &route.model),
+        reservation,
+        holds_slot: key.max_concurrent_requests.is_some(),
+    };
+    (report, Ok(dispatch))
+}
+
+/// The `/v1/models` answer for a key: only what it may use.
+pub fn models_body(key: &VirtualKeyRecord, records: &impl Records) -> Vec<u8> {
+    let providers: Vec<ProviderRecord> =
+        key.provider_configs.iter().filter_map(|g| records.provider(&g.provider)).collect();
+    let data: Vec<serde_json::Value> = routing::visible_models(key, &providers)
+        .into_iter()
+        .map(|id| {
+            let owner = id.split_once('/').map(|(p, _)| p.to_owned()).unwrap_or_default();
+            json!({"id": id, "object": "model", "created": 0, "owned_by": owner})
+        })
+        .collect();
+    serde_json::to_vec(&json!({"object": "list", "data": data})).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{Limits, ModelConfigRecord, ProviderGrant, RateLimit};
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    #[derive(Default)]
+    struct World {
+        providers: Vec<ProviderRecord>,
+        models: Vec<ModelRecord>,
+        teams: Vec<TeamRecord>,
+        customers: Vec<CustomerRecord>,
+        counters: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+    }
+
+    impl Records for World {
+        fn provider(&self, name: &str) -> Option<ProviderRecord> {
+            self.providers.iter().find(|p| p.name == name).cloned()
+        }
+        fn model(&self, name: &str) -> Option<ModelRecord> {
+            self.models.iter().find(|m| m.model == name).cloned()
+        }
+        fn team(&self, id: &str) -> Option<TeamRecord> {
+            self.teams.iter().find(|t| t.id == id).cloned()
+        }
+        fn customer(&self, id: &str) -> Option<CustomerRecord> {
+            self.customers.iter().find(|c| c.id == id).cloned()
+        }
+    }
+
+    impl Counters for World {
+        fn read(&self, key: &str) -> (Option<Vec<u8>>, u32) {
+            self.counters.borrow().get(key).map_or((None, 0), |(v, c)| (Some(v.clone()), *c))
+        }
+        fn write(&self, key: &str, value: &[u8], cas: u32) -> bool {
+            let mut map = self.counters.borrow_mut();
+            let current = map.get(key).map_or(0, |(_, c)| *c);
+            if cas != 0 && cas != current {
+                return false;
+            }
+            map.insert(key.to_owned(), (value.to_vec(), current + 1));
+            true
+        }
+    }
+
+    fn per_minute(n: u64) -> Option<RateLimit> {
+        Some(RateLimit { request_max_limit: Some(n), request_reset_duration: Some("1m".into()), ..Default::default() })
+    }
+
+    fn world() -> World {
+        World {
+            providers: vec![ProviderRecord {
+                name: "openai".into(),
+                models: vec!["gpt-4o".into(), "gpt-4o-mini".into()],
+                key_ids: vec!["k1".into()],
+                base_path: "/v1beta/openai/".into(),
+                request_timeout_ms: Some(30_000),
+                limits: Limits::default(),
+            }],
+            ..World::default()
+        }
+    }
+
+    fn key() -> VirtualKeyRecord {
+        let mut k = VirtualKeyRecord::new("vk1", "team-a", true);
+        k.provider_configs = vec![ProviderGrant {
+            provider: "openai".into(),
+            weight: Some(1.0),
+            allowed_models: vec!["*".into()],
+            blacklisted_models: vec![],
+            key_ids: vec!["*".into()],
+            rate_limit: None,
+        }];
+        k
+    }
+
+    const CHAT: &[u8] = br#"{"model":"openai/gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+
+    #[test]
+    fn routes_to_the_provider_key_cluster_with_the_model_renamed() {
+        let w = world();
+        let (_, d) = inference(&key(), Endpoint::ChatCompletions, "a=1", CHAT, &w, &w, 0, 0);
+        let d = d.unwrap();
+        assert_eq!(d.cluster, "warden-provider/openai/k1");
+        assert_eq!(d.path, "/v1beta/openai/chat/completions?a=1");
+        assert_eq!(d.timeout_ms, Some(30_000));
+        let body: serde_json::Value = serde_json::from_slice(&d.body.unwrap()).unwrap();
+        assert_eq!(body["model"], "gpt-4o");
+    }
+
+    #[test]
+    fn refusals_in_order() {
+        let w = world();
+        let k = key();
+        let run = |k: &VirtualKeyRecord, body: &[u8]| {
+            inference(k, Endpoint::ChatCompletions, "", body, &w, &w, 0, 0).1.unwrap_err().kind()
+        };
+        assert_eq!(run(&k, b"nope"), "invalid_request_error");
+        assert_eq!(run(&k, br#"{"model":"o3"}"#), "model_blocked");
+        assert_eq!(run(&VirtualKeyRecord::new("x", "x", true), CHAT), "provider_blocked");
+    }
+
+    #[test]
+    fn levels_are_checked_provider_model_key_customer_team() {
+        let mut w = world();
+        w.providers[0].limits.rate_limit = per_minute(5);
+        w.models.push(ModelRecord {
+            model: "gpt-4o".into(),
+            configs: vec![ModelConfigRecord {
+                id: "m1".into(),
+                provider: None,
+                limits: Limits { rate_limit: per_minute(4), ..Default::default() },
+            }],
+        });
+        w.customers.push(CustomerRecord {
+            id: "c".into(),
+            name: "acme".into(),
+            limits: Limits { rate_limit: per_minute(2), ..Default::default() },
+        });
+        w.teams.push(TeamRecord {
+            id: "t".into(),
+            name: "ml".into(),
+            customer_id: Some("c".into()),
+            limits: Limits { rate_limit: per_minute(3), ..Default::default() },
+        });
+        let mut k = key();
+        k.team_id = Some("t".into());
+        k.limits.rate_limit = per_minute(10);
+        let entity = |n: u64| match inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, n, 0).1 {
+            Err(Denial::RateLimited(v)) => v.entity,
+            other => format!("{:?}", other.map(|d| d.cluster)),
+        };
+        assert_eq!(entity(1), "Ok(\"warden-provider/openai/k1\")");
+        assert_eq!(entity(2), "Ok(\"warden-provider/openai/k1\")");
+        // The customer (2/min, reached through the team) refuses the third request.
+        assert_eq!(entity(3), "customer 'acme'");
+    }
+
+    #[test]
+    fn concurrency_slot_refusal_rolls_back_the_request_count() {
+        let w = world();
+        let mut k = key();
+        k.max_concurrent_requests = Some(1);
+        k.limits.rate_limit = per_minute(10);
+        let (_, first) = inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, 0, 0);
+        assert!(first.unwrap().holds_slot);
+        let (report, second) = inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, 0, 0);
+        assert_eq!(second.unwrap_err(), Denial::ConcurrencyLimited { max: 1 });
+        // 10 per minute, one admitted: the refused request was given back.
+        assert_eq!(report.requests.map(|h| h.remaining), Some(8));
+        let (report, _) = inference(&k, Endpoint::ChatCompletions, "", b"{}", &w, &w, 0, 0);
+        assert_eq!(report, RateReport::default());
+        limits::release_slot("vk1", &w);
+        let (report, third) = inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, 0, 0);
+        assert!(third.is_ok());
+        assert_eq!(report.requests.map(|h| h.remaining), Some(8));
+    }
+
+    #[test]
+    fn models_body_lists_provider_slash_model() {
+        let w = world();
+        let body: serde_json::Value = serde_json::from_slice(&models_body(&key(), &w)).unwrap();
+        let ids: Vec<&str> = body["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["openai/gpt-4o", "openai/gpt-4o-mini"]);
+        assert_eq!(body["data"][0]["owned_by"], "openai");
+    }
+}
