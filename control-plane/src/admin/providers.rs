@@ -4,7 +4,7 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::json::ValidJson;
+use super::json::{ValidJson, present};
 use crate::model::{Invalid, Provider, ProviderKey, ProviderKind, RateLimit, Timeouts};
 use crate::xds::Cache;
 use crate::xds::resources::provider_resources;
@@ -15,7 +15,7 @@ use chrono::Utc;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use prost::Name;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use warden_policy::RecordKind;
 
@@ -57,10 +57,6 @@ pub struct UpdateProvider {
     #[serde(default, deserialize_with = "present")]
     rate_limit: Option<Option<RateLimit>>,
     calendar_aligned: Option<bool>,
-}
-
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// New key values where given, stored ones where not; an unknown id needs a value.
