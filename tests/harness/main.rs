@@ -2,6 +2,7 @@
 //! precedence, every refusal, header stripping, hostile input, the policy stream's xDS rules
 //! and the leader election, on a clock the tests control.
 
+mod governance;
 mod policy_stream;
 mod requests;
 

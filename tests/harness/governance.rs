@@ -1,0 +1,211 @@
+//! Governance in the real filter on a controlled clock: routing and body rewrites, windows that
+//! reset exactly on time, tokens counted from JSON and from server-sent events however they are
+//! chunked, and the 400s for bodies the filter cannot judge.
+
+use crate::*;
+use warden_policy::RateLimit;
+use warden_policy::records::{Limits, TeamRecord};
+
+const K: &str = "sk-bf-aaaaaaaa-0000-4000-8000-00000000000a";
+
+fn limited(requests: Option<(u64, &str)>, tokens: Option<(u64, &str)>) -> VirtualKeyRecord {
+    let mut r = record("vk-limited", true, None);
+    r.limits = Limits {
+        rate_limit: Some(RateLimit {
+            request_max_limit: requests.map(|r| r.0),
+            request_reset_duration: requests.map(|r| r.1.to_owned()),
+            token_max_limit: tokens.map(|t| t.0),
+            token_reset_duration: tokens.map(|t| t.1.to_owned()),
+        }),
+        calendar_aligned: false,
+        anchor_ms: T0,
+    };
+    r
+}
+
+fn stream_exchange(body: &str, chunks: Vec<Vec<u8>>) -> Exchange {
+    let headers = [(":method", "POST"), (":path", "/v1/chat/completions"), ("x-bf-vk", K)];
+    Exchange::request(&headers, body.as_bytes()).respond(200, "text/event-stream", chunks)
+}
+
+const SSE: &str = concat!(
+    "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n",
+    "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"}}]}\n\n",
+    "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"total_tokens\":11}}\n\n",
+    "data: [DONE]\n\n",
+);
+
+#[test]
+fn routes_to_the_key_cluster_and_rewrites_model_path_and_length() {
+    let mut gemini = provider("gemini");
+    gemini.base_path = "/v1beta/openai".into();
+    gemini.key_ids = vec!["g1".into(), "g2".into()];
+    gemini.request_timeout_ms = Some(42_000);
+    let mut key = record("vk", true, None);
+    key.provider_configs.push(grant("gemini", None));
+    key.provider_configs[1].key_ids = vec!["g2".into()];
+    let (_proxy, mut vm, token) = with_keys(&[(K, key)]);
+    vm.deliver(token, &response("2", vec![named("provider:gemini", &gemini)], vec![])).unwrap();
+
+    let body = r#"{"model":"gemini/gemini-2.0-flash","messages":[]}"#;
+    let headers = [(":method", "POST"), (":path", "/v1/chat/completions?trace=1"), ("x-bf-vk", K)];
+    let out = vm.exchange(Exchange::request(&headers, body.as_bytes())).unwrap();
+    assert!(out.forwarded, "{:?}", out.reply);
+    assert_eq!(out.header("x-warden-cluster").as_deref(), Some("warden-provider/gemini/g2"));
+    assert_eq!(out.header(":path").as_deref(), Some("/v1beta/openai/chat/completions?trace=1"));
+    assert_eq!(out.header("x-envoy-upstream-rq-timeout-ms").as_deref(), Some("42000"));
+    let sent: serde_json::Value = serde_json::from_slice(&out.body).unwrap();
+    assert_eq!(sent["model"], "gemini-2.0-flash");
+    assert_eq!(out.header("content-length"), Some(out.body.len().to_string()));
+    assert_eq!(out.foreign_calls, ["clear_route_cache"]);
+
+    // A bare model goes by weight: gemini has none (null), so always the mock.
+    let out = chat(&mut vm, &[("x-bf-vk", K)]).unwrap();
+    assert_eq!(out.header("x-warden-cluster").as_deref(), Some("warden-provider/mock/main"));
+    assert_eq!(out.body, CHAT_BODY.as_bytes(), "an unchanged body is not rewritten");
+}
+
+#[test]
+fn bodies_the_filter_cannot_judge_get_a_400_that_says_why() {
+    let (_proxy, mut vm, _) = with_keys(&[(K, record("vk", true, None))]);
+    let headers = [(":method", "POST"), (":path", "/v1/chat/completions"), ("x-bf-vk", K)];
+    let cases: [(&[u8], &str); 4] = [
+        (b"{not json", "the request body is not valid JSON"),
+        (b"[]", "the request body must be a JSON object"),
+        (br#"{"messages":[]}"#, "the request body has no 'model'"),
+        (&vec![b' '; (4 << 20) + 1], "exceeds Warden's limit of 4194304 bytes"),
+    ];
+    for (body, message) in cases {
+        let out = vm.exchange(Exchange::request(&headers, body)).unwrap();
+        assert_eq!(out.status(), 400);
+        assert!(out.json()["error"]["message"].as_str().unwrap().contains(message), "{}", out.json());
+        assert_eq!(out.json()["type"], "invalid_request_error");
+    }
+    let no_body = vm.exchange(Exchange::request(&headers, b"")).unwrap();
+    assert_eq!(no_body.status(), 400);
+    let get = vm.exchange(Exchange::request(&[(":method", "GET"), (":path", "/admin"), ("x-bf-vk", K)], b"")).unwrap();
+    assert_eq!((get.status(), get.json()["type"].as_str()), (404, Some("not_found")));
+    // A body split in chunks is read whole.
+    let mut chunked = Exchange::request(&headers, b"");
+    chunked.request_body = CHAT_BODY.as_bytes().chunks(5).map(<[u8]>::to_vec).collect();
+    assert!(vm.exchange(chunked).unwrap().forwarded);
+}
+
+#[test]
+fn a_request_window_resets_exactly_on_time() {
+    let (proxy, mut vm, token) = with_keys(&[(K, limited(Some((2, "1m")), None))]);
+    // The clock moves past the staleness bound: the control plane keeps beating.
+    let advance = |vm: &mut Vm, ms: u64| {
+        proxy.advance_ms(ms);
+        vm.deliver(token, &heartbeat("1")).unwrap();
+    };
+    assert!(chat(&mut vm, &[("x-bf-vk", K)]).unwrap().forwarded);
+    let second = chat(&mut vm, &[("x-bf-vk", K)]).unwrap();
+    assert_eq!(second.response_header("x-ratelimit-remaining-requests").as_deref(), Some("0"));
+    assert_eq!(second.response_header("x-ratelimit-limit-requests").as_deref(), Some("2"));
+    advance(&mut vm, 15_000);
+    let refused = chat(&mut vm, &[("x-bf-vk", K)]).unwrap();
+    let reply = refused.reply.expect("the third request is refused");
+    assert_eq!((reply.status, reply.json()["type"].as_str()), (429, Some("request_limited")));
+    let header = |name: &str| reply.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    assert_eq!(header("retry-after").as_deref(), Some("45"));
+    assert_eq!(header("x-ratelimit-reset-requests").as_deref(), Some("45s"));
+    assert_eq!(
+        reply.json()["error"]["message"],
+        "Rate limit check failed: rate limit violated for VK: [request limit exceeded (3/2, resets every 1m)]"
+    );
+    advance(&mut vm, 44_999);
+    assert_eq!(chat(&mut vm, &[("x-bf-vk", K)]).unwrap().status(), 429, "1 ms before the reset");
+    advance(&mut vm, 1);
+    assert!(chat(&mut vm, &[("x-bf-vk", K)]).unwrap().forwarded, "at the reset");
+}
+
+#[test]
+fn tokens_from_json_responses_trip_the_token_limit() {
+    let (_proxy, mut vm, _) = with_keys(&[(K, limited(None, Some((20, "1h"))))]);
+    // Each answer reports 12 tokens: 12 < 20 admits the second, 24 ≥ 20 refuses the third.
+    assert!(chat(&mut vm, &[("x-bf-vk", K)]).unwrap().forwarded);
+    let second = chat(&mut vm, &[("x-bf-vk", K)]).unwrap();
+    assert_eq!(second.response_header("x-ratelimit-remaining-tokens").as_deref(), Some("8"));
+    let third = chat(&mut vm, &[("x-bf-vk", K)]).unwrap();
+    assert_eq!((third.status(), third.json()["type"].as_str()), (429, Some("token_limited")));
+    assert!(
+        third.json()["error"]["message"].as_str().unwrap().contains("token limit exceeded (24/20, resets every 1h)")
+    );
+}
+
+#[test]
+fn tokens_from_streams_split_anywhere_are_counted_and_the_added_usage_chunk_hidden() {
+    for size in [1, 3, 17, 64, SSE.len()] {
+        let (_proxy, mut vm, _) = with_keys(&[(K, limited(None, Some((100, "1h"))))]);
+        let chunks: Vec<Vec<u8>> = SSE.as_bytes().chunks(size).map(<[u8]>::to_vec).collect();
+        let out = vm.exchange(stream_exchange(r#"{"model":"gpt-4o-mini","stream":true}"#, chunks.clone())).unwrap();
+        let sent: serde_json::Value = serde_json::from_slice(&out.body).unwrap();
+        assert_eq!(sent["stream_options"]["include_usage"], true, "Warden asks for usage");
+        assert_eq!(out.response_header("content-length"), None);
+        let client = String::from_utf8(out.response_body).unwrap();
+        assert!(!client.contains("usage"), "size {size}: the client did not ask for usage: {client}");
+        assert!(client.contains("\"Hel\"") && client.ends_with("data: [DONE]\n\n"), "size {size}: {client}");
+        // A client that asks for usage gets it; both streams were counted (11 + 11).
+        let asked = r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true}}"#;
+        let out = vm.exchange(stream_exchange(asked, chunks)).unwrap();
+        assert!(String::from_utf8(out.response_body).unwrap().contains("\"total_tokens\":11"));
+        let next = chat(&mut vm, &[("x-bf-vk", K)]).unwrap();
+        assert_eq!(next.response_header("x-ratelimit-remaining-tokens").as_deref(), Some("78"), "size {size}");
+    }
+}
+
+#[test]
+fn a_team_limit_spans_its_keys_and_names_the_team() {
+    let other = "sk-bf-bbbbbbbb-0000-4000-8000-00000000000b";
+    let team = TeamRecord {
+        id: "t1".into(),
+        name: "ml-research".into(),
+        customer_id: None,
+        limits: Limits {
+            rate_limit: Some(RateLimit {
+                request_max_limit: Some(3),
+                request_reset_duration: Some("1h".into()),
+                ..RateLimit::default()
+            }),
+            calendar_aligned: true,
+            anchor_ms: 0,
+        },
+    };
+    let mut a = record("vk-a", true, None);
+    a.team_id = Some("t1".into());
+    let mut b = record("vk-b", true, None);
+    b.team_id = Some("t1".into());
+    let (_proxy, mut vm, token) = with_keys(&[(K, a), (other, b)]);
+    vm.deliver(token, &response("2", vec![named("team:t1", &team)], vec![])).unwrap();
+    for secret in [K, other, K] {
+        assert!(chat(&mut vm, &[("x-bf-vk", secret)]).unwrap().forwarded);
+    }
+    let refused = chat(&mut vm, &[("x-bf-vk", other)]).unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.json()["error"]["message"].as_str().unwrap().contains("team 'ml-research'"));
+}
+
+#[test]
+fn models_lists_only_what_the_key_may_use() {
+    let mut catalog = provider("catalog");
+    catalog.models = vec!["gpt-4o".into(), "gpt-4o-mini".into(), "o3-mini".into()];
+    let mut key = record("vk", true, None);
+    key.provider_configs = vec![grant("catalog", Some(1.0))];
+    key.provider_configs[0].blacklisted_models = vec!["o3-mini".into()];
+    let (_proxy, mut vm, token) = with_keys(&[(K, key)]);
+    vm.deliver(token, &response("2", vec![named("provider:catalog", &catalog)], vec![])).unwrap();
+    let out =
+        vm.exchange(Exchange::request(&[(":method", "GET"), (":path", "/v1/models"), ("x-bf-vk", K)], b"")).unwrap();
+    let ids: Vec<String> =
+        out.json()["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids, ["catalog/gpt-4o", "catalog/gpt-4o-mini"]);
+    let blocked = vm
+        .exchange(Exchange::request(
+            &[(":method", "POST"), (":path", "/v1/chat/completions"), ("x-bf-vk", K)],
+            br#"{"model":"o3-mini"}"#,
+        ))
+        .unwrap();
+    assert_eq!((blocked.status(), blocked.json()["type"].as_str()), (403, Some("model_blocked")));
+    assert_eq!(blocked.json()["error"]["message"], "Model 'o3-mini' is not allowed for this virtual key");
+}
