@@ -5,8 +5,8 @@
 //!   when `stream_options.include_usage` is set). Token usage is deterministic: prompt tokens =
 //!   ⌈characters of all message contents / 4⌉, completion tokens = words of the reply.
 //! - `POST /v1/embeddings`, `GET /v1/models`.
-//! - Scripting for tests: `POST /mock/script` queues replies (content, `tool_calls`, or an error
-//!   status) served in order before the default reply; `GET /mock/requests` lists what reached
+//! - Scripting for tests: `POST /mock/script` queues replies (content, `tool_calls`, an error
+//!   status, a delay) served in order before the default reply; `GET /mock/requests` lists what reached
 //!   the upstream (path, headers, body) so tests can see what Envoy forwarded.
 
 use axum::body::Bytes;
@@ -50,7 +50,7 @@ pub struct MockArgs {
 }
 
 /// A scripted reply.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScriptedReply {
     #[serde(default)]
@@ -60,6 +60,9 @@ pub struct ScriptedReply {
     /// Answer with this HTTP status and an OpenAI-style error instead.
     #[serde(default)]
     pub status: Option<u16>,
+    /// Hold the answer this long (a slow provider, requests in flight).
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
 }
 
 #[derive(Default)]
@@ -151,7 +154,10 @@ async fn chat(State(mock): State<Shared>, headers: HeaderMap, body: Bytes) -> Re
     };
     let model = body["model"].as_str().unwrap_or_default().to_owned();
     let scripted = mock.script.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
-    let reply = scripted.unwrap_or(ScriptedReply { content: None, tool_calls: None, status: None });
+    let reply = scripted.unwrap_or_default();
+    if let Some(ms) = reply.delay_ms {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     if let Some(status) = reply.status {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return error(status, "scripted upstream error", "api_error", "scripted");

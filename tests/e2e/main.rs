@@ -3,6 +3,7 @@
 //! folder for what each scenario proves.
 
 mod clients;
+mod governance;
 mod lifecycle;
 mod resilience;
 mod scale;
