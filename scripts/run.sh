@@ -3,8 +3,8 @@
 # 127.0.0.1. Ctrl-C stops all three. State lives in data/ (delete it to start afresh).
 #
 # A real OpenAI-compatible provider instead of the mock:
-#   WARDEN_UPSTREAM=https://api.openai.com PROVIDER_API_KEY=sk-... make run
-# The key is written to data/provider-key.sds.yaml (mode 600) and reaches Envoy only by SDS.
+#   WARDEN_UPSTREAM=https://api.openai.com/v1 PROVIDER_API_KEY=sk-... make run
+# The key goes to the admin API once (POST /api/providers); Envoy gets it only over SDS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,27 +32,45 @@ trap "exit 130" INT TERM
 "$WARDEN_BIN" mock-provider --addr "$MOCK" > "$DATA/logs/mock-provider.log" 2>&1 & pids+=($!)
 "$WARDEN_BIN" serve --admin-addr "$ADMIN" --xds-addr "$XDS" --data-dir "$DATA" \
   --admin-token-file "$DATA/admin-token" --filter-wasm "$WARDEN_WASM" > "$DATA/logs/warden.log" 2>&1 & pids+=($!)
-UPSTREAM=${WARDEN_UPSTREAM:-http://$MOCK}
-upstream_args=(--upstream "$UPSTREAM")
-if [[ -n ${PROVIDER_API_KEY:-} ]]; then
-  printf 'resources:\n- "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\n  name: provider-key\n  generic_secret: {secret: {inline_string: "%s"}}\n' \
-    "$PROVIDER_API_KEY" > "$DATA/provider-key.sds.yaml"
-  upstream_args+=(--upstream-sds "$DATA/provider-key.sds.yaml")
-fi
-"$WARDEN_BIN" bootstrap --listen "$LISTEN" --admin "$ENVOY_ADMIN" --xds "$XDS" "${upstream_args[@]}" --out "$DATA/envoy.yaml"
+"$WARDEN_BIN" bootstrap --listen "$LISTEN" --admin "$ENVOY_ADMIN" --xds "$XDS" --out "$DATA/envoy.yaml"
 "$ENVOY_BIN" -c "$DATA/envoy.yaml" --concurrency 2 --use-dynamic-base-id > "$DATA/logs/envoy.log" 2>&1 & pids+=($!)
 
 api() { curl -sf -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' "$@"; }
 for _ in $(seq 100); do curl -sf "http://$ADMIN/health" > /dev/null && break; sleep 0.1; done
 curl -sf "http://$ADMIN/health" > /dev/null || { echo "warden did not start; see $DATA/logs/warden.log"; exit 1; }
 
+# The provider: the mock, or the real one named by WARDEN_UPSTREAM. Created or updated on
+# every run, so switching between them needs no clean-up.
+if [[ -n ${WARDEN_UPSTREAM:-} ]]; then
+  PROVIDER=${WARDEN_PROVIDER_NAME:-openai} UPSTREAM=$WARDEN_UPSTREAM
+  PROVIDER_KEY=${PROVIDER_API_KEY:?PROVIDER_API_KEY is needed with WARDEN_UPSTREAM}
+else
+  PROVIDER=mock UPSTREAM=http://$MOCK/v1 PROVIDER_KEY=mock-provider-key
+fi
+# name, base_url, keys as JSON; the key travels in the environment, not on a command line.
+provider_json() {
+  PROVIDER_KEY=$PROVIDER_KEY "$WARDEN_PYTHON" -c 'import json,os,sys
+body = {"base_url": sys.argv[2], "keys": [{"id": "main", "value": os.environ["PROVIDER_KEY"]}]}
+if sys.argv[1]: body["name"] = sys.argv[1]
+print(json.dumps(body))' "$1" "$UPSTREAM"
+}
+if api "http://$ADMIN/api/providers/$PROVIDER" > /dev/null; then
+  api -X PUT "http://$ADMIN/api/providers/$PROVIDER" -d "$(provider_json '')" > /dev/null
+else
+  api -X POST "http://$ADMIN/api/providers" -d "$(provider_json "$PROVIDER")" > /dev/null
+fi
+
 # The demo key's secret is shown once by the API, so keep it for the next `make run`.
+demo_config='{"provider_configs":[{"provider":"'$PROVIDER'","weight":1,"allowed_models":["gpt-4o-mini"],"key_ids":["*"]}],
+  "rate_limit":{"request_max_limit":60,"request_reset_duration":"1m","token_max_limit":100000,"token_reset_duration":"1d"}}'
 if [[ ! -s $DATA/demo-key ]] || ! api "http://$ADMIN/api/governance/virtual-keys?search=demo" | grep -q '"name":"demo"'; then
-  api -X POST "http://$ADMIN/api/governance/virtual-keys" -d '{"name":"demo","description":"created by make run",
-    "provider_configs":[{"provider":"openai","weight":1,"allowed_models":["gpt-4o-mini"]}]}' \
+  api -X POST "http://$ADMIN/api/governance/virtual-keys" -d '{"name":"demo","description":"created by make run"}' \
     | "$WARDEN_PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["virtual_key"]["value"])' > "$DATA/demo-key"
 fi
 KEY=$(cat "$DATA/demo-key")
+KEY_ID=$(api "http://$ADMIN/api/governance/virtual-keys?search=demo" | "$WARDEN_PYTHON" -c 'import json,sys
+print(next(k["id"] for k in json.load(sys.stdin)["virtual_keys"] if k["name"] == "demo"))')
+api -X PUT "http://$ADMIN/api/governance/virtual-keys/$KEY_ID" -d "$demo_config" > /dev/null
 
 for _ in $(seq 100); do
   code=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $KEY" "http://$LISTEN/v1/models" || true)
@@ -64,16 +82,22 @@ cat <<MSG
 Warden is running.
   Gateway (Envoy + Warden filter)  http://$LISTEN
   Admin API                         http://$ADMIN
-  Upstream provider                 $UPSTREAM
+  Provider                          $PROVIDER at $UPSTREAM
   Logs                              $DATA/logs/
 
   Admin token: $TOKEN
   Demo key:    $KEY
 
+  Demo key: gpt-4o-mini only, 60 requests a minute, 100k tokens a day.
+
 Try:
+  curl -si http://$LISTEN/v1/chat/completions -H "authorization: Bearer $KEY" \\
+    -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'   # note x-ratelimit-*
   curl -s http://$LISTEN/v1/chat/completions -H "authorization: Bearer $KEY" \\
-    -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'
+    -d '{"model":"gpt-4o","messages":[]}'                             # 403 model_blocked
+  curl -s http://$LISTEN/v1/models -H "authorization: Bearer $KEY"   # only what the key may use
   curl -s http://$LISTEN/v1/models                                   # 401 virtual_key_required
+  curl -s http://$ADMIN/api/providers -H "authorization: Bearer $TOKEN"
   curl -s http://$ADMIN/api/governance/virtual-keys -H "authorization: Bearer $TOKEN"
   curl -s -X POST http://$ADMIN/api/governance/virtual-keys -H "authorization: Bearer $TOKEN" \\
     -d '{"name":"team-a"}'                                           # a new key, shown once
