@@ -149,6 +149,22 @@ async fn wait_status(url: &str, key: &str, status: u16, limit: Duration) -> anyh
     }
 }
 
+/// Waits until a chat completion through `url` succeeds (the provider clusters and their
+/// secrets arrive over xDS after Envoy is up).
+async fn wait_chat(http: &reqwest::Client, url: &str, key: &str, body: &str, limit: Duration) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        let req = http.post(url).bearer_auth(key).header("content-type", "application/json").body(body.to_owned());
+        if req.send().await.is_ok_and(|r| r.status() == 200) {
+            return Ok(());
+        }
+        if start.elapsed() > limit {
+            bail!("{url} did not serve a chat completion within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The run with the median p99 (then throughput): a field-wise median would mix runs.
 fn median(runs: impl Iterator<Item = anyhow::Result<Measured>>) -> anyhow::Result<Measured> {
     let mut runs = runs.collect::<anyhow::Result<Vec<_>>>()?;
@@ -211,10 +227,24 @@ async fn main() -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Full governance: two providers drawn by weight, a model allow-list with a regex, request
+    // and token limits on the key and on each of its provider configs (never reached).
+    for name in ["mock", "mock-b"] {
+        let provider = json!({"name": name, "base_url": format!("http://127.0.0.1:{mock_port}/v1"),
+                              "keys": [{"id": "main", "value": format!("sk-{name}-provider-key")}]});
+        let resp = http.post(format!("{admin}/api/providers")).bearer_auth(ADMIN_TOKEN).json(&provider).send().await?;
+        anyhow::ensure!(resp.status() == 201, "creating provider {name}: {}", resp.text().await?);
+    }
+    let limits = json!({"request_max_limit": 1_000_000_000u64, "request_reset_duration": "1h",
+                        "token_max_limit": 1_000_000_000_000u64, "token_reset_duration": "1d"});
+    let grant = |p: &str| {
+        json!({"provider": p, "weight": 0.5, "allowed_models": ["gpt-4o", "regex:gpt-4o-mini.*"],
+               "blacklisted_models": ["gpt-4o-realtime"], "key_ids": ["*"], "rate_limit": limits})
+    };
     let created: Value = http
         .post(format!("{admin}/api/governance/virtual-keys"))
         .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"name": "bench"}))
+        .json(&json!({"name": "bench", "provider_configs": [grant("mock"), grant("mock-b")], "rate_limit": limits}))
         .send()
         .await?
         .json()
@@ -229,7 +259,7 @@ async fn main() -> anyhow::Result<()> {
         ("mock provider, direct", None),
         ("Envoy, no filter", Some(("bare", None))),
         ("Envoy + empty proxy-wasm filter", Some(("wasm", Some(&args.empty_wasm)))),
-        ("Envoy + Warden filter", Some(("warden", None))),
+        ("Envoy + Warden filter, full governance", Some(("warden", None))),
     ];
     // Every set-up runs at once and the measurements interleave round by round, so a slow
     // moment of this shared machine hits all set-ups alike instead of one.
@@ -244,8 +274,11 @@ async fn main() -> anyhow::Result<()> {
                 render
                     .args(["bootstrap", "--mode", mode, "--listen", &format!("127.0.0.1:{listen}")])
                     .args(["--admin", &format!("127.0.0.1:{envoy_admin}"), "--xds", &format!("127.0.0.1:{xds_port}")])
-                    .args(["--upstream", &format!("http://127.0.0.1:{mock_port}"), "--out"])
+                    .arg("--out")
                     .arg(&bootstrap);
+                if mode != "warden" {
+                    render.args(["--upstream", &format!("http://127.0.0.1:{mock_port}")]);
+                }
                 if let Some(wasm) = wasm {
                     render.arg("--wasm").arg(wasm);
                 }
@@ -258,8 +291,8 @@ async fn main() -> anyhow::Result<()> {
                     ]),
                     &dir.join(format!("envoy-{mode}.log")),
                 )?;
-                let models = format!("http://127.0.0.1:{listen}/v1/models");
-                wait_status(&models, &key, 200, Duration::from_secs(30)).await?;
+                let chat = format!("http://127.0.0.1:{listen}/v1/chat/completions");
+                wait_chat(&http, &chat, &key, &body, Duration::from_secs(30)).await?;
                 let pid = envoy.0.id();
                 envoys.push(envoy);
                 (format!("http://127.0.0.1:{listen}/v1/chat/completions"), Some(pid))

@@ -28,7 +28,7 @@ enum Phase {
     /// Nothing decided yet, or answered locally.
     Idle,
     /// Key admitted; the body decides the rest.
-    AwaitingBody { key: VirtualKeyRecord, endpoint: Endpoint, query: String },
+    AwaitingBody { key: Box<VirtualKeyRecord>, endpoint: Endpoint, query: String },
     /// Sent upstream; the response's usage is still to be charged.
     Dispatched(Box<Dispatched>),
 }
@@ -155,8 +155,11 @@ impl HttpContext for WardenRequest {
                 .deny(&Denial::BadRequest("the request has no body; it needs a JSON body with 'model'".into()), &none);
         }
         let query = path.splitn(2, |b| *b == b'?').nth(1).unwrap_or_default();
-        self.phase =
-            Phase::AwaitingBody { key: admitted.record, endpoint, query: String::from_utf8_lossy(query).into_owned() };
+        self.phase = Phase::AwaitingBody {
+            key: Box::new(admitted.record),
+            endpoint,
+            query: String::from_utf8_lossy(query).into_owned(),
+        };
         // Routing waits for `model` in the body (needs `allow_on_headers_stop_iteration`).
         Action::Pause
     }
@@ -179,7 +182,7 @@ impl HttpContext for WardenRequest {
         let (report, decision) =
             govern::inference(&key, endpoint, &query, &body, &SharedRecords, &SharedCounters, now, random::next());
         match decision {
-            Ok(dispatch) => self.dispatch(key.id, dispatch, report, body_size),
+            Ok(dispatch) => self.dispatch(key.id.clone(), dispatch, report, body_size),
             Err(denial) => self.deny(&denial, &report),
         }
     }

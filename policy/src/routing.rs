@@ -3,6 +3,8 @@
 
 use crate::Denial;
 use crate::records::{ProviderGrant, ProviderRecord, VirtualKeyRecord};
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 /// One entry of `allowed_models` or `blacklisted_models`.
 #[derive(Debug, Clone)]
@@ -36,10 +38,29 @@ impl ModelPattern {
     }
 }
 
+/// How many compiled `regex:` patterns a thread keeps; beyond it the cache starts afresh.
+const COMPILED_PATTERNS: usize = 256;
+
+thread_local! {
+    // Compiling a pattern costs far more than matching it, and a filter VM sees the same few
+    // patterns on every request: each VM (one thread) keeps them compiled.
+    static COMPILED: RefCell<HashMap<String, Option<ModelPattern>>> = RefCell::new(HashMap::new());
+}
+
 /// Whether any entry of `list` matches; an entry that does not parse matches nothing (the
 /// admin API refuses such entries, so this only guards against a hand-made record).
 fn any_matches(list: &[String], model: &str, catalogue: &[String]) -> bool {
-    list.iter().any(|entry| ModelPattern::parse(entry).is_ok_and(|p| p.matches(model, catalogue)))
+    list.iter().any(|entry| match entry.strip_prefix("regex:") {
+        None => ModelPattern::parse(entry).is_ok_and(|p| p.matches(model, catalogue)),
+        Some(_) => COMPILED.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if cache.len() >= COMPILED_PATTERNS && !cache.contains_key(entry) {
+                cache.clear();
+            }
+            let pattern = cache.entry(entry.clone()).or_insert_with(|| ModelPattern::parse(entry).ok());
+            pattern.as_ref().is_some_and(|p| p.matches(model, catalogue))
+        }),
+    })
 }
 
 /// Whether a grant admits a model: the blacklist wins, then the allow-list decides.

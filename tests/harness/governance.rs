@@ -209,3 +209,64 @@ fn models_lists_only_what_the_key_may_use() {
     assert_eq!((blocked.status(), blocked.json()["type"].as_str()), (403, Some("model_blocked")));
     assert_eq!(blocked.json()["error"]["message"], "Model 'o3-mini' is not allowed for this virtual key");
 }
+
+/// The filter's hot path in wasm instructions per callback, for a fully governed request: two
+/// weighted providers, a model allow-list with a regex, request and token limits on the key
+/// and its provider config, a 1 KiB body and a JSON answer. Deterministic, so a budget guards
+/// against regressions; `make bench` prints the figures for the README.
+#[test]
+fn hot_path_instruction_profile() {
+    let limits = RateLimit {
+        request_max_limit: Some(1 << 40),
+        request_reset_duration: Some("1h".into()),
+        token_max_limit: Some(1 << 50),
+        token_reset_duration: Some("1d".into()),
+    };
+    let mut key = record("vk-bench", true, None);
+    key.limits.rate_limit = Some(limits.clone());
+    key.provider_configs = ["mock", "mock-b"]
+        .map(|p| {
+            let mut g = grant(p, Some(0.5));
+            g.allowed_models = vec!["gpt-4o".into(), "regex:gpt-4o-mini.*".into()];
+            g.rate_limit = Some(limits.clone());
+            g
+        })
+        .to_vec();
+    let (_proxy, mut vm, token) = with_keys(&[(K, key)]);
+    vm.deliver(token, &response("2", vec![named("provider:mock-b", &provider("mock-b"))], vec![])).unwrap();
+    let body = serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x".repeat(900)}]})
+        .to_string();
+    let bearer = format!("Bearer {K}");
+    let headers = [
+        (":method", "POST"),
+        (":path", "/v1/chat/completions"),
+        ("content-type", "application/json"),
+        ("authorization", bearer.as_str()),
+    ];
+    let run = |vm: &mut Vm| {
+        let exchange = Exchange::request(&headers, body.as_bytes()).respond(
+            200,
+            "application/json",
+            vec![USAGE_BODY.as_bytes().to_vec()],
+        );
+        vm.exchange(exchange).unwrap()
+    };
+    run(&mut vm); // the first request pays one-off costs (allocator growth, compiled patterns)
+    let out = run(&mut vm);
+    assert!(out.forwarded);
+    let phases = [
+        "proxy_on_request_headers",
+        "proxy_on_request_body",
+        "proxy_on_response_headers",
+        "proxy_on_response_body",
+        "proxy_on_log",
+    ];
+    let total: u64 = phases.iter().map(|p| out.instructions.get(*p).copied().unwrap_or(0)).sum();
+    for phase in phases {
+        let n = out.instructions.get(phase).copied().unwrap_or(0);
+        eprintln!("filter profile: {phase:<28} {n:>9} wasm instructions");
+    }
+    eprintln!("filter profile: {:<28} {total:>9} wasm instructions", "total");
+    // A budget, not a timing: several times today's count would mean something went badly wrong.
+    assert!(total < 2_000_000, "{total} instructions for one governed request");
+}

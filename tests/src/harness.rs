@@ -117,6 +117,8 @@ pub struct Outcome {
     pub response_body: Vec<u8>,
     /// Foreign functions the filter called, by name.
     pub foreign_calls: Vec<String>,
+    /// Wasm instructions each callback ran (wasmtime fuel), by export name.
+    pub instructions: BTreeMap<String, u64>,
 }
 
 fn find(headers: &[(String, Vec<u8>)], name: &str) -> Option<String> {
@@ -160,6 +162,8 @@ pub struct VmState {
     response_headers_readable: bool,
     response_body: Vec<u8>,
     foreign_calls: Vec<String>,
+    /// Wasm instructions run per callback since the exchange began.
+    instructions: BTreeMap<String, u64>,
     reply: Option<LocalReply>,
     streams: BTreeMap<u32, GrpcStream>,
     next_token: u32,
@@ -180,7 +184,11 @@ type Result<T> = wasmtime::Result<T>;
 
 impl Proxy {
     pub fn load(path: &Path) -> Proxy {
-        let engine = Engine::default();
+        // Fuel counts the wasm instructions each callback runs: a deterministic profile of the
+        // filter's hot path (see `Outcome::instructions`).
+        let mut config = wasmtime::Config::new();
+        config.consume_fuel(true);
+        let engine = Engine::new(&config).unwrap_or_else(|e| panic!("wasmtime engine: {e}"));
         let module = Module::from_file(&engine, path).unwrap_or_else(|e| panic!("loading {}: {e}", path.display()));
         Proxy { engine, module, shared: Arc::default() }
     }
@@ -215,6 +223,7 @@ impl Proxy {
             response_headers_readable: false,
             response_body: Vec::new(),
             foreign_calls: Vec::new(),
+            instructions: BTreeMap::new(),
             reply: None,
             streams: BTreeMap::new(),
             next_token: 1,
@@ -224,6 +233,7 @@ impl Proxy {
             logs: Vec::new(),
         };
         let mut store = Store::new(&self.engine, state);
+        store.set_fuel(u64::MAX)?;
         let mut linker = Linker::new(&self.engine);
         define_host(&mut linker)?;
         linker.define_unknown_imports_as_traps(&self.module)?;
@@ -238,7 +248,11 @@ impl Proxy {
 impl Vm {
     fn call<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(&mut self, name: &str, params: P) -> Result<R> {
         let f: TypedFunc<P, R> = self.instance.get_typed_func(&mut self.store, name)?;
-        f.call(&mut self.store, params)
+        let before = self.store.get_fuel()?;
+        let result = f.call(&mut self.store, params);
+        let used = before.saturating_sub(self.store.get_fuel()?);
+        *self.store.data_mut().instructions.entry(name.to_owned()).or_default() += used;
+        result
     }
 
     /// A new root context with `plugin_config`, as Envoy does for every configuration update.
@@ -280,6 +294,7 @@ impl Vm {
             state.headers_readable = true;
             state.reply = None;
             state.foreign_calls.clear();
+            state.instructions.clear();
         }
         self.call::<(i32, i32), ()>("proxy_on_context_create", (ctx, self.root as i32))?;
         let n = self.store.data().request_headers.len() as i32;
@@ -348,6 +363,7 @@ impl Vm {
             response_headers: std::mem::take(&mut state.response_headers),
             response_body,
             foreign_calls: state.foreign_calls.clone(),
+            instructions: std::mem::take(&mut state.instructions),
         })
     }
 
@@ -739,7 +755,17 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
             None => NOT_FOUND,
         }
     })?;
-    // WASI: the filter writes nothing to stdio and reads no environment.
+    // WASI: random bytes (std's hash maps seed from them; Envoy provides them too), no stdio
+    // output, no environment.
+    linker.func_wrap(
+        "wasi_snapshot_preview1",
+        "random_get",
+        |mut c: Caller<'_, VmState>, ptr: i32, len: i32| -> Result<i32> {
+            let bytes: Vec<u8> = (0..len as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect();
+            write(&mut c, ptr, &bytes)?;
+            Ok(0)
+        },
+    )?;
     linker.func_wrap(
         "wasi_snapshot_preview1",
         "environ_sizes_get",
