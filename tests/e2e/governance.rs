@@ -283,3 +283,79 @@ async fn the_provider_key_reaches_the_provider_and_nothing_else() {
     assert!(!seen_by_operators.contains(MOCK_PROVIDER_KEY), "the provider key leaked");
     assert!(!seen_by_operators.contains(&key.secret), "the virtual key leaked");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_wide_and_model_wide_limits_hold_for_every_key() {
+    let stack = Stack::start().await;
+    let limit = |n: u64| json!({"request_max_limit": n, "request_reset_duration": "1h"});
+    let (status, body) =
+        stack.admin_call(Method::PUT, "/api/providers/mock", Some(json!({"rate_limit": limit(5)}))).await;
+    assert_eq!(status, 200, "{body}");
+    let model = json!({"model_name": "gpt-4o", "rate_limit": limit(2)});
+    let (status, body) = stack.admin_call(Method::POST, "/api/governance/model-configs", Some(model)).await;
+    assert_eq!(status, 200, "{body}");
+    let a = stack.create_key(json!({"name": "a"})).await;
+    let b = stack.create_key(json!({"name": "b"})).await;
+    stack.wait_for_status(&b.secret, 200, Duration::from_secs(5)).await;
+    let chat = |secret: &str, model: &str| {
+        let body = json!({"model": model, "messages": [{"role": "user", "content": "Hi"}]});
+        let req = stack.http.post(stack.gateway("/v1/chat/completions")).bearer_auth(secret).json(&body);
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    // gpt-4o: two a day for everyone, whichever key.
+    assert_eq!(chat(&a.secret, "gpt-4o").await.0, 200);
+    assert_eq!(chat(&b.secret, "gpt-4o").await.0, 200);
+    let (status, body) = chat(&a.secret, "gpt-4o").await;
+    assert_eq!(status, 429);
+    assert!(body["error"]["message"].as_str().unwrap().contains("Model:gpt-4o"), "{body}");
+    // The provider: five in all; two gpt-4o went through, so three more of anything.
+    for secret in [&a.secret, &b.secret, &a.secret] {
+        assert_eq!(chat(secret, "gpt-4o-mini").await.0, 200);
+    }
+    let (status, body) = chat(&b.secret, "gpt-4o-mini").await;
+    assert_eq!(status, 429);
+    assert!(body["error"]["message"].as_str().unwrap().contains("provider 'mock'"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_provider_becomes_a_verified_tls_cluster_that_envoy_accepts() {
+    let stack = Stack::start().await;
+    let provider = json!({"name": "openai", "base_url": "https://api.openai.com/v1",
+                          "keys": [{"id": "prod", "value": "sk-openai-secret-0123456789"}]});
+    assert_eq!(stack.admin_call(Method::POST, "/api/providers", Some(provider)).await.0, 201);
+    stack
+        .wait_for("the TLS cluster", Duration::from_secs(10), || async {
+            stack.config_dump("dynamic_active_clusters").await.contains("warden-provider/openai/prod")
+        })
+        .await;
+    let clusters = stack.config_dump("dynamic_active_clusters").await;
+    assert!(clusters.contains("\"sni\": \"api.openai.com\""), "{clusters}");
+    assert!(clusters.contains("ca-certificates.crt"), "the upstream certificate is verified");
+    let (_, nodes) = stack.admin_call(Method::GET, "/api/envoy/nodes", None).await;
+    let node = &nodes["nodes"][0];
+    assert!(node["resources"]["clusters"]["nack"].is_null(), "{node}");
+    assert!(node["resources"]["secrets"]["nack"].is_null(), "{node}");
+    assert!(!stack.config_dump("").await.contains("sk-openai-secret-0123456789"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_are_governed_like_chats() {
+    let stack = Stack::start().await;
+    let key = stack
+        .create_key(json!({"name": "embed", "rate_limit": {"token_max_limit": 1, "token_reset_duration": "1h"}}))
+        .await;
+    stack.wait_for_status(&key.secret, 200, Duration::from_secs(5)).await;
+    let embed = || {
+        let body = json!({"model": "text-embedding-3-small", "input": "hello world"});
+        stack.http.post(stack.gateway("/v1/embeddings")).bearer_auth(&key.secret).json(&body).send()
+    };
+    let first = embed().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let body: Value = first.json().await.unwrap();
+    assert!(body["usage"]["total_tokens"].as_u64().unwrap() >= 1, "{body}");
+    let second = embed().await.unwrap();
+    assert_eq!(second.status(), 429, "the embedding's tokens were counted");
+}

@@ -14,6 +14,8 @@ mod virtual_keys;
 #[cfg(test)]
 mod governance_tests;
 #[cfg(test)]
+mod provider_tests;
+#[cfg(test)]
 mod tests;
 
 pub use error::ApiError;

@@ -109,7 +109,7 @@ pub async fn create(
         updated_at: now,
     };
     provider.validate()?;
-    state.store.insert_provider(&provider).await?;
+    state.store.insert_provider(&provider).await.map_err(ApiError::on_write("provider"))?;
     publish(&state).await?;
     tracing::info!(name = %provider.name, keys = provider.keys.len(), "provider created");
     let body = json!({"message": "Provider created successfully", "provider": view(&provider)});

@@ -181,19 +181,22 @@ impl SotwStream {
                 continue;
             }
             let set = self.cache.resources(&type_url);
-            let resources: Vec<Any> = set
-                .resources
-                .iter()
-                .filter(|(name, _)| wildcard || sub.names.contains(name))
-                .map(|(_, r)| r.clone())
-                .collect();
-            // A subset of the type's resources is versioned by what it holds.
-            let version = if resources.len() == set.resources.len() {
-                set.version
+            let selected: Vec<(&String, &Any)> =
+                set.resources.iter().filter(|(name, _)| wildcard || sub.names.contains(name)).collect();
+            // The filter and wildcard clusters are the cache's whole set and keep its version.
+            // Resources asked for by name (secrets) are versioned by the names and what is sent,
+            // not by the set's version: a change to a resource not asked for must neither resend
+            // them nor unpark a NACK of them.
+            let version = if wildcard || label == "filter" {
+                set.version.clone()
             } else {
-                let names: Vec<u8> = sub.names.join("\n").into_bytes();
-                format!("{}-{}", set.version, content_version(&names))
+                let mut bytes: Vec<u8> = sub.names.join("\n").into_bytes();
+                for (name, resource) in &selected {
+                    bytes.extend(name.bytes().chain(resource.value.iter().copied()));
+                }
+                content_version(&bytes)
             };
+            let resources: Vec<Any> = selected.into_iter().map(|(_, r)| r.clone()).collect();
             if label == "filter" && resources.is_empty() {
                 continue;
             }

@@ -1,5 +1,5 @@
-//! The ADS server over a real gRPC connection: nonces, ACK, NACK parking, delta chunks and
-//! removals.
+//! The ADS server over a real gRPC connection: nonces, ACK, NACK parking (the filter, clusters
+//! and secrets share one stream, each type on its own), delta chunks and removals.
 
 use super::*;
 use crate::xds::cache::FilterConfig;
@@ -132,4 +132,186 @@ async fn delta_sends_differences_in_chunks_then_changes_and_removals() {
     }
     seen.sort();
     assert_eq!(seen, ["+k0002", "-k0001"]);
+}
+
+// === CDS and SDS on the state-of-the-world stream ===
+
+/// One Envoy-like ADS stream of node `n1`.
+struct Envoy {
+    tx: mpsc::Sender<DiscoveryRequest>,
+    responses: Streaming<DiscoveryResponse>,
+}
+
+impl Envoy {
+    async fn connect(cache: &Arc<Cache>, nodes: &Arc<NodeRegistry>) -> Envoy {
+        let mut client = serve(cache.clone(), nodes.clone()).await;
+        let (tx, rx) = mpsc::channel(4);
+        let responses = client.stream_aggregated_resources(ReceiverStream::new(rx)).await.unwrap().into_inner();
+        Envoy { tx, responses }
+    }
+
+    /// Asks for `names` of `type_url`; `answering` is the response this request ACKs, or NACKs
+    /// with `error`.
+    async fn request(
+        &self,
+        type_url: String,
+        names: &[&str],
+        answering: Option<&DiscoveryResponse>,
+        error: Option<&str>,
+    ) {
+        let request = DiscoveryRequest {
+            node: Some(Node { id: "n1".into(), ..Default::default() }),
+            type_url,
+            resource_names: names.iter().map(|n| n.to_string()).collect(),
+            version_info: answering.map(|r| r.version_info.clone()).unwrap_or_default(),
+            response_nonce: answering.map(|r| r.nonce.clone()).unwrap_or_default(),
+            error_detail: error.map(|m| rpc::Status { code: 3, message: m.into(), ..Default::default() }),
+            ..Default::default()
+        };
+        self.tx.send(request).await.unwrap();
+    }
+
+    /// Every response until the stream goes quiet.
+    async fn drain(&mut self) -> Vec<DiscoveryResponse> {
+        let mut all = Vec::new();
+        while let Some(response) = next(&mut self.responses).await {
+            all.push(response);
+        }
+        all
+    }
+}
+
+/// Clusters and secrets named `warden-provider/<key>` and `warden-provider-key/<key>`; a
+/// secret holds `value`.
+fn publish(cache: &Cache, keys: &[(&str, &str)]) {
+    let secrets = keys.iter().map(|(key, value)| {
+        let name = format!("warden-provider-key/{key}");
+        let secret = Any { type_url: Secret::type_url(), value: format!("{name}={value}").into_bytes() };
+        (name, secret)
+    });
+    cache.set_resources(&Secret::type_url(), secrets.collect());
+    let clusters = keys.iter().map(|(key, _)| {
+        let name = format!("warden-provider/{key}");
+        (name.clone(), Any { type_url: Cluster::type_url(), value: name.into_bytes() })
+    });
+    cache.set_resources(&Cluster::type_url(), clusters.collect());
+}
+
+/// The names of the resources a response carries (the fakes above hold their own name).
+fn carried(response: &DiscoveryResponse) -> Vec<String> {
+    response.resources.iter().map(|r| String::from_utf8_lossy(&r.value).into_owned()).collect()
+}
+
+/// Waits (briefly) until the node's status satisfies `check`.
+async fn node_status(nodes: &NodeRegistry, check: impl Fn(&super::super::status::NodeStatus) -> bool) {
+    for _ in 0..100 {
+        if nodes.all().first().is_some_and(&check) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("node status never matched: {:?}", nodes.all());
+}
+
+#[tokio::test]
+async fn clusters_are_a_wildcard_and_secrets_are_sent_only_once_asked_for() {
+    let (cache, nodes) = (Arc::new(Cache::default()), Arc::new(NodeRegistry::default()));
+    publish(&cache, &[("a", "key-a")]);
+    let mut envoy = Envoy::connect(&cache, &nodes).await;
+
+    envoy.request(Cluster::type_url(), &[], None, None).await;
+    let cds = next(&mut envoy.responses).await.expect("every cluster");
+    assert_eq!(
+        (cds.type_url.as_str(), carried(&cds)),
+        (Cluster::type_url().as_str(), vec!["warden-provider/a".into()])
+    );
+    assert_eq!(cds.version_info, cache.resources(&Cluster::type_url()).version);
+
+    // Envoy ACKs the clusters and, warming them, asks for their secret.
+    envoy.request(Cluster::type_url(), &[], Some(&cds), None).await;
+    envoy.request(Secret::type_url(), &["warden-provider-key/a"], None, None).await;
+    let sds = next(&mut envoy.responses).await.expect("the secret asked for");
+    assert_eq!(sds.type_url, Secret::type_url());
+    assert_eq!(carried(&sds), ["warden-provider-key/a=key-a"]);
+    assert_ne!(sds.nonce, cds.nonce);
+    let status = &nodes.all()[0];
+    assert_eq!(status.resources["clusters"].acked_version.as_deref(), Some(cds.version_info.as_str()));
+    envoy.request(Secret::type_url(), &["warden-provider-key/a"], Some(&sds), None).await;
+
+    // A second key: the clusters are sent again; its secret only once Envoy asks for it.
+    publish(&cache, &[("a", "key-a"), ("b", "key-b")]);
+    let sent = envoy.drain().await;
+    let [cds2] = sent.as_slice() else { panic!("one response expected: {sent:?}") };
+    assert_eq!(cds2.type_url, Cluster::type_url());
+    assert_eq!(carried(cds2), ["warden-provider/a", "warden-provider/b"]);
+    assert_ne!(cds2.version_info, cds.version_info);
+
+    envoy.request(Cluster::type_url(), &[], Some(cds2), None).await;
+    envoy.request(Secret::type_url(), &["warden-provider-key/a", "warden-provider-key/b"], Some(&sds), None).await;
+    let sds2 = next(&mut envoy.responses).await.expect("both secrets");
+    assert_eq!(sds2.type_url, Secret::type_url());
+    assert_eq!(carried(&sds2), ["warden-provider-key/a=key-a", "warden-provider-key/b=key-b"]);
+    assert!(envoy.drain().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_nacked_cluster_version_is_parked_while_secrets_keep_flowing() {
+    let (cache, nodes) = (Arc::new(Cache::default()), Arc::new(NodeRegistry::default()));
+    publish(&cache, &[("a", "key-a")]);
+    let mut envoy = Envoy::connect(&cache, &nodes).await;
+    envoy.request(Cluster::type_url(), &[], None, None).await;
+    let cds = next(&mut envoy.responses).await.expect("the clusters");
+    envoy.request(Secret::type_url(), &["warden-provider-key/a"], None, None).await;
+    let sds = next(&mut envoy.responses).await.expect("the secret");
+
+    envoy.request(Cluster::type_url(), &[], Some(&cds), Some("cluster: unknown upstream filter")).await;
+    node_status(&nodes, |s| s.resources.get("clusters").is_some_and(|c| c.nack.is_some())).await;
+    let nack = nodes.all()[0].resources["clusters"].nack.clone().unwrap();
+    assert_eq!((nack.version, nack.reason.as_str()), (cds.version_info.clone(), "cluster: unknown upstream filter"));
+    assert!(envoy.drain().await.is_empty(), "a NACKed version was resent");
+
+    // Nonces are per type: each of these answers the other type's response, so is stale.
+    envoy.request(Cluster::type_url(), &[], Some(&sds), None).await;
+    envoy.request(Secret::type_url(), &["warden-provider-key/a"], Some(&cds), Some("stale")).await;
+
+    // A rotated key flows; the parked clusters, unchanged, are not resent.
+    publish(&cache, &[("a", "key-a-rotated")]);
+    let sent = envoy.drain().await;
+    let [sds2] = sent.as_slice() else { panic!("one response expected: {sent:?}") };
+    assert_eq!(
+        (sds2.type_url.clone(), carried(sds2)),
+        (Secret::type_url(), vec!["warden-provider-key/a=key-a-rotated".into()])
+    );
+    let status = &nodes.all()[0];
+    assert!(status.resources["clusters"].acked_version.is_none(), "a stale ACK was recorded");
+    assert!(status.resources["clusters"].nack.is_some(), "a stale ACK cleared the NACK");
+    assert!(!status.resources.contains_key("secrets"), "a stale NACK was recorded: {status:?}");
+
+    // A change to the clusters unparks them; its ACK is recorded and clears the NACK.
+    publish(&cache, &[("a", "key-a-rotated"), ("b", "key-b")]);
+    let sent = envoy.drain().await;
+    let cds2 = sent.iter().find(|r| r.type_url == Cluster::type_url()).expect("the changed clusters");
+    assert_eq!(carried(cds2), ["warden-provider/a", "warden-provider/b"]);
+    envoy.request(Cluster::type_url(), &[], Some(cds2), None).await;
+    let acked = cds2.version_info.clone();
+    node_status(&nodes, |s| s.resources["clusters"].acked_version.as_ref() == Some(&acked)).await;
+    assert!(nodes.all()[0].resources["clusters"].nack.is_none());
+}
+
+#[tokio::test]
+async fn a_nacked_secret_stays_parked_when_another_secret_changes() {
+    let (cache, nodes) = (Arc::new(Cache::default()), Arc::new(NodeRegistry::default()));
+    publish(&cache, &[("a", "key-a"), ("b", "key-b")]);
+    let mut envoy = Envoy::connect(&cache, &nodes).await;
+    envoy.request(Secret::type_url(), &["warden-provider-key/a"], None, None).await;
+    let sds = next(&mut envoy.responses).await.expect("the secret");
+    envoy.request(Secret::type_url(), &["warden-provider-key/a"], Some(&sds), Some("bad secret")).await;
+    node_status(&nodes, |s| s.resources.get("secrets").is_some_and(|c| c.nack.is_some())).await;
+
+    publish(&cache, &[("a", "key-a"), ("b", "key-b-rotated")]);
+    assert!(envoy.drain().await.is_empty(), "the rejected secret was resent unchanged");
+    publish(&cache, &[("a", "key-a-rotated"), ("b", "key-b-rotated")]);
+    let sent = envoy.drain().await;
+    let [sds2] = sent.as_slice() else { panic!("one response expected: {sent:?}") };
+    assert_eq!(carried(sds2), ["warden-provider-key/a=key-a-rotated"]);
 }
