@@ -177,6 +177,7 @@ async fn models_and_providers_are_refused_by_name_and_models_list_is_filtered() 
             stack.config_dump("dynamic_active_secrets").await.contains("warden-provider-key/catalog/c")
         })
         .await;
+    stack.wait_for_status(&key.secret, 200, Duration::from_secs(5)).await;
     let models: Value = stack
         .http
         .get(stack.gateway("/v1/models"))

@@ -120,7 +120,8 @@ impl Stack {
         self.warden = None;
     }
 
-    /// Starts Envoy and waits until it is ready and holds the provider keys' secrets.
+    /// Starts Envoy and waits until it is ready, holds the provider keys' secrets and its filter
+    /// has heard from the control plane.
     pub async fn start_envoy(&mut self) {
         let bootstrap = self.dir.path().join("envoy.yaml");
         let status = Command::new(warden_bin())
@@ -143,6 +144,10 @@ impl Stack {
         .await;
         self.wait_for("the provider key's secret", Duration::from_secs(10), || async {
             self.config_dump("dynamic_active_secrets").await.contains("warden-provider-key/")
+        })
+        .await;
+        self.wait_for("the filter's policy", Duration::from_secs(10), || async {
+            self.envoy_stat("wasmcustom.warden_policy_version").await.is_some_and(|v| v > 0)
         })
         .await;
     }
