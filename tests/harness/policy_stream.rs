@@ -81,7 +81,8 @@ fn a_new_stream_lists_what_this_envoy_holds() {
     let again = vm.open_stream().expect("reconnected");
     assert_ne!(again, token);
     let subscribe = last_sent(&vm, again);
-    let held: Vec<&String> = subscribe.initial_resource_versions.keys().collect();
+    let mut held: Vec<&String> = subscribe.initial_resource_versions.keys().collect();
+    held.sort();
     assert_eq!(held, [&"provider:mock".to_string(), &key_name(A)]);
     assert_eq!(subscribe.initial_resource_versions[&key_name(A)], resource(A, &record("id-a", true, None)).version);
     // Meanwhile the last policy keeps being enforced.
