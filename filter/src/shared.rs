@@ -13,7 +13,10 @@
 
 use crate::host;
 use serde::de::DeserializeOwned;
-use std::collections::BTreeMap;
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 use warden_policy::limits::Counters;
 use warden_policy::{RecordKind, SyncStatus};
 
@@ -28,10 +31,37 @@ fn record_key(name: &str) -> String {
     key
 }
 
+/// How many parsed records a VM keeps; beyond it the cache starts afresh.
+const PARSED_RECORDS: usize = 4_096;
+
+thread_local! {
+    // Records parsed by this VM, by shared-data key, with the CAS token they were read at: a
+    // record that has not changed since is not parsed again.
+    static PARSED: RefCell<HashMap<String, (u32, Rc<dyn Any>)>> = RefCell::new(HashMap::new());
+}
+
 /// The record of one kind and id, if this Envoy holds a readable one.
-pub fn record<T: DeserializeOwned>(kind: RecordKind, id: &str) -> Option<T> {
-    let (value, _) = host::shared_get(&record_key(&kind.name(id)));
-    serde_json::from_slice(&value?).ok()
+pub fn record<T: DeserializeOwned + Clone + 'static>(kind: RecordKind, id: &str) -> Option<T> {
+    let key = record_key(&kind.name(id));
+    let (value, cas) = host::shared_get(&key);
+    let (value, cas) = (value?, cas.unwrap_or(0));
+    let cached = PARSED.with(|parsed| {
+        let parsed = parsed.borrow();
+        let (at, record) = parsed.get(&key)?;
+        (*at == cas && cas != 0).then(|| record.clone().downcast::<T>().ok()).flatten()
+    });
+    if let Some(record) = cached {
+        return Some(T::clone(&record));
+    }
+    let record: T = serde_json::from_slice(&value).ok()?;
+    PARSED.with(|parsed| {
+        let mut parsed = parsed.borrow_mut();
+        if parsed.len() >= PARSED_RECORDS {
+            parsed.clear();
+        }
+        parsed.insert(key, (cas, Rc::new(record.clone())));
+    });
+    Some(record)
 }
 
 pub fn sync_status() -> Option<SyncStatus> {

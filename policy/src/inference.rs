@@ -3,6 +3,7 @@
 //! response reports (JSON or server-sent events).
 
 use crate::Denial;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// The endpoints Warden governs.
@@ -52,10 +53,10 @@ impl Endpoint {
     }
 }
 
-/// An inference request body, parsed.
+/// An inference request body: the few fields Warden reads, and the bytes as sent.
 #[derive(Debug, Clone, PartialEq)]
-pub struct InferenceBody {
-    body: Map<String, Value>,
+pub struct InferenceBody<'b> {
+    bytes: &'b [u8],
     /// The `model` as sent.
     pub model: String,
     /// Whether the response will be a stream of server-sent events.
@@ -64,39 +65,48 @@ pub struct InferenceBody {
     pub client_wants_usage: bool,
 }
 
-impl InferenceBody {
-    /// Parses a request body; refuses what is not a JSON object with a string `model`.
-    pub fn parse(bytes: &[u8]) -> Result<InferenceBody, Denial> {
-        let value: Value = serde_json::from_slice(bytes)
-            .map_err(|e| Denial::BadRequest(format!("the request body is not valid JSON: {e}")))?;
-        let Value::Object(body) = value else {
-            return Err(Denial::BadRequest("the request body must be a JSON object".into()));
-        };
-        let model = match body.get("model") {
-            Some(Value::String(m)) if !m.trim().is_empty() => m.clone(),
+/// The fields Warden reads. Everything else is skipped without being built, so reading a large
+/// prompt costs a scan, not a tree of allocations.
+#[derive(Deserialize)]
+struct Peek {
+    model: Option<Value>,
+    stream: Option<Value>,
+    stream_options: Option<Value>,
+}
+
+impl<'b> InferenceBody<'b> {
+    /// Reads a request body; refuses what is not a JSON object with a string `model`.
+    pub fn parse(bytes: &'b [u8]) -> Result<InferenceBody<'b>, Denial> {
+        let peek: Peek = serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => Denial::BadRequest("the request body must be a JSON object".into()),
+            _ => Denial::BadRequest(format!("the request body is not valid JSON: {e}")),
+        })?;
+        let model = match peek.model {
+            Some(Value::String(m)) if !m.trim().is_empty() => m,
             Some(_) => return Err(Denial::BadRequest("'model' must be a non-empty string".into())),
             None => return Err(Denial::BadRequest("the request body has no 'model'".into())),
         };
-        let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+        let stream = peek.stream.as_ref().and_then(Value::as_bool).unwrap_or(false);
         let client_wants_usage =
-            body.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
-        Ok(InferenceBody { body, model, stream, client_wants_usage })
+            peek.stream_options.as_ref().and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
+        Ok(InferenceBody { bytes, model, stream, client_wants_usage })
     }
 
     /// The body to send upstream, if it must change: `model` renamed for the provider, and
     /// `stream_options.include_usage` added to streams so their tokens can be counted. `None`
     /// leaves the client's bytes untouched.
-    pub fn rewrite(mut self, endpoint: Endpoint, upstream_model: &str) -> Option<Vec<u8>> {
+    pub fn rewrite(&self, endpoint: Endpoint, upstream_model: &str) -> Option<Vec<u8>> {
         let rename = upstream_model != self.model;
         let ask_usage = self.stream && endpoint.usage_on_request() && !self.client_wants_usage;
         if !rename && !ask_usage {
             return None;
         }
+        let mut body: Map<String, Value> = serde_json::from_slice(self.bytes).ok()?;
         if rename {
-            self.body.insert("model".into(), Value::String(upstream_model.to_owned()));
+            body.insert("model".into(), Value::String(upstream_model.to_owned()));
         }
         if ask_usage {
-            let options = self.body.entry("stream_options").or_insert_with(|| Value::Object(Map::new()));
+            let options = body.entry("stream_options").or_insert_with(|| Value::Object(Map::new()));
             if !options.is_object() {
                 *options = Value::Object(Map::new());
             }
@@ -104,7 +114,7 @@ impl InferenceBody {
                 o.insert("include_usage".into(), Value::Bool(true));
             }
         }
-        serde_json::to_vec(&self.body).ok()
+        serde_json::to_vec(&body).ok()
     }
 
     /// Whether the response's usage chunk is Warden's addition, to be hidden from the client.
@@ -126,8 +136,12 @@ fn usage_tokens(usage: &Value) -> Option<u64> {
 
 /// The tokens a JSON response body reports, if it reports any.
 pub fn json_usage(body: &[u8]) -> Option<u64> {
-    let value: Value = serde_json::from_slice(body).ok()?;
-    usage_tokens(value.get("usage")?)
+    #[derive(Deserialize)]
+    struct Usage {
+        usage: Option<Value>,
+    }
+    let peek: Usage = serde_json::from_slice(body).ok()?;
+    usage_tokens(&peek.usage?)
 }
 
 /// Reads a stream of server-sent events chunk by chunk as they pass: finds the event that
