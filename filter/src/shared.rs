@@ -34,10 +34,13 @@ fn record_key(name: &str) -> String {
 /// How many parsed records a VM keeps; beyond it the cache starts afresh.
 const PARSED_RECORDS: usize = 4_096;
 
+/// A parsed record and the CAS token of the bytes it was parsed from.
+type Parsed = (u32, Rc<dyn Any>);
+
 thread_local! {
-    // Records parsed by this VM, by shared-data key, with the CAS token they were read at: a
-    // record that has not changed since is not parsed again.
-    static PARSED: RefCell<HashMap<String, (u32, Rc<dyn Any>)>> = RefCell::new(HashMap::new());
+    // Records parsed by this VM, by shared-data key: a record whose CAS token has not changed
+    // since is not parsed again.
+    static PARSED: RefCell<HashMap<String, Parsed>> = RefCell::new(HashMap::new());
 }
 
 /// The record of one kind and id, if this Envoy holds a readable one.
