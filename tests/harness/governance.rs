@@ -267,6 +267,8 @@ fn hot_path_instruction_profile() {
         eprintln!("filter profile: {phase:<28} {n:>9} wasm instructions");
     }
     eprintln!("filter profile: {:<28} {total:>9} wasm instructions", "total");
+    let calls: u64 = out.hostcalls.values().sum();
+    eprintln!("filter profile: {calls} hostcalls: {:?}", out.hostcalls);
     // A budget, not a timing: several times today's count would mean something went badly wrong.
     assert!(total < 2_000_000, "{total} instructions for one governed request");
 }

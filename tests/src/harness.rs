@@ -119,6 +119,8 @@ pub struct Outcome {
     pub foreign_calls: Vec<String>,
     /// Wasm instructions each callback ran (wasmtime fuel), by export name.
     pub instructions: BTreeMap<String, u64>,
+    /// Hostcalls the filter made, by import name.
+    pub hostcalls: BTreeMap<String, u64>,
 }
 
 fn find(headers: &[(String, Vec<u8>)], name: &str) -> Option<String> {
@@ -164,6 +166,8 @@ pub struct VmState {
     foreign_calls: Vec<String>,
     /// Wasm instructions run per callback since the exchange began.
     instructions: BTreeMap<String, u64>,
+    /// Hostcalls made since the exchange began, by import name.
+    hostcalls: BTreeMap<String, u64>,
     reply: Option<LocalReply>,
     streams: BTreeMap<u32, GrpcStream>,
     next_token: u32,
@@ -224,6 +228,7 @@ impl Proxy {
             response_body: Vec::new(),
             foreign_calls: Vec::new(),
             instructions: BTreeMap::new(),
+            hostcalls: BTreeMap::new(),
             reply: None,
             streams: BTreeMap::new(),
             next_token: 1,
@@ -295,6 +300,7 @@ impl Vm {
             state.reply = None;
             state.foreign_calls.clear();
             state.instructions.clear();
+            state.hostcalls.clear();
         }
         self.call::<(i32, i32), ()>("proxy_on_context_create", (ctx, self.root as i32))?;
         let n = self.store.data().request_headers.len() as i32;
@@ -364,6 +370,7 @@ impl Vm {
             response_body,
             foreign_calls: state.foreign_calls.clone(),
             instructions: std::mem::take(&mut state.instructions),
+            hostcalls: std::mem::take(&mut state.hostcalls),
         })
     }
 
@@ -494,17 +501,25 @@ fn header_map(state: &mut VmState, map: i32) -> Option<&mut Vec<(String, Vec<u8>
     }
 }
 
+impl VmState {
+    fn count_hostcall(&mut self, name: &str) {
+        *self.hostcalls.entry(name.to_owned()).or_default() += 1;
+    }
+}
+
 fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
     linker.func_wrap(
         "env",
         "proxy_log",
         |mut c: Caller<'_, VmState>, level: i32, ptr: i32, len: i32| -> Result<i32> {
+            c.data_mut().count_hostcall("proxy_log");
             let message = String::from_utf8_lossy(&read(&mut c, ptr, len)?).into_owned();
             c.data_mut().logs.push(format!("[{level}] {message}"));
             Ok(OK)
         },
     )?;
     linker.func_wrap("env", "proxy_get_log_level", |mut c: Caller<'_, VmState>, ret: i32| -> Result<i32> {
+        c.data_mut().count_hostcall("proxy_get_log_level");
         write(&mut c, ret, &1u32.to_le_bytes())?;
         Ok(OK)
     })?;
@@ -512,12 +527,14 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_get_current_time_nanoseconds",
         |mut c: Caller<'_, VmState>, ret: i32| -> Result<i32> {
+            c.data_mut().count_hostcall("proxy_get_current_time_nanoseconds");
             let nanos = c.data().shared.now_ms.load(Ordering::SeqCst) * 1_000_000;
             write(&mut c, ret, &nanos.to_le_bytes())?;
             Ok(OK)
         },
     )?;
     linker.func_wrap("env", "proxy_set_tick_period_milliseconds", |mut c: Caller<'_, VmState>, ms: i32| -> i32 {
+        c.data_mut().count_hostcall("proxy_set_tick_period_milliseconds");
         c.data_mut().tick_ms = ms as u32;
         OK
     })?;
@@ -525,6 +542,7 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_get_buffer_bytes",
         |mut c: Caller<'_, VmState>, kind: i32, start: i32, max: i32, ret_ptr: i32, ret_len: i32| -> Result<i32> {
+            c.data_mut().count_hostcall("proxy_get_buffer_bytes");
             let data = match kind {
                 PLUGIN_CONFIGURATION => c.data().plugin_config.clone(),
                 GRPC_RECEIVE_BUFFER => c.data().grpc_buffer.clone(),
@@ -542,6 +560,7 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_set_buffer_bytes",
         |mut c: Caller<'_, VmState>, kind: i32, start: i32, len: i32, dp: i32, dl: i32| -> Result<i32> {
+            c.data_mut().count_hostcall("proxy_set_buffer_bytes");
             let data = read(&mut c, dp, dl)?;
             let buffer = match kind {
                 REQUEST_BODY => &mut c.data_mut().request_body,
@@ -558,6 +577,7 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_get_header_map_pairs",
         |mut c: Caller<'_, VmState>, map: i32, ret_ptr: i32, ret_len: i32| -> Result<i32> {
+            c.data_mut().count_hostcall("proxy_get_header_map_pairs");
             let Some(headers) = header_map(c.data_mut(), map) else { return Ok(BAD_ARGUMENT) };
             let encoded = encode_map(headers);
             give(&mut c, &encoded, ret_ptr, ret_len)?;
@@ -568,6 +588,7 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_get_header_map_value",
         |mut c: Caller<'_, VmState>, map: i32, kp: i32, kl: i32, ret_ptr: i32, ret_len: i32| -> Result<i32> {
+            c.data_mut().count_hostcall("proxy_get_header_map_value");
             let key = read_string(&mut c, kp, kl)?;
             let Some(headers) = header_map(c.data_mut(), map) else { return Ok(BAD_ARGUMENT) };
             let Some(value) = headers.iter().find(|(n, _)| *n == key).map(|(_, v)| v.clone()) else {
@@ -581,6 +602,7 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_remove_header_map_value",
         |mut c: Caller<'_, VmState>, map: i32, kp: i32, kl: i32| -> Result<i32> {
+            c.data_mut().count_hostcall("proxy_remove_header_map_value");
             let key = read_string(&mut c, kp, kl)?;
             let Some(headers) = header_map(c.data_mut(), map) else { return Ok(BAD_ARGUMENT) };
             headers.retain(|(n, _)| *n != key);
@@ -591,6 +613,7 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_replace_header_map_value",
         |mut c: Caller<'_, VmState>, map: i32, kp: i32, kl: i32, vp: i32, vl: i32| -> Result<i32> {
+            c.data_mut().count_hostcall("proxy_replace_header_map_value");
             let key = read_string(&mut c, kp, kl)?;
             let value = read(&mut c, vp, vl)?;
             let Some(headers) = header_map(c.data_mut(), map) else { return Ok(BAD_ARGUMENT) };
@@ -603,6 +626,7 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_call_foreign_function",
         |mut c: Caller<'_, VmState>, np: i32, nl: i32, _ap: i32, _al: i32, ret_ptr: i32, ret_len: i32| -> Result<i32> {
+            c.data_mut().count_hostcall("proxy_call_foreign_function");
             let name = read_string(&mut c, np, nl)?;
             c.data_mut().foreign_calls.push(name);
             write(&mut c, ret_ptr, &0u32.to_le_bytes())?;
@@ -623,6 +647,7 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
          hl: i32,
          _grpc: i32|
          -> Result<i32> {
+            c.data_mut().count_hostcall("proxy_send_local_response");
             let body = read(&mut c, bp, bl)?;
             let headers = decode_map(&read(&mut c, hp, hl)?);
             c.data_mut().reply = Some(LocalReply { status: status as u32, headers, body });
@@ -633,6 +658,7 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_get_shared_data",
         |mut c: Caller<'_, VmState>, kp: i32, kl: i32, ret_ptr: i32, ret_len: i32, ret_cas: i32| -> Result<i32> {
+            c.data_mut().count_hostcall("proxy_get_shared_data");
             let key = read_string(&mut c, kp, kl)?;
             let found = c.data().shared.data.lock().unwrap().get(&key).cloned();
             let Some((value, cas)) = found else { return Ok(NOT_FOUND) };
@@ -645,6 +671,7 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_set_shared_data",
         |mut c: Caller<'_, VmState>, kp: i32, kl: i32, vp: i32, vl: i32, cas: i32| -> Result<i32> {
+            c.data_mut().count_hostcall("proxy_set_shared_data");
             let key = read_string(&mut c, kp, kl)?;
             let value = read(&mut c, vp, vl)?;
             let shared = c.data().shared.clone();
@@ -662,6 +689,7 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_get_property",
         |mut c: Caller<'_, VmState>, pp: i32, pl: i32, ret_ptr: i32, ret_len: i32| -> Result<i32> {
+            c.data_mut().count_hostcall("proxy_get_property");
             let path = read_string(&mut c, pp, pl)?;
             let Some(value) = c.data().properties.get(&path).cloned() else { return Ok(NOT_FOUND) };
             give(&mut c, &value, ret_ptr, ret_len)?;
@@ -682,6 +710,7 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
          _mdl: i32,
          ret: i32|
          -> Result<i32> {
+            c.data_mut().count_hostcall("proxy_grpc_stream");
             let stream = GrpcStream {
                 cluster: read_string(&mut c, up, ul)?,
                 service: read_string(&mut c, sp, sl)?,
@@ -700,6 +729,7 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_grpc_send",
         |mut c: Caller<'_, VmState>, token: i32, mp: i32, ml: i32, _end: i32| -> Result<i32> {
+            c.data_mut().count_hostcall("proxy_grpc_send");
             let message = read(&mut c, mp, ml)?;
             match c.data_mut().streams.get_mut(&(token as u32)) {
                 Some(s) if s.open => {
@@ -712,6 +742,7 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
     )?;
     for name in ["proxy_grpc_cancel", "proxy_grpc_close"] {
         linker.func_wrap("env", name, |mut c: Caller<'_, VmState>, token: i32| -> i32 {
+            c.data_mut().count_hostcall("proxy_grpc_cancel");
             match c.data_mut().streams.get_mut(&(token as u32)) {
                 Some(s) if s.open => {
                     s.open = false;
@@ -721,11 +752,15 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
             }
         })?;
     }
-    linker.func_wrap("env", "proxy_set_effective_context", |_: Caller<'_, VmState>, _ctx: i32| -> i32 { OK })?;
+    linker.func_wrap("env", "proxy_set_effective_context", |mut c: Caller<'_, VmState>, _ctx: i32| -> i32 {
+        c.data_mut().count_hostcall("proxy_set_effective_context");
+        OK
+    })?;
     linker.func_wrap(
         "env",
         "proxy_define_metric",
         |mut c: Caller<'_, VmState>, _kind: i32, np: i32, nl: i32, ret: i32| -> Result<i32> {
+            c.data_mut().count_hostcall("proxy_define_metric");
             let name = read_string(&mut c, np, nl)?;
             let id = c.data().metric_names.iter().find(|(_, n)| **n == name).map(|(id, _)| *id);
             let id = id.unwrap_or_else(|| {
@@ -737,7 +772,8 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
             Ok(OK)
         },
     )?;
-    linker.func_wrap("env", "proxy_record_metric", |c: Caller<'_, VmState>, id: i32, value: i64| -> i32 {
+    linker.func_wrap("env", "proxy_record_metric", |mut c: Caller<'_, VmState>, id: i32, value: i64| -> i32 {
+        c.data_mut().count_hostcall("proxy_record_metric");
         match c.data().metric_names.get(&(id as u32)) {
             Some(name) => {
                 c.data().shared.metrics.lock().unwrap().insert(name.clone(), value);
@@ -746,7 +782,8 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
             None => NOT_FOUND,
         }
     })?;
-    linker.func_wrap("env", "proxy_increment_metric", |c: Caller<'_, VmState>, id: i32, by: i64| -> i32 {
+    linker.func_wrap("env", "proxy_increment_metric", |mut c: Caller<'_, VmState>, id: i32, by: i64| -> i32 {
+        c.data_mut().count_hostcall("proxy_increment_metric");
         match c.data().metric_names.get(&(id as u32)) {
             Some(name) => {
                 *c.data().shared.metrics.lock().unwrap().entry(name.clone()).or_default() += by;
@@ -761,6 +798,7 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
         "wasi_snapshot_preview1",
         "random_get",
         |mut c: Caller<'_, VmState>, ptr: i32, len: i32| -> Result<i32> {
+            c.data_mut().count_hostcall("random_get");
             let bytes: Vec<u8> = (0..len as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect();
             write(&mut c, ptr, &bytes)?;
             Ok(0)
@@ -770,17 +808,25 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
         "wasi_snapshot_preview1",
         "environ_sizes_get",
         |mut c: Caller<'_, VmState>, n: i32, size: i32| -> Result<i32> {
+            c.data_mut().count_hostcall("environ_sizes_get");
             write(&mut c, n, &0u32.to_le_bytes())?;
             write(&mut c, size, &0u32.to_le_bytes())?;
             Ok(0)
         },
     )?;
-    linker
-        .func_wrap("wasi_snapshot_preview1", "environ_get", |_: Caller<'_, VmState>, _a: i32, _b: i32| -> i32 { 0 })?;
+    linker.func_wrap(
+        "wasi_snapshot_preview1",
+        "environ_get",
+        |mut c: Caller<'_, VmState>, _a: i32, _b: i32| -> i32 {
+            c.data_mut().count_hostcall("environ_get");
+            0
+        },
+    )?;
     linker.func_wrap(
         "wasi_snapshot_preview1",
         "fd_write",
         |mut c: Caller<'_, VmState>, _fd: i32, iovs: i32, n: i32, written: i32| -> Result<i32> {
+            c.data_mut().count_hostcall("fd_write");
             let mut total = 0u32;
             for i in 0..n {
                 let iov = read(&mut c, iovs + i * 8, 8)?;
