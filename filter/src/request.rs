@@ -239,12 +239,12 @@ fn settle(d: &mut Dispatched) {
         return;
     }
     d.charged = true;
-    let tokens = match &d.sse {
-        Some(sse) => sse.tokens,
+    let usage = match &d.sse {
+        Some(sse) => sse.usage,
         None => json_usage(&d.json),
     };
-    if let Some(tokens) = tokens {
-        limits::charge_tokens(&d.dispatch.reservation, tokens, &SharedCounters, host::now_ms());
+    if let Some(usage) = usage {
+        limits::charge_tokens(&d.dispatch.reservation, usage.total(), &SharedCounters, host::now_ms());
     }
 }
 

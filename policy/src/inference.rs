@@ -3,6 +3,7 @@
 //! response reports (JSON or server-sent events).
 
 use crate::Denial;
+use crate::pricing::Usage;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -123,25 +124,33 @@ impl<'b> InferenceBody<'b> {
     }
 }
 
-/// The total tokens of a `usage` object (chat, completions, embeddings or responses shape).
-fn usage_tokens(usage: &Value) -> Option<u64> {
-    if let Some(total) = usage.get("total_tokens").and_then(Value::as_u64) {
-        return Some(total);
+/// The tokens of a `usage` object (chat, completions, embeddings or responses shape).
+fn usage_of(usage: &Value) -> Option<Usage> {
+    let count = |names: [&str; 2]| names.iter().find_map(|n| usage.get(*n).and_then(Value::as_u64));
+    let input = count(["prompt_tokens", "input_tokens"]);
+    let output = count(["completion_tokens", "output_tokens"]);
+    let total = usage.get("total_tokens").and_then(Value::as_u64);
+    if input.is_none() && output.is_none() && total.is_none() {
+        return None;
     }
-    let part = |names: [&str; 2]| names.iter().find_map(|n| usage.get(*n).and_then(Value::as_u64));
-    let input = part(["prompt_tokens", "input_tokens"]);
-    let output = part(["completion_tokens", "output_tokens"]);
-    (input.is_some() || output.is_some()).then(|| input.unwrap_or(0) + output.unwrap_or(0))
+    let cached = ["prompt_tokens_details", "input_tokens_details"]
+        .iter()
+        .find_map(|d| usage.get(*d)?.get("cached_tokens")?.as_u64())
+        .unwrap_or(0);
+    let input = input.unwrap_or(0);
+    // A total without a split (embeddings report prompt and total only) counts as input.
+    let output = output.unwrap_or_else(|| total.unwrap_or(0).saturating_sub(input));
+    Some(Usage { input_tokens: input, cached_input_tokens: cached, output_tokens: output })
 }
 
 /// The tokens a JSON response body reports, if it reports any.
-pub fn json_usage(body: &[u8]) -> Option<u64> {
+pub fn json_usage(body: &[u8]) -> Option<Usage> {
     #[derive(Deserialize)]
     struct Usage {
         usage: Option<Value>,
     }
     let peek: Usage = serde_json::from_slice(body).ok()?;
-    usage_tokens(&peek.usage?)
+    usage_of(&peek.usage?)
 }
 
 /// Reads a stream of server-sent events chunk by chunk as they pass: finds the event that
@@ -152,8 +161,8 @@ pub fn json_usage(body: &[u8]) -> Option<u64> {
 pub struct SseUsage {
     pending: Vec<u8>,
     hide_usage_chunk: bool,
-    /// The tokens reported so far (the last report wins).
-    pub tokens: Option<u64>,
+    /// The usage reported so far (the last report wins).
+    pub usage: Option<Usage>,
 }
 
 impl SseUsage {
@@ -192,7 +201,7 @@ impl SseUsage {
     fn scan(&mut self, events: &[u8]) {
         for event in split_events(events) {
             if let Some(tokens) = event_usage(event).and_then(|(_, t)| t) {
-                self.tokens = Some(tokens);
+                self.usage = Some(tokens);
             }
         }
     }
@@ -202,7 +211,7 @@ impl SseUsage {
         match event_usage(event) {
             Some((usage_only, tokens)) => {
                 if let Some(t) = tokens {
-                    self.tokens = Some(t);
+                    self.usage = Some(t);
                 }
                 usage_only
             }
@@ -248,7 +257,7 @@ fn split_events(buf: &[u8]) -> Vec<&[u8]> {
 
 /// If an event's data reports usage: whether it carries nothing else (no choices), and the
 /// tokens. `None` for events without usage (the common case, decided without parsing JSON).
-fn event_usage(event: &[u8]) -> Option<(bool, Option<u64>)> {
+fn event_usage(event: &[u8]) -> Option<(bool, Option<Usage>)> {
     if !event.windows(7).any(|w| w == b"\"usage\"") {
         return None;
     }
@@ -263,7 +272,7 @@ fn event_usage(event: &[u8]) -> Option<(bool, Option<u64>)> {
         return None;
     }
     let usage_only = value.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty);
-    Some((usage_only, usage_tokens(usage)))
+    Some((usage_only, usage_of(usage)))
 }
 
 #[cfg(test)]
@@ -310,9 +319,13 @@ mod tests {
 
     #[test]
     fn json_usage_shapes() {
-        assert_eq!(json_usage(br#"{"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#), Some(7));
-        assert_eq!(json_usage(br#"{"usage":{"input_tokens":3,"output_tokens":4}}"#), Some(7));
-        assert_eq!(json_usage(br#"{"usage":{"prompt_tokens":5}}"#), Some(5));
+        let total = |b: &[u8]| json_usage(b).map(|u| u.total());
+        assert_eq!(total(br#"{"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#), Some(7));
+        assert_eq!(total(br#"{"usage":{"input_tokens":3,"output_tokens":4}}"#), Some(7));
+        assert_eq!(total(br#"{"usage":{"prompt_tokens":5}}"#), Some(5));
+        assert_eq!(total(br#"{"usage":{"prompt_tokens":5,"total_tokens":5}}"#), Some(5));
+        let cached = json_usage(br#"{"usage":{"prompt_tokens":10,"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":8}}}"#);
+        assert_eq!(cached, Some(Usage { input_tokens: 10, cached_input_tokens: 8, output_tokens: 2 }));
         assert_eq!(json_usage(br#"{"id":"x"}"#), None);
         assert_eq!(json_usage(b"garbage"), None);
     }
@@ -336,7 +349,7 @@ mod tests {
                 None => out.extend_from_slice(chunk),
             }
         }
-        (String::from_utf8(out).unwrap(), sse.tokens)
+        (String::from_utf8(out).unwrap(), sse.usage.map(|u| u.total()))
     }
 
     #[test]
@@ -356,6 +369,6 @@ mod tests {
         let mut sse = SseUsage::new(false);
         let event = b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":4,\"output_tokens\":6,\"total_tokens\":10}}}\n\n";
         assert_eq!(sse.feed(event, true), None);
-        assert_eq!(sse.tokens, Some(10));
+        assert_eq!(sse.usage.map(|u| u.total()), Some(10));
     }
 }

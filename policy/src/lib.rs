@@ -12,6 +12,7 @@ pub mod govern;
 pub mod inference;
 pub mod keys;
 pub mod limits;
+pub mod pricing;
 pub mod records;
 pub mod routing;
 pub mod settings;
