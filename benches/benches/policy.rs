@@ -8,6 +8,7 @@ use std::hint::black_box;
 use warden_policy::govern::{self, Records};
 use warden_policy::inference::Endpoint;
 use warden_policy::limits::Counters;
+use warden_policy::pricing::Price;
 use warden_policy::records::{
     CustomerRecord, Limits, ModelRecord, ProviderGrant, ProviderRecord, RateLimit, TeamRecord,
 };
@@ -32,6 +33,9 @@ impl Records for World {
     }
     fn customer(&self, _: &str) -> Option<CustomerRecord> {
         None
+    }
+    fn price(&self, _: &str) -> Option<Price> {
+        Some(Price { input_per_mtok: 150_000, output_per_mtok: 600_000, cached_input_per_mtok: None, per_request: 0 })
     }
 }
 
@@ -59,7 +63,7 @@ fn limits() -> RateLimit {
 fn decision(c: &mut Criterion) {
     let secret = "sk-bf-0b8f4a52-2c8e-4c39-9d7c-5e1f6a7b8c9d";
     let mut record = VirtualKeyRecord::new("id", "name", true);
-    record.limits = Limits { rate_limit: Some(limits()), calendar_aligned: false, anchor_ms: 0 };
+    record.limits = Limits { rate_limit: Some(limits()), budgets: vec![], calendar_aligned: false, anchor_ms: 0 };
     record.provider_configs = ["mock", "mock-b"]
         .map(|p| ProviderGrant {
             provider: p.into(),
@@ -68,6 +72,7 @@ fn decision(c: &mut Criterion) {
             blacklisted_models: vec!["gpt-4o-realtime".into()],
             key_ids: vec!["*".into()],
             rate_limit: Some(limits()),
+            budgets: vec![],
         })
         .to_vec();
     let json = serde_json::to_vec(&record).unwrap();

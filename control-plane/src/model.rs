@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 pub use warden_policy::RateLimit;
-use warden_policy::records::{Limits, ProviderGrant};
+use warden_policy::records::{BudgetLimit, Limits, ProviderGrant};
 use warden_policy::{ResetDuration, VirtualKeyRecord};
 
 mod model_config;
@@ -166,6 +166,7 @@ impl VirtualKey {
             customer_id: self.customer_id.clone(),
             limits: Limits {
                 rate_limit: self.rate_limit.clone(),
+                budgets: budget_limits(&self.budgets),
                 calendar_aligned: self.calendar_aligned,
                 anchor_ms: unix_ms(self.created_at),
             },
@@ -183,8 +184,20 @@ impl ProviderConfig {
             blacklisted_models: self.blacklisted_models.clone(),
             key_ids: self.key_ids.clone(),
             rate_limit: self.rate_limit.clone(),
+            budgets: budget_limits(&self.budgets),
         }
     }
+}
+
+/// Budgets as the filters count them: micro-dollars.
+pub fn budget_limits(budgets: &[Budget]) -> Vec<BudgetLimit> {
+    budgets
+        .iter()
+        .map(|b| BudgetLimit {
+            max_micros: (b.max_limit * 1e6).round() as u64,
+            reset_duration: b.reset_duration.clone(),
+        })
+        .collect()
 }
 
 /// Unix milliseconds, as records carry instants.

@@ -73,6 +73,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     admin::publish_governance(&cache, store.as_ref()).await?;
     let providers = store.providers().await?;
     admin::publish_providers(&cache, &providers, &args.provider_ca_file);
+    admin::publish_prices(&cache, store.as_ref(), None).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
     tracing::info!(keys = keys.len(), providers = providers.len(), "policy loaded from the store");
 
     let state = AppState {

@@ -8,10 +8,12 @@ use crate::{host, random};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
+use warden_policy::budgets;
 use warden_policy::govern::{self, Dispatch, Records};
 use warden_policy::inference::{Endpoint, SseUsage, json_usage};
 use warden_policy::keys::key_headers;
 use warden_policy::limits::{self, RateReport};
+use warden_policy::pricing::{Price, dollars};
 use warden_policy::records::{CustomerRecord, ModelRecord, ProviderRecord, TeamRecord};
 use warden_policy::{Denial, FilterSettings, PolicyHealth, RecordKind, VirtualKeyRecord, admit};
 
@@ -20,8 +22,13 @@ use warden_policy::{Denial, FilterSettings, PolicyHealth, RecordKind, VirtualKey
 pub const KEY_ID_HEADER: &str = "x-warden-vk-id";
 /// The header the route table reads to pick the provider key's cluster.
 const CLUSTER_HEADER: &str = "x-warden-cluster";
-/// A JSON response larger than this is passed on without counting its tokens.
+/// A JSON response larger than this is passed on without reading its usage (its estimate stays
+/// charged).
 const MAX_USAGE_BODY: usize = 8 << 20;
+/// What the response cost, in dollars.
+const COST_HEADER: &str = "x-warden-cost-usd";
+/// What is left of the tightest budget once this request's estimate is reserved, in dollars.
+const BUDGET_HEADER: &str = "x-warden-budget-remaining-usd";
 
 /// Where a request stands.
 enum Phase {
@@ -39,6 +46,9 @@ struct Dispatched {
     report: RateReport,
     sse: Option<SseUsage>,
     json: Vec<u8>,
+    status: u16,
+    /// The response's cost, µ$, once settled and known.
+    cost: Option<u64>,
     charged: bool,
 }
 
@@ -63,6 +73,9 @@ impl Records for SharedRecords {
     }
     fn customer(&self, id: &str) -> Option<CustomerRecord> {
         shared::record(RecordKind::Customer, id)
+    }
+    fn price(&self, name: &str) -> Option<Price> {
+        shared::record(RecordKind::Price, name)
     }
 }
 
@@ -102,8 +115,16 @@ impl WardenRequest {
         host::clear_route_cache();
         host::increment(self.metrics.admitted, 1);
         let sse = dispatch.stream.then(|| SseUsage::new(dispatch.hide_usage_chunk));
-        self.phase =
-            Phase::Dispatched(Box::new(Dispatched { key_id, dispatch, report, sse, json: Vec::new(), charged: false }));
+        self.phase = Phase::Dispatched(Box::new(Dispatched {
+            key_id,
+            dispatch,
+            report,
+            sse,
+            json: Vec::new(),
+            status: 0,
+            cost: None,
+            charged: false,
+        }));
         Action::Continue
     }
 }
@@ -179,46 +200,79 @@ impl HttpContext for WardenRequest {
         };
         let body = host::request_body(body_size).unwrap_or_default();
         let now = host::now_ms();
-        let (report, decision) =
-            govern::inference(&key, endpoint, &query, &body, &SharedRecords, &SharedCounters, now, random::next());
+        let default_max_tokens = self.settings.as_ref().map_or(0, |s| s.default_max_tokens);
+        let (report, decision) = govern::inference(
+            &key,
+            endpoint,
+            &query,
+            &body,
+            &SharedRecords,
+            &SharedCounters,
+            now,
+            random::next(),
+            default_max_tokens,
+        );
         match decision {
             Ok(dispatch) => self.dispatch(key.id.clone(), dispatch, report, body_size),
             Err(denial) => self.deny(&denial, &report),
         }
     }
 
-    fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
-        let Phase::Dispatched(d) = &self.phase else { return Action::Continue };
+    fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        let Phase::Dispatched(d) = &mut self.phase else { return Action::Continue };
         for (name, value) in d.report.headers(host::now_ms()) {
             host::set_response_header(name, &value);
         }
-        let is_sse = host::response_header("content-type").is_some_and(|v| v.starts_with(b"text/event-stream"));
-        if !is_sse {
-            if let Phase::Dispatched(d) = &mut self.phase {
-                d.sse = None;
-            }
-        } else if d.dispatch.hide_usage_chunk {
-            // Dropping an event changes the length.
-            host::remove_response_header("content-length");
+        if let Some(left) = d.dispatch.budgets.remaining_micros {
+            host::set_response_header(BUDGET_HEADER, &dollars(left));
         }
-        Action::Continue
+        d.status =
+            host::response_header(":status").and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok()).unwrap_or(0);
+        let is_sse = host::response_header("content-type").is_some_and(|v| v.starts_with(b"text/event-stream"));
+        if is_sse {
+            // Events are dropped and the cost is appended: the length changes.
+            host::remove_response_header("content-length");
+        } else {
+            d.sse = None;
+        }
+        if end_of_stream {
+            settle(d);
+            set_cost_header(d);
+            return Action::Continue;
+        }
+        // A JSON answer's headers wait for its body, whose usage gives the cost header.
+        if is_sse { Action::Continue } else { Action::Pause }
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let Phase::Dispatched(d) = &mut self.phase else { return Action::Continue };
-        let chunk = host::response_body(body_size).unwrap_or_default();
-        match &mut d.sse {
-            Some(sse) => {
-                if let Some(replacement) = sse.feed(&chunk, end_of_stream) {
-                    let _ = host::replace_response_body(body_size, &replacement);
-                }
+        if d.sse.is_none() {
+            // Envoy buffers the body while this pauses, so it is read once, whole.
+            if !end_of_stream {
+                return Action::Pause;
             }
-            None if d.json.len() + chunk.len() <= MAX_USAGE_BODY => d.json.extend_from_slice(&chunk),
-            None => {}
-        }
-        if end_of_stream {
+            if body_size <= MAX_USAGE_BODY {
+                d.json = host::response_body(body_size).unwrap_or_default();
+            }
             settle(d);
+            set_cost_header(d);
+            return Action::Continue;
         }
+        let chunk = host::response_body(body_size).unwrap_or_default();
+        let replacement = d.sse.as_mut().and_then(|sse| sse.feed(&chunk, end_of_stream));
+        if !end_of_stream {
+            if let Some(bytes) = replacement {
+                let _ = host::replace_response_body(body_size, &bytes);
+            }
+            return Action::Continue;
+        }
+        settle(d);
+        let mut bytes = replacement.unwrap_or(chunk);
+        if let Some(cost) = d.cost {
+            // Trailing headers do not reach most clients; an SSE comment does and is ignored.
+            bytes.extend_from_slice(format!(": {COST_HEADER} {}\n\n", dollars(cost)).as_bytes());
+        }
+        let _ = host::replace_response_body(body_size, &bytes);
         Action::Continue
     }
 
@@ -233,7 +287,8 @@ impl HttpContext for WardenRequest {
     }
 }
 
-/// Charges the response's tokens once.
+/// Charges the response's tokens and cost once: to the token limits, and in place of the
+/// budgets' reservation. An answer without usage stays charged its estimate, unless it failed.
 fn settle(d: &mut Dispatched) {
     if d.charged {
         return;
@@ -243,8 +298,22 @@ fn settle(d: &mut Dispatched) {
         Some(sse) => sse.usage,
         None => json_usage(&d.json),
     };
+    let now = host::now_ms();
     if let Some(usage) = usage {
-        limits::charge_tokens(&d.dispatch.reservation, usage.total(), &SharedCounters, host::now_ms());
+        limits::charge_tokens(&d.dispatch.reservation, usage.total(), &SharedCounters, now);
+    }
+    d.cost = match (usage, d.dispatch.price) {
+        (Some(usage), Some(price)) => Some(price.cost(&usage)),
+        (None, _) if d.status >= 400 => Some(0),
+        _ => None,
+    };
+    let actual = d.cost.unwrap_or(d.dispatch.estimate_micros);
+    budgets::settle(&d.dispatch.budgets, actual, &SharedCounters, now);
+}
+
+fn set_cost_header(d: &Dispatched) {
+    if let Some(cost) = d.cost {
+        host::set_response_header(COST_HEADER, &dollars(cost));
     }
 }
 

@@ -3,6 +3,7 @@
 //! The body is readable both by OpenAI SDKs (`error.message`, `error.type`, `error.code`) and by
 //! Bifrost clients (top-level `type` and `status_code`), see DESIGN.md "Errors".
 
+use crate::budgets::BudgetViolation;
 use crate::limits::{RateKind, RateViolation};
 use serde::Serialize;
 
@@ -43,6 +44,10 @@ pub enum Denial {
         /// The key's `max_concurrent_requests`.
         max: u32,
     },
+    /// A budget cannot take this request's estimated cost.
+    BudgetExceeded(BudgetViolation),
+    /// The model has no price, no fallback price is configured, and a budget applies.
+    PriceUnknown(String),
 }
 
 #[derive(Serialize)]
@@ -72,6 +77,8 @@ impl Denial {
             Denial::UnknownRoute(_) => 404,
             Denial::ModelBlocked(_) | Denial::ProviderBlocked(_) | Denial::NoProviderKey(_) => 403,
             Denial::RateLimited(_) | Denial::ConcurrencyLimited { .. } => 429,
+            Denial::BudgetExceeded(_) => 402,
+            Denial::PriceUnknown(_) => 403,
         }
     }
 
@@ -92,6 +99,8 @@ impl Denial {
                 RateKind::Both => "rate_limited",
             },
             Denial::ConcurrencyLimited { .. } => "rate_limited",
+            Denial::BudgetExceeded(_) => "budget_exceeded",
+            Denial::PriceUnknown(_) => "price_unknown",
         }
     }
 
@@ -111,6 +120,8 @@ impl Denial {
             Denial::NoProviderKey(_) => "provider_key_blocked",
             Denial::RateLimited(_) => self.kind(),
             Denial::ConcurrencyLimited { .. } => "concurrency_limited",
+            Denial::BudgetExceeded(_) => "budget_exceeded",
+            Denial::PriceUnknown(_) => "price_unknown",
         }
     }
 
@@ -143,14 +154,19 @@ impl Denial {
             Denial::ConcurrencyLimited { max } => format!(
                 "Concurrency limit reached: this virtual key already has {max} requests in flight (max_concurrent_requests)"
             ),
+            Denial::BudgetExceeded(v) => v.message(),
+            Denial::PriceUnknown(model) => format!(
+                "Model '{model}' has no price and no fallback price is configured; a budget applies, so it cannot be served"
+            ),
         }
     }
 
-    /// Headers the refusal carries besides `content-type`: `retry-after` on 429s.
+    /// The `retry-after` of a refusal that passes with time (429, 402).
     pub fn retry_after_s(&self) -> Option<u64> {
         match self {
             Denial::RateLimited(v) => Some(v.retry_after_s),
             Denial::ConcurrencyLimited { .. } => Some(1),
+            Denial::BudgetExceeded(v) => Some(v.retry_after_s),
             _ => None,
         }
     }

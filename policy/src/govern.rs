@@ -2,8 +2,10 @@
 //! RBAC, routing, rate limits, concurrency, and what to send upstream. The filter only reads
 //! records and counters for it and applies the answer.
 
+use crate::budgets::{self, BudgetReservation};
 use crate::inference::{Endpoint, InferenceBody};
 use crate::limits::{self, Counters, RateReport, Reservation};
+use crate::pricing::Price;
 use crate::records::{CustomerRecord, ModelRecord, ProviderRecord, TeamRecord, provider_cluster};
 use crate::routing::{self, choose};
 use crate::{Denial, VirtualKeyRecord};
@@ -19,6 +21,8 @@ pub trait Records {
     fn team(&self, id: &str) -> Option<TeamRecord>;
     /// A customer by id.
     fn customer(&self, id: &str) -> Option<CustomerRecord>;
+    /// A price by name: `<provider>/<model>`, `<model>`, or `*` for the fallback.
+    fn price(&self, name: &str) -> Option<Price>;
 }
 
 /// What to do with an admitted inference request.
@@ -40,6 +44,12 @@ pub struct Dispatch {
     pub stream: bool,
     /// Whether to drop the usage chunk Warden asked for on the client's behalf.
     pub hide_usage_chunk: bool,
+    /// The model's price; `None` when it has none and no budget applies.
+    pub price: Option<Price>,
+    /// The budgets this request holds its estimated cost in.
+    pub budgets: BudgetReservation,
+    /// That estimated cost, µ$: what stays charged when the answer reports no usage.
+    pub estimate_micros: u64,
 }
 
 /// Judges an inference request of an admitted key. The report (tightest request and token
@@ -54,6 +64,7 @@ pub fn inference(
     counters: &impl Counters,
     now_ms: u64,
     random: u64,
+    default_max_tokens: u64,
 ) -> (RateReport, Result<Dispatch, Denial>) {
     let request = match InferenceBody::parse(body) {
         Ok(r) => r,
@@ -81,10 +92,29 @@ pub fn inference(
         Ok(r) => r,
         Err(denial) => return (report, Err(denial)),
     };
+    let with_provider = format!("{}/{}", route.provider.name, route.model);
+    let price = records.price(&with_provider).or_else(|| records.price(&route.model)).or_else(|| records.price("*"));
+    let has_budget = scopes.iter().any(|s| !s.budgets.is_empty());
+    let estimate = match (price, has_budget) {
+        (Some(p), _) => p.cost(&request.estimated_usage(default_max_tokens)),
+        (None, false) => 0,
+        (None, true) => {
+            limits::release(&reservation, counters);
+            return (report, Err(Denial::PriceUnknown(route.model.clone())));
+        }
+    };
+    let held = match budgets::reserve(&scopes, estimate, counters, now_ms) {
+        Ok(held) => held,
+        Err(denial) => {
+            limits::release(&reservation, counters);
+            return (report, Err(denial));
+        }
+    };
     if let Some(max) = key.max_concurrent_requests
         && let Err(denial) = limits::acquire_slot(&key.id, max, counters)
     {
         limits::release(&reservation, counters);
+        budgets::release(&held, counters);
         return (report, Err(denial));
     }
     let mut path = format!("{}{}", route.provider.base_path.trim_end_matches('/'), endpoint.path());
@@ -101,6 +131,9 @@ pub fn inference(
         body: request.rewrite(endpoint, &route.model),
         reservation,
         holds_slot: key.max_concurrent_requests.is_some(),
+        price,
+        budgets: held,
+        estimate_micros: estimate,
     };
     (report, Ok(dispatch))
 }
@@ -132,6 +165,7 @@ mod tests {
         models: Vec<ModelRecord>,
         teams: Vec<TeamRecord>,
         customers: Vec<CustomerRecord>,
+        prices: Vec<(String, Price)>,
         counters: RefCell<HashMap<String, (Vec<u8>, u32)>>,
     }
 
@@ -147,6 +181,9 @@ mod tests {
         }
         fn customer(&self, id: &str) -> Option<CustomerRecord> {
             self.customers.iter().find(|c| c.id == id).cloned()
+        }
+        fn price(&self, name: &str) -> Option<Price> {
+            self.prices.iter().find(|(n, _)| n == name).map(|(_, p)| *p)
         }
     }
 
@@ -192,6 +229,7 @@ mod tests {
             blacklisted_models: vec![],
             key_ids: vec!["*".into()],
             rate_limit: None,
+            budgets: vec![],
         }];
         k
     }
@@ -201,7 +239,7 @@ mod tests {
     #[test]
     fn routes_to_the_provider_key_cluster_with_the_model_renamed() {
         let w = world();
-        let (_, d) = inference(&key(), Endpoint::ChatCompletions, "a=1", CHAT, &w, &w, 0, 0);
+        let (_, d) = inference(&key(), Endpoint::ChatCompletions, "a=1", CHAT, &w, &w, 0, 0, 4096);
         let d = d.unwrap();
         assert_eq!(d.cluster, "warden-provider/openai/k1");
         assert_eq!(d.path, "/v1beta/openai/chat/completions?a=1");
@@ -215,7 +253,7 @@ mod tests {
         let w = world();
         let k = key();
         let run = |k: &VirtualKeyRecord, body: &[u8]| {
-            inference(k, Endpoint::ChatCompletions, "", body, &w, &w, 0, 0).1.unwrap_err().kind()
+            inference(k, Endpoint::ChatCompletions, "", body, &w, &w, 0, 0, 4096).1.unwrap_err().kind()
         };
         assert_eq!(run(&k, b"nope"), "invalid_request_error");
         assert_eq!(run(&k, br#"{"model":"o3"}"#), "model_blocked");
@@ -248,7 +286,7 @@ mod tests {
         let mut k = key();
         k.team_id = Some("t".into());
         k.limits.rate_limit = per_minute(10);
-        let entity = |n: u64| match inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, n, 0).1 {
+        let entity = |n: u64| match inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, n, 0, 4096).1 {
             Err(Denial::RateLimited(v)) => v.entity,
             other => format!("{:?}", other.map(|d| d.cluster)),
         };
@@ -264,18 +302,51 @@ mod tests {
         let mut k = key();
         k.max_concurrent_requests = Some(1);
         k.limits.rate_limit = per_minute(10);
-        let (_, first) = inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, 0, 0);
+        let (_, first) = inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, 0, 0, 4096);
         assert!(first.unwrap().holds_slot);
-        let (report, second) = inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, 0, 0);
+        let (report, second) = inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, 0, 0, 4096);
         assert_eq!(second.unwrap_err(), Denial::ConcurrencyLimited { max: 1 });
         // 10 per minute, one admitted: the refused request was given back.
         assert_eq!(report.requests.map(|h| h.remaining), Some(8));
-        let (report, _) = inference(&k, Endpoint::ChatCompletions, "", b"{}", &w, &w, 0, 0);
+        let (report, _) = inference(&k, Endpoint::ChatCompletions, "", b"{}", &w, &w, 0, 0, 4096);
         assert_eq!(report, RateReport::default());
         limits::release_slot("vk1", &w);
-        let (report, third) = inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, 0, 0);
+        let (report, third) = inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, 0, 0, 4096);
         assert!(third.is_ok());
         assert_eq!(report.requests.map(|h| h.remaining), Some(8));
+    }
+
+    #[test]
+    fn budgets_reserve_the_estimate_and_need_a_price() {
+        use crate::records::BudgetLimit;
+        let mut w = world();
+        let mut k = key();
+        // $0.001 a day for the key.
+        k.limits.budgets = vec![BudgetLimit { max_micros: 1_000, reset_duration: "1d".into() }];
+        let run = |w: &World, k: &VirtualKeyRecord, body: &[u8]| {
+            inference(k, Endpoint::ChatCompletions, "", body, w, w, 0, 0, 4096).1
+        };
+        assert_eq!(run(&w, &k, CHAT).unwrap_err(), Denial::PriceUnknown("gpt-4o".into()));
+        // $1 and $4 per 1M tokens: 22 prompt tokens (86 bytes / 4, rounded up) + 100 output
+        // tokens at 4 µ$ = 422 µ$.
+        w.prices.push((
+            "gpt-4o".into(),
+            Price { input_per_mtok: 1_000_000, output_per_mtok: 4_000_000, ..Price::default() },
+        ));
+        let body = br#"{"model":"openai/gpt-4o","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#;
+        let d = run(&w, &k, body).unwrap();
+        assert_eq!(d.budgets.remaining_micros, Some(578));
+        assert_eq!(run(&w, &k, body).unwrap().budgets.remaining_micros, Some(156));
+        let Err(Denial::BudgetExceeded(v)) = run(&w, &k, body) else { panic!() };
+        assert_eq!((v.entity.as_str(), v.spent_micros, v.estimate_micros), ("VK", 844, 422));
+        // Settling the first request to its actual cost makes room again.
+        budgets::settle(&d.budgets, 10, &w, 0);
+        assert!(run(&w, &k, body).is_ok());
+        // Without a max_tokens the default output cap is reserved: 4096 output tokens > $0.001.
+        assert!(matches!(run(&w, &k, CHAT), Err(Denial::BudgetExceeded(_))));
+        // A fallback price serves models without one.
+        w.prices = vec![("*".into(), Price::default())];
+        assert!(run(&w, &k, CHAT).is_ok());
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub struct InferenceBody<'b> {
     pub stream: bool,
     /// Whether the client asked for the usage chunk itself (`stream_options.include_usage`).
     pub client_wants_usage: bool,
+    /// The most output tokens the client allows (`max_tokens`, `max_completion_tokens` or
+    /// `max_output_tokens`).
+    pub max_output_tokens: Option<u64>,
 }
 
 /// The fields Warden reads. Everything else is skipped without being built, so reading a large
@@ -73,6 +76,9 @@ struct Peek {
     model: Option<Value>,
     stream: Option<Value>,
     stream_options: Option<Value>,
+    max_tokens: Option<Value>,
+    max_completion_tokens: Option<Value>,
+    max_output_tokens: Option<Value>,
 }
 
 impl<'b> InferenceBody<'b> {
@@ -90,7 +96,10 @@ impl<'b> InferenceBody<'b> {
         let stream = peek.stream.as_ref().and_then(Value::as_bool).unwrap_or(false);
         let client_wants_usage =
             peek.stream_options.as_ref().and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
-        Ok(InferenceBody { bytes, model, stream, client_wants_usage })
+        let max_output_tokens = [&peek.max_completion_tokens, &peek.max_tokens, &peek.max_output_tokens]
+            .into_iter()
+            .find_map(|v| v.as_ref().and_then(Value::as_u64));
+        Ok(InferenceBody { bytes, model, stream, client_wants_usage, max_output_tokens })
     }
 
     /// The body to send upstream, if it must change: `model` renamed for the provider, and
@@ -116,6 +125,16 @@ impl<'b> InferenceBody<'b> {
             }
         }
         serde_json::to_vec(&body).ok()
+    }
+
+    /// The usage to reserve a budget for: the prompt estimated from the body's size, and the
+    /// client's output cap (or `default_output` when it sets none).
+    pub fn estimated_usage(&self, default_output: u64) -> crate::pricing::Usage {
+        crate::pricing::Usage {
+            input_tokens: crate::pricing::estimate_prompt_tokens(self.bytes.len()),
+            cached_input_tokens: 0,
+            output_tokens: self.max_output_tokens.unwrap_or(default_output),
+        }
     }
 
     /// Whether the response's usage chunk is Warden's addition, to be hidden from the client.
@@ -324,7 +343,9 @@ mod tests {
         assert_eq!(total(br#"{"usage":{"input_tokens":3,"output_tokens":4}}"#), Some(7));
         assert_eq!(total(br#"{"usage":{"prompt_tokens":5}}"#), Some(5));
         assert_eq!(total(br#"{"usage":{"prompt_tokens":5,"total_tokens":5}}"#), Some(5));
-        let cached = json_usage(br#"{"usage":{"prompt_tokens":10,"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":8}}}"#);
+        let cached = json_usage(
+            br#"{"usage":{"prompt_tokens":10,"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":8}}}"#,
+        );
         assert_eq!(cached, Some(Usage { input_tokens: 10, cached_input_tokens: 8, output_tokens: 2 }));
         assert_eq!(json_usage(br#"{"id":"x"}"#), None);
         assert_eq!(json_usage(b"garbage"), None);

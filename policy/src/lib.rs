@@ -7,6 +7,7 @@
 //! else is in the wrong room.
 
 pub mod admission;
+pub mod budgets;
 pub mod denial;
 pub mod govern;
 pub mod inference;

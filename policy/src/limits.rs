@@ -8,7 +8,8 @@
 //! `used ≥ max` (contract §4.2).
 
 use crate::records::{
-    CustomerRecord, Limits, ModelRecord, ProviderGrant, ProviderRecord, RateLimit, TeamRecord, VirtualKeyRecord,
+    BudgetLimit, CustomerRecord, Limits, ModelRecord, ProviderGrant, ProviderRecord, RateLimit, TeamRecord,
+    VirtualKeyRecord,
 };
 use crate::window::{ResetDuration, Window};
 use crate::{Denial, routing::Route};
@@ -62,8 +63,10 @@ pub struct Scope<'r> {
     pub entity: String,
     /// Names its counters (see [`counter_key`]).
     pub id: String,
-    /// The limits.
-    pub rate_limit: &'r RateLimit,
+    /// Request and token limits.
+    pub rate_limit: Option<&'r RateLimit>,
+    /// Dollar budgets.
+    pub budgets: &'r [BudgetLimit],
     /// Window layout.
     pub calendar_aligned: bool,
     /// Where rolling windows start.
@@ -94,10 +97,14 @@ pub fn concurrency_key(key_id: &str) -> String {
 }
 
 fn scope<'r>(entity: String, id: String, limits: &'r Limits) -> Option<Scope<'r>> {
+    if limits.rate_limit.is_none() && limits.budgets.is_empty() {
+        return None;
+    }
     Some(Scope {
         entity,
         id,
-        rate_limit: limits.rate_limit.as_ref()?,
+        rate_limit: limits.rate_limit.as_ref(),
+        budgets: &limits.budgets,
         calendar_aligned: limits.calendar_aligned,
         anchor_ms: limits.anchor_ms,
     })
@@ -111,10 +118,14 @@ impl VirtualKeyRecord {
 
     /// The limits of the key's grant for one provider; windows laid out like the key's.
     pub fn grant_scope<'r>(&'r self, grant: &'r ProviderGrant) -> Option<Scope<'r>> {
+        if grant.rate_limit.is_none() && grant.budgets.is_empty() {
+            return None;
+        }
         Some(Scope {
             entity: format!("provider config '{}'", grant.provider),
             id: format!("pc:{}:{}", self.id, grant.provider),
-            rate_limit: grant.rate_limit.as_ref()?,
+            rate_limit: grant.rate_limit.as_ref(),
+            budgets: &grant.budgets,
             calendar_aligned: self.limits.calendar_aligned,
             anchor_ms: self.limits.anchor_ms,
         })
@@ -181,12 +192,13 @@ pub fn scopes<'r>(
 /// that workers only ever compare-and-swap existing counters (creating one is not atomic).
 pub fn counter_keys(scope: &Scope<'_>) -> Vec<String> {
     let mut keys = Vec::new();
-    if scope.rate_limit.requests().is_some() {
+    if scope.rate_limit.and_then(RateLimit::requests).is_some() {
         keys.push(counter_key(&scope.id, Dimension::Requests));
     }
-    if scope.rate_limit.tokens().is_some() {
+    if scope.rate_limit.and_then(RateLimit::tokens).is_some() {
         keys.push(counter_key(&scope.id, Dimension::Tokens));
     }
+    keys.extend(scope.budgets.iter().map(|b| crate::budgets::budget_key(&scope.id, &b.reset_duration)));
     keys
 }
 
@@ -225,6 +237,7 @@ pub fn record_counters(name: &str, body: &[u8]) -> Vec<String> {
                 scopes.flat_map(|s| counter_keys(&s)).collect()
             },
         ),
+        RecordKind::Price => Vec::new(),
     }
 }
 
@@ -276,7 +289,7 @@ impl RateReport {
     }
 }
 
-fn seconds_until(at_ms: u64, now_ms: u64) -> u64 {
+pub(crate) fn seconds_until(at_ms: u64, now_ms: u64) -> u64 {
     at_ms.saturating_sub(now_ms).div_ceil(1_000).max(1)
 }
 
@@ -305,7 +318,7 @@ fn parse_counter(value: Option<&[u8]>) -> Option<(u64, u64)> {
 }
 
 /// A counter's count in `window` (zero if it was last written in another window).
-fn count_in(value: Option<&[u8]>, window: Window) -> u64 {
+pub(crate) fn count_in(value: Option<&[u8]>, window: Window) -> u64 {
     match parse_counter(value) {
         Some((start, count)) if start == window.start_ms => count,
         _ => 0,
@@ -318,7 +331,7 @@ fn encode(window_start: u64, count: u64) -> Vec<u8> {
 
 /// Applies `change` to the count of `key` in `window` with compare-and-swap; `change` returns
 /// `None` to leave the counter as it is. Returns the count it saw and whether it wrote.
-fn update(
+pub(crate) fn update(
     counters: &impl Counters,
     key: &str,
     window: Window,
@@ -335,7 +348,7 @@ fn update(
     None
 }
 
-fn window_of(scope: &Scope<'_>, span: ResetDuration, now_ms: u64) -> Window {
+pub(crate) fn window_of(scope: &Scope<'_>, span: ResetDuration, now_ms: u64) -> Window {
     span.window(now_ms, scope.anchor_ms, scope.calendar_aligned)
 }
 
@@ -354,7 +367,7 @@ pub fn reserve(
         let mut resets = Vec::new();
         let mut token_over = false;
         let mut request_over = false;
-        let rl = scope.rate_limit;
+        let Some(rl) = scope.rate_limit else { continue };
         if let Some((max, span)) = rl.tokens() {
             let window = window_of(scope, span, now_ms);
             let key = counter_key(&scope.id, Dimension::Tokens);
@@ -445,7 +458,7 @@ pub fn charge_tokens(reservation: &Reservation, tokens: u64, counters: &impl Cou
 /// Whether a scope is out of requests or tokens right now (read only): such a provider config
 /// leaves the weighted draw.
 pub fn exhausted(scope: &Scope<'_>, counters: &impl Counters, now_ms: u64) -> bool {
-    let rl = scope.rate_limit;
+    let Some(rl) = scope.rate_limit else { return false };
     let full = |dimension, limit: Option<(u64, ResetDuration)>| {
         limit.is_some_and(|(max, span)| {
             let window = window_of(scope, span, now_ms);
@@ -512,7 +525,8 @@ mod tests {
         Scope {
             entity: entity.into(),
             id: entity.to_lowercase(),
-            rate_limit: rl,
+            rate_limit: Some(rl),
+            budgets: &[],
             calendar_aligned: false,
             anchor_ms: 0,
         }

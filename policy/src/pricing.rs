@@ -98,9 +98,15 @@ mod tests {
     fn costs_in_micro_dollars() {
         let mini = DEFAULT_PRICES.iter().find(|(m, _)| *m == "gpt-4o-mini").unwrap().1;
         // 1M input + 1M output tokens: $0.15 + $0.60.
-        assert_eq!(mini.cost(&Usage { input_tokens: 1_000_000, cached_input_tokens: 0, output_tokens: 1_000_000 }), 750_000);
+        assert_eq!(
+            mini.cost(&Usage { input_tokens: 1_000_000, cached_input_tokens: 0, output_tokens: 1_000_000 }),
+            750_000
+        );
         // Half the prompt cached: 500k × 0.15 + 500k × 0.075 = $0.1125.
-        assert_eq!(mini.cost(&Usage { input_tokens: 1_000_000, cached_input_tokens: 500_000, output_tokens: 0 }), 112_500);
+        assert_eq!(
+            mini.cost(&Usage { input_tokens: 1_000_000, cached_input_tokens: 500_000, output_tokens: 0 }),
+            112_500
+        );
         // 2 + 7 tokens cost 4.5 µ$, rounded up to 5; one token (0.15 µ$) is never free.
         assert_eq!(mini.cost(&Usage { input_tokens: 2, cached_input_tokens: 0, output_tokens: 7 }), 5);
         assert_eq!(mini.cost(&Usage { input_tokens: 1, ..Usage::default() }), 1);

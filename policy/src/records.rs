@@ -24,11 +24,20 @@ pub enum RecordKind {
     Provider,
     /// `model:<model name>`: a [`ModelRecord`], the model-wide limits of that name.
     Model,
+    /// `price:<model>`, `price:<provider>/<model>` or `price:*` (the fallback): a
+    /// [`crate::pricing::Price`].
+    Price,
 }
 
 impl RecordKind {
-    const ALL: [RecordKind; 5] =
-        [RecordKind::VirtualKey, RecordKind::Team, RecordKind::Customer, RecordKind::Provider, RecordKind::Model];
+    const ALL: [RecordKind; 6] = [
+        RecordKind::VirtualKey,
+        RecordKind::Team,
+        RecordKind::Customer,
+        RecordKind::Provider,
+        RecordKind::Model,
+        RecordKind::Price,
+    ];
 
     /// The name prefix of this kind.
     pub fn prefix(self) -> &'static str {
@@ -38,6 +47,7 @@ impl RecordKind {
             RecordKind::Customer => "customer",
             RecordKind::Provider => "provider",
             RecordKind::Model => "model",
+            RecordKind::Price => "price",
         }
     }
 
@@ -79,6 +89,7 @@ pub fn check_record(name: &str, body: &[u8]) -> Result<(), &'static str> {
         RecordKind::Model => serde_json::from_slice::<ModelRecord>(body)
             .map(|r| r.configs.iter().all(|c| c.limits.valid()))
             .unwrap_or(false),
+        RecordKind::Price => serde_json::from_slice::<crate::pricing::Price>(body).is_ok(),
     };
     if readable { Ok(()) } else { Err("body is not a valid record of its kind") }
 }
@@ -147,6 +158,21 @@ impl RateLimit {
     }
 }
 
+/// A dollar budget per window, in micro-dollars.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetLimit {
+    /// The most that may be spent per window (µ$).
+    pub max_micros: u64,
+    /// The window, e.g. `1M`.
+    pub reset_duration: String,
+}
+
+impl BudgetLimit {
+    fn valid(&self) -> bool {
+        self.max_micros > 0 && ResetDuration::parse(&self.reset_duration).is_ok()
+    }
+}
+
 /// The limits of one owner (key, provider config, team, customer, provider, model config), and
 /// how its windows are laid out.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -154,6 +180,9 @@ pub struct Limits {
     /// Request and token limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// Dollar budgets, one per window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<BudgetLimit>,
     /// Windows start on calendar boundaries (UTC) instead of rolling from `anchor_ms`.
     #[serde(default)]
     pub calendar_aligned: bool,
@@ -164,7 +193,7 @@ pub struct Limits {
 
 impl Limits {
     fn valid(&self) -> bool {
-        self.rate_limit.as_ref().is_none_or(|rl| rl.validate().is_ok())
+        self.rate_limit.as_ref().is_none_or(|rl| rl.validate().is_ok()) && self.budgets.iter().all(BudgetLimit::valid)
     }
 }
 
@@ -254,6 +283,9 @@ pub struct ProviderGrant {
     /// Limits on this key's use of this provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// Budgets on this key's use of this provider.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<BudgetLimit>,
 }
 
 /// A team: its customer and its limits.

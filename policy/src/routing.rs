@@ -224,6 +224,7 @@ mod tests {
             blacklisted_models: blacklisted.iter().map(|m| m.to_string()).collect(),
             key_ids: keys.iter().map(|k| k.to_string()).collect(),
             rate_limit: None,
+            budgets: vec![],
         }
     }
 

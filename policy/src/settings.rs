@@ -27,6 +27,9 @@ pub struct FilterSettings {
     /// are refused with a 400 that says so. Envoy's own buffer limit must be above it.
     #[serde(default = "FilterSettings::default_max_request_body_bytes")]
     pub max_request_body_bytes: u64,
+    /// The output tokens a budget reserves for a request that sets no `max_tokens`.
+    #[serde(default = "FilterSettings::default_max_tokens")]
+    pub default_max_tokens: u64,
 }
 
 /// Why the filter refuses a configuration.
@@ -61,6 +64,9 @@ impl FilterSettings {
     fn default_max_request_body_bytes() -> u64 {
         4 << 20
     }
+    fn default_max_tokens() -> u64 {
+        4_096
+    }
 
     /// Settings for a control plane reached through `cluster`, defaults elsewhere.
     pub fn for_cluster(cluster: &str) -> FilterSettings {
@@ -70,6 +76,7 @@ impl FilterSettings {
             tick_ms: Self::default_tick_ms(),
             leader_lease_ms: Self::default_leader_lease_ms(),
             max_request_body_bytes: Self::default_max_request_body_bytes(),
+            default_max_tokens: Self::default_max_tokens(),
         }
     }
 

@@ -11,6 +11,7 @@ const K: &str = "sk-bf-aaaaaaaa-0000-4000-8000-00000000000a";
 fn limited(requests: Option<(u64, &str)>, tokens: Option<(u64, &str)>) -> VirtualKeyRecord {
     let mut r = record("vk-limited", true, None);
     r.limits = Limits {
+        budgets: vec![],
         rate_limit: Some(RateLimit {
             request_max_limit: requests.map(|r| r.0),
             request_reset_duration: requests.map(|r| r.1.to_owned()),
@@ -163,6 +164,7 @@ fn a_team_limit_spans_its_keys_and_names_the_team() {
         name: "ml-research".into(),
         customer_id: None,
         limits: Limits {
+            budgets: vec![],
             rate_limit: Some(RateLimit {
                 request_max_limit: Some(3),
                 request_reset_duration: Some("1h".into()),
@@ -271,4 +273,56 @@ fn hot_path_instruction_profile() {
     eprintln!("filter profile: {calls} hostcalls: {:?}", out.hostcalls);
     // A budget, not a timing: several times today's count would mean something went badly wrong.
     assert!(total < 2_000_000, "{total} instructions for one governed request");
+}
+
+#[test]
+fn budgets_reserve_settle_and_report_the_cost() {
+    use warden_policy::pricing::Price;
+    use warden_policy::records::BudgetLimit;
+    let mut key = record("vk-budget", true, None);
+    // Five micro-dollars a day, and $0.1 per 1M tokens in and out: a 12-token answer costs
+    // 1.2 µ$, rounded up to 2.
+    key.limits.budgets = vec![BudgetLimit { max_micros: 5, reset_duration: "1d".into() }];
+    let price =
+        Price { input_per_mtok: 100_000, output_per_mtok: 100_000, cached_input_per_mtok: None, per_request: 0 };
+    let (_proxy, mut vm, token) = with_keys(&[(K, key)]);
+    vm.deliver(token, &response("2", vec![named("price:gpt-4o-mini", &price)], vec![])).unwrap();
+    let body = r#"{"model":"gpt-4o-mini","max_tokens":4,"messages":[]}"#;
+    let headers = [(":method", "POST"), (":path", "/v1/chat/completions"), ("x-bf-vk", K)];
+    let exchange = || {
+        Exchange::request(&headers, body.as_bytes()).respond(
+            200,
+            "application/json",
+            vec![USAGE_BODY.as_bytes().to_vec()],
+        )
+    };
+    // Estimate: 14 prompt tokens (55 bytes / 4) + 4 output = 18 tokens → 2 µ$ reserved.
+    let first = vm.exchange(exchange()).unwrap();
+    assert!(first.forwarded);
+    assert_eq!(first.response_header("x-warden-budget-remaining-usd").as_deref(), Some("0.000003"));
+    assert_eq!(first.response_header("x-warden-cost-usd").as_deref(), Some("0.000002"), "12 tokens at $0.1/M");
+    assert!(vm.exchange(exchange()).unwrap().forwarded);
+    // 4 µ$ spent: the third estimate (2 µ$) does not fit in the 1 µ$ left.
+    let refused = vm.exchange(exchange()).unwrap();
+    assert_eq!((refused.status(), refused.json()["type"].as_str()), (402, Some("budget_exceeded")));
+    let message = refused.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.starts_with("Budget exceeded: VK budget exceeded: 0.000006 >= 0.000005 dollars"), "{message}");
+    let retry = refused.reply.unwrap().headers.into_iter().find(|(n, _)| n == "retry-after").map(|(_, v)| v);
+    assert!(retry.is_some_and(|s| s.parse::<u64>().unwrap() > 0));
+    // A model without a price is refused while a budget applies.
+    let unpriced = vm.exchange(Exchange::request(&headers, br#"{"model":"mystery-model"}"#)).unwrap();
+    assert_eq!((unpriced.status(), unpriced.json()["type"].as_str()), (403, Some("price_unknown")));
+}
+
+#[test]
+fn a_stream_reports_its_cost_in_a_closing_comment() {
+    use warden_policy::pricing::Price;
+    let price =
+        Price { input_per_mtok: 1_000_000, output_per_mtok: 1_000_000, cached_input_per_mtok: None, per_request: 0 };
+    let (_proxy, mut vm, token) = with_keys(&[(K, record("vk", true, None))]);
+    vm.deliver(token, &response("2", vec![named("price:gpt-4o-mini", &price)], vec![])).unwrap();
+    let chunks: Vec<Vec<u8>> = SSE.as_bytes().chunks(7).map(<[u8]>::to_vec).collect();
+    let out = vm.exchange(stream_exchange(r#"{"model":"gpt-4o-mini","stream":true}"#, chunks)).unwrap();
+    let client = String::from_utf8(out.response_body).unwrap();
+    assert!(client.ends_with("data: [DONE]\n\n: x-warden-cost-usd 0.000011\n\n"), "{client}");
 }

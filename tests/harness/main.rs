@@ -44,6 +44,7 @@ pub fn grant(provider: &str, weight: Option<f64>) -> ProviderGrant {
         blacklisted_models: vec![],
         key_ids: vec!["*".into()],
         rate_limit: None,
+        budgets: vec![],
     }
 }
 

@@ -344,15 +344,23 @@ impl Vm {
             state.response_headers_readable = true;
             let n = state.response_headers.len() as i32;
             let no_body = exchange.response_body.is_empty() as i32;
-            let _: i32 = self.call("proxy_on_response_headers", (ctx, n, no_body))?;
-            self.store.data_mut().response_headers_readable = false;
+            let paused: i32 = self.call("proxy_on_response_headers", (ctx, n, no_body))?;
+            // Paused headers stay writable until the body lets them go (Envoy buffers it).
+            self.store.data_mut().response_headers_readable = paused != CONTINUE;
             let chunks = exchange.response_body.len();
             for (i, chunk) in exchange.response_body.into_iter().enumerate() {
-                self.store.data_mut().response_body = chunk;
+                self.store.data_mut().response_body.extend(chunk);
                 let size = self.store.data().response_body.len() as i32;
-                let _: i32 = self.call("proxy_on_response_body", (ctx, size, (i + 1 == chunks) as i32))?;
-                response_body.extend(std::mem::take(&mut self.store.data_mut().response_body));
+                let end = i + 1 == chunks;
+                let r: i32 = self.call("proxy_on_response_body", (ctx, size, end as i32))?;
+                if r == CONTINUE {
+                    response_body.extend(std::mem::take(&mut self.store.data_mut().response_body));
+                    self.store.data_mut().response_headers_readable = false;
+                } else if end {
+                    wasmtime::bail!("the filter paused at the end of the response body: the response would hang");
+                }
             }
+            self.store.data_mut().response_headers_readable = false;
         }
         self.call::<i32, ()>("proxy_on_log", ctx)?;
         let _: i32 = self.call("proxy_on_done", ctx)?;

@@ -5,6 +5,7 @@ mod envoy;
 mod error;
 mod json;
 mod model_configs;
+mod prices;
 mod providers;
 mod publish;
 mod references;
@@ -19,6 +20,7 @@ mod provider_tests;
 mod tests;
 
 pub use error::ApiError;
+pub use prices::publish_prices;
 pub use providers::publish_providers;
 pub use publish::publish_governance;
 
@@ -136,6 +138,8 @@ pub fn router(state: AppState) -> Router {
             &format!("{MODEL_CONFIGS}/{{id}}"),
             get(model_configs::get).put(model_configs::update).delete(model_configs::delete),
         )
+        .route("/api/prices", get(prices::list))
+        .route("/api/prices/{*name}", axum::routing::put(prices::put).delete(prices::delete))
         .route("/api/providers", get(providers::list).post(providers::create))
         .route("/api/providers/{name}", get(providers::get).put(providers::update).delete(providers::delete))
         .route("/api/envoy/nodes", get(envoy::nodes))

@@ -1,7 +1,7 @@
 //! Model configs (contract §6.1 `/model-configs`): instance-wide limits on one model name,
 //! optionally only on one provider. They apply with or without a virtual key.
 
-use super::{Budget, Invalid, RateLimit, budgets, non_empty, rate_limit, unix_ms};
+use super::{Budget, Invalid, RateLimit, budget_limits, budgets, non_empty, rate_limit, unix_ms};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use warden_policy::records::{Limits, ModelConfigRecord, ModelRecord};
@@ -39,6 +39,7 @@ impl ModelConfig {
             provider: self.provider.clone(),
             limits: Limits {
                 rate_limit: self.rate_limit.clone(),
+                budgets: budget_limits(&self.budgets),
                 calendar_aligned: self.calendar_aligned,
                 anchor_ms: unix_ms(self.created_at),
             },

@@ -1,7 +1,7 @@
 //! Teams and customers (contract §2.5): the owners above virtual keys. Each is checked on its
 //! own and charged the same cost as the key below it.
 
-use super::{Budget, Invalid, RateLimit, budgets, non_empty, rate_limit, unix_ms};
+use super::{Budget, Invalid, RateLimit, budget_limits, budgets, non_empty, rate_limit, unix_ms};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use warden_policy::records::{CustomerRecord, Limits, TeamRecord};
@@ -53,6 +53,7 @@ impl Team {
             customer_id: self.customer_id.clone(),
             limits: Limits {
                 rate_limit: self.rate_limit.clone(),
+                budgets: budget_limits(&self.budgets),
                 calendar_aligned: self.calendar_aligned,
                 anchor_ms: unix_ms(self.created_at),
             },
@@ -75,6 +76,7 @@ impl Customer {
             name: self.name.clone(),
             limits: Limits {
                 rate_limit: self.rate_limit.clone(),
+                budgets: budget_limits(&self.budgets),
                 calendar_aligned: self.calendar_aligned,
                 anchor_ms: unix_ms(self.created_at),
             },

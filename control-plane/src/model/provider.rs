@@ -169,6 +169,7 @@ impl Provider {
             request_timeout_ms: Some(self.timeouts.request_ms),
             limits: Limits {
                 rate_limit: self.rate_limit.clone(),
+                budgets: Vec::new(),
                 calendar_aligned: self.calendar_aligned,
                 anchor_ms: unix_ms(self.created_at),
             },
