@@ -360,3 +360,46 @@ async fn embeddings_are_governed_like_chats() {
     let second = embed().await.unwrap();
     assert_eq!(second.status(), 429, "the embedding's tokens were counted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dollar_budget_holds_under_concurrency_and_every_answer_says_its_cost() {
+    let stack = Stack::start().await;
+    // $0.00005 a day. gpt-4o-mini at the default $0.15 / $0.60 per 1M tokens: the mock's 9-token
+    // answer (2 in, 7 out) costs 4.5 µ$ → 5 µ$; with max_tokens 10 the reservation is larger.
+    let key = stack
+        .create_key(json!({"name": "fifty-micro-dollars", "budgets": [{"max_limit": 0.00005, "reset_duration": "1d"}]}))
+        .await;
+    stack.wait_for_status(&key.secret, 200, Duration::from_secs(5)).await;
+    let mut body = hello();
+    body["max_tokens"] = json!(10);
+    let results = burst(&stack, &key.secret, body, 40).await;
+    let served: Vec<&reqwest::header::HeaderMap> = results.iter().filter(|r| r.0 == 200).map(|r| &r.1).collect();
+    assert!(served.len() >= 4, "{} served", served.len());
+    let mut spent = 0.0;
+    for headers in &served {
+        assert_eq!(headers["x-warden-cost-usd"], "0.000005");
+        spent += 0.000005;
+    }
+    assert!(spent <= 0.00005 + 1e-12, "spent ${spent} of a $0.00005 budget");
+    let (_, headers, refused) = results.iter().find(|r| r.0 == 402).expect("the budget ran out");
+    assert_eq!(refused["type"], "budget_exceeded");
+    assert!(refused["error"]["message"].as_str().unwrap().starts_with("Budget exceeded: VK budget exceeded"));
+    assert!(headers.contains_key("retry-after"));
+    // Streams are settled too: the cost arrives as a closing SSE comment.
+    let key =
+        stack.create_key(json!({"name": "streamer", "budgets": [{"max_limit": 1.0, "reset_duration": "1d"}]})).await;
+    stack.wait_for_status(&key.secret, 200, Duration::from_secs(5)).await;
+    let mut body = hello();
+    body["stream"] = json!(true);
+    let resp = stack
+        .http
+        .post(stack.gateway("/v1/chat/completions"))
+        .bearer_auth(&key.secret)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-warden-budget-remaining-usd"].to_str().unwrap().len(), 8);
+    let text = resp.text().await.unwrap();
+    assert!(text.ends_with(": x-warden-cost-usd 0.000005\n\n"), "{text}");
+}

@@ -245,3 +245,46 @@ async fn filter_settings_are_typed_and_pushed() {
     let (_, shown) = call(&app, Method::GET, "/api/envoy/filter-settings", None).await;
     assert_eq!(shown["settings"]["staleness_bound_ms"], 60000);
 }
+
+#[tokio::test]
+async fn prices_have_defaults_overrides_and_a_fallback() {
+    let (app, state) = app().await;
+    crate::admin::publish_prices(&state.cache, state.store.as_ref(), None).await.unwrap();
+    let (status, list) = call(&app, Method::GET, "/api/prices", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let mini = list["prices"].as_array().unwrap().iter().find(|p| p["name"] == "gpt-4o-mini").unwrap().clone();
+    assert_eq!(mini["source"], "default");
+    assert_eq!(mini["price"]["input_per_mtok"], 150_000);
+
+    let cheap = r#"{"input_per_mtok": 1, "output_per_mtok": 2}"#;
+    for name in ["gpt-4o-mini", "mock/gpt-4o-mini", "*"] {
+        let (status, body) = call(&app, Method::PUT, &format!("/api/prices/{name}"), Some(cheap)).await;
+        assert_eq!(status, StatusCode::OK, "{name}: {body}");
+    }
+    let (status, body) = call(&app, Method::PUT, "/api/prices/x", Some(r#"{"input_per_mtok": -1}"#)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _) =
+        call(&app, Method::PUT, "/api/prices/x", Some(r#"{"input_per_mtok":1,"output_per_mtok":1,"colour":1}"#)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let names: Vec<String> = state
+        .cache
+        .initial(&Default::default())
+        .0
+        .into_iter()
+        .filter_map(|c| match c {
+            crate::xds::cache::PolicyChange::Upsert { name, .. } => Some(name),
+            crate::xds::cache::PolicyChange::Remove { .. } => None,
+        })
+        .filter(|n| n.starts_with("price:"))
+        .collect();
+    assert!(names.contains(&"price:*".to_owned()) && names.contains(&"price:mock/gpt-4o-mini".to_owned()));
+
+    // Removing an override brings the default back; removing the fallback withdraws it.
+    assert_eq!(call(&app, Method::DELETE, "/api/prices/gpt-4o-mini", None).await.0, StatusCode::OK);
+    assert_eq!(call(&app, Method::DELETE, "/api/prices/*", None).await.0, StatusCode::OK);
+    assert_eq!(call(&app, Method::DELETE, "/api/prices/*", None).await.0, StatusCode::NOT_FOUND);
+    let (_, list) = call(&app, Method::GET, "/api/prices", None).await;
+    let mini = list["prices"].as_array().unwrap().iter().find(|p| p["name"] == "gpt-4o-mini").unwrap().clone();
+    assert_eq!((mini["source"].as_str(), mini["price"]["input_per_mtok"].as_u64()), (Some("default"), Some(150_000)));
+    assert!(!list.to_string().contains("\"name\":\"*\""));
+}
