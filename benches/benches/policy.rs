@@ -123,6 +123,7 @@ fn decision(c: &mut Criterion) {
                 &world,
                 2_000,
                 n,
+                4_096,
             )
         })
     });
