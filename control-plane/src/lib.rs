@@ -1,9 +1,10 @@
-//! The `warden` control plane: admin API, store, xDS server, and the mock provider.
+//! The `warden` control plane: admin API, store, xDS server, usage ledger, and the mock provider.
 
 pub mod admin;
 pub mod bootstrap;
 pub mod mock_provider;
 pub mod model;
+pub mod quota;
 pub mod serve;
 pub mod store;
 pub mod xds;

@@ -132,6 +132,17 @@ pub fn send_grpc_message(token: u32, message: &[u8]) -> Result<(), HostError> {
     Ok(hostcalls::send_grpc_stream_message(token, Some(message), false)?)
 }
 
+/// Sends one unary gRPC call; the answer arrives in `on_grpc_call_response`.
+pub fn dispatch_grpc_call(
+    cluster: &str,
+    service: &str,
+    method: &str,
+    message: &[u8],
+    timeout: Duration,
+) -> Result<u32, HostError> {
+    Ok(hostcalls::dispatch_grpc_call(cluster, service, method, Vec::new(), Some(message), timeout)?)
+}
+
 /// Cancels a stream. Envoy delivers no close callback for it afterwards.
 pub fn cancel_grpc_stream(token: u32) {
     let _ = hostcalls::cancel_grpc_stream(token);

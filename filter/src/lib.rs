@@ -6,6 +6,7 @@
 
 mod host;
 mod leader;
+mod ledger;
 mod metrics;
 mod policy_stream;
 mod random;

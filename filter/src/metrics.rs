@@ -9,6 +9,10 @@ pub struct Metrics {
     pub stream_opened: Option<u32>,
     pub records_applied: Option<u32>,
     pub nacks: Option<u32>,
+    /// Usage records the control plane acknowledged, and those dropped because the outbox was
+    /// full (the control plane unreachable for long).
+    pub usage_reported: Option<u32>,
+    pub usage_dropped: Option<u32>,
     /// The control plane's policy version this Envoy holds (0 = none).
     pub policy_version: Option<u32>,
     /// Milliseconds since this Envoy last heard from the control plane; a stuck Envoy shows here
@@ -25,6 +29,8 @@ impl Metrics {
             stream_opened: host::counter("warden_policy_streams_opened"),
             records_applied: host::counter("warden_policy_records_applied"),
             nacks: host::counter("warden_policy_nacks"),
+            usage_reported: host::counter("warden_usage_reported"),
+            usage_dropped: host::counter("warden_usage_dropped"),
             policy_version: host::gauge("warden_policy_version"),
             policy_age_ms: host::gauge("warden_policy_age_ms"),
         }

@@ -4,7 +4,7 @@
 
 use crate::metrics::Metrics;
 use crate::shared::{self, SharedCounters};
-use crate::{host, random};
+use crate::{host, ledger, random};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
@@ -12,6 +12,7 @@ use warden_policy::budgets;
 use warden_policy::govern::{self, Dispatch, Records};
 use warden_policy::inference::{Endpoint, SseUsage, json_usage};
 use warden_policy::keys::key_headers;
+use warden_policy::ledger::UsageRecord;
 use warden_policy::limits::{self, RateReport};
 use warden_policy::pricing::{Price, dollars};
 use warden_policy::records::{CustomerRecord, ModelRecord, ProviderRecord, TeamRecord};
@@ -50,6 +51,8 @@ struct Dispatched {
     /// The response's cost, µ$, once settled and known.
     cost: Option<u64>,
     charged: bool,
+    /// The metric of usage records dropped for a full outbox.
+    usage_dropped: Option<u32>,
 }
 
 pub struct WardenRequest {
@@ -124,6 +127,7 @@ impl WardenRequest {
             status: 0,
             cost: None,
             charged: false,
+            usage_dropped: self.metrics.usage_dropped,
         }));
         Action::Continue
     }
@@ -309,6 +313,25 @@ fn settle(d: &mut Dispatched) {
     };
     let actual = d.cost.unwrap_or(d.dispatch.estimate_micros);
     budgets::settle(&d.dispatch.budgets, actual, &SharedCounters, now);
+    let usage = usage.unwrap_or_default();
+    let c = &d.dispatch.charged;
+    let record = UsageRecord {
+        id: format!("{:016x}{:016x}", random::next(), random::next()),
+        at_ms: now,
+        key_id: c.key_id.clone(),
+        team_id: c.team_id.clone().unwrap_or_default(),
+        customer_id: c.customer_id.clone().unwrap_or_default(),
+        provider: c.provider.clone(),
+        model: c.model.clone(),
+        input_tokens: usage.input_tokens,
+        cached_input_tokens: usage.cached_input_tokens,
+        output_tokens: usage.output_tokens,
+        cost_micros: actual,
+        status: u32::from(d.status),
+    };
+    if !ledger::record(&record) {
+        host::increment(d.usage_dropped, 1);
+    }
 }
 
 fn set_cost_header(d: &Dispatched) {

@@ -1,6 +1,7 @@
 //! The root context: one per VM and plugin configuration. It holds the compiled settings, hands
 //! them to every request, and, when this VM is the leader, keeps the policy stream open.
 
+use crate::ledger::Reporter;
 use crate::metrics::Metrics;
 use crate::policy_stream::PolicyStream;
 use crate::request::WardenRequest;
@@ -31,6 +32,7 @@ pub struct WardenRoot {
     settings: Option<Rc<FilterSettings>>,
     metrics: Rc<Metrics>,
     stream: PolicyStream,
+    reporter: Reporter,
 }
 
 impl WardenRoot {
@@ -41,6 +43,7 @@ impl WardenRoot {
             settings: None,
             metrics: Rc::new(Metrics::define()),
             stream: PolicyStream::default(),
+            reporter: Reporter::default(),
         }
     }
 }
@@ -55,6 +58,12 @@ impl Context for WardenRoot {
     fn on_grpc_stream_close(&mut self, token_id: u32, status_code: u32) {
         if self.stream.owns(token_id) {
             self.stream.on_close(status_code, host::now_ms());
+        }
+    }
+
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        if self.reporter.owns(token_id) {
+            self.reporter.on_response(status_code, response_size, &self.metrics);
         }
     }
 
@@ -109,6 +118,7 @@ impl RootContext for WardenRoot {
         }
         if leads {
             self.stream.ensure_open(&settings.control_plane_cluster, now, &self.metrics);
+            self.reporter.flush(&settings.control_plane_cluster);
         } else {
             self.stream.stop();
         }

@@ -21,6 +21,9 @@ use warden_policy::limits::Counters;
 use warden_policy::{RecordKind, SyncStatus};
 
 pub const LEADER_KEY: &str = "warden:leader";
+/// Usage records waiting for the leader, and those reported but not yet acknowledged.
+pub const OUTBOX_KEY: &str = "warden:ledger:outbox";
+pub const UNACKED_KEY: &str = "warden:ledger:unacked";
 const SYNC_KEY: &str = "warden:sync";
 const INDEX_BUCKETS: u8 = 64;
 
@@ -90,6 +93,44 @@ pub fn ensure_counter(key: &str) {
     if host::shared_get(key).0.is_none() {
         let _ = host::shared_set(key, b"0 0", None);
     }
+}
+
+/// A value, or nothing.
+pub fn get(key: &str) -> Vec<u8> {
+    host::shared_get(key).0.unwrap_or_default()
+}
+
+/// Writes a value (only the leader writes these lists' successors).
+pub fn put(key: &str, value: &[u8]) {
+    let _ = host::shared_set(key, value, None);
+}
+
+/// Appends to a value with compare-and-swap, unless it would pass `max` bytes.
+pub fn append(key: &str, bytes: &[u8], max: usize) -> bool {
+    for _ in 0..64 {
+        let (value, cas) = host::shared_get(key);
+        let mut value = value.unwrap_or_default();
+        if value.len() + bytes.len() > max {
+            return false;
+        }
+        value.extend_from_slice(bytes);
+        if host::shared_set(key, &value, cas).is_ok() {
+            return true;
+        }
+    }
+    false
+}
+
+/// Empties a value with compare-and-swap and returns what it held.
+pub fn take(key: &str) -> Vec<u8> {
+    for _ in 0..64 {
+        let (value, cas) = host::shared_get(key);
+        let Some(value) = value.filter(|v| !v.is_empty()) else { return Vec::new() };
+        if host::shared_set(key, b"", cas).is_ok() {
+            return value;
+        }
+    }
+    Vec::new()
 }
 
 /// Shared data as the policy's counter store.

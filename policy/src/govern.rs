@@ -50,6 +50,23 @@ pub struct Dispatch {
     pub budgets: BudgetReservation,
     /// That estimated cost, µ$: what stays charged when the answer reports no usage.
     pub estimate_micros: u64,
+    /// Who is charged and for what, for the usage ledger.
+    pub charged: Charged,
+}
+
+/// The owners and the model a request is charged to.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Charged {
+    /// The key's id.
+    pub key_id: String,
+    /// Its team.
+    pub team_id: Option<String>,
+    /// Its customer, directly or through the team.
+    pub customer_id: Option<String>,
+    /// The provider.
+    pub provider: String,
+    /// The model as sent upstream.
+    pub model: String,
 }
 
 /// Judges an inference request of an admitted key. The report (tightest request and token
@@ -134,6 +151,13 @@ pub fn inference(
         price,
         budgets: held,
         estimate_micros: estimate,
+        charged: Charged {
+            key_id: key.id.clone(),
+            team_id: key.team_id.clone(),
+            customer_id: customer_id.map(str::to_owned),
+            provider: route.provider.name.clone(),
+            model: route.model.clone(),
+        },
     };
     (report, Ok(dispatch))
 }

@@ -12,6 +12,7 @@ pub mod denial;
 pub mod govern;
 pub mod inference;
 pub mod keys;
+pub mod ledger;
 pub mod limits;
 pub mod pricing;
 pub mod records;

@@ -4,6 +4,7 @@
 
 mod clients;
 mod governance;
+mod ledger;
 mod lifecycle;
 mod resilience;
 mod scale;

@@ -326,3 +326,51 @@ fn a_stream_reports_its_cost_in_a_closing_comment() {
     let client = String::from_utf8(out.response_body).unwrap();
     assert!(client.ends_with("data: [DONE]\n\n: x-warden-cost-usd 0.000011\n\n"), "{client}");
 }
+
+#[test]
+fn usage_is_reported_until_acknowledged_and_never_lost() {
+    use prost::Message;
+    use warden_policy::ledger::{UsageAck, UsageBatch};
+    let (proxy, mut vm, _) = with_keys(&[(K, record("vk-ledger", true, None))]);
+    for _ in 0..3 {
+        assert!(chat(&mut vm, &[("x-bf-vk", K)]).unwrap().forwarded);
+    }
+    let report = |vm: &mut Vm| -> (u32, UsageBatch) {
+        vm.tick().unwrap();
+        let (token, (name, message)) = vm.calls().iter().next_back().map(|(t, c)| (*t, c.clone())).expect("a report");
+        assert_eq!(name, "warden.v1.Ledger/Report");
+        (token, UsageBatch::decode(message.as_slice()).unwrap())
+    };
+    let (token, batch) = report(&mut vm);
+    assert_eq!(batch.records.len(), 3);
+    let first = &batch.records[0];
+    assert_eq!(
+        (first.key_id.as_str(), first.provider.as_str(), first.model.as_str()),
+        ("vk-ledger", "mock", "gpt-4o-mini")
+    );
+    assert_eq!((first.input_tokens, first.output_tokens, first.status), (7, 5, 200));
+    let ids: std::collections::BTreeSet<&str> = batch.records.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids.len(), 3, "every record has its own idempotency id");
+    // No second report while one is in flight.
+    vm.tick().unwrap();
+    assert_eq!(vm.calls().len(), 1);
+
+    // Two acknowledged: only the third is sent again, with the next request's record.
+    let ack = UsageAck { ids: batch.records[..2].iter().map(|r| r.id.clone()).collect() };
+    vm.answer_call(token, Ok(&ack.encode_to_vec())).unwrap();
+    assert_eq!(proxy.metric("warden_usage_reported"), 2);
+    assert!(chat(&mut vm, &[("x-bf-vk", K)]).unwrap().forwarded);
+    let (token, again) = report(&mut vm);
+    assert_eq!(again.records.len(), 2);
+    assert_eq!(again.records[0].id, batch.records[2].id);
+
+    // A failed report loses nothing: the same records go again.
+    vm.answer_call(token, Err(14)).unwrap();
+    let (token, retry) = report(&mut vm);
+    assert_eq!(retry, again);
+    let ack = UsageAck { ids: retry.records.iter().map(|r| r.id.clone()).collect() };
+    vm.answer_call(token, Ok(&ack.encode_to_vec())).unwrap();
+    vm.tick().unwrap();
+    assert_eq!(vm.calls().len(), 3, "nothing left to report");
+    assert_eq!(proxy.metric("warden_usage_reported"), 4);
+}

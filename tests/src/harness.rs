@@ -170,6 +170,8 @@ pub struct VmState {
     hostcalls: BTreeMap<String, u64>,
     reply: Option<LocalReply>,
     streams: BTreeMap<u32, GrpcStream>,
+    /// Unary gRPC calls the filter made, by token: (service/method, request message).
+    calls: BTreeMap<u32, (String, Vec<u8>)>,
     next_token: u32,
     grpc_buffer: Vec<u8>,
     tick_ms: u32,
@@ -231,6 +233,7 @@ impl Proxy {
             hostcalls: BTreeMap::new(),
             reply: None,
             streams: BTreeMap::new(),
+            calls: BTreeMap::new(),
             next_token: 1,
             grpc_buffer: Vec::new(),
             tick_ms: 0,
@@ -389,6 +392,21 @@ impl Vm {
 
     pub fn streams(&self) -> &BTreeMap<u32, GrpcStream> {
         &self.store.data().streams
+    }
+
+    /// Unary gRPC calls made so far, by token: `service/method` and the request message.
+    pub fn calls(&self) -> &BTreeMap<u32, (String, Vec<u8>)> {
+        &self.store.data().calls
+    }
+
+    /// Answers a unary call: a message (status OK), or a gRPC status without one.
+    pub fn answer_call(&mut self, token: u32, answer: std::result::Result<&[u8], u32>) -> Result<()> {
+        match answer {
+            Ok(message) => self.deliver(token, message),
+            Err(status) => {
+                self.call::<(i32, i32, i32), ()>("proxy_on_grpc_close", (self.root as i32, token as i32, status as i32))
+            }
+        }
     }
 
     pub fn open_stream(&self) -> Option<u32> {
@@ -729,6 +747,34 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
             let token = c.data().next_token;
             c.data_mut().next_token += 1;
             c.data_mut().streams.insert(token, stream);
+            write(&mut c, ret, &token.to_le_bytes())?;
+            Ok(OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_grpc_call",
+        |mut c: Caller<'_, VmState>,
+         up: i32,
+         ul: i32,
+         sp: i32,
+         sl: i32,
+         mp: i32,
+         ml: i32,
+         _mdp: i32,
+         _mdl: i32,
+         msgp: i32,
+         msgl: i32,
+         _timeout: i32,
+         ret: i32|
+         -> Result<i32> {
+            c.data_mut().count_hostcall("proxy_grpc_call");
+            let _cluster = read_string(&mut c, up, ul)?;
+            let name = format!("{}/{}", read_string(&mut c, sp, sl)?, read_string(&mut c, mp, ml)?);
+            let message = read(&mut c, msgp, msgl)?;
+            let token = c.data().next_token;
+            c.data_mut().next_token += 1;
+            c.data_mut().calls.insert(token, (name, message));
             write(&mut c, ret, &token.to_le_bytes())?;
             Ok(OK)
         },

@@ -75,6 +75,11 @@ impl Proc {
         Proc { name: name.to_owned(), child, log }
     }
 
+    /// Sends SIGKILL by pid now (the process is reaped when dropped).
+    pub fn kill(&self) {
+        let _ = std::process::Command::new("kill").arg("-KILL").arg(self.pid().to_string()).status();
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

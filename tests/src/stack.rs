@@ -120,6 +120,13 @@ impl Stack {
         self.warden = None;
     }
 
+    /// Kills `warden` with SIGKILL from a shared reference (the test keeps using the stack).
+    pub fn kill_warden_now(&self) {
+        if let Some(warden) = &self.warden {
+            warden.kill();
+        }
+    }
+
     /// Starts Envoy and waits until it is ready, holds the provider keys' secrets and its filter
     /// has heard from the control plane.
     pub async fn start_envoy(&mut self) {

@@ -10,6 +10,7 @@ mod providers;
 mod publish;
 mod references;
 mod teams;
+mod usage;
 mod virtual_keys;
 
 #[cfg(test)]
@@ -138,6 +139,7 @@ pub fn router(state: AppState) -> Router {
             &format!("{MODEL_CONFIGS}/{{id}}"),
             get(model_configs::get).put(model_configs::update).delete(model_configs::delete),
         )
+        .route("/api/usage", get(usage::usage))
         .route("/api/prices", get(prices::list))
         .route("/api/prices/{*name}", axum::routing::put(prices::put).delete(prices::delete))
         .route("/api/providers", get(providers::list).post(providers::create))

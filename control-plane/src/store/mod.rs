@@ -2,10 +2,12 @@
 //! family of entities), so PostgreSQL can join SQLite without touching the admin API or xDS.
 
 mod governance;
+mod ledger;
 mod providers;
 mod sqlite;
 
 pub use governance::{CustomerQuery, Deletion, GovernanceStore, ModelConfigQuery, OnReferenced, TeamQuery};
+pub use ledger::{GroupBy, LedgerStore, UsageQuery, UsageTotals};
 pub use providers::ProviderStore;
 pub use sqlite::SqliteStore;
 
@@ -35,7 +37,7 @@ pub struct KeyQuery {
 
 /// The store. Every method is one transaction; implementations are shared across tasks.
 #[async_trait]
-pub trait Store: GovernanceStore + ProviderStore {
+pub trait Store: GovernanceStore + ProviderStore + LedgerStore {
     async fn insert_virtual_key(&self, key: &VirtualKey) -> Result<(), StoreError>;
     /// Replaces a key by id; `false` if there is no such key.
     async fn update_virtual_key(&self, key: &VirtualKey) -> Result<bool, StoreError>;

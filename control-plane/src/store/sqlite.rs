@@ -1,6 +1,7 @@
 //! The embedded SQLite store (one file under `data/`).
 
 mod governance;
+mod ledger;
 mod providers;
 
 use super::{KeyQuery, Store, StoreError};

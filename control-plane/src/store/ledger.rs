@@ -1,0 +1,64 @@
+//! The store's half for the usage ledger, composed into [`super::Store`].
+
+use super::StoreError;
+use async_trait::async_trait;
+use serde::Serialize;
+use warden_policy::ledger::UsageRecord;
+
+/// What a usage query groups by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    Key,
+    Team,
+    Customer,
+    Model,
+    Provider,
+}
+
+impl GroupBy {
+    pub fn column(self) -> &'static str {
+        match self {
+            GroupBy::Key => "key_id",
+            GroupBy::Team => "team_id",
+            GroupBy::Customer => "customer_id",
+            GroupBy::Model => "model",
+            GroupBy::Provider => "provider",
+        }
+    }
+}
+
+/// Filters of a usage query; `None` matches everything. Times are Unix milliseconds,
+/// `from_ms` inclusive, `to_ms` exclusive.
+#[derive(Debug, Clone, Default)]
+pub struct UsageQuery {
+    pub key_id: Option<String>,
+    pub team_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub from_ms: Option<u64>,
+    pub to_ms: Option<u64>,
+    pub group_by: Option<GroupBy>,
+}
+
+/// Sums over the matching records (of one group, when grouped).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct UsageTotals {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_micros: u64,
+}
+
+#[async_trait]
+pub trait LedgerStore: Send + Sync {
+    /// Writes records in one transaction, ignoring ids already written; returns every id that
+    /// is now stored (new or not), which is what the filter may forget.
+    async fn write_usage(&self, records: &[UsageRecord]) -> Result<Vec<String>, StoreError>;
+    /// Totals, overall or per group, largest cost first.
+    async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageTotals>, StoreError>;
+}

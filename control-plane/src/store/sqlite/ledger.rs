@@ -1,0 +1,96 @@
+//! [`LedgerStore`] on SQLite.
+
+use super::{SqliteStore, backend};
+use crate::store::{LedgerStore, StoreError, UsageQuery, UsageTotals};
+use async_trait::async_trait;
+use sqlx::{QueryBuilder, Row, Sqlite};
+use warden_policy::ledger::UsageRecord;
+
+fn signed(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn non_empty(text: &str) -> Option<&str> {
+    (!text.is_empty()).then_some(text)
+}
+
+#[async_trait]
+impl LedgerStore for SqliteStore {
+    async fn write_usage(&self, records: &[UsageRecord]) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        for r in records {
+            sqlx::query(
+                "INSERT INTO usage_records (id, at_ms, key_id, team_id, customer_id, provider, model, input_tokens,
+                 cached_input_tokens, output_tokens, cost_micros, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&r.id)
+            .bind(signed(r.at_ms))
+            .bind(&r.key_id)
+            .bind(non_empty(&r.team_id))
+            .bind(non_empty(&r.customer_id))
+            .bind(&r.provider)
+            .bind(&r.model)
+            .bind(signed(r.input_tokens))
+            .bind(signed(r.cached_input_tokens))
+            .bind(signed(r.output_tokens))
+            .bind(signed(r.cost_micros))
+            .bind(i64::from(r.status))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(records.iter().map(|r| r.id.clone()).collect())
+    }
+
+    async fn usage(&self, q: &UsageQuery) -> Result<Vec<UsageTotals>, StoreError> {
+        let group = q.group_by.map(|g| g.column());
+        let mut sql: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT ");
+        sql.push(group.unwrap_or("NULL"));
+        sql.push(
+            " AS grp, COUNT(*) AS requests, COALESCE(SUM(input_tokens), 0) AS input_tokens,
+             COALESCE(SUM(cached_input_tokens), 0) AS cached_input_tokens,
+             COALESCE(SUM(output_tokens), 0) AS output_tokens, COALESCE(SUM(cost_micros), 0) AS cost_micros
+             FROM usage_records WHERE 1 = 1",
+        );
+        let filters = [
+            ("key_id", &q.key_id),
+            ("team_id", &q.team_id),
+            ("customer_id", &q.customer_id),
+            ("model", &q.model),
+            ("provider", &q.provider),
+        ];
+        for (column, value) in filters {
+            if let Some(v) = value {
+                sql.push(format!(" AND {column} = ")).push_bind(v.clone());
+            }
+        }
+        if let Some(from) = q.from_ms {
+            sql.push(" AND at_ms >= ").push_bind(signed(from));
+        }
+        if let Some(to) = q.to_ms {
+            sql.push(" AND at_ms < ").push_bind(signed(to));
+        }
+        if let Some(column) = group {
+            sql.push(format!(" GROUP BY {column} ORDER BY cost_micros DESC, grp"));
+        }
+        let rows = sql.build().fetch_all(&self.pool).await.map_err(backend)?;
+        let unsigned = |row: &sqlx::sqlite::SqliteRow, name: &str| -> Result<u64, StoreError> {
+            let n: i64 = row.try_get(name).map_err(backend)?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        };
+        rows.iter()
+            .map(|row| {
+                Ok(UsageTotals {
+                    group: if group.is_some() { row.try_get("grp").map_err(backend)? } else { None },
+                    requests: unsigned(row, "requests")?,
+                    input_tokens: unsigned(row, "input_tokens")?,
+                    cached_input_tokens: unsigned(row, "cached_input_tokens")?,
+                    output_tokens: unsigned(row, "output_tokens")?,
+                    cost_micros: unsigned(row, "cost_micros")?,
+                })
+            })
+            .collect()
+    }
+}

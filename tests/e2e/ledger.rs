@@ -1,0 +1,80 @@
+//! The usage ledger end to end: every answered request lands in the control plane's store once,
+//! also across a control plane killed with SIGKILL and restarted mid-load.
+
+use futures::StreamExt;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::Duration;
+use warden_tests::stack::Stack;
+
+/// `n` chats at once; how many were answered 200.
+async fn chats(stack: &Stack, key: &str, n: usize) -> usize {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]});
+    futures::stream::iter(0..n)
+        .map(|_| {
+            let req = client.post(stack.gateway("/v1/chat/completions")).bearer_auth(key).json(&body);
+            async move { req.send().await.map(|r| r.status().as_u16()).unwrap_or(0) }
+        })
+        .buffer_unordered(16)
+        .filter(|s| std::future::ready(*s == 200))
+        .count()
+        .await
+}
+
+async fn usage(stack: &Stack, query: &str) -> Value {
+    let (status, body) = stack.admin_call(Method::GET, &format!("/api/usage?{query}"), None).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_is_in_the_ledger_once_across_a_control_plane_crash() {
+    let mut stack = Stack::start().await;
+    let key = stack.create_key(json!({"name": "metered"})).await;
+    stack.wait_for_status(&key.secret, 200, Duration::from_secs(5)).await;
+    let query = format!("key_id={}", key.id);
+
+    let before = chats(&stack, &key.secret, 40).await;
+    assert_eq!(before, 40);
+    stack
+        .wait_for("40 records in the ledger", Duration::from_secs(10), || async {
+            usage(&stack, &query).await["totals"]["requests"] == 40
+        })
+        .await;
+    let totals = usage(&stack, &query).await["totals"].clone();
+    // The mock answers this chat with 2 prompt and 7 completion tokens; gpt-4o-mini's default
+    // price makes that 4.5 µ$, rounded up to 5.
+    assert_eq!((totals["input_tokens"].as_u64(), totals["output_tokens"].as_u64()), (Some(80), Some(280)));
+    assert_eq!((totals["cost_micros"].as_u64(), totals["cost_usd"].as_str()), (Some(200), Some("0.000200")));
+
+    // SIGKILL mid-load; Envoy keeps serving on its last policy and keeps the records.
+    let during = {
+        let load = chats(&stack, &key.secret, 60);
+        let kill = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            stack.kill_warden_now();
+        };
+        let (served, ()) = tokio::join!(load, kill);
+        served
+    };
+    assert!(during > 0);
+    let while_down = chats(&stack, &key.secret, 20).await;
+    stack.start_warden().await;
+    let served = (before + during + while_down) as u64;
+    stack
+        .wait_for("every served request in the ledger", Duration::from_secs(15), || async {
+            usage(&stack, &query).await["totals"]["requests"].as_u64() == Some(served)
+        })
+        .await;
+    // Resends after the restart were not counted twice.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let totals = usage(&stack, &query).await["totals"].clone();
+    assert_eq!(totals["requests"].as_u64(), Some(served));
+    assert_eq!(totals["cost_micros"].as_u64(), Some(served * 5));
+
+    let by_model = usage(&stack, "group_by=model").await;
+    assert_eq!(by_model["groups"][0]["group"], "gpt-4o-mini");
+    let (status, _) = stack.admin_call(Method::GET, "/api/usage?from=yesterday", None).await;
+    assert_eq!(status, 400);
+}
