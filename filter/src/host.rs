@@ -132,6 +132,25 @@ pub fn send_grpc_message(token: u32, message: &[u8]) -> Result<(), HostError> {
     Ok(hostcalls::send_grpc_stream_message(token, Some(message), false)?)
 }
 
+/// Registers (or takes over) a shared queue of this VM id; returns its id.
+pub fn register_queue(name: &str) -> Option<u32> {
+    hostcalls::register_shared_queue(name).ok()
+}
+
+/// Finds a queue another VM registered.
+pub fn resolve_queue(vm_id: &str, name: &str) -> Option<u32> {
+    hostcalls::resolve_shared_queue(vm_id, name).ok().flatten()
+}
+
+pub fn enqueue(queue: u32, item: &[u8]) -> bool {
+    hostcalls::enqueue_shared_queue(queue, Some(item)).is_ok()
+}
+
+/// The oldest item of a queue, if any.
+pub fn dequeue(queue: u32) -> Option<Vec<u8>> {
+    hostcalls::dequeue_shared_queue(queue).ok().flatten()
+}
+
 /// Sends one unary gRPC call; the answer arrives in `on_grpc_call_response`.
 pub fn dispatch_grpc_call(
     cluster: &str,

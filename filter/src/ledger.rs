@@ -1,8 +1,8 @@
-//! The usage ledger's filter side. Every worker appends a record per finished request to an
-//! outbox in shared data; the leader VM moves the outbox into an unacknowledged list (also in
-//! shared data, so a crashed leader's successor resends it), reports it to the control plane in
-//! batches, and drops only what the control plane acknowledges. Both lists are bounded: a
-//! record that finds them full is dropped and counted (`warden_usage_dropped`).
+//! The usage ledger's filter side. Every worker puts a record per finished request on a shared
+//! queue (constant cost per request); the leader VM drains the queue into an unacknowledged
+//! list in shared data (so a crashed leader's successor resends it), reports that list to the
+//! control plane in batches, and drops only what the control plane acknowledges. The list is
+//! bounded: records that find it full are dropped and counted (`warden_usage_dropped`).
 
 use crate::metrics::Metrics;
 use crate::{host, shared};
@@ -10,17 +10,28 @@ use prost::Message;
 use std::time::Duration;
 use warden_policy::ledger::{LEDGER_SERVICE, REPORT_METHOD, UsageAck, UsageBatch, UsageRecord};
 
-/// The most bytes waiting in the outbox, and in the unacknowledged list.
-const MAX_OUTBOX: usize = 4 << 20;
+/// The queue workers put records on; its VM id is the filter's (see the ECDS resource).
+const QUEUE: &str = "warden:usage";
+const VM_ID: &str = "warden";
+/// The most bytes reported but not acknowledged.
 const MAX_UNACKED: usize = 8 << 20;
 /// Records per report.
 const BATCH: usize = 500;
 const REPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Appends a record to the outbox; `false` when the outbox is full and the record was dropped.
+thread_local! {
+    static QUEUE_ID: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+}
+
+/// Puts a record on the queue; `false` when there is no queue yet (no leader has ever run).
 pub fn record(usage: &UsageRecord) -> bool {
-    let encoded = usage.encode_length_delimited_to_vec();
-    shared::append(shared::OUTBOX_KEY, &encoded, MAX_OUTBOX)
+    let id = QUEUE_ID.with(|q| {
+        if q.get().is_none() {
+            q.set(host::resolve_queue(VM_ID, QUEUE));
+        }
+        q.get()
+    });
+    id.is_some_and(|id| host::enqueue(id, &usage.encode_to_vec()))
 }
 
 fn decode_all(mut bytes: &[u8]) -> Vec<UsageRecord> {
@@ -45,17 +56,28 @@ impl Reporter {
         self.call == Some(token)
     }
 
-    /// Moves the outbox into the unacknowledged list and reports the oldest batch of it.
-    pub fn flush(&mut self, cluster: &str) {
+    /// Drains the queue into the unacknowledged list and reports the oldest batch of it.
+    pub fn flush(&mut self, cluster: &str, metrics: &Metrics) {
+        // Registering again takes the queue over from a leader that has gone.
+        let Some(queue) = host::register_queue(QUEUE) else { return };
+        let mut unacked = shared::get(shared::UNACKED_KEY);
+        let before = unacked.len();
+        let mut dropped = 0i64;
+        while let Some(item) = host::dequeue(queue) {
+            let Ok(record) = UsageRecord::decode(item.as_slice()) else { continue };
+            let encoded = record.encode_length_delimited_to_vec();
+            if unacked.len() + encoded.len() > MAX_UNACKED {
+                dropped += 1;
+            } else {
+                unacked.extend(encoded);
+            }
+        }
+        if unacked.len() != before {
+            shared::put(shared::UNACKED_KEY, &unacked);
+        }
+        host::increment(metrics.usage_dropped, dropped);
         if self.call.is_some() {
             return;
-        }
-        let unacked = shared::get(shared::UNACKED_KEY);
-        if unacked.len() < MAX_UNACKED {
-            let taken = shared::take(shared::OUTBOX_KEY);
-            if !taken.is_empty() {
-                shared::put(shared::UNACKED_KEY, &[unacked.as_slice(), taken.as_slice()].concat());
-            }
         }
         let pending = decode_all(&shared::get(shared::UNACKED_KEY));
         if pending.is_empty() {

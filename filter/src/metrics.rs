@@ -9,8 +9,8 @@ pub struct Metrics {
     pub stream_opened: Option<u32>,
     pub records_applied: Option<u32>,
     pub nacks: Option<u32>,
-    /// Usage records the control plane acknowledged, and those dropped because the outbox was
-    /// full (the control plane unreachable for long).
+    /// Usage records the control plane acknowledged, and those dropped because the list of
+    /// unacknowledged ones was full (the control plane unreachable for long).
     pub usage_reported: Option<u32>,
     pub usage_dropped: Option<u32>,
     /// The control plane's policy version this Envoy holds (0 = none).

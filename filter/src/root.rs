@@ -118,7 +118,7 @@ impl RootContext for WardenRoot {
         }
         if leads {
             self.stream.ensure_open(&settings.control_plane_cluster, now, &self.metrics);
-            self.reporter.flush(&settings.control_plane_cluster);
+            self.reporter.flush(&settings.control_plane_cluster, &self.metrics);
         } else {
             self.stream.stop();
         }

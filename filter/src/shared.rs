@@ -5,6 +5,8 @@
 //! | `warden:<kind>:<id>` | a policy record as JSON, under its resource name (see `RecordKind`) |
 //! | `warden:rl:<scope>:<req\|tok>` | a rate-limit counter, `"<window start> <count>"` |
 //! | `warden:inflight:<key id>` | a key's requests in flight |
+//! | `warden:budget:<scope>:<window>` | a budget's micro-dollars spent (and reserved) in the window |
+//! | `warden:ledger:unacked` | usage records reported to the control plane but not yet acknowledged |
 //! | `warden:sync` | `SyncStatus::encode`: when the control plane was last heard from |
 //! | `warden:leader` | the lease of the VM that holds the policy stream (see `leader.rs`) |
 //! | `warden:index:<xx>` | names and versions of the records whose name hashes to bucket `xx`, one `name version` per line; lets a new leader tell the control plane what this Envoy already holds |
@@ -21,8 +23,7 @@ use warden_policy::limits::Counters;
 use warden_policy::{RecordKind, SyncStatus};
 
 pub const LEADER_KEY: &str = "warden:leader";
-/// Usage records waiting for the leader, and those reported but not yet acknowledged.
-pub const OUTBOX_KEY: &str = "warden:ledger:outbox";
+/// Usage records reported but not yet acknowledged.
 pub const UNACKED_KEY: &str = "warden:ledger:unacked";
 const SYNC_KEY: &str = "warden:sync";
 const INDEX_BUCKETS: u8 = 64;
@@ -100,37 +101,9 @@ pub fn get(key: &str) -> Vec<u8> {
     host::shared_get(key).0.unwrap_or_default()
 }
 
-/// Writes a value (only the leader writes these lists' successors).
+/// Writes a value unconditionally (only the leader writes the lists it owns).
 pub fn put(key: &str, value: &[u8]) {
     let _ = host::shared_set(key, value, None);
-}
-
-/// Appends to a value with compare-and-swap, unless it would pass `max` bytes.
-pub fn append(key: &str, bytes: &[u8], max: usize) -> bool {
-    for _ in 0..64 {
-        let (value, cas) = host::shared_get(key);
-        let mut value = value.unwrap_or_default();
-        if value.len() + bytes.len() > max {
-            return false;
-        }
-        value.extend_from_slice(bytes);
-        if host::shared_set(key, &value, cas).is_ok() {
-            return true;
-        }
-    }
-    false
-}
-
-/// Empties a value with compare-and-swap and returns what it held.
-pub fn take(key: &str) -> Vec<u8> {
-    for _ in 0..64 {
-        let (value, cas) = host::shared_get(key);
-        let Some(value) = value.filter(|v| !v.is_empty()) else { return Vec::new() };
-        if host::shared_set(key, b"", cas).is_ok() {
-            return value;
-        }
-    }
-    Vec::new()
 }
 
 /// Shared data as the policy's counter store.

@@ -18,6 +18,7 @@ use wasmtime::{Caller, Engine, Extern, Instance, Linker, Module, Store, TypedFun
 const OK: i32 = 0;
 const NOT_FOUND: i32 = 1;
 const BAD_ARGUMENT: i32 = 2;
+const EMPTY: i32 = 7;
 const CAS_MISMATCH: i32 = 8;
 
 /// Buffer and map types of the ABI.
@@ -43,6 +44,8 @@ struct Shared {
     cas: AtomicU32,
     now_ms: AtomicU64,
     metrics: Mutex<BTreeMap<String, i64>>,
+    /// Shared queues by name; a queue's id is its index + 1.
+    queues: Mutex<Vec<(String, std::collections::VecDeque<Vec<u8>>)>>,
 }
 
 /// A local reply the filter sent.
@@ -748,6 +751,66 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
             c.data_mut().next_token += 1;
             c.data_mut().streams.insert(token, stream);
             write(&mut c, ret, &token.to_le_bytes())?;
+            Ok(OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_register_shared_queue",
+        |mut c: Caller<'_, VmState>, np: i32, nl: i32, ret: i32| -> Result<i32> {
+            c.data_mut().count_hostcall("proxy_register_shared_queue");
+            let name = read_string(&mut c, np, nl)?;
+            let shared = c.data().shared.clone();
+            let mut queues = shared.queues.lock().unwrap();
+            let id = match queues.iter().position(|(n, _)| *n == name) {
+                Some(i) => i + 1,
+                None => {
+                    queues.push((name, Default::default()));
+                    queues.len()
+                }
+            };
+            write(&mut c, ret, &(id as u32).to_le_bytes())?;
+            Ok(OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_resolve_shared_queue",
+        |mut c: Caller<'_, VmState>, _vp: i32, _vl: i32, np: i32, nl: i32, ret: i32| -> Result<i32> {
+            c.data_mut().count_hostcall("proxy_resolve_shared_queue");
+            let name = read_string(&mut c, np, nl)?;
+            let found = c.data().shared.queues.lock().unwrap().iter().position(|(n, _)| *n == name);
+            let Some(i) = found else { return Ok(NOT_FOUND) };
+            write(&mut c, ret, &(i as u32 + 1).to_le_bytes())?;
+            Ok(OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_enqueue_shared_queue",
+        |mut c: Caller<'_, VmState>, id: i32, dp: i32, dl: i32| -> Result<i32> {
+            c.data_mut().count_hostcall("proxy_enqueue_shared_queue");
+            let item = read(&mut c, dp, dl)?;
+            let shared = c.data().shared.clone();
+            let mut queues = shared.queues.lock().unwrap();
+            let Some((_, queue)) = queues.get_mut((id as usize).wrapping_sub(1)) else { return Ok(NOT_FOUND) };
+            queue.push_back(item);
+            Ok(OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_dequeue_shared_queue",
+        |mut c: Caller<'_, VmState>, id: i32, ret_ptr: i32, ret_len: i32| -> Result<i32> {
+            c.data_mut().count_hostcall("proxy_dequeue_shared_queue");
+            let shared = c.data().shared.clone();
+            let item = {
+                let mut queues = shared.queues.lock().unwrap();
+                let Some((_, queue)) = queues.get_mut((id as usize).wrapping_sub(1)) else { return Ok(NOT_FOUND) };
+                queue.pop_front()
+            };
+            let Some(item) = item else { return Ok(EMPTY) };
+            give(&mut c, &item, ret_ptr, ret_len)?;
             Ok(OK)
         },
     )?;
