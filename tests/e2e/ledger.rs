@@ -78,3 +78,39 @@ async fn every_answer_is_in_the_ledger_once_across_a_control_plane_crash() {
     let (status, _) = stack.admin_call(Method::GET, "/api/usage?from=yesterday", None).await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_reads_its_own_quota_from_the_ledger() {
+    let stack = Stack::start().await;
+    let key = stack
+        .create_key(json!({
+            "name": "self-service",
+            "budgets": [{"max_limit": 1.0, "reset_duration": "1d"}],
+            "rate_limit": {"request_max_limit": 100, "request_reset_duration": "1h", "token_max_limit": 1000, "token_reset_duration": "1h"},
+        }))
+        .await;
+    stack.wait_for_status(&key.secret, 200, Duration::from_secs(5)).await;
+    assert_eq!(chats(&stack, &key.secret, 3).await, 3);
+    let quota = |secret: Option<&str>| {
+        let mut req = stack.http.get(stack.admin("/api/governance/virtual-keys/quota"));
+        if let Some(s) = secret {
+            req = req.header("x-bf-vk", s);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    stack
+        .wait_for("the ledger", Duration::from_secs(10), || async {
+            quota(Some(&key.secret)).await.1["rate_limits"]["requests"]["current_usage"] == 3
+        })
+        .await;
+    let (status, body) = quota(Some(&key.secret)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["virtual_key_name"], "self-service");
+    assert_eq!(body["budgets"][0]["current_usage"], "0.000015");
+    assert_eq!(body["rate_limits"]["tokens"]["current_usage"], 27);
+    assert_eq!(quota(None).await.0, 401);
+    assert_eq!(quota(Some("sk-bf-not-a-key")).await.1["type"], "virtual_key_not_found");
+}

@@ -17,6 +17,8 @@ pub enum ApiError {
     Conflict(String),
     /// Our fault: logged in full, answered with a generic message.
     Internal(String),
+    /// A virtual key refused on a self-service route, exactly as the gateway refuses it.
+    Denied(warden_policy::Denial),
 }
 
 impl From<Invalid> for ApiError {
@@ -59,6 +61,11 @@ impl IntoResponse for ApiError {
             ),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
+            ApiError::Denied(denial) => {
+                let status = StatusCode::from_u16(denial.status()).unwrap_or(StatusCode::FORBIDDEN);
+                let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
+                return (status, json, denial.body()).into_response();
+            }
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "admin API internal error");
                 (

@@ -8,6 +8,7 @@ mod model_configs;
 mod prices;
 mod providers;
 mod publish;
+mod quota;
 mod references;
 mod teams;
 mod usage;
@@ -150,6 +151,8 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .route("/health", get(health))
+        // Self-service, with the virtual key as the credential: routed before `{id}`.
+        .route(&format!("{keys}/quota"), get(quota::quota))
         .merge(protected)
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
         .with_state(state)

@@ -43,6 +43,8 @@ pub trait Store: GovernanceStore + ProviderStore + LedgerStore {
     async fn update_virtual_key(&self, key: &VirtualKey) -> Result<bool, StoreError>;
     async fn delete_virtual_key(&self, id: &str) -> Result<Option<VirtualKey>, StoreError>;
     async fn virtual_key(&self, id: &str) -> Result<Option<VirtualKey>, StoreError>;
+    /// The key whose secret hashes to `value_hash` (hex).
+    async fn virtual_key_by_hash(&self, value_hash: &str) -> Result<Option<VirtualKey>, StoreError>;
     /// One page of keys in creation order, and how many match in all.
     async fn virtual_keys(&self, query: &KeyQuery) -> Result<(Vec<VirtualKey>, u64), StoreError>;
     async fn setting(&self, name: &str) -> Result<Option<String>, StoreError>;

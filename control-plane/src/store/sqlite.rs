@@ -164,6 +164,15 @@ impl Store for SqliteStore {
         row.as_ref().map(key_from_row).transpose()
     }
 
+    async fn virtual_key_by_hash(&self, value_hash: &str) -> Result<Option<VirtualKey>, StoreError> {
+        let row = sqlx::query("SELECT * FROM virtual_keys WHERE value_hash = ?")
+            .bind(value_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
     async fn virtual_key(&self, id: &str) -> Result<Option<VirtualKey>, StoreError> {
         let row = sqlx::query("SELECT * FROM virtual_keys WHERE id = ?")
             .bind(id)
