@@ -26,6 +26,12 @@ pub enum Command {
     MockProvider(mock_provider::MockArgs),
     /// Print the Envoy bootstrap for a Warden node.
     Bootstrap(bootstrap::BootstrapArgs),
+    /// Check that the audit log's hash chain is intact; exits non-zero if it is not.
+    AuditVerify {
+        /// The folder of the SQLite database (as given to `serve`).
+        #[arg(long, default_value = "data")]
+        data_dir: std::path::PathBuf,
+    },
 }
 
 /// Runs one subcommand to completion.
@@ -34,5 +40,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::serve(args).await,
         Command::MockProvider(args) => mock_provider::run(args).await,
         Command::Bootstrap(args) => bootstrap::run(args),
+        Command::AuditVerify { data_dir } => {
+            use store::AuditStore;
+            let store = store::SqliteStore::open(&data_dir.join("warden.db")).await?;
+            let check = store.verify_audit().await?;
+            match check.first_broken {
+                None => {
+                    println!("audit log intact: {} entries", check.rows);
+                    Ok(())
+                }
+                Some(seq) => anyhow::bail!("audit log broken at entry {seq} of {}", check.rows),
+            }
+        }
     }
 }

@@ -114,3 +114,38 @@ async fn a_key_reads_its_own_quota_from_the_ledger() {
     assert_eq!(quota(None).await.0, 401);
     assert_eq!(quota(Some("sk-bf-not-a-key")).await.1["type"], "virtual_key_not_found");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_chain_verifies_and_a_tampered_row_is_detected() {
+    let stack = Stack::start().await;
+    let key = stack.create_key(json!({"name": "audited"})).await;
+    stack.update_key(&key.id, json!({"is_active": false})).await;
+    let data = stack.log_dir().join("data");
+    let verify = || {
+        std::process::Command::new(warden_tests::warden_bin())
+            .arg("audit-verify")
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .expect("warden audit-verify")
+    };
+    let intact = verify();
+    assert!(intact.status.success(), "{}", String::from_utf8_lossy(&intact.stderr));
+    // The provider, the key, its update.
+    assert!(String::from_utf8_lossy(&intact.stdout).contains("intact: 3 entries"));
+    let tamper = "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); \
+                  db.execute(\"UPDATE audit_log SET status = 500 WHERE seq = 2\"); db.commit()";
+    let done = std::process::Command::new(warden_tests::python_bin())
+        .args(["-c", tamper])
+        .arg(data.join("warden.db"))
+        .status()
+        .unwrap();
+    assert!(done.success());
+    let broken = verify();
+    assert!(!broken.status.success());
+    assert!(
+        String::from_utf8_lossy(&broken.stderr).contains("broken at entry 2"),
+        "{}",
+        String::from_utf8_lossy(&broken.stderr)
+    );
+}

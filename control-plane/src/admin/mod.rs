@@ -1,5 +1,6 @@
 //! The admin API (axum). Every route but `/health` needs the admin token.
 
+mod audit;
 mod customers;
 mod envoy;
 mod error;
@@ -141,6 +142,8 @@ pub fn router(state: AppState) -> Router {
             get(model_configs::get).put(model_configs::update).delete(model_configs::delete),
         )
         .route("/api/usage", get(usage::usage))
+        .route("/api/audit", get(audit::list))
+        .route("/api/audit/verify", get(audit::verify))
         .route("/api/prices", get(prices::list))
         .route("/api/prices/{*name}", axum::routing::put(prices::put).delete(prices::delete))
         .route("/api/providers", get(providers::list).post(providers::create))
@@ -148,6 +151,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/envoy/nodes", get(envoy::nodes))
         .route("/api/envoy/filter-settings", get(envoy::filter_settings).put(envoy::put_filter_settings))
         .fallback(not_found)
+        .route_layer(middleware::from_fn_with_state(state.clone(), audit::record))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .route("/health", get(health))

@@ -288,3 +288,26 @@ async fn prices_have_defaults_overrides_and_a_fallback() {
     assert_eq!((mini["source"].as_str(), mini["price"]["input_per_mtok"].as_u64()), (Some("default"), Some(150_000)));
     assert!(!list.to_string().contains("\"name\":\"*\""));
 }
+
+#[tokio::test]
+async fn admin_changes_are_audited_with_secrets_redacted() {
+    let (app, _) = app().await;
+    let (_, created) = call(&app, Method::POST, "/api/governance/virtual-keys", Some(r#"{"name":"audited"}"#)).await;
+    let secret = created["virtual_key"]["value"].as_str().unwrap().to_owned();
+    let id = created["virtual_key"]["id"].as_str().unwrap().to_owned();
+    call(&app, Method::PUT, &format!("/api/governance/virtual-keys/{id}"), Some(r#"{"is_active":false}"#)).await;
+    let provider = r#"{"name":"p","base_url":"http://127.0.0.1:1","keys":[{"id":"k","value":"sk-provider-secret"}]}"#;
+    call(&app, Method::POST, "/api/providers", Some(provider)).await;
+    let (status, log) = call(&app, Method::GET, "/api/audit", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let actions: Vec<&str> = log["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions,
+        ["POST /api/providers", &format!("PUT /api/governance/virtual-keys/{id}"), "POST /api/governance/virtual-keys"]
+    );
+    let text = log.to_string();
+    assert!(!text.contains(&secret) && !text.contains("sk-provider-secret"), "a secret reached the audit log");
+    assert!(text.contains("[redacted]"));
+    let (_, check) = call(&app, Method::GET, "/api/audit/verify", None).await;
+    assert_eq!((check["intact"].as_bool(), check["rows"].as_u64()), (Some(true), Some(3)));
+}

@@ -1,11 +1,13 @@
 //! Where the control plane keeps its truth. One trait, [`Store`] (composed of one trait per
 //! family of entities), so PostgreSQL can join SQLite without touching the admin API or xDS.
 
+pub mod audit;
 mod governance;
 mod ledger;
 mod providers;
 mod sqlite;
 
+pub use audit::{AuditEvent, AuditStore};
 pub use governance::{CustomerQuery, Deletion, GovernanceStore, ModelConfigQuery, OnReferenced, TeamQuery};
 pub use ledger::{GroupBy, LedgerStore, UsageQuery, UsageTotals};
 pub use providers::ProviderStore;
@@ -37,7 +39,7 @@ pub struct KeyQuery {
 
 /// The store. Every method is one transaction; implementations are shared across tasks.
 #[async_trait]
-pub trait Store: GovernanceStore + ProviderStore + LedgerStore {
+pub trait Store: GovernanceStore + ProviderStore + LedgerStore + AuditStore {
     async fn insert_virtual_key(&self, key: &VirtualKey) -> Result<(), StoreError>;
     /// Replaces a key by id; `false` if there is no such key.
     async fn update_virtual_key(&self, key: &VirtualKey) -> Result<bool, StoreError>;

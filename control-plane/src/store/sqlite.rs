@@ -1,5 +1,6 @@
 //! The embedded SQLite store (one file under `data/`).
 
+mod audit;
 mod governance;
 mod ledger;
 mod providers;
@@ -16,6 +17,8 @@ use std::time::Duration;
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Audit appends read the last hash and write the next row: one at a time.
+    audit_lock: tokio::sync::Mutex<()>,
 }
 
 impl SqliteStore {
@@ -42,7 +45,7 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { pool, audit_lock: tokio::sync::Mutex::new(()) })
     }
 }
 
