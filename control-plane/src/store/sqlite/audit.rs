@@ -69,8 +69,7 @@ impl AuditStore for SqliteStore {
     async fn verify_audit(&self) -> Result<ChainCheck, StoreError> {
         let rows = sqlx::query("SELECT * FROM audit_log ORDER BY seq").fetch_all(&self.pool).await.map_err(backend)?;
         let mut prev = GENESIS.to_owned();
-        let mut expected_seq = 1;
-        for row in &rows {
+        for (expected_seq, row) in (1..).zip(rows.iter()) {
             let e = entry(row)?;
             let event = AuditEvent {
                 actor: e.actor.clone(),
@@ -85,7 +84,6 @@ impl AuditStore for SqliteStore {
                 return Ok(ChainCheck { rows: rows.len() as u64, first_broken: Some(e.seq) });
             }
             prev = e.hash;
-            expected_seq += 1;
         }
         Ok(ChainCheck { rows: rows.len() as u64, first_broken: None })
     }
