@@ -96,7 +96,7 @@ async fn create_answers_201_with_the_provider_but_never_a_key_value() {
     assert_eq!(
         provider,
         json!({"name": "gemini", "kind": "openai", "base_url": GEMINI, "models": ["gemini-2.0-flash"],
-               "keys": [{"id": "k1"}, {"id": "k2"}],
+               "keys": [{"id": "k1"}, {"id": "k2"}], "budgets": [],
                "timeouts": {"connect_ms": 5000, "request_ms": 300000},
                "rate_limit": {"request_max_limit": 100, "request_reset_duration": "1m"},
                "calendar_aligned": false})

@@ -4,8 +4,8 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::json::{ValidJson, present};
-use crate::model::{Invalid, Provider, ProviderKey, ProviderKind, RateLimit, Timeouts};
+use super::json::{ValidJson, merge_budgets, present};
+use crate::model::{Budget, Invalid, Provider, ProviderKey, ProviderKind, RateLimit, Timeouts};
 use crate::xds::Cache;
 use crate::xds::resources::provider_resources;
 use axum::Json;
@@ -41,6 +41,10 @@ pub struct CreateProvider {
     timeouts: Option<Timeouts>,
     rate_limit: Option<RateLimit>,
     #[serde(default)]
+    budgets: Vec<Budget>,
+    /// Legacy singular form; joins `budgets`.
+    budget: Option<Budget>,
+    #[serde(default)]
     calendar_aligned: bool,
 }
 
@@ -56,6 +60,8 @@ pub struct UpdateProvider {
     timeouts: Option<Timeouts>,
     #[serde(default, deserialize_with = "present")]
     rate_limit: Option<Option<RateLimit>>,
+    budgets: Option<Vec<Budget>>,
+    budget: Option<Budget>,
     calendar_aligned: Option<bool>,
 }
 
@@ -104,6 +110,7 @@ pub async fn create(
         keys: merge_keys(req.keys, &[])?,
         timeouts: req.timeouts.unwrap_or_default(),
         rate_limit: req.rate_limit,
+        budgets: merge_budgets(req.budgets, req.budget),
         calendar_aligned: req.calendar_aligned,
         created_at: now,
         updated_at: now,
@@ -139,6 +146,9 @@ pub async fn update(
     }
     if let Some(rate_limit) = req.rate_limit {
         provider.rate_limit = rate_limit;
+    }
+    if req.budgets.is_some() || req.budget.is_some() {
+        provider.budgets = merge_budgets(req.budgets.unwrap_or_default(), req.budget);
     }
     if let Some(aligned) = req.calendar_aligned {
         provider.calendar_aligned = aligned;

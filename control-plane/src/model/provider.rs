@@ -4,7 +4,7 @@
 //! Each API key becomes one Envoy cluster (CDS) that injects the key from an SDS secret, so a
 //! key never travels in the filter's configuration and the admin API never shows it again.
 
-use super::{Invalid, RateLimit, rate_limit, unix_ms, white_list};
+use super::{Budget, Invalid, RateLimit, budget_limits, budgets, rate_limit, unix_ms, white_list};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use warden_policy::records::{Limits, ProviderRecord};
@@ -64,8 +64,9 @@ pub struct Provider {
     pub models: Vec<String>,
     pub keys: Vec<ProviderKey>,
     pub timeouts: Timeouts,
-    /// Provider-wide limits, shared by every key.
+    /// Provider-wide limits and budgets, shared by every key.
     pub rate_limit: Option<RateLimit>,
+    pub budgets: Vec<Budget>,
     pub calendar_aligned: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -155,6 +156,7 @@ impl Provider {
         if let Some(rl) = &self.rate_limit {
             rate_limit(rl, "rate_limit")?;
         }
+        budgets(&self.budgets, "budgets")?;
         Ok(())
     }
 
@@ -169,7 +171,7 @@ impl Provider {
             request_timeout_ms: Some(self.timeouts.request_ms),
             limits: Limits {
                 rate_limit: self.rate_limit.clone(),
-                budgets: Vec::new(),
+                budgets: budget_limits(&self.budgets),
                 calendar_aligned: self.calendar_aligned,
                 anchor_ms: unix_ms(self.created_at),
             },

@@ -24,6 +24,7 @@ fn provider_from_row(row: &SqliteRow) -> Result<Provider, StoreError> {
             .collect(),
         timeouts: from_json(row, "timeouts")?,
         rate_limit: rate_limit.map(|t| serde_json::from_str(&t)).transpose().map_err(backend)?,
+        budgets: from_json(row, "budgets")?,
         calendar_aligned: row.try_get("calendar_aligned").map_err(backend)?,
         created_at: time(row, "created_at")?.ok_or_else(|| backend("missing created_at"))?,
         updated_at: time(row, "updated_at")?.ok_or_else(|| backend("missing updated_at"))?,
@@ -47,6 +48,7 @@ fn bind<'q>(query: Query<'q>, p: &'q Provider) -> Result<Query<'q>, StoreError> 
         .bind(json(&keys)?)
         .bind(json(&p.timeouts)?)
         .bind(p.rate_limit.as_ref().map(json).transpose()?)
+        .bind(json(&p.budgets)?)
         .bind(p.calendar_aligned)
         .bind(p.created_at.to_rfc3339())
         .bind(p.updated_at.to_rfc3339())
@@ -57,8 +59,8 @@ fn bind<'q>(query: Query<'q>, p: &'q Provider) -> Result<Query<'q>, StoreError> 
 impl ProviderStore for SqliteStore {
     async fn insert_provider(&self, provider: &Provider) -> Result<(), StoreError> {
         let query = sqlx::query(
-            "INSERT INTO providers (kind, base_url, models, keys, timeouts, rate_limit, calendar_aligned,
-             created_at, updated_at, name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO providers (kind, base_url, models, keys, timeouts, rate_limit, budgets, calendar_aligned,
+             created_at, updated_at, name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         );
         bind(query, provider)?.execute(&self.pool).await.map_err(|e| match &e {
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict { field: "name" },
@@ -69,7 +71,7 @@ impl ProviderStore for SqliteStore {
 
     async fn update_provider(&self, provider: &Provider) -> Result<bool, StoreError> {
         let query = sqlx::query(
-            "UPDATE providers SET kind = ?, base_url = ?, models = ?, keys = ?, timeouts = ?, rate_limit = ?,
+            "UPDATE providers SET kind = ?, base_url = ?, models = ?, keys = ?, timeouts = ?, rate_limit = ?, budgets = ?,
              calendar_aligned = ?, created_at = ?, updated_at = ? WHERE name = ?",
         );
         let done = bind(query, provider)?.execute(&self.pool).await.map_err(backend)?;
