@@ -11,7 +11,7 @@ use std::rc::Rc;
 use warden_policy::budgets;
 use warden_policy::govern::{self, Dispatch, Records};
 use warden_policy::inference::{Endpoint, SseUsage, json_usage};
-use warden_policy::keys::key_headers;
+use warden_policy::keys::{find_key, key_headers};
 use warden_policy::ledger::UsageRecord;
 use warden_policy::limits::{self, RateReport};
 use warden_policy::pricing::{Price, dollars};
@@ -59,6 +59,8 @@ pub struct WardenRequest {
     settings: Option<Rc<FilterSettings>>,
     metrics: Rc<Metrics>,
     phase: Phase,
+    /// The admitted key's id, for the audit trail of a later refusal.
+    key_id: Option<String>,
 }
 
 /// Shared data as the policy's record source.
@@ -84,12 +86,24 @@ impl Records for SharedRecords {
 
 impl WardenRequest {
     pub fn new(settings: Option<Rc<FilterSettings>>, metrics: Rc<Metrics>) -> WardenRequest {
-        WardenRequest { settings, metrics, phase: Phase::Idle }
+        WardenRequest { settings, metrics, phase: Phase::Idle, key_id: None }
     }
 
     fn deny(&mut self, denial: &Denial, report: &RateReport) -> Action {
         host::increment(self.metrics.denied, 1);
         let now = host::now_ms();
+        // Every refusal reaches the control plane's audit log through the usage ledger.
+        let record = UsageRecord {
+            id: format!("{:016x}{:016x}", random::next(), random::next()),
+            at_ms: now,
+            key_id: self.key_id.clone().unwrap_or_default(),
+            status: u32::from(denial.status()),
+            denial: format!("{}/{}", denial.kind(), denial.code()),
+            ..UsageRecord::default()
+        };
+        if !ledger::record(&record) {
+            host::increment(self.metrics.usage_dropped, 1);
+        }
         let mut headers: Vec<(&str, String)> = vec![("content-type", "application/json".into())];
         if let Some(seconds) = denial.retry_after_s() {
             headers.push(("retry-after", seconds.to_string()));
@@ -157,13 +171,20 @@ impl HttpContext for WardenRequest {
         let lookup = |hash: &warden_policy::KeyHash| shared::record(RecordKind::VirtualKey, &hash.to_hex());
         let admitted = match admit(pairs.clone(), health, status.as_ref(), lookup, host::now_ms()) {
             Ok(admitted) => admitted,
-            Err(denial) => return self.deny(&denial, &none),
+            Err(denial) => {
+                if matches!(denial, Denial::KeyInactive | Denial::KeyExpired) {
+                    // The key exists: name it in the audit trail.
+                    self.key_id = find_key(pairs).and_then(|k| lookup(&k.hash)).map(|r| r.id);
+                }
+                return self.deny(&denial, &none);
+            }
         };
         // Virtual keys are Warden's credentials, not the provider's: they stay here.
         for name in key_headers(pairs) {
             host::remove_request_header(name);
         }
         host::set_request_header(KEY_ID_HEADER, &admitted.record.id);
+        self.key_id = Some(admitted.record.id.clone());
         let header = |name: &str| headers.iter().find(|(n, _)| n == name).map_or(&[][..], |(_, v)| v.as_slice());
         let path = header(":path");
         let Some(endpoint) = Endpoint::of(header(":method"), path) else {
@@ -328,6 +349,7 @@ fn settle(d: &mut Dispatched) {
         output_tokens: usage.output_tokens,
         cost_micros: actual,
         status: u32::from(d.status),
+        denial: String::new(),
     };
     if !ledger::record(&record) {
         host::increment(d.usage_dropped, 1);

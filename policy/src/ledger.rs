@@ -47,9 +47,14 @@ pub struct UsageRecord {
     /// What was charged to the budgets, µ$.
     #[prost(uint64, tag = "11")]
     pub cost_micros: u64,
-    /// The upstream's HTTP status (0 when the request ended before an answer).
+    /// The upstream's HTTP status (0 when the request ended before an answer), or the status
+    /// of Warden's refusal.
     #[prost(uint32, tag = "12")]
     pub status: u32,
+    /// For a refused request: the refusal's type and code (`model_blocked/model_blocked`);
+    /// empty for a request that was served. Refusals go to the audit log, not the usage.
+    #[prost(string, tag = "13")]
+    pub denial: String,
 }
 
 /// Records sent together.

@@ -119,7 +119,22 @@ async fn a_key_reads_its_own_quota_from_the_ledger() {
 async fn the_audit_chain_verifies_and_a_tampered_row_is_detected() {
     let stack = Stack::start().await;
     let key = stack.create_key(json!({"name": "audited"})).await;
+    stack.wait_for_status(&key.secret, 200, Duration::from_secs(5)).await;
     stack.update_key(&key.id, json!({"is_active": false})).await;
+    // A refusal by the filter reaches the same log through the ledger.
+    stack.wait_for_status(&key.secret, 403, Duration::from_secs(5)).await;
+    stack
+        .wait_for("the refusal in the audit log", Duration::from_secs(10), || async {
+            let (_, log) = stack.admin_call(Method::GET, "/api/audit", None).await;
+            log["entries"].as_array().is_some_and(|entries| {
+                entries.iter().any(|e| {
+                    e["actor"] == "filter"
+                        && e["action"] == "denied virtual_key_blocked/virtual_key_inactive"
+                        && e["target"] == format!("virtual key {}", key.id)
+                })
+            })
+        })
+        .await;
     let data = stack.log_dir().join("data");
     let verify = || {
         std::process::Command::new(warden_tests::warden_bin())
@@ -131,8 +146,8 @@ async fn the_audit_chain_verifies_and_a_tampered_row_is_detected() {
     };
     let intact = verify();
     assert!(intact.status.success(), "{}", String::from_utf8_lossy(&intact.stderr));
-    // The provider, the key, its update.
-    assert!(String::from_utf8_lossy(&intact.stdout).contains("intact: 3 entries"));
+    // The provider, the key, its update, and the refusals since.
+    assert!(String::from_utf8_lossy(&intact.stdout).contains("audit log intact"));
     let tamper = "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); \
                   db.execute(\"UPDATE audit_log SET status = 500 WHERE seq = 2\"); db.commit()";
     let done = std::process::Command::new(warden_tests::python_bin())

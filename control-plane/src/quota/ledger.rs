@@ -4,7 +4,7 @@
 //!
 //! A hand-written tonic service: one unary method, with the messages from `warden_policy`.
 
-use crate::store::Store;
+use crate::store::{AuditEvent, Store};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -44,12 +44,31 @@ impl UnaryService<UsageBatch> for Report {
             if batch.records.iter().any(|r| r.id.is_empty()) {
                 return Err(Status::invalid_argument("every usage record needs an id"));
             }
-            let ids = store.write_usage(&batch.records).await.map_err(|e| {
+            let written = store.write_usage(&batch.records).await.map_err(|e| {
                 tracing::error!(error = %e, "usage not written; the filter will resend");
                 Status::unavailable("usage not written")
             })?;
-            tracing::debug!(records = ids.len(), "usage written");
-            Ok(Response::new(UsageAck { ids }))
+            for denial in &written.new_denials {
+                let detail = serde_json::json!({"id": denial.id, "at_ms": denial.at_ms, "model": denial.model,
+                                                "provider": denial.provider, "team_id": denial.team_id,
+                                                "customer_id": denial.customer_id});
+                let event = AuditEvent {
+                    actor: "filter".into(),
+                    action: format!("denied {}", denial.denial),
+                    target: if denial.key_id.is_empty() {
+                        "-".into()
+                    } else {
+                        format!("virtual key {}", denial.key_id)
+                    },
+                    status: u16::try_from(denial.status).unwrap_or(0),
+                    detail: detail.to_string(),
+                };
+                if let Err(e) = store.append_audit(event).await {
+                    tracing::error!(error = %e, "a denial could not be written to the audit log");
+                }
+            }
+            tracing::debug!(records = written.ids.len(), "usage written");
+            Ok(Response::new(UsageAck { ids: written.ids }))
         })
     }
 }

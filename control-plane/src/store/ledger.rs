@@ -54,11 +54,19 @@ pub struct UsageTotals {
     pub cost_micros: u64,
 }
 
+/// The outcome of writing a batch.
+#[derive(Debug, Clone, Default)]
+pub struct WrittenUsage {
+    /// Every id now stored (new or not): what the filter may forget.
+    pub ids: Vec<String>,
+    /// Refusals stored for the first time, for the audit log.
+    pub new_denials: Vec<UsageRecord>,
+}
+
 #[async_trait]
 pub trait LedgerStore: Send + Sync {
-    /// Writes records in one transaction, ignoring ids already written; returns every id that
-    /// is now stored (new or not), which is what the filter may forget.
-    async fn write_usage(&self, records: &[UsageRecord]) -> Result<Vec<String>, StoreError>;
+    /// Writes records in one transaction, ignoring ids already written.
+    async fn write_usage(&self, records: &[UsageRecord]) -> Result<WrittenUsage, StoreError>;
     /// Totals, overall or per group, largest cost first.
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageTotals>, StoreError>;
 }

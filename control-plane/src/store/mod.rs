@@ -9,7 +9,7 @@ mod sqlite;
 
 pub use audit::{AuditEvent, AuditStore};
 pub use governance::{CustomerQuery, Deletion, GovernanceStore, ModelConfigQuery, OnReferenced, TeamQuery};
-pub use ledger::{GroupBy, LedgerStore, UsageQuery, UsageTotals};
+pub use ledger::{GroupBy, LedgerStore, UsageQuery, UsageTotals, WrittenUsage};
 pub use providers::ProviderStore;
 pub use sqlite::SqliteStore;
 

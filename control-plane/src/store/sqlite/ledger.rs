@@ -1,7 +1,7 @@
 //! [`LedgerStore`] on SQLite.
 
 use super::{SqliteStore, backend};
-use crate::store::{LedgerStore, StoreError, UsageQuery, UsageTotals};
+use crate::store::{LedgerStore, StoreError, UsageQuery, UsageTotals, WrittenUsage};
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Row, Sqlite};
 use warden_policy::ledger::UsageRecord;
@@ -16,13 +16,14 @@ fn non_empty(text: &str) -> Option<&str> {
 
 #[async_trait]
 impl LedgerStore for SqliteStore {
-    async fn write_usage(&self, records: &[UsageRecord]) -> Result<Vec<String>, StoreError> {
+    async fn write_usage(&self, records: &[UsageRecord]) -> Result<WrittenUsage, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut new_denials = Vec::new();
         for r in records {
-            sqlx::query(
+            let done = sqlx::query(
                 "INSERT INTO usage_records (id, at_ms, key_id, team_id, customer_id, provider, model, input_tokens,
-                 cached_input_tokens, output_tokens, cost_micros, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (id) DO NOTHING",
+                 cached_input_tokens, output_tokens, cost_micros, status, denial)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
             )
             .bind(&r.id)
             .bind(signed(r.at_ms))
@@ -36,12 +37,16 @@ impl LedgerStore for SqliteStore {
             .bind(signed(r.output_tokens))
             .bind(signed(r.cost_micros))
             .bind(i64::from(r.status))
+            .bind(&r.denial)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
+            if done.rows_affected() == 1 && !r.denial.is_empty() {
+                new_denials.push(r.clone());
+            }
         }
         tx.commit().await.map_err(backend)?;
-        Ok(records.iter().map(|r| r.id.clone()).collect())
+        Ok(WrittenUsage { ids: records.iter().map(|r| r.id.clone()).collect(), new_denials })
     }
 
     async fn usage(&self, q: &UsageQuery) -> Result<Vec<UsageTotals>, StoreError> {
@@ -52,7 +57,7 @@ impl LedgerStore for SqliteStore {
             " AS grp, COUNT(*) AS requests, COALESCE(SUM(input_tokens), 0) AS input_tokens,
              COALESCE(SUM(cached_input_tokens), 0) AS cached_input_tokens,
              COALESCE(SUM(output_tokens), 0) AS output_tokens, COALESCE(SUM(cost_micros), 0) AS cost_micros
-             FROM usage_records WHERE 1 = 1",
+             FROM usage_records WHERE denial = ''",
         );
         let filters = [
             ("key_id", &q.key_id),
