@@ -73,6 +73,13 @@ async fn every_answer_is_in_the_ledger_once_across_a_control_plane_crash() {
     assert_eq!(totals["requests"].as_u64(), Some(served));
     assert_eq!(totals["cost_micros"].as_u64(), Some(served * 5));
 
+    // The same figures for Prometheus, without a token and without key ids.
+    let metrics = stack.http.get(stack.admin("/metrics")).send().await.unwrap().text().await.unwrap();
+    let label = r#"{provider="mock",model="gpt-4o-mini"}"#;
+    assert!(metrics.contains(&format!("warden_requests_total{label} {served}")), "{metrics}");
+    assert!(metrics.contains(&format!("warden_cost_micro_dollars_total{label} {}", served * 5)), "{metrics}");
+    assert!(!metrics.contains(&key.id));
+
     let by_model = usage(&stack, "group_by=model").await;
     assert_eq!(by_model["groups"][0]["group"], "gpt-4o-mini");
     let (status, _) = stack.admin_call(Method::GET, "/api/usage?from=yesterday", None).await;

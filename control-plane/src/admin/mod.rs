@@ -5,6 +5,7 @@ mod customers;
 mod envoy;
 mod error;
 mod json;
+mod metrics;
 mod model_configs;
 mod prices;
 mod providers;
@@ -155,6 +156,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics::metrics))
         // Self-service, with the virtual key as the credential: routed before `{id}`.
         .route(&format!("{keys}/quota"), get(quota::quota))
         .merge(protected)

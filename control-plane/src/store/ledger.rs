@@ -69,4 +69,8 @@ pub trait LedgerStore: Send + Sync {
     async fn write_usage(&self, records: &[UsageRecord]) -> Result<WrittenUsage, StoreError>;
     /// Totals, overall or per group, largest cost first.
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageTotals>, StoreError>;
+    /// All-time totals per (provider, model), for the metrics endpoint.
+    async fn usage_by_model(&self) -> Result<Vec<(String, String, UsageTotals)>, StoreError>;
+    /// All-time refusals per type (`type/code`).
+    async fn denials_by_type(&self) -> Result<Vec<(String, u64)>, StoreError>;
 }

@@ -98,4 +98,47 @@ impl LedgerStore for SqliteStore {
             })
             .collect()
     }
+
+    async fn usage_by_model(&self) -> Result<Vec<(String, String, UsageTotals)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT provider, model, COUNT(*) AS requests, SUM(input_tokens) AS input_tokens,
+             SUM(cached_input_tokens) AS cached_input_tokens, SUM(output_tokens) AS output_tokens,
+             SUM(cost_micros) AS cost_micros FROM usage_records WHERE denial = '' GROUP BY provider, model
+             ORDER BY provider, model",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let unsigned = |row: &sqlx::sqlite::SqliteRow, name: &str| -> Result<u64, StoreError> {
+            Ok(u64::try_from(row.try_get::<i64, _>(name).map_err(backend)?).unwrap_or(0))
+        };
+        rows.iter()
+            .map(|row| {
+                let totals = UsageTotals {
+                    group: None,
+                    requests: unsigned(row, "requests")?,
+                    input_tokens: unsigned(row, "input_tokens")?,
+                    cached_input_tokens: unsigned(row, "cached_input_tokens")?,
+                    output_tokens: unsigned(row, "output_tokens")?,
+                    cost_micros: unsigned(row, "cost_micros")?,
+                };
+                Ok((row.try_get("provider").map_err(backend)?, row.try_get("model").map_err(backend)?, totals))
+            })
+            .collect()
+    }
+
+    async fn denials_by_type(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT denial, COUNT(*) AS n FROM usage_records WHERE denial != '' GROUP BY denial ORDER BY denial",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let n: i64 = row.try_get("n").map_err(backend)?;
+                Ok((row.try_get("denial").map_err(backend)?, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect()
+    }
 }
