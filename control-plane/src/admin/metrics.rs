@@ -4,10 +4,14 @@
 
 use super::AppState;
 use super::error::ApiError;
+use crate::store::UsageTotals;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use std::fmt::Write;
+
+/// A counter family: name, help, and the total it reads.
+type Family = (&'static str, &'static str, fn(&UsageTotals) -> u64);
 
 /// A label value with Prometheus' escapes.
 fn label(value: &str) -> String {
@@ -17,7 +21,7 @@ fn label(value: &str) -> String {
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let mut out = String::new();
     let by_model = state.store.usage_by_model().await?;
-    let families: [(&str, &str, fn(&crate::store::UsageTotals) -> u64); 5] = [
+    let families: [Family; 5] = [
         ("warden_requests_total", "Requests served, by provider and model.", |t| t.requests),
         ("warden_input_tokens_total", "Prompt tokens, by provider and model.", |t| t.input_tokens),
         ("warden_cached_input_tokens_total", "Prompt tokens served from the provider's cache.", |t| {
