@@ -7,6 +7,7 @@
 use crate::metrics::Metrics;
 use crate::{host, shared};
 use prost::Message;
+use std::collections::HashSet;
 use std::time::Duration;
 use warden_policy::ledger::{LEDGER_SERVICE, REPORT_METHOD, UsageAck, UsageBatch, UsageRecord};
 
@@ -15,8 +16,8 @@ const QUEUE: &str = "warden:usage";
 const VM_ID: &str = "warden";
 /// The most bytes reported but not acknowledged.
 const MAX_UNACKED: usize = 8 << 20;
-/// Records per report.
-const BATCH: usize = 500;
+/// Records per report (the control plane takes up to 5,000).
+const BATCH: usize = 2_000;
 const REPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
 thread_local! {
@@ -45,10 +46,13 @@ fn decode_all(mut bytes: &[u8]) -> Vec<UsageRecord> {
     records
 }
 
-/// The leader's reporter: at most one report in flight.
+/// The leader's reporter: the records not yet acknowledged, mirrored in shared data, and at
+/// most one report in flight.
 #[derive(Default)]
 pub struct Reporter {
     call: Option<u32>,
+    /// Loaded from shared data when this VM becomes the leader, then kept here.
+    pending: Option<Vec<UsageRecord>>,
 }
 
 impl Reporter {
@@ -56,42 +60,52 @@ impl Reporter {
         self.call == Some(token)
     }
 
-    /// Drains the queue into the unacknowledged list and reports the oldest batch of it.
+    /// This VM no longer leads: another VM owns the records now.
+    pub fn stop(&mut self) {
+        self.pending = None;
+        self.call = None;
+    }
+
+    /// Drains the queue into the unacknowledged records and reports the oldest batch of them.
     pub fn flush(&mut self, cluster: &str, metrics: &Metrics) {
         // Registering again takes the queue over from a leader that has gone.
         let Some(queue) = host::register_queue(QUEUE) else { return };
-        let mut unacked = shared::get(shared::UNACKED_KEY);
-        let before = unacked.len();
+        let pending = self.pending.get_or_insert_with(|| decode_all(&shared::get(shared::UNACKED_KEY)));
+        let mut bytes: usize = pending.iter().map(Message::encoded_len).sum();
         let mut dropped = 0i64;
+        let mut drained = false;
         while let Some(item) = host::dequeue(queue) {
             let Ok(record) = UsageRecord::decode(item.as_slice()) else { continue };
-            let encoded = record.encode_length_delimited_to_vec();
-            if unacked.len() + encoded.len() > MAX_UNACKED {
+            if bytes + item.len() > MAX_UNACKED {
                 dropped += 1;
-            } else {
-                unacked.extend(encoded);
+                continue;
             }
-        }
-        if unacked.len() != before {
-            shared::put(shared::UNACKED_KEY, &unacked);
+            bytes += item.len();
+            pending.push(record);
+            drained = true;
         }
         host::increment(metrics.usage_dropped, dropped);
-        if self.call.is_some() {
+        if drained {
+            save(pending);
+        }
+        self.send(cluster);
+    }
+
+    fn send(&mut self, cluster: &str) {
+        let Some(pending) = &self.pending else { return };
+        if self.call.is_some() || pending.is_empty() {
             return;
         }
-        let pending = decode_all(&shared::get(shared::UNACKED_KEY));
-        if pending.is_empty() {
-            return;
-        }
-        let batch = UsageBatch { records: pending.into_iter().take(BATCH).collect() };
+        let batch = UsageBatch { records: pending.iter().take(BATCH).cloned().collect() };
         match host::dispatch_grpc_call(cluster, LEDGER_SERVICE, REPORT_METHOD, &batch.encode_to_vec(), REPORT_TIMEOUT) {
             Ok(token) => self.call = Some(token),
             Err(e) => log::warn!("warden: cannot report usage on cluster '{cluster}': {e:?}"),
         }
     }
 
-    /// Drops what the control plane acknowledged; anything else is resent on the next flush.
-    pub fn on_response(&mut self, status: u32, size: usize, metrics: &Metrics) {
+    /// Drops what the control plane acknowledged and sends the next batch at once; anything
+    /// not acknowledged is resent.
+    pub fn on_response(&mut self, status: u32, size: usize, cluster: &str, metrics: &Metrics) {
         self.call = None;
         if status != 0 {
             log::warn!("warden: usage report failed with gRPC status {status}; resending");
@@ -100,16 +114,19 @@ impl Reporter {
         let Some(ack) = host::grpc_message(size).and_then(|b| UsageAck::decode(b.as_slice()).ok()) else {
             return;
         };
-        let acked: std::collections::HashSet<&str> = ack.ids.iter().map(String::as_str).collect();
-        let pending = decode_all(&shared::get(shared::UNACKED_KEY));
+        let Some(pending) = self.pending.as_mut() else { return };
+        let acked: HashSet<&str> = ack.ids.iter().map(String::as_str).collect();
         let before = pending.len();
-        let kept: Vec<u8> = pending
-            .iter()
-            .filter(|r| !acked.contains(r.id.as_str()))
-            .flat_map(Message::encode_length_delimited_to_vec)
-            .collect();
-        shared::put(shared::UNACKED_KEY, &kept);
-        let written = before - decode_all(&kept).len();
+        pending.retain(|r| !acked.contains(r.id.as_str()));
+        let written = before - pending.len();
+        save(pending);
         host::increment(metrics.usage_reported, i64::try_from(written).unwrap_or(i64::MAX));
+        self.send(cluster);
     }
+}
+
+/// Mirrors the unacknowledged records in shared data, for a successor should this VM die.
+fn save(pending: &[UsageRecord]) {
+    let bytes: Vec<u8> = pending.iter().flat_map(Message::encode_length_delimited_to_vec).collect();
+    shared::put(shared::UNACKED_KEY, &bytes);
 }

@@ -12,7 +12,6 @@ use crate::metrics::Metrics;
 use crate::xds::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Node, RpcStatus};
 use crate::{host, shared};
 use prost::Message;
-use warden_policy::SyncStatus;
 use warden_policy::limits::record_counters;
 use warden_policy::records::check_record;
 use warden_policy::sync::{ADS_SERVICE, DELTA_METHOD, HEARTBEAT_TYPE_URL, POLICY_TYPE_URL};
@@ -104,10 +103,12 @@ impl PolicyStream {
         };
         self.failures = 0;
         if response.type_url == HEARTBEAT_TYPE_URL {
-            shared::set_sync_status(&SyncStatus { heard_at_ms: now_ms, version: response.system_version_info });
+            shared::heard(now_ms, response.system_version_info, false);
             return;
         }
         let errors = apply(&response, metrics);
+        // Records changed: workers drop what they parsed before.
+        shared::heard(now_ms, response.system_version_info.clone(), true);
         let error_detail = (!errors.is_empty()).then(|| {
             host::increment(metrics.nacks, 1);
             let message = errors.join("; ");

@@ -36,7 +36,7 @@ enum Phase {
     /// Nothing decided yet, or answered locally.
     Idle,
     /// Key admitted; the body decides the rest.
-    AwaitingBody { key: Box<VirtualKeyRecord>, endpoint: Endpoint, query: String },
+    AwaitingBody { key: Box<VirtualKeyRecord>, endpoint: Endpoint, query: String, generation: u64 },
     /// Sent upstream; the response's usage is still to be charged.
     Dispatched(Box<Dispatched>),
 }
@@ -63,24 +63,24 @@ pub struct WardenRequest {
     key_id: Option<String>,
 }
 
-/// Shared data as the policy's record source.
-struct SharedRecords;
+/// Shared data, at one policy generation, as the policy's record source.
+struct SharedRecords(u64);
 
 impl Records for SharedRecords {
     fn provider(&self, name: &str) -> Option<ProviderRecord> {
-        shared::record(RecordKind::Provider, name)
+        shared::record(RecordKind::Provider, name, self.0)
     }
     fn model(&self, name: &str) -> Option<ModelRecord> {
-        shared::record(RecordKind::Model, name)
+        shared::record(RecordKind::Model, name, self.0)
     }
     fn team(&self, id: &str) -> Option<TeamRecord> {
-        shared::record(RecordKind::Team, id)
+        shared::record(RecordKind::Team, id, self.0)
     }
     fn customer(&self, id: &str) -> Option<CustomerRecord> {
-        shared::record(RecordKind::Customer, id)
+        shared::record(RecordKind::Customer, id, self.0)
     }
     fn price(&self, name: &str) -> Option<Price> {
-        shared::record(RecordKind::Price, name)
+        shared::record(RecordKind::Price, name, self.0)
     }
 }
 
@@ -168,7 +168,8 @@ impl HttpContext for WardenRequest {
         let health = PolicyHealth { bound_ms: settings.staleness_bound_ms };
         let status = shared::sync_status();
         let pairs = headers.iter().map(|(name, value)| (name.as_str(), value.as_slice()));
-        let lookup = |hash: &warden_policy::KeyHash| shared::record(RecordKind::VirtualKey, &hash.to_hex());
+        let generation = status.as_ref().map_or(0, |s| s.generation);
+        let lookup = |hash: &warden_policy::KeyHash| shared::record(RecordKind::VirtualKey, &hash.to_hex(), generation);
         let admitted = match admit(pairs.clone(), health, status.as_ref(), lookup, host::now_ms()) {
             Ok(admitted) => admitted,
             Err(denial) => {
@@ -192,7 +193,7 @@ impl HttpContext for WardenRequest {
         };
         if endpoint == Endpoint::Models {
             host::increment(self.metrics.admitted, 1);
-            let body = govern::models_body(&admitted.record, &SharedRecords);
+            let body = govern::models_body(&admitted.record, &SharedRecords(generation));
             host::send_local_reply(200, &[("content-type", "application/json")], &body);
             return Action::Pause;
         }
@@ -205,6 +206,7 @@ impl HttpContext for WardenRequest {
             key: Box::new(admitted.record),
             endpoint,
             query: String::from_utf8_lossy(query).into_owned(),
+            generation,
         };
         // Routing waits for `model` in the body (needs `allow_on_headers_stop_iteration`).
         Action::Pause
@@ -220,7 +222,8 @@ impl HttpContext for WardenRequest {
         if !end_of_stream {
             return Action::Pause;
         }
-        let Phase::AwaitingBody { key, endpoint, query } = std::mem::replace(&mut self.phase, Phase::Idle) else {
+        let Phase::AwaitingBody { key, endpoint, query, generation } = std::mem::replace(&mut self.phase, Phase::Idle)
+        else {
             return Action::Continue;
         };
         let body = host::request_body(body_size).unwrap_or_default();
@@ -231,7 +234,7 @@ impl HttpContext for WardenRequest {
             endpoint,
             &query,
             &body,
-            &SharedRecords,
+            &SharedRecords(generation),
             &SharedCounters,
             now,
             random::next(),

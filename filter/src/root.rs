@@ -62,8 +62,10 @@ impl Context for WardenRoot {
     }
 
     fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
-        if self.reporter.owns(token_id) {
-            self.reporter.on_response(status_code, response_size, &self.metrics);
+        if self.reporter.owns(token_id)
+            && let Some(settings) = &self.settings
+        {
+            self.reporter.on_response(status_code, response_size, &settings.control_plane_cluster, &self.metrics);
         }
     }
 
@@ -121,6 +123,7 @@ impl RootContext for WardenRoot {
             self.reporter.flush(&settings.control_plane_cluster, &self.metrics);
         } else {
             self.stream.stop();
+            self.reporter.stop();
         }
         HOLDS_STREAM.with(|h| h.set(self.stream.is_open()));
         if let Some(status) = shared::sync_status() {

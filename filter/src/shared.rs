@@ -38,44 +38,48 @@ fn record_key(name: &str) -> String {
 /// How many parsed records a VM keeps; beyond it the cache starts afresh.
 const PARSED_RECORDS: usize = 4_096;
 
-/// A parsed record and the CAS token of the bytes it was parsed from.
-type Parsed = (u32, Rc<dyn Any>);
+/// A parsed record (or the knowledge that there is none) and the generation it was read at.
+type Parsed = (u64, Option<Rc<dyn Any>>);
 
 thread_local! {
-    // Records parsed by this VM, by shared-data key: a record whose CAS token has not changed
-    // since is not parsed again.
+    // Records parsed by this VM, by shared-data key. While the policy generation stays the
+    // same, a record is neither read nor parsed again: no hostcall at all.
     static PARSED: RefCell<HashMap<String, Parsed>> = RefCell::new(HashMap::new());
 }
 
-/// The record of one kind and id, if this Envoy holds a readable one.
-pub fn record<T: DeserializeOwned + Clone + 'static>(kind: RecordKind, id: &str) -> Option<T> {
+/// The record of one kind and id at policy `generation` (from this request's sync status), if
+/// this Envoy holds a readable one.
+pub fn record<T: DeserializeOwned + Clone + 'static>(kind: RecordKind, id: &str, generation: u64) -> Option<T> {
     let key = record_key(&kind.name(id));
-    let (value, cas) = host::shared_get(&key);
-    let (value, cas) = (value?, cas.unwrap_or(0));
     let cached = PARSED.with(|parsed| {
         let parsed = parsed.borrow();
         let (at, record) = parsed.get(&key)?;
-        (*at == cas && cas != 0).then(|| record.clone().downcast::<T>().ok()).flatten()
+        (*at == generation).then(|| record.clone().map(|r| r.downcast::<T>().ok()))
     });
-    if let Some(record) = cached {
-        return Some(T::clone(&record));
+    if let Some(hit) = cached {
+        return hit.flatten().map(|r| T::clone(&r));
     }
-    let record: T = serde_json::from_slice(&value).ok()?;
+    let record: Option<T> = host::shared_get(&key).0.and_then(|value| serde_json::from_slice(&value).ok());
     PARSED.with(|parsed| {
         let mut parsed = parsed.borrow_mut();
         if parsed.len() >= PARSED_RECORDS {
             parsed.clear();
         }
-        parsed.insert(key, (cas, Rc::new(record.clone())));
+        let stored: Option<Rc<dyn Any>> = record.clone().map(|r| Rc::new(r) as Rc<dyn Any>);
+        parsed.insert(key, (generation, stored));
     });
-    Some(record)
+    record
 }
 
 pub fn sync_status() -> Option<SyncStatus> {
     SyncStatus::decode(&host::shared_get(SYNC_KEY).0?)
 }
 
-pub fn set_sync_status(status: &SyncStatus) {
+/// Records contact with the control plane; `changed` bumps the generation after the leader
+/// has written changed records.
+pub fn heard(now_ms: u64, version: String, changed: bool) {
+    let generation = sync_status().map_or(0, |s| s.generation) + u64::from(changed);
+    let status = SyncStatus { heard_at_ms: now_ms, version, generation };
     let _ = host::shared_set(SYNC_KEY, &status.encode(), None);
 }
 

@@ -55,8 +55,8 @@ mod tests {
 
     #[test]
     fn order_of_refusals() {
-        let fresh = SyncStatus { heard_at_ms: 400, version: "1".into() };
-        let stale = SyncStatus { heard_at_ms: 0, version: "1".into() };
+        let fresh = SyncStatus { heard_at_ms: 400, version: "1".into(), generation: 1 };
+        let stale = SyncStatus { heard_at_ms: 0, version: "1".into(), generation: 1 };
         let good = [("x-bf-vk", "sk-bf-good")];
         // No key: refused before the policy is even consulted.
         assert_eq!(run(&[], None, None), Err(Denial::KeyRequired));

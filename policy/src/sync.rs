@@ -25,19 +25,27 @@ pub struct SyncStatus {
     pub heard_at_ms: u64,
     /// The control plane's policy version at that moment.
     pub version: String,
+    /// Bumped by the leader after every change it writes: a worker may keep using records it
+    /// parsed while the generation stays the same.
+    pub generation: u64,
 }
 
 impl SyncStatus {
-    /// The compact form kept in shared data: `"<heard_at_ms> <version>"`.
+    /// The compact form kept in shared data: `"<heard_at_ms> <generation> <version>"`.
     pub fn encode(&self) -> Vec<u8> {
-        format!("{} {}", self.heard_at_ms, self.version).into_bytes()
+        format!("{} {} {}", self.heard_at_ms, self.generation, self.version).into_bytes()
     }
 
     /// Reads [`SyncStatus::encode`]'s form; `None` for anything else.
     pub fn decode(bytes: &[u8]) -> Option<SyncStatus> {
         let text = std::str::from_utf8(bytes).ok()?;
-        let (at, version) = text.split_once(' ')?;
-        Some(SyncStatus { heard_at_ms: at.parse().ok()?, version: version.to_owned() })
+        let (at, rest) = text.split_once(' ')?;
+        let (generation, version) = rest.split_once(' ')?;
+        Some(SyncStatus {
+            heard_at_ms: at.parse().ok()?,
+            generation: generation.parse().ok()?,
+            version: version.to_owned(),
+        })
     }
 }
 
@@ -66,7 +74,7 @@ mod tests {
 
     #[test]
     fn status_round_trips_and_rejects_garbage() {
-        let s = SyncStatus { heard_at_ms: 1234, version: "v 7".into() };
+        let s = SyncStatus { heard_at_ms: 1234, version: "v 7".into(), generation: 3 };
         assert_eq!(SyncStatus::decode(&s.encode()), Some(s));
         assert_eq!(SyncStatus::decode(b"nope"), None);
         assert_eq!(SyncStatus::decode(b"\xff 1"), None);
@@ -76,7 +84,7 @@ mod tests {
     fn missing_or_stale_policy_is_refused() {
         let health = PolicyHealth { bound_ms: 5_000 };
         assert_eq!(health.check(None, 0), Err(Denial::PolicyMissing));
-        let s = SyncStatus { heard_at_ms: 10_000, version: "1".into() };
+        let s = SyncStatus { heard_at_ms: 10_000, version: "1".into(), generation: 0 };
         assert_eq!(health.check(Some(&s), 15_000), Ok(()));
         assert_eq!(health.check(Some(&s), 15_001), Err(Denial::PolicyStale { age_ms: 5_001, bound_ms: 5_000 }));
         // A clock that goes backwards is not stale.
