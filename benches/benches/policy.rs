@@ -77,7 +77,7 @@ fn decision(c: &mut Criterion) {
         .to_vec();
     let json = serde_json::to_vec(&record).unwrap();
     let table: HashMap<KeyHash, Vec<u8>> = HashMap::from([(KeyHash::of(secret.as_bytes()), json)]);
-    let status = SyncStatus { heard_at_ms: 1_000, version: "1".into() };
+    let status = SyncStatus { heard_at_ms: 1_000, version: "1".into(), generation: 1 };
     let bearer = format!("Bearer {secret}");
     let headers: Vec<(&str, &[u8])> = vec![
         (":method", b"POST"),
