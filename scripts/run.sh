@@ -62,7 +62,8 @@ fi
 
 # The demo key's secret is shown once by the API, so keep it for the next `make run`.
 demo_config='{"provider_configs":[{"provider":"'$PROVIDER'","weight":1,"allowed_models":["gpt-4o-mini"],"key_ids":["*"]}],
-  "rate_limit":{"request_max_limit":60,"request_reset_duration":"1m","token_max_limit":100000,"token_reset_duration":"1d"}}'
+  "rate_limit":{"request_max_limit":60,"request_reset_duration":"1m","token_max_limit":100000,"token_reset_duration":"1d"},
+  "budgets":[{"max_limit":1,"reset_duration":"1d"}]}'
 if [[ ! -s $DATA/demo-key ]] || ! api "http://$ADMIN/api/governance/virtual-keys?search=demo" | grep -q '"name":"demo"'; then
   api -X POST "http://$ADMIN/api/governance/virtual-keys" -d '{"name":"demo","description":"created by make run"}' \
     | "$WARDEN_PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["virtual_key"]["value"])' > "$DATA/demo-key"
@@ -88,15 +89,17 @@ Warden is running.
   Admin token: $TOKEN
   Demo key:    $KEY
 
-  Demo key: gpt-4o-mini only, 60 requests a minute, 100k tokens a day.
+  Demo key: gpt-4o-mini only, 60 requests a minute, 100k tokens and \$1 a day.
 
 Try:
   curl -si http://$LISTEN/v1/chat/completions -H "authorization: Bearer $KEY" \\
-    -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'   # note x-ratelimit-*
+    -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'   # x-ratelimit-*, x-warden-cost-usd
   curl -s http://$LISTEN/v1/chat/completions -H "authorization: Bearer $KEY" \\
     -d '{"model":"gpt-4o","messages":[]}'                             # 403 model_blocked
   curl -s http://$LISTEN/v1/models -H "authorization: Bearer $KEY"   # only what the key may use
   curl -s http://$LISTEN/v1/models                                   # 401 virtual_key_required
+  curl -s http://$ADMIN/api/governance/virtual-keys/quota -H "x-bf-vk: $KEY"  # the key's own quota
+  curl -s "http://$ADMIN/api/usage?group_by=model" -H "authorization: Bearer $TOKEN"
   curl -s http://$ADMIN/api/providers -H "authorization: Bearer $TOKEN"
   curl -s http://$ADMIN/api/governance/virtual-keys -H "authorization: Bearer $TOKEN"
   curl -s -X POST http://$ADMIN/api/governance/virtual-keys -H "authorization: Bearer $TOKEN" \\
