@@ -4,7 +4,8 @@
 //! - `POST /v1/chat/completions`: JSON, or SSE when `stream: true` (with a final usage chunk
 //!   when `stream_options.include_usage` is set). Token usage is deterministic: prompt tokens =
 //!   ⌈characters of all message contents / 4⌉, completion tokens = words of the reply.
-//! - `POST /v1/embeddings`, `GET /v1/models`.
+//! - `POST /v1/responses` (JSON, or events ending in `response.completed` with the usage),
+//!   `POST /v1/embeddings`, `GET /v1/models`.
 //! - Scripting for tests: `POST /mock/script` queues replies (content, `tool_calls`, an error
 //!   status, a delay) served in order before the default reply; `GET /mock/requests` lists what reached
 //!   the upstream (path, headers, body) so tests can see what Envoy forwarded.
@@ -86,6 +87,7 @@ pub fn router(latency: Duration) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/responses", post(responses))
         .route("/v1/models", get(models))
         .route("/mock/script", post(script))
         .route("/mock/requests", get(requests).delete(clear_requests))
@@ -260,6 +262,41 @@ async fn embeddings(State(mock): State<Shared>, headers: HeaderMap, body: Bytes)
     Json(json!({"object": "list", "data": data, "model": body["model"],
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}))
     .into_response()
+}
+
+/// The responses API: `input` as a string or a list of messages; JSON, or the event stream
+/// ending in `response.completed`, which carries the usage.
+async fn responses(State(mock): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let body = match receive(&mock, "/v1/responses", &headers, &body).await {
+        Ok(b) => b,
+        Err(answer) => return answer,
+    };
+    let model = body["model"].as_str().unwrap_or_default().to_owned();
+    let chars = match &body["input"] {
+        Value::String(s) => s.chars().count(),
+        other => other.to_string().chars().count(),
+    };
+    let input = (chars as u64).div_ceil(4).max(1);
+    let text = format!("Hello from the Warden mock provider ({model}).");
+    let output = text.split_whitespace().count() as u64;
+    let id = format!("resp_mock_{}", uuid::Uuid::new_v4().simple());
+    let usage = json!({"input_tokens": input, "output_tokens": output, "total_tokens": input + output});
+    let completed = json!({"id": id, "object": "response", "status": "completed", "model": model,
+        "output": [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}],
+        "usage": usage});
+    if body.get("stream").and_then(Value::as_bool) == Some(true) {
+        let events = [
+            ("response.output_text.delta", json!({"type": "response.output_text.delta", "delta": text})),
+            ("response.completed", json!({"type": "response.completed", "response": completed})),
+        ];
+        let stream = futures::stream::iter(
+            events
+                .into_iter()
+                .map(|(name, data)| Ok::<_, Infallible>(Event::default().event(name).data(data.to_string()))),
+        );
+        return Sse::new(stream).into_response();
+    }
+    Json(completed).into_response()
 }
 
 async fn models() -> Json<Value> {

@@ -403,3 +403,31 @@ async fn a_dollar_budget_holds_under_concurrency_and_every_answer_says_its_cost(
     let text = resp.text().await.unwrap();
     assert!(text.ends_with(": x-warden-cost-usd 0.000005\n\n"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_responses_api_is_governed_and_its_tokens_counted() {
+    let stack = Stack::start().await;
+    let key = stack
+        .create_key(json!({"name": "responses", "rate_limit": {"token_max_limit": 25, "token_reset_duration": "1h"}}))
+        .await;
+    stack.wait_for_status(&key.secret, 200, Duration::from_secs(5)).await;
+    // "Hello" is 2 input tokens; the answer's 7 words are 7 output tokens: 9 a request.
+    let respond = |stream: bool| {
+        let body = json!({"model": "gpt-4o-mini", "input": "Hello", "stream": stream});
+        stack.http.post(stack.gateway("/v1/responses")).bearer_auth(&key.secret).json(&body).send()
+    };
+    let first = respond(false).await.unwrap();
+    assert_eq!(first.status(), 200);
+    let body: Value = first.json().await.unwrap();
+    assert_eq!(body["usage"]["total_tokens"], 9);
+    let streamed = respond(true).await.unwrap();
+    assert_eq!(streamed.headers()["x-ratelimit-remaining-tokens"], "16");
+    let events = streamed.text().await.unwrap();
+    assert!(events.contains("response.completed"), "{events}");
+    // 18 tokens used: the third request (18 < 25) passes, the fourth (27 ≥ 25) does not.
+    assert_eq!(respond(false).await.unwrap().status(), 200);
+    let refused = respond(false).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["type"], "token_limited");
+}
