@@ -7,7 +7,7 @@
 //! the reservation is replaced by the actual cost.
 
 use crate::Denial;
-use crate::limits::{Counters, Scope, count_in, seconds_until, update, window_of};
+use crate::limits::{Counters, Scope, seconds_until, update, window_of};
 use crate::pricing::dollars;
 use crate::window::{ResetDuration, Window};
 
@@ -138,16 +138,10 @@ pub fn settle(reservation: &BudgetReservation, actual: u64, counters: &impl Coun
     }
 }
 
-/// What a budget counter holds in its current window, µ$ (for the quota view).
-pub fn spent(scope: &Scope<'_>, reset_duration: &str, counters: &impl Counters, now_ms: u64) -> u64 {
-    let Ok(span) = ResetDuration::parse(reset_duration) else { return 0 };
-    let window = window_of(scope, span, now_ms);
-    count_in(counters.read(&budget_key(&scope.id, reset_duration)).0.as_deref(), window)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::count_in;
     use crate::records::BudgetLimit;
     use proptest::prelude::*;
     use std::cell::RefCell;
@@ -180,6 +174,13 @@ mod tests {
             calendar_aligned: false,
             anchor_ms: 0,
         }
+    }
+
+    /// What a budget counter holds in its current window, µ$.
+    fn spent(scope: &Scope<'_>, reset_duration: &str, counters: &impl Counters, now_ms: u64) -> u64 {
+        let Ok(span) = ResetDuration::parse(reset_duration) else { return 0 };
+        let window = window_of(scope, span, now_ms);
+        count_in(counters.read(&budget_key(&scope.id, reset_duration)).0.as_deref(), window)
     }
 
     fn dollar_a_day() -> Vec<BudgetLimit> {
