@@ -431,3 +431,19 @@ async fn the_responses_api_is_governed_and_its_tokens_counted() {
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["type"], "token_limited");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_answer_is_read_for_its_usage_and_passed_on_whole() {
+    let stack = Stack::start().await;
+    let key = stack.create_key(json!({"name": "large"})).await;
+    stack.wait_for_status(&key.secret, 200, Duration::from_secs(5)).await;
+    // 30,000 embeddings make an answer of about 3 MB, above Envoy's default 1 MiB buffer.
+    let inputs: Vec<String> = (0..30_000).map(|i| format!("text {i}")).collect();
+    let body = json!({"model": "text-embedding-3-small", "input": inputs});
+    let resp =
+        stack.http.post(stack.gateway("/v1/embeddings")).bearer_auth(&key.secret).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().contains_key("x-warden-cost-usd"));
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["data"].as_array().unwrap().len(), 30_000);
+}
