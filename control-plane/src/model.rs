@@ -38,6 +38,8 @@ pub struct VirtualKey {
     pub allow_all_providers: bool,
     /// Most requests in flight at once with this key (Bifrost has no such limit).
     pub max_concurrent_requests: Option<u32>,
+    /// Prices for this key only, by model name, in micro-dollars per million tokens.
+    pub prices: std::collections::BTreeMap<String, warden_policy::pricing::Price>,
     pub expires_at: Option<DateTime<Utc>>,
     /// Tri-state: delete the key once expired; needs `expires_at`.
     pub delete_after_expire: Option<bool>,
@@ -171,6 +173,7 @@ impl VirtualKey {
                 anchor_ms: unix_ms(self.created_at),
             },
             max_concurrent_requests: self.max_concurrent_requests,
+            prices: self.prices.clone(),
         }
     }
 }

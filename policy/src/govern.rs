@@ -110,7 +110,13 @@ pub fn inference(
         Err(denial) => return (report, Err(denial)),
     };
     let with_provider = format!("{}/{}", route.provider.name, route.model);
-    let price = records.price(&with_provider).or_else(|| records.price(&route.model)).or_else(|| records.price("*"));
+    let price = key
+        .prices
+        .get(&route.model)
+        .copied()
+        .or_else(|| records.price(&with_provider))
+        .or_else(|| records.price(&route.model))
+        .or_else(|| records.price("*"));
     let has_budget = scopes.iter().any(|s| !s.budgets.is_empty());
     let estimate = match (price, has_budget) {
         (Some(p), _) => p.cost(&request.estimated_usage(default_max_tokens)),
@@ -371,6 +377,9 @@ mod tests {
         // A fallback price serves models without one.
         w.prices = vec![("*".into(), Price::default())];
         assert!(run(&w, &k, CHAT).is_ok());
+        // The key's own price wins over every other: $1,000 per 1M output tokens is too dear.
+        k.prices.insert("gpt-4o".into(), Price { output_per_mtok: 1_000_000_000, ..Price::default() });
+        assert!(matches!(run(&w, &k, body), Err(Denial::BudgetExceeded(_))));
     }
 
     #[test]

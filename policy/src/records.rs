@@ -227,6 +227,9 @@ pub struct VirtualKeyRecord {
     /// Most requests in flight at once with this key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent_requests: Option<u32>,
+    /// Prices for this key only, by model name; they win over every other price.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub prices: std::collections::BTreeMap<String, crate::pricing::Price>,
 }
 
 impl VirtualKeyRecord {
@@ -243,6 +246,7 @@ impl VirtualKeyRecord {
             customer_id: None,
             limits: Limits::default(),
             max_concurrent_requests: None,
+            prices: std::collections::BTreeMap::new(),
         }
     }
 

@@ -311,3 +311,17 @@ async fn admin_changes_are_audited_with_secrets_redacted() {
     let (_, check) = call(&app, Method::GET, "/api/audit/verify", None).await;
     assert_eq!((check["intact"].as_bool(), check["rows"].as_u64()), (Some(true), Some(3)));
 }
+
+#[tokio::test]
+async fn a_key_can_carry_its_own_prices() {
+    let (app, state) = app().await;
+    let body = r#"{"name":"priced","prices":{"gpt-4o":{"input_per_mtok":1,"output_per_mtok":2}}}"#;
+    let (status, created) = call(&app, Method::POST, "/api/governance/virtual-keys", Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    assert_eq!(created["virtual_key"]["prices"]["gpt-4o"]["output_per_mtok"], 2);
+    let id = created["virtual_key"]["id"].as_str().unwrap();
+    let key = state.store.virtual_key(id).await.unwrap().unwrap();
+    assert_eq!(key.record().prices["gpt-4o"].input_per_mtok, 1, "the filters get the key's prices");
+    let bad = r#"{"name":"bad","prices":{"gpt-4o":{"input_per_mtok":1,"output_per_mtok":2,"per_token":3}}}"#;
+    assert_eq!(call(&app, Method::POST, "/api/governance/virtual-keys", Some(bad)).await.0, StatusCode::BAD_REQUEST);
+}

@@ -45,6 +45,8 @@ pub struct CreateKey {
     #[serde(default)]
     allow_all_providers: bool,
     max_concurrent_requests: Option<u32>,
+    #[serde(default)]
+    prices: std::collections::BTreeMap<String, warden_policy::pricing::Price>,
     expires_at: Option<String>,
     delete_after_expire: Option<bool>,
     disable_content_logging: Option<bool>,
@@ -71,6 +73,7 @@ pub struct UpdateKey {
     allow_all_providers: Option<bool>,
     #[serde(default, deserialize_with = "present")]
     max_concurrent_requests: Option<Option<u32>>,
+    prices: Option<std::collections::BTreeMap<String, warden_policy::pricing::Price>>,
     expires_at: Option<String>,
     #[serde(default, deserialize_with = "present")]
     delete_after_expire: Option<Option<bool>>,
@@ -143,6 +146,7 @@ pub async fn create(
         calendar_aligned: req.calendar_aligned,
         allow_all_providers: req.allow_all_providers,
         max_concurrent_requests: req.max_concurrent_requests,
+        prices: req.prices,
         expires_at: expiry(req.expires_at, now)?.flatten(),
         delete_after_expire: req.delete_after_expire,
         disable_content_logging: req.disable_content_logging,
@@ -230,6 +234,9 @@ pub async fn update(
     }
     if let Some(v) = req.max_concurrent_requests {
         key.max_concurrent_requests = v;
+    }
+    if let Some(prices) = req.prices {
+        key.prices = prices;
     }
     if let Some(v) = expiry(req.expires_at, now)? {
         key.expires_at = v;

@@ -96,6 +96,7 @@ fn key_from_row(row: &SqliteRow) -> Result<VirtualKey, StoreError> {
         calendar_aligned: row.try_get("calendar_aligned").map_err(backend)?,
         allow_all_providers: row.try_get("allow_all_providers").map_err(backend)?,
         max_concurrent_requests: row.try_get("max_concurrent_requests").map_err(backend)?,
+        prices: from_json(row, "prices")?,
         expires_at: time(row, "expires_at")?,
         delete_after_expire: row.try_get("delete_after_expire").map_err(backend)?,
         disable_content_logging: row.try_get("disable_content_logging").map_err(backend)?,
@@ -124,6 +125,7 @@ fn bind_key<'q>(
         .bind(key.calendar_aligned)
         .bind(key.allow_all_providers)
         .bind(key.max_concurrent_requests)
+        .bind(json(&key.prices)?)
         .bind(key.expires_at.map(|t| t.to_rfc3339()))
         .bind(key.delete_after_expire)
         .bind(key.disable_content_logging)
@@ -138,9 +140,9 @@ impl Store for SqliteStore {
         let query = sqlx::query(
             "INSERT INTO virtual_keys (name, description, value_hash, value_prefix, is_active, team_id,
              customer_id, provider_configs, mcp_configs, budgets, rate_limit, calendar_aligned, allow_all_providers,
-             max_concurrent_requests, expires_at, delete_after_expire, disable_content_logging, created_at,
+             max_concurrent_requests, prices, expires_at, delete_after_expire, disable_content_logging, created_at,
              updated_at, id)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         );
         bind_key(query, key)?.execute(&self.pool).await.map_err(write_error)?;
         Ok(())
@@ -150,7 +152,7 @@ impl Store for SqliteStore {
         let query = sqlx::query(
             "UPDATE virtual_keys SET name = ?, description = ?, value_hash = ?, value_prefix = ?, is_active = ?,
              team_id = ?, customer_id = ?, provider_configs = ?, mcp_configs = ?, budgets = ?, rate_limit = ?,
-             calendar_aligned = ?, allow_all_providers = ?, max_concurrent_requests = ?, expires_at = ?,
+             calendar_aligned = ?, allow_all_providers = ?, max_concurrent_requests = ?, prices = ?, expires_at = ?,
              delete_after_expire = ?,
              disable_content_logging = ?, created_at = ?, updated_at = ? WHERE id = ?",
         );
