@@ -3,7 +3,7 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::json::{ValidJson, merge_budgets, present};
+use super::json::{ValidJson, merge_budgets, page, present};
 use super::publish::{publish_customers, publish_teams};
 use crate::model::{Budget, Customer, RateLimit};
 use crate::store::{CustomerQuery, Deletion, OnReferenced};
@@ -93,13 +93,7 @@ pub async fn create(
 pub async fn list(State(state): State<AppState>, Query(params): Query<ListParams>) -> Result<Json<Value>, ApiError> {
     let query = CustomerQuery { search: params.search, limit: params.limit, offset: params.offset };
     let (customers, total) = state.store.customers(&query).await?;
-    Ok(Json(json!({
-        "customers": customers.iter().map(view).collect::<Vec<_>>(),
-        "count": customers.len(),
-        "total_count": total,
-        "limit": params.limit,
-        "offset": params.offset,
-    })))
+    Ok(Json(page("customers", customers.iter().map(view).collect(), total, params.limit, params.offset)))
 }
 
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {

@@ -47,3 +47,21 @@ pub fn merge_budgets(mut budgets: Vec<Budget>, legacy: Option<Budget>) -> Vec<Bu
     budgets.extend(legacy);
     budgets
 }
+
+/// One page of a list, in Bifrost's shape: `{<name>: [...], count, total_count, limit, offset}`.
+pub fn page(
+    name: &str,
+    items: Vec<serde_json::Value>,
+    total: u64,
+    limit: Option<u32>,
+    offset: u32,
+) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "count": items.len(),
+        "total_count": total,
+        "limit": limit,
+        "offset": offset,
+    });
+    body[name] = serde_json::Value::Array(items);
+    body
+}

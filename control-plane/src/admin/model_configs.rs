@@ -4,7 +4,7 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::json::{ValidJson, merge_budgets, present};
+use super::json::{ValidJson, merge_budgets, page, present};
 use super::publish::publish_model;
 use crate::model::{Budget, ModelConfig, RateLimit};
 use crate::store::{ModelConfigQuery, StoreError};
@@ -125,13 +125,7 @@ pub async fn list(State(state): State<AppState>, Query(params): Query<ListParams
         offset: params.offset,
     };
     let (configs, total) = state.store.model_configs(&query).await?;
-    Ok(Json(json!({
-        "model_configs": configs.iter().map(view).collect::<Vec<_>>(),
-        "count": configs.len(),
-        "total_count": total,
-        "limit": params.limit,
-        "offset": params.offset,
-    })))
+    Ok(Json(page("model_configs", configs.iter().map(view).collect(), total, params.limit, params.offset)))
 }
 
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {

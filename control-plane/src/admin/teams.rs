@@ -3,7 +3,7 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::json::{ValidJson, merge_budgets, present};
+use super::json::{ValidJson, merge_budgets, page, present};
 use super::publish::publish_teams;
 use super::references;
 use crate::model::{Budget, RateLimit, Team};
@@ -105,13 +105,7 @@ pub async fn list(State(state): State<AppState>, Query(params): Query<ListParams
         offset: params.offset,
     };
     let (teams, total) = state.store.teams(&query).await?;
-    Ok(Json(json!({
-        "teams": teams.iter().map(view).collect::<Vec<_>>(),
-        "count": teams.len(),
-        "total_count": total,
-        "limit": params.limit,
-        "offset": params.offset,
-    })))
+    Ok(Json(page("teams", teams.iter().map(view).collect(), total, params.limit, params.offset)))
 }
 
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {

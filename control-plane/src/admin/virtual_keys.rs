@@ -4,7 +4,7 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::json::{ValidJson, merge_budgets, present};
+use super::json::{ValidJson, merge_budgets, page, present};
 use super::references;
 use crate::model::{Budget, Invalid, McpConfig, ProviderConfig, RateLimit, VirtualKey};
 use crate::store::KeyQuery;
@@ -172,13 +172,7 @@ pub async fn list(State(state): State<AppState>, Query(params): Query<ListParams
         offset: params.offset,
     };
     let (keys, total) = state.store.virtual_keys(&query).await?;
-    Ok(Json(json!({
-        "virtual_keys": keys.iter().map(view).collect::<Vec<_>>(),
-        "count": keys.len(),
-        "total_count": total,
-        "limit": params.limit,
-        "offset": params.offset,
-    })))
+    Ok(Json(page("virtual_keys", keys.iter().map(view).collect(), total, params.limit, params.offset)))
 }
 
 async fn existing(state: &AppState, id: &str) -> Result<VirtualKey, ApiError> {
