@@ -263,11 +263,13 @@ impl VirtualKeyRecord {
 
     fn limits_valid(&self) -> bool {
         self.limits.valid()
-            && self.provider_configs.iter().all(|g| g.rate_limit.as_ref().is_none_or(|rl| rl.validate().is_ok()))
+            && self.provider_configs.iter().all(|g| {
+                g.rate_limit.as_ref().is_none_or(|rl| rl.validate().is_ok()) && g.budgets.iter().all(BudgetLimit::valid)
+            })
     }
 }
 
-/// One provider a key may use (the contract's provider config, §2.2, without budgets).
+/// One provider a key may use (the contract's provider config, §2.2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProviderGrant {
     /// The provider's name.
