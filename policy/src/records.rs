@@ -358,7 +358,7 @@ pub struct ModelRecord {
     pub configs: Vec<ModelConfigRecord>,
 }
 
-/// One model config (the contract's `/model-configs` entity, without budgets).
+/// One model config (the contract's `/model-configs` entity).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelConfigRecord {
     /// The config's id: its counters are named by it.

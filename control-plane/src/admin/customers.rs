@@ -1,5 +1,4 @@
-//! `/api/governance/customers` (contract §2.5, §6.1), in the virtual keys' shapes. Budgets are
-//! kept and validated but not enforced yet.
+//! `/api/governance/customers` (contract §2.5, §6.1), in the virtual keys' shapes.
 
 use super::AppState;
 use super::error::ApiError;

@@ -1,6 +1,6 @@
 //! `/api/governance/model-configs` (contract §6.1): limits on a model name, optionally on one
 //! provider. All configs of one model name travel as one record, so every write re-publishes
-//! that model's record from the store. Budgets are kept and validated but not enforced yet.
+//! that model's record from the store.
 
 use super::AppState;
 use super::error::ApiError;

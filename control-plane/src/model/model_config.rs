@@ -13,7 +13,7 @@ pub struct ModelConfig {
     pub model_name: String,
     /// Only on this provider; `None` = on every provider.
     pub provider: Option<String>,
-    /// Stored and validated; not enforced yet.
+    /// Enforced by the filters in micro-dollars (see `budget_limits`).
     pub budgets: Vec<Budget>,
     pub rate_limit: Option<RateLimit>,
     pub calendar_aligned: bool,

@@ -13,7 +13,7 @@ pub struct Team {
     pub name: String,
     /// Must name an existing customer; the admin API checks it, the store enforces it.
     pub customer_id: Option<String>,
-    /// Stored and validated; not enforced yet.
+    /// Enforced by the filters in micro-dollars (see `budget_limits`).
     pub budgets: Vec<Budget>,
     pub rate_limit: Option<RateLimit>,
     pub calendar_aligned: bool,
@@ -26,7 +26,7 @@ pub struct Team {
 pub struct Customer {
     pub id: String,
     pub name: String,
-    /// Stored and validated; not enforced yet.
+    /// Enforced by the filters in micro-dollars (see `budget_limits`).
     pub budgets: Vec<Budget>,
     pub rate_limit: Option<RateLimit>,
     pub calendar_aligned: bool,
