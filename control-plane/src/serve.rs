@@ -1,7 +1,7 @@
 //! `warden serve`: the store, the admin API and the xDS server in one process.
 
 use crate::admin::{self, AppState, FilterSource};
-use crate::quota::LedgerServer;
+use crate::quota::{Lease, Report, Unary};
 use crate::store::{KeyQuery, SqliteStore, Store};
 use crate::xds::resources::DEFAULT_CA_FILE;
 use crate::xds::{AdsServer, Cache, NodeRegistry};
@@ -97,7 +97,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let xds = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .add_service(AggregatedDiscoveryServiceServer::new(ads))
-        .add_service(LedgerServer::new(state.store.clone()))
+        .add_service(Unary(Report(state.store.clone())))
+        .add_service(Unary(Lease(state.store.clone())))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(xds_listener), shutdown());
     let admin = axum::serve(admin_listener, admin::router(state)).with_graceful_shutdown(shutdown());
     tokio::select! {

@@ -1,11 +1,14 @@
 //! Warden's proxy-wasm filter: a thin adapter between Envoy and `warden-policy`.
 //!
 //! Requests are judged in `request.rs` by `warden_policy` (`admit`, then `govern::inference`)
-//! against records and counters in shared data (`shared.rs`). One VM per Envoy, elected in `leader.rs`, keeps the policy stream
-//! (`policy_stream.rs`) and writes those records. Every hostcall goes through `host.rs`.
+//! against records and counters in shared data (`shared.rs`). One VM per Envoy, elected in
+//! `leader.rs`, keeps the policy stream (`policy_stream.rs`) and writes those records, reports
+//! usage (`ledger.rs`) and keeps this Envoy's budget leases (`leases.rs`). Every hostcall goes
+//! through `host.rs`.
 
 mod host;
 mod leader;
+mod leases;
 mod ledger;
 mod metrics;
 mod policy_stream;

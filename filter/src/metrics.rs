@@ -13,6 +13,10 @@ pub struct Metrics {
     /// unacknowledged ones was full (the control plane unreachable for long).
     pub usage_reported: Option<u32>,
     pub usage_dropped: Option<u32>,
+    /// Budget decisions taken without a lease from the control plane, by the fail mode alone.
+    pub budget_unleased: Option<u32>,
+    /// Lease calls to the control plane that failed (it was unreachable or refused).
+    pub lease_failures: Option<u32>,
     /// The control plane's policy version this Envoy holds (0 = none).
     pub policy_version: Option<u32>,
     /// Milliseconds since this Envoy last heard from the control plane; a stuck Envoy shows here
@@ -31,6 +35,8 @@ impl Metrics {
             nacks: host::counter("warden_policy_nacks"),
             usage_reported: host::counter("warden_usage_reported"),
             usage_dropped: host::counter("warden_usage_dropped"),
+            budget_unleased: host::counter("warden_budget_unleased_decisions"),
+            lease_failures: host::counter("warden_lease_failures"),
             policy_version: host::gauge("warden_policy_version"),
             policy_age_ms: host::gauge("warden_policy_age_ms"),
         }

@@ -10,9 +10,9 @@
 
 use crate::metrics::Metrics;
 use crate::xds::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Node, RpcStatus};
-use crate::{host, shared};
+use crate::{host, leases, shared};
 use prost::Message;
-use warden_policy::limits::record_counters;
+use warden_policy::limits::record_limits;
 use warden_policy::records::check_record;
 use warden_policy::sync::{ADS_SERVICE, DELTA_METHOD, HEARTBEAT_TYPE_URL, POLICY_TYPE_URL};
 
@@ -136,27 +136,36 @@ fn apply(response: &DeltaDiscoveryResponse, metrics: &Metrics) -> Vec<String> {
         return errors;
     }
     let mut index: Vec<(&str, Option<&str>)> = Vec::with_capacity(response.resources.len());
+    let mut leased = Vec::new();
     for resource in &response.resources {
         let outcome = validate(resource).and_then(|json| {
             // Counters first: a worker that sees the record must find its counters.
-            for key in record_counters(&resource.name, json) {
-                shared::ensure_counter(&key);
+            let limits = record_limits(&resource.name, json);
+            for key in &limits.counters {
+                shared::ensure_counter(key);
             }
-            shared::put_record(&resource.name, json).map_err(|_| "shared data refused the write")
+            shared::put_record(&resource.name, json).map_err(|_| "shared data refused the write")?;
+            Ok(limits.leased)
         });
         match outcome {
-            Ok(()) => index.push((&resource.name, Some(&resource.version))),
+            Ok(budgets) => {
+                index.push((&resource.name, Some(&resource.version)));
+                leased.push((resource.name.as_str(), budgets));
+            }
             Err(reason) => {
                 errors.push(format!("{}: {reason}", resource.name));
                 shared::remove_record(&resource.name);
                 index.push((&resource.name, None));
+                leased.push((resource.name.as_str(), Vec::new()));
             }
         }
     }
     for name in &response.removed_resources {
         shared::remove_record(name);
         index.push((name, None));
+        leased.push((name.as_str(), Vec::new()));
     }
+    leases::register(leased);
     host::increment(metrics.records_applied, i64::try_from(index.len()).unwrap_or(i64::MAX));
     shared::update_index(index);
     errors

@@ -228,7 +228,7 @@ impl HttpContext for WardenRequest {
         };
         let body = host::request_body(body_size).unwrap_or_default();
         let now = host::now_ms();
-        let default_max_tokens = self.settings.as_ref().map_or(0, |s| s.default_max_tokens);
+        let Some(settings) = self.settings.clone() else { return Action::Continue };
         let (report, decision) = govern::inference(
             &key,
             endpoint,
@@ -238,8 +238,15 @@ impl HttpContext for WardenRequest {
             &SharedCounters,
             now,
             random::next(),
-            default_max_tokens,
+            &settings,
         );
+        let unleased = match &decision {
+            Ok(dispatch) => dispatch.budgets.unleased,
+            Err(denial) => matches!(denial, Denial::BudgetUnavailable(_)),
+        };
+        if unleased {
+            host::increment(self.metrics.budget_unleased, 1);
+        }
         match decision {
             Ok(dispatch) => self.dispatch(key.id.clone(), dispatch, report, body_size),
             Err(denial) => self.deny(&denial, &report),

@@ -1,6 +1,7 @@
 //! The root context: one per VM and plugin configuration. It holds the compiled settings, hands
 //! them to every request, and, when this VM is the leader, keeps the policy stream open.
 
+use crate::leases::Leases;
 use crate::ledger::Reporter;
 use crate::metrics::Metrics;
 use crate::policy_stream::PolicyStream;
@@ -33,6 +34,7 @@ pub struct WardenRoot {
     metrics: Rc<Metrics>,
     stream: PolicyStream,
     reporter: Reporter,
+    leases: Leases,
 }
 
 impl WardenRoot {
@@ -44,6 +46,7 @@ impl WardenRoot {
             metrics: Rc::new(Metrics::define()),
             stream: PolicyStream::default(),
             reporter: Reporter::default(),
+            leases: Leases::default(),
         }
     }
 }
@@ -62,7 +65,9 @@ impl Context for WardenRoot {
     }
 
     fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
-        if self.reporter.owns(token_id)
+        if self.leases.owns(token_id) {
+            self.leases.on_response(status_code, response_size, &self.metrics);
+        } else if self.reporter.owns(token_id)
             && let Some(settings) = &self.settings
         {
             self.reporter.on_response(status_code, response_size, &settings.control_plane_cluster, &self.metrics);
@@ -121,9 +126,11 @@ impl RootContext for WardenRoot {
         if leads {
             self.stream.ensure_open(&settings.control_plane_cluster, now, &self.metrics);
             self.reporter.flush(&settings.control_plane_cluster, &self.metrics);
+            self.leases.tick(&settings.control_plane_cluster, now, &self.metrics);
         } else {
             self.stream.stop();
             self.reporter.stop();
+            self.leases.stop();
         }
         HOLDS_STREAM.with(|h| h.set(self.stream.is_open()));
         if let Some(status) = shared::sync_status() {

@@ -5,7 +5,8 @@
 //! | `warden:<kind>:<id>` | a policy record as JSON, under its resource name (see `RecordKind`) |
 //! | `warden:rl:<scope>:<req\|tok>` | a rate-limit counter, `"<window start> <count>"` |
 //! | `warden:inflight:<key id>` | a key's requests in flight |
-//! | `warden:budget:<scope>:<window>` | a budget's micro-dollars spent (and reserved) in the window |
+//! | `warden:budget:<scope>:<window>` | a budget's micro-dollars spent (and reserved) in the window, and this Envoy's leases of it (`warden_policy::counter`) |
+//! | `warden:leased` | the budgets of every record, which the leader keeps leases for (`leases.rs`) |
 //! | `warden:ledger:unacked` | usage records reported to the control plane but not yet acknowledged |
 //! | `warden:sync` | `SyncStatus::encode`: when the control plane was last heard from |
 //! | `warden:leader` | the lease of the VM that holds the policy stream (see `leader.rs`) |
@@ -19,7 +20,7 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
-use warden_policy::limits::Counters;
+use warden_policy::counter::Counters;
 use warden_policy::{RecordKind, SyncStatus};
 
 pub const LEADER_KEY: &str = "warden:leader";

@@ -7,8 +7,10 @@
 //! the reservation is replaced by the actual cost.
 
 use crate::Denial;
-use crate::limits::{Counters, Scope, seconds_until, update, window_of};
+use crate::counter::{self, Counters, Grant, Seen};
+use crate::limits::{Scope, seconds_until, window_of};
 use crate::pricing::dollars;
+use crate::settings::FailMode;
 use crate::window::{ResetDuration, Window};
 
 /// The shared-data key of one budget counter.
@@ -61,6 +63,8 @@ pub struct BudgetReservation {
     holds: Vec<Hold>,
     /// What is left of the tightest budget once this reservation is taken, µ$.
     pub remaining_micros: Option<u64>,
+    /// Whether a budget was decided without a lease, by the fail mode alone.
+    pub unleased: bool,
 }
 
 impl BudgetReservation {
@@ -70,13 +74,24 @@ impl BudgetReservation {
     }
 }
 
-/// Reserves `estimate` µ$ in every budget of every scope, in order, or refuses with the first
-/// that cannot take it (giving back what was reserved).
+/// The most this Envoy may count against a budget of `max` in a window: its lease, or without
+/// one, what the fail mode allows (`None`: nothing).
+fn limit(max: u64, grant: Option<Grant>, fail_mode: FailMode) -> Option<u64> {
+    match (grant, fail_mode) {
+        (Some(g), _) => Some(g.granted.min(max)),
+        (None, FailMode::Local) => Some(max),
+        (None, FailMode::Deny) => None,
+    }
+}
+
+/// Reserves `estimate` µ$ in every budget of every scope, in order, against this Envoy's lease
+/// of each, or refuses with the first that cannot take it (giving back what was reserved).
 pub fn reserve(
     scopes: &[Scope<'_>],
     estimate: u64,
     counters: &impl Counters,
     now_ms: u64,
+    fail_mode: FailMode,
 ) -> Result<BudgetReservation, Denial> {
     let mut held = BudgetReservation::default();
     for scope in scopes {
@@ -85,31 +100,51 @@ pub fn reserve(
             let window = window_of(scope, span, now_ms);
             let key = budget_key(&scope.id, &budget.reset_duration);
             let max = budget.max_micros;
-            let fits = |spent: u64| (spent < max && spent.saturating_add(estimate) <= max).then(|| spent + estimate);
-            match update(counters, &key, window, fits) {
-                Some((spent, true)) => {
-                    let left = max - spent - estimate;
-                    held.remaining_micros = Some(held.remaining_micros.map_or(left, |r| r.min(left)));
-                    held.holds.push(Hold {
-                        key,
-                        window_start: window.start_ms,
-                        reserved: estimate,
-                        span,
-                        calendar_aligned: scope.calendar_aligned,
-                        anchor_ms: scope.anchor_ms,
-                    });
-                }
-                seen => {
-                    release(&held, counters);
-                    return Err(Denial::BudgetExceeded(BudgetViolation {
-                        entity: scope.entity.clone(),
-                        spent_micros: seen.map_or(max, |(spent, _)| spent),
-                        estimate_micros: estimate,
-                        max_micros: max,
-                        retry_after_s: seconds_until(window.end_ms, now_ms),
-                    }));
-                }
+            let fits = |spent: u64, grant: Option<Grant>| {
+                let limit = limit(max, grant, fail_mode)?;
+                (spent < limit && spent.saturating_add(estimate) <= limit).then(|| spent + estimate)
+            };
+            let seen = counter::update(counters, &key, window, fits);
+            if let Some(seen @ Seen { wrote: true, .. }) = seen {
+                // What is left to this Envoy: its lease's rest and what the fleet has not been granted.
+                let left = match seen.grant {
+                    Some(g) if g.granted < max => {
+                        g.granted.saturating_sub(seen.count + estimate).saturating_add(g.free)
+                    }
+                    _ => max.saturating_sub(seen.count + estimate),
+                };
+                held.remaining_micros = Some(held.remaining_micros.map_or(left, |r| r.min(left)));
+                held.unleased |= seen.grant.is_none();
+                held.holds.push(Hold {
+                    key,
+                    window_start: window.start_ms,
+                    reserved: estimate,
+                    span,
+                    calendar_aligned: scope.calendar_aligned,
+                    anchor_ms: scope.anchor_ms,
+                });
+                continue;
             }
+            release(&held, counters);
+            let entity = scope.entity.clone();
+            let exceeded = |spent_micros| {
+                Denial::BudgetExceeded(BudgetViolation {
+                    entity: entity.clone(),
+                    spent_micros,
+                    estimate_micros: estimate,
+                    max_micros: max,
+                    retry_after_s: seconds_until(window.end_ms, now_ms),
+                })
+            };
+            return Err(match seen {
+                None => exceeded(max),
+                Some(Seen { grant: None, .. }) if fail_mode == FailMode::Deny => Denial::BudgetUnavailable(entity),
+                // The fleet still has budget to grant: this Envoy's lease is being renewed.
+                Some(Seen { grant: Some(g), .. }) if g.granted < max && g.free > 0 => Denial::BudgetPending(entity),
+                // Every share is granted: at most what the others hold is spent there.
+                Some(Seen { grant: Some(g), count, .. }) if g.granted < max => exceeded(max - g.granted + count),
+                Some(seen) => exceeded(seen.count),
+            });
         }
     }
     Ok(held)
@@ -119,7 +154,7 @@ pub fn reserve(
 pub fn release(reservation: &BudgetReservation, counters: &impl Counters) {
     for hold in &reservation.holds {
         let window = Window { start_ms: hold.window_start, end_ms: u64::MAX };
-        let _ = update(counters, &hold.key, window, |spent| Some(spent.saturating_sub(hold.reserved)));
+        let _ = counter::update(counters, &hold.key, window, |spent, _| Some(spent.saturating_sub(hold.reserved)));
     }
 }
 
@@ -129,11 +164,11 @@ pub fn settle(reservation: &BudgetReservation, actual: u64, counters: &impl Coun
     for hold in &reservation.holds {
         let current = hold.span.window(now_ms, hold.anchor_ms, hold.calendar_aligned);
         if current.start_ms == hold.window_start {
-            let _ = update(counters, &hold.key, current, |spent| {
+            let _ = counter::update(counters, &hold.key, current, |spent, _| {
                 Some(spent.saturating_sub(hold.reserved).saturating_add(actual))
             });
         } else {
-            let _ = update(counters, &hold.key, current, |spent| Some(spent.saturating_add(actual)));
+            let _ = counter::update(counters, &hold.key, current, |spent, _| Some(spent.saturating_add(actual)));
         }
     }
 }
@@ -141,29 +176,10 @@ pub fn settle(reservation: &BudgetReservation, actual: u64, counters: &impl Coun
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::count_in;
+    use crate::counter::tests::Map;
+    use crate::counter::{put_grant, read};
     use crate::records::BudgetLimit;
     use proptest::prelude::*;
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-
-    #[derive(Default)]
-    struct Map(RefCell<HashMap<String, (Vec<u8>, u32)>>);
-
-    impl Counters for Map {
-        fn read(&self, key: &str) -> (Option<Vec<u8>>, u32) {
-            self.0.borrow().get(key).map_or((None, 0), |(v, c)| (Some(v.clone()), *c))
-        }
-        fn write(&self, key: &str, value: &[u8], cas: u32) -> bool {
-            let mut map = self.0.borrow_mut();
-            let current = map.get(key).map_or(0, |(_, c)| *c);
-            if cas != 0 && cas != current {
-                return false;
-            }
-            map.insert(key.to_owned(), (value.to_vec(), current + 1));
-            true
-        }
-    }
 
     fn scope<'r>(entity: &str, budgets: &'r [BudgetLimit]) -> Scope<'r> {
         Scope {
@@ -180,7 +196,7 @@ mod tests {
     fn spent(scope: &Scope<'_>, reset_duration: &str, counters: &impl Counters, now_ms: u64) -> u64 {
         let Ok(span) = ResetDuration::parse(reset_duration) else { return 0 };
         let window = window_of(scope, span, now_ms);
-        count_in(counters.read(&budget_key(&scope.id, reset_duration)).0.as_deref(), window)
+        read(counters, &budget_key(&scope.id, reset_duration)).count_in(window)
     }
 
     fn dollar_a_day() -> Vec<BudgetLimit> {
@@ -192,14 +208,14 @@ mod tests {
         let map = Map::default();
         let budgets = dollar_a_day();
         let s = [scope("VK", &budgets)];
-        let held = reserve(&s, 300_000, &map, 1_000).unwrap();
+        let held = reserve(&s, 300_000, &map, 1_000, FailMode::Local).unwrap();
         assert_eq!(held.remaining_micros, Some(700_000));
         assert_eq!(spent(&s[0], "1d", &map, 1_000), 300_000);
         settle(&held, 120_000, &map, 2_000);
         assert_eq!(spent(&s[0], "1d", &map, 2_000), 120_000);
         // An estimate that does not fit in what is left is refused, naming the amounts.
-        let _ = reserve(&s, 800_000, &map, 3_000).unwrap();
-        let Err(Denial::BudgetExceeded(v)) = reserve(&s, 100_000, &map, 3_000) else { panic!() };
+        let _ = reserve(&s, 800_000, &map, 3_000, FailMode::Local).unwrap();
+        let Err(Denial::BudgetExceeded(v)) = reserve(&s, 100_000, &map, 3_000, FailMode::Local) else { panic!() };
         assert_eq!((v.spent_micros, v.estimate_micros, v.max_micros), (920_000, 100_000, 1_000_000));
         assert_eq!(
             v.message(),
@@ -207,7 +223,7 @@ mod tests {
         );
         assert_eq!(Denial::BudgetExceeded(v).status(), 402);
         // The next day starts afresh.
-        assert!(reserve(&s, 100_000, &map, 86_400_000).is_ok());
+        assert!(reserve(&s, 100_000, &map, 86_400_000, FailMode::Local).is_ok());
     }
 
     #[test]
@@ -215,13 +231,41 @@ mod tests {
         let map = Map::default();
         let (wide, narrow) = (dollar_a_day(), vec![BudgetLimit { max_micros: 50, reset_duration: "1h".into() }]);
         let s = [scope("VK", &wide), scope("team 'ml'", &narrow)];
-        let Err(Denial::BudgetExceeded(v)) = reserve(&s, 60, &map, 0) else { panic!() };
+        let Err(Denial::BudgetExceeded(v)) = reserve(&s, 60, &map, 0, FailMode::Local) else { panic!() };
         assert_eq!(v.entity, "team 'ml'");
         assert_eq!(spent(&s[0], "1d", &map, 0), 0, "the key's reservation was given back");
         // A spent budget refuses even a free request.
         let full = [scope("VK", &narrow)];
-        settle(&reserve(&full, 10, &map, 0).unwrap(), 50, &map, 0);
-        assert!(reserve(&full, 0, &map, 1).is_err());
+        settle(&reserve(&full, 10, &map, 0, FailMode::Local).unwrap(), 50, &map, 0);
+        assert!(reserve(&full, 0, &map, 1, FailMode::Local).is_err());
+    }
+
+    #[test]
+    fn a_lease_caps_this_envoy_and_its_absence_follows_the_fail_mode() {
+        let map = Map::default();
+        let budgets = dollar_a_day();
+        let s = [scope("VK", &budgets)];
+        let key = budget_key("vk", "1d");
+        // No lease yet: refused by default, the whole budget in this Envoy alone otherwise.
+        assert_eq!(reserve(&s, 10, &map, 0, FailMode::Deny), Err(Denial::BudgetUnavailable("VK".into())));
+        assert_eq!(Denial::BudgetUnavailable("VK".into()).status(), 503);
+        let local = reserve(&s, 10, &map, 0, FailMode::Local).unwrap();
+        assert!(local.unleased);
+        release(&local, &map);
+        // A lease of $0.30 while the control plane has more: spend it, then "retry shortly".
+        put_grant(&map, &key, Grant { window_start: 0, granted: 300_000, free: 200_000 });
+        let held = reserve(&s, 250_000, &map, 0, FailMode::Deny).unwrap();
+        assert!(!held.unleased);
+        assert_eq!(held.remaining_micros, Some(50_000 + 200_000));
+        assert_eq!(reserve(&s, 100_000, &map, 0, FailMode::Deny), Err(Denial::BudgetPending("VK".into())));
+        assert_eq!(Denial::BudgetPending("VK".into()).status(), 429);
+        // Nothing left to grant anywhere: the budget is spent, as far as this Envoy can tell.
+        put_grant(&map, &key, Grant { window_start: 0, granted: 300_000, free: 0 });
+        let Err(Denial::BudgetExceeded(v)) = reserve(&s, 100_000, &map, 0, FailMode::Deny) else { panic!() };
+        assert_eq!((v.spent_micros, v.max_micros), (950_000, 1_000_000));
+        // The lease never lets this Envoy pass the budget itself.
+        put_grant(&map, &key, Grant { window_start: 0, granted: 5_000_000, free: 0 });
+        assert!(reserve(&s, 800_000, &map, 0, FailMode::Deny).is_err());
     }
 
     proptest! {
@@ -234,7 +278,7 @@ mod tests {
             let s = [scope("VK", &budgets)];
             let mut open = Vec::new();
             for (estimate, fraction) in requests {
-                if let Ok(held) = reserve(&s, estimate, &map, 0) {
+                if let Ok(held) = reserve(&s, estimate, &map, 0, FailMode::Local) {
                     open.push((held, estimate * fraction / 100));
                 }
                 if open.len() > 3 {

@@ -48,6 +48,12 @@ pub enum Denial {
     BudgetExceeded(BudgetViolation),
     /// The model has no price, no fallback price is configured, and a budget applies.
     PriceUnknown(String),
+    /// This Envoy has spent its lease of a fleet-wide budget, and the control plane has more to
+    /// grant: a retry a moment later finds the renewed lease. Names the owner.
+    BudgetPending(String),
+    /// This Envoy holds no lease of a fleet-wide budget (the control plane has not answered)
+    /// and the budget's fail mode is to refuse. Names the owner.
+    BudgetUnavailable(String),
 }
 
 #[derive(Serialize)]
@@ -79,6 +85,8 @@ impl Denial {
             Denial::RateLimited(_) | Denial::ConcurrencyLimited { .. } => 429,
             Denial::BudgetExceeded(_) => 402,
             Denial::PriceUnknown(_) => 403,
+            Denial::BudgetPending(_) => 429,
+            Denial::BudgetUnavailable(_) => 503,
         }
     }
 
@@ -101,6 +109,8 @@ impl Denial {
             Denial::ConcurrencyLimited { .. } => "rate_limited",
             Denial::BudgetExceeded(_) => "budget_exceeded",
             Denial::PriceUnknown(_) => "price_unknown",
+            Denial::BudgetPending(_) => "rate_limited",
+            Denial::BudgetUnavailable(_) => "budget_unavailable",
         }
     }
 
@@ -122,6 +132,8 @@ impl Denial {
             Denial::ConcurrencyLimited { .. } => "concurrency_limited",
             Denial::BudgetExceeded(_) => "budget_exceeded",
             Denial::PriceUnknown(_) => "price_unknown",
+            Denial::BudgetPending(_) => "budget_lease_pending",
+            Denial::BudgetUnavailable(_) => "budget_unavailable",
         }
     }
 
@@ -158,14 +170,20 @@ impl Denial {
             Denial::PriceUnknown(model) => format!(
                 "Model '{model}' has no price and no fallback price is configured; a budget applies, so it cannot be served"
             ),
+            Denial::BudgetPending(entity) => format!(
+                "{entity} budget: this gateway has spent its share of the budget and is renewing it from the control plane; retry shortly"
+            ),
+            Denial::BudgetUnavailable(entity) => format!(
+                "{entity} budget: the control plane has granted this gateway no share of the budget (unreachable?), and its fail mode is to refuse"
+            ),
         }
     }
 
-    /// The `retry-after` of a refusal that passes with time (429, 402).
+    /// The `retry-after` of a refusal that passes with time (429, 402, and 503 for a missing lease).
     pub fn retry_after_s(&self) -> Option<u64> {
         match self {
             Denial::RateLimited(v) => Some(v.retry_after_s),
-            Denial::ConcurrencyLimited { .. } => Some(1),
+            Denial::ConcurrencyLimited { .. } | Denial::BudgetPending(_) | Denial::BudgetUnavailable(_) => Some(1),
             Denial::BudgetExceeded(v) => Some(v.retry_after_s),
             _ => None,
         }

@@ -3,11 +3,13 @@
 //! records and counters for it and applies the answer.
 
 use crate::budgets::{self, BudgetReservation};
+use crate::counter::Counters;
 use crate::inference::{Endpoint, InferenceBody};
-use crate::limits::{self, Counters, RateReport, Reservation};
+use crate::limits::{self, RateReport, Reservation};
 use crate::pricing::Price;
 use crate::records::{CustomerRecord, ModelRecord, ProviderRecord, TeamRecord, provider_cluster};
 use crate::routing::{self, choose};
+use crate::settings::FilterSettings;
 use crate::{Denial, VirtualKeyRecord};
 use serde_json::json;
 
@@ -81,7 +83,7 @@ pub fn inference(
     counters: &impl Counters,
     now_ms: u64,
     random: u64,
-    default_max_tokens: u64,
+    settings: &FilterSettings,
 ) -> (RateReport, Result<Dispatch, Denial>) {
     let request = match InferenceBody::parse(body) {
         Ok(r) => r,
@@ -119,14 +121,14 @@ pub fn inference(
         .or_else(|| records.price("*"));
     let has_budget = scopes.iter().any(|s| !s.budgets.is_empty());
     let estimate = match (price, has_budget) {
-        (Some(p), _) => p.cost(&request.estimated_usage(default_max_tokens)),
+        (Some(p), _) => p.cost(&request.estimated_usage(settings.default_max_tokens)),
         (None, false) => 0,
         (None, true) => {
             limits::release(&reservation, counters);
             return (report, Err(Denial::PriceUnknown(route.model.clone())));
         }
     };
-    let held = match budgets::reserve(&scopes, estimate, counters, now_ms) {
+    let held = match budgets::reserve(&scopes, estimate, counters, now_ms, settings.budget_fail_mode) {
         Ok(held) => held,
         Err(denial) => {
             limits::release(&reservation, counters);
@@ -186,6 +188,12 @@ pub fn models_body(key: &VirtualKeyRecord, records: &impl Records) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::records::{Limits, ModelConfigRecord, ProviderGrant, RateLimit};
+    use crate::settings::FailMode;
+    use std::sync::LazyLock;
+
+    /// Budgets here are judged within one Envoy; leases have their own tests.
+    static SETTINGS: LazyLock<FilterSettings> =
+        LazyLock::new(|| FilterSettings { budget_fail_mode: FailMode::Local, ..FilterSettings::for_cluster("warden") });
     use std::cell::RefCell;
     use std::collections::HashMap;
 
@@ -269,7 +277,7 @@ mod tests {
     #[test]
     fn routes_to_the_provider_key_cluster_with_the_model_renamed() {
         let w = world();
-        let (_, d) = inference(&key(), Endpoint::ChatCompletions, "a=1", CHAT, &w, &w, 0, 0, 4096);
+        let (_, d) = inference(&key(), Endpoint::ChatCompletions, "a=1", CHAT, &w, &w, 0, 0, &SETTINGS);
         let d = d.unwrap();
         assert_eq!(d.cluster, "warden-provider/openai/k1");
         assert_eq!(d.path, "/v1beta/openai/chat/completions?a=1");
@@ -283,7 +291,7 @@ mod tests {
         let w = world();
         let k = key();
         let run = |k: &VirtualKeyRecord, body: &[u8]| {
-            inference(k, Endpoint::ChatCompletions, "", body, &w, &w, 0, 0, 4096).1.unwrap_err().kind()
+            inference(k, Endpoint::ChatCompletions, "", body, &w, &w, 0, 0, &SETTINGS).1.unwrap_err().kind()
         };
         assert_eq!(run(&k, b"nope"), "invalid_request_error");
         assert_eq!(run(&k, br#"{"model":"o3"}"#), "model_blocked");
@@ -316,7 +324,7 @@ mod tests {
         let mut k = key();
         k.team_id = Some("t".into());
         k.limits.rate_limit = per_minute(10);
-        let entity = |n: u64| match inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, n, 0, 4096).1 {
+        let entity = |n: u64| match inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, n, 0, &SETTINGS).1 {
             Err(Denial::RateLimited(v)) => v.entity,
             other => format!("{:?}", other.map(|d| d.cluster)),
         };
@@ -332,16 +340,16 @@ mod tests {
         let mut k = key();
         k.max_concurrent_requests = Some(1);
         k.limits.rate_limit = per_minute(10);
-        let (_, first) = inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, 0, 0, 4096);
+        let (_, first) = inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, 0, 0, &SETTINGS);
         assert!(first.unwrap().holds_slot);
-        let (report, second) = inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, 0, 0, 4096);
+        let (report, second) = inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, 0, 0, &SETTINGS);
         assert_eq!(second.unwrap_err(), Denial::ConcurrencyLimited { max: 1 });
         // 10 per minute, one admitted: the refused request was given back.
         assert_eq!(report.requests.map(|h| h.remaining), Some(8));
-        let (report, _) = inference(&k, Endpoint::ChatCompletions, "", b"{}", &w, &w, 0, 0, 4096);
+        let (report, _) = inference(&k, Endpoint::ChatCompletions, "", b"{}", &w, &w, 0, 0, &SETTINGS);
         assert_eq!(report, RateReport::default());
         limits::release_slot("vk1", &w);
-        let (report, third) = inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, 0, 0, 4096);
+        let (report, third) = inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, 0, 0, &SETTINGS);
         assert!(third.is_ok());
         assert_eq!(report.requests.map(|h| h.remaining), Some(8));
     }
@@ -354,7 +362,7 @@ mod tests {
         // $0.001 a day for the key.
         k.limits.budgets = vec![BudgetLimit { max_micros: 1_000, reset_duration: "1d".into() }];
         let run = |w: &World, k: &VirtualKeyRecord, body: &[u8]| {
-            inference(k, Endpoint::ChatCompletions, "", body, w, w, 0, 0, 4096).1
+            inference(k, Endpoint::ChatCompletions, "", body, w, w, 0, 0, &SETTINGS).1
         };
         assert_eq!(run(&w, &k, CHAT).unwrap_err(), Denial::PriceUnknown("gpt-4o".into()));
         // $1 and $4 per 1M tokens: 22 prompt tokens (86 bytes / 4, rounded up) + 100 output

@@ -8,10 +8,12 @@
 
 pub mod admission;
 pub mod budgets;
+pub mod counter;
 pub mod denial;
 pub mod govern;
 pub mod inference;
 pub mod keys;
+pub mod lease;
 pub mod ledger;
 pub mod limits;
 pub mod pricing;

@@ -7,23 +7,14 @@
 //! are added when the response reports its usage, and a token limit refuses once
 //! `used ≥ max` (contract §4.2).
 
+use crate::counter::{self, Counters};
+use crate::lease::LeasedBudget;
 use crate::records::{
     BudgetLimit, CustomerRecord, Limits, ModelRecord, ProviderGrant, ProviderRecord, RateLimit, TeamRecord,
     VirtualKeyRecord,
 };
 use crate::window::{ResetDuration, Window};
 use crate::{Denial, routing::Route};
-
-/// A compare-and-swap key-value store of counters.
-pub trait Counters {
-    /// The value under `key` and its CAS token (`0` when there is no value).
-    fn read(&self, key: &str) -> (Option<Vec<u8>>, u32);
-    /// Writes `value` if `key` is still at `cas` (`0`: unconditionally); `false` on a mismatch.
-    fn write(&self, key: &str, value: &[u8], cas: u32) -> bool;
-}
-
-/// How often a CAS is retried before the request is refused rather than counted wrongly.
-const CAS_ATTEMPTS: usize = 64;
 
 /// Which limits a refusal is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,43 +193,70 @@ pub fn counter_keys(scope: &Scope<'_>) -> Vec<String> {
     keys
 }
 
-/// Every counter a policy record's limits use, so the leader can create them before it writes
-/// the record (see [`counter_keys`]). Unreadable records have none.
-pub fn record_counters(name: &str, body: &[u8]) -> Vec<String> {
-    use crate::RecordKind;
-    let Some((kind, _)) = RecordKind::of_name(name) else { return Vec::new() };
-    let of = |scopes: Vec<Scope<'_>>| scopes.iter().flat_map(counter_keys).collect::<Vec<_>>();
-    match kind {
-        RecordKind::VirtualKey => serde_json::from_slice::<VirtualKeyRecord>(body).map_or_else(
-            |_| Vec::new(),
-            |key| {
-                let mut scopes: Vec<Scope<'_>> = key.scope().into_iter().collect();
-                scopes.extend(key.provider_configs.iter().filter_map(|g| key.grant_scope(g)));
-                let mut keys = of(scopes);
-                if key.max_concurrent_requests.is_some() {
-                    keys.push(concurrency_key(&key.id));
-                }
-                keys
-            },
-        ),
-        RecordKind::Team => serde_json::from_slice::<TeamRecord>(body)
-            .map_or_else(|_| Vec::new(), |t| of(t.scope().into_iter().collect())),
-        RecordKind::Customer => serde_json::from_slice::<CustomerRecord>(body)
-            .map_or_else(|_| Vec::new(), |c| of(c.scope().into_iter().collect())),
-        RecordKind::Provider => serde_json::from_slice::<ProviderRecord>(body)
-            .map_or_else(|_| Vec::new(), |p| of(p.scope().into_iter().collect())),
-        RecordKind::Model => serde_json::from_slice::<ModelRecord>(body).map_or_else(
-            |_| Vec::new(),
-            |m| {
-                let scopes = m.configs.iter().filter_map(|c| {
-                    let entity = String::new();
-                    scope(entity, format!("model:{}", c.id), &c.limits)
-                });
-                scopes.flat_map(|s| counter_keys(&s)).collect()
-            },
-        ),
-        RecordKind::Price => Vec::new(),
+/// What a policy record's limits need before the record is written: the counters to create
+/// (see [`counter_keys`]) and the budgets to lease from the control plane.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RecordLimits {
+    /// Counters to create.
+    pub counters: Vec<String>,
+    /// Budgets to lease.
+    pub leased: Vec<LeasedBudget>,
+}
+
+impl RecordLimits {
+    fn add(&mut self, scope: &Scope<'_>) {
+        self.counters.extend(counter_keys(scope));
+        self.leased.extend(scope.budgets.iter().map(|b| LeasedBudget {
+            counter: crate::budgets::budget_key(&scope.id, &b.reset_duration),
+            max: b.max_micros,
+            reset_duration: b.reset_duration.clone(),
+            calendar_aligned: scope.calendar_aligned,
+            anchor_ms: scope.anchor_ms,
+        }));
     }
+}
+
+/// The limits of one policy record. Unreadable records have none.
+pub fn record_limits(name: &str, body: &[u8]) -> RecordLimits {
+    use crate::RecordKind;
+    let mut limits = RecordLimits::default();
+    let Some((kind, _)) = RecordKind::of_name(name) else { return limits };
+    match kind {
+        RecordKind::VirtualKey => {
+            if let Ok(key) = serde_json::from_slice::<VirtualKeyRecord>(body) {
+                let grants = key.provider_configs.iter().filter_map(|g| key.grant_scope(g));
+                key.scope().into_iter().chain(grants).for_each(|s| limits.add(&s));
+                if key.max_concurrent_requests.is_some() {
+                    limits.counters.push(concurrency_key(&key.id));
+                }
+            }
+        }
+        RecordKind::Team => {
+            if let Ok(t) = serde_json::from_slice::<TeamRecord>(body) {
+                t.scope().iter().for_each(|s| limits.add(s));
+            }
+        }
+        RecordKind::Customer => {
+            if let Ok(c) = serde_json::from_slice::<CustomerRecord>(body) {
+                c.scope().iter().for_each(|s| limits.add(s));
+            }
+        }
+        RecordKind::Provider => {
+            if let Ok(p) = serde_json::from_slice::<ProviderRecord>(body) {
+                p.scope().iter().for_each(|s| limits.add(s));
+            }
+        }
+        RecordKind::Model => {
+            if let Ok(m) = serde_json::from_slice::<ModelRecord>(body) {
+                // Every config, whichever provider it is for.
+                let scopes =
+                    m.configs.iter().filter_map(|c| scope(String::new(), format!("model:{}", c.id), &c.limits));
+                scopes.for_each(|s| limits.add(&s));
+            }
+        }
+        RecordKind::Price => {}
+    }
+    limits
 }
 
 /// How much of the tightest limit of one dimension is left: the `x-ratelimit-*` headers.
@@ -311,41 +329,20 @@ pub struct Reservation {
     pub tokens: Vec<TokenMeter>,
 }
 
-fn parse_counter(value: Option<&[u8]>) -> Option<(u64, u64)> {
-    let text = std::str::from_utf8(value?).ok()?;
-    let (start, count) = text.split_once(' ')?;
-    Some((start.parse().ok()?, count.parse().ok()?))
+/// A counter's count in `window`.
+pub(crate) fn count_of(counters: &impl Counters, key: &str, window: Window) -> u64 {
+    counter::read(counters, key).count_in(window)
 }
 
-/// A counter's count in `window` (zero if it was last written in another window).
-pub(crate) fn count_in(value: Option<&[u8]>, window: Window) -> u64 {
-    match parse_counter(value) {
-        Some((start, count)) if start == window.start_ms => count,
-        _ => 0,
-    }
-}
-
-fn encode(window_start: u64, count: u64) -> Vec<u8> {
-    format!("{window_start} {count}").into_bytes()
-}
-
-/// Applies `change` to the count of `key` in `window` with compare-and-swap; `change` returns
-/// `None` to leave the counter as it is. Returns the count it saw and whether it wrote.
-pub(crate) fn update(
+/// Applies `change` to a count that no fleet-wide grant limits; returns the count it saw and
+/// whether it wrote.
+fn update(
     counters: &impl Counters,
     key: &str,
     window: Window,
     change: impl Fn(u64) -> Option<u64>,
 ) -> Option<(u64, bool)> {
-    for _ in 0..CAS_ATTEMPTS {
-        let (value, cas) = counters.read(key);
-        let count = count_in(value.as_deref(), window);
-        let Some(next) = change(count) else { return Some((count, false)) };
-        if counters.write(key, &encode(window.start_ms, next), cas) {
-            return Some((count, true));
-        }
-    }
-    None
+    counter::update(counters, key, window, |n, _| change(n)).map(|seen| (seen.count, seen.wrote))
 }
 
 pub(crate) fn window_of(scope: &Scope<'_>, span: ResetDuration, now_ms: u64) -> Window {
@@ -371,7 +368,7 @@ pub fn reserve(
         if let Some((max, span)) = rl.tokens() {
             let window = window_of(scope, span, now_ms);
             let key = counter_key(&scope.id, Dimension::Tokens);
-            let used = count_in(counters.read(&key).0.as_deref(), window);
+            let used = count_of(counters, &key, window);
             RateReport::note(
                 &mut report.tokens,
                 Headroom { limit: max, remaining: max.saturating_sub(used), reset_ms: window.end_ms },
@@ -462,7 +459,7 @@ pub fn exhausted(scope: &Scope<'_>, counters: &impl Counters, now_ms: u64) -> bo
     let full = |dimension, limit: Option<(u64, ResetDuration)>| {
         limit.is_some_and(|(max, span)| {
             let window = window_of(scope, span, now_ms);
-            count_in(counters.read(&counter_key(&scope.id, dimension)).0.as_deref(), window) >= max
+            count_of(counters, &counter_key(&scope.id, dimension), window) >= max
         })
     };
     full(Dimension::Requests, rl.requests()) || full(Dimension::Tokens, rl.tokens())
@@ -487,30 +484,7 @@ pub fn release_slot(key_id: &str, counters: &impl Counters) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-
-    #[derive(Default)]
-    struct Map(RefCell<HashMap<String, (Vec<u8>, u32)>>, RefCell<u32>);
-
-    impl Counters for Map {
-        fn read(&self, key: &str) -> (Option<Vec<u8>>, u32) {
-            match self.0.borrow().get(key) {
-                Some((v, cas)) => (Some(v.clone()), *cas),
-                None => (None, 0),
-            }
-        }
-        fn write(&self, key: &str, value: &[u8], cas: u32) -> bool {
-            let mut map = self.0.borrow_mut();
-            if cas != 0 && map.get(key).is_some_and(|(_, c)| *c != cas) {
-                return false;
-            }
-            *self.1.borrow_mut() += 1;
-            let next = *self.1.borrow();
-            map.insert(key.to_owned(), (value.to_vec(), next));
-            true
-        }
-    }
+    use crate::counter::tests::Map;
 
     fn limit(requests: Option<(u64, &str)>, tokens: Option<(u64, &str)>) -> RateLimit {
         RateLimit {
@@ -570,10 +544,7 @@ mod tests {
         let Err(Denial::RateLimited(v)) = outcome else { panic!() };
         assert_eq!(v.entity, "VK");
         // The provider-wide counter was given back: 1 used, not 2.
-        assert_eq!(
-            count_in(map.read("warden:rl:provider 'p':req").0.as_deref(), Window { start_ms: 0, end_ms: 3_600_000 }),
-            1
-        );
+        assert_eq!(count_of(&map, "warden:rl:provider 'p':req", Window { start_ms: 0, end_ms: 3_600_000 }), 1);
     }
 
     #[test]

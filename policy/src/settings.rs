@@ -30,6 +30,22 @@ pub struct FilterSettings {
     /// The output tokens a budget reserves for a request that sets no `max_tokens`.
     #[serde(default = "FilterSettings::default_max_tokens")]
     pub default_max_tokens: u64,
+    /// What a budget does when this Envoy holds no lease for it (the control plane has not
+    /// answered since the window began).
+    #[serde(default)]
+    pub budget_fail_mode: FailMode,
+}
+
+/// What a fleet-wide limit does without a lease from the control plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    /// Refuse with 503 `budget_unavailable`: the cap holds.
+    #[default]
+    Deny,
+    /// Enforce the whole limit in this Envoy alone: service goes on, and the fleet may spend up
+    /// to one limit per Envoy.
+    Local,
 }
 
 /// Why the filter refuses a configuration.
@@ -77,6 +93,7 @@ impl FilterSettings {
             leader_lease_ms: Self::default_leader_lease_ms(),
             max_request_body_bytes: Self::default_max_request_body_bytes(),
             default_max_tokens: Self::default_max_tokens(),
+            budget_fail_mode: FailMode::default(),
         }
     }
 

@@ -3,12 +3,14 @@
 
 pub mod audit;
 mod governance;
+pub mod leases;
 mod ledger;
 mod providers;
 mod sqlite;
 
 pub use audit::{AuditEvent, AuditStore};
 pub use governance::{CustomerQuery, Deletion, GovernanceStore, ModelConfigQuery, OnReferenced, TeamQuery};
+pub use leases::LeaseStore;
 pub use ledger::{GroupBy, LedgerStore, UsageQuery, UsageTotals, WrittenUsage};
 pub use providers::ProviderStore;
 pub use sqlite::SqliteStore;
@@ -39,7 +41,7 @@ pub struct KeyQuery {
 
 /// The store. Every method is one transaction; implementations are shared across tasks.
 #[async_trait]
-pub trait Store: GovernanceStore + ProviderStore + LedgerStore + AuditStore {
+pub trait Store: GovernanceStore + ProviderStore + LedgerStore + LeaseStore + AuditStore {
     async fn insert_virtual_key(&self, key: &VirtualKey) -> Result<(), StoreError>;
     /// Replaces a key by id; `false` if there is no such key.
     async fn update_virtual_key(&self, key: &VirtualKey) -> Result<bool, StoreError>;

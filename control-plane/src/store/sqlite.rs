@@ -2,6 +2,7 @@
 
 mod audit;
 mod governance;
+mod leases;
 mod ledger;
 mod providers;
 

@@ -1,0 +1,145 @@
+//! `warden.v1.Quota/Lease`: how much of each budget every Envoy may spend.
+//!
+//! The store keeps, per budget window, every Envoy's lease (granted, and the spend it last
+//! reported), and applies a call's wants in one transaction, so several control planes on one
+//! database never grant the same dollar twice. The sizing is [`decide`]: grants never add up to
+//! more than the budget, and each is a share of what is still free that shrinks as the free part
+//! shrinks, so the last dollars are spread in small pieces instead of stranded in one Envoy.
+
+use super::Method;
+use crate::store::Store;
+use std::sync::Arc;
+use tonic::Status;
+use tonic::codegen::BoxFuture;
+use warden_policy::lease::{LEASE_METHOD, LeaseReply, LeaseRequest, LeaseWant, QUOTA_SERVICE};
+
+/// The most wants one call may carry.
+const MAX_WANTS: usize = 10_000;
+/// The smallest share worth a round trip: 1/200 of the budget (or all that is free).
+const MIN_SHARE_DIVISOR: u64 = 200;
+
+/// One Envoy's lease of one budget window, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub node: String,
+    /// Its share in all.
+    pub granted: u64,
+    /// The spend (and reservations) it last reported.
+    pub used: u64,
+}
+
+impl Holder {
+    /// What the budget must count as taken by this Envoy: its share, or its spend if a
+    /// response cost more than its reservation and went past the share.
+    fn committed(&self) -> u64 {
+        self.granted.max(self.used)
+    }
+}
+
+/// Applies `node`'s want to the window's `holders` and returns its new share and what is left
+/// free for anyone; `fleet` is how many Envoys ask for leases at all.
+pub fn decide(want: &LeaseWant, node: &str, holders: &mut Vec<Holder>, fleet: u64) -> (u64, u64) {
+    let index = match holders.iter().position(|h| h.node == node) {
+        Some(i) => i,
+        None => {
+            holders.push(Holder { node: node.to_owned(), granted: 0, used: 0 });
+            holders.len() - 1
+        }
+    };
+    holders[index].used = want.used;
+    if let Some(keep) = want.keep {
+        let h = &mut holders[index];
+        h.granted = h.granted.min(keep.max(h.used));
+    }
+    let taken: u64 = holders.iter().map(Holder::committed).fold(0, u64::saturating_add);
+    let free = want.max.saturating_sub(taken);
+    let h = &mut holders[index];
+    if want.more && free > 0 {
+        let share = free.div_ceil(2 * fleet.max(1)).max(want.max / MIN_SHARE_DIVISOR).min(free);
+        h.granted = h.committed() + share;
+        return (h.granted, free - share);
+    }
+    (h.granted, free)
+}
+
+/// The method, bound to the store.
+#[derive(Clone)]
+pub struct Lease(pub Arc<dyn Store>);
+
+impl Method for Lease {
+    type Request = LeaseRequest;
+    type Response = LeaseReply;
+    const SERVICE: &'static str = QUOTA_SERVICE;
+    const METHOD: &'static str = LEASE_METHOD;
+
+    fn answer(self, request: LeaseRequest) -> BoxFuture<LeaseReply, Status> {
+        let store = self.0;
+        Box::pin(async move {
+            if request.node.is_empty() {
+                return Err(Status::invalid_argument("a lease call needs the Envoy's node id"));
+            }
+            if request.wants.len() > MAX_WANTS {
+                return Err(Status::invalid_argument(format!("at most {MAX_WANTS} wants per call")));
+            }
+            let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+            let grants = store.lease(&request.node, &request.wants, now_ms).await.map_err(|e| {
+                tracing::error!(error = %e, "leases not granted; the filter asks again");
+                Status::unavailable("leases not granted")
+            })?;
+            Ok(LeaseReply { grants })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn want(used: u64, more: bool) -> LeaseWant {
+        LeaseWant { counter: "c".into(), window_start_ms: 0, window_end_ms: 1, max: 1_000_000, used, more, keep: None }
+    }
+
+    #[test]
+    fn shares_shrink_with_what_is_free_and_never_add_up_past_the_budget() {
+        let mut holders = Vec::new();
+        let (a, free) = decide(&want(0, true), "a", &mut holders, 3);
+        assert_eq!((a, free), (166_667, 833_333), "a sixth of the budget for one of three Envoys");
+        let (b, free) = decide(&want(0, true), "b", &mut holders, 3);
+        assert_eq!((b, free), (138_889, 694_444));
+        // Asking again adds a share of what is free now, on top of what it holds.
+        let (a2, _) = decide(&want(100_000, true), "a", &mut holders, 3);
+        assert_eq!(a2, 166_667 + 115_741);
+        // However often they ask, the grants never pass the budget.
+        for round in 0..200 {
+            for node in ["a", "b", "c"] {
+                let used = holders.iter().find(|h| h.node == node).map_or(0, |h| h.granted);
+                decide(&want(used, true), node, &mut holders, 3);
+                let total: u64 = holders.iter().map(|h| h.granted).sum();
+                assert!(total <= 1_000_000, "round {round}: {total}");
+            }
+        }
+        assert_eq!(holders.iter().map(|h| h.granted).sum::<u64>(), 1_000_000, "and all of it gets used");
+    }
+
+    #[test]
+    fn the_last_share_is_at_least_half_a_percent_or_all_that_is_left() {
+        let mut holders = vec![Holder { node: "a".into(), granted: 999_000, used: 999_000 }];
+        let (b, free) = decide(&want(0, true), "b", &mut holders, 2);
+        assert_eq!((b, free), (1_000, 0));
+        let mut holders = vec![Holder { node: "a".into(), granted: 900_000, used: 0 }];
+        assert_eq!(decide(&want(0, true), "b", &mut holders, 100).0, 5_000);
+    }
+
+    #[test]
+    fn giving_back_frees_the_rest_and_a_spend_past_the_share_still_counts() {
+        let mut holders = vec![Holder { node: "a".into(), granted: 600_000, used: 100_000 }];
+        let back = LeaseWant { keep: Some(100_000), ..want(100_000, false) };
+        assert_eq!(decide(&back, "a", &mut holders, 2), (100_000, 900_000));
+        // An Envoy whose responses cost more than reserved: its spend counts, not its share.
+        let mut holders = vec![Holder { node: "a".into(), granted: 100_000, used: 0 }];
+        decide(&want(150_000, false), "a", &mut holders, 2);
+        assert_eq!(decide(&want(0, false), "b", &mut holders, 2), (0, 850_000));
+        // A report alone grants nothing.
+        assert_eq!(holders.iter().find(|h| h.node == "b").map(|h| h.granted), Some(0));
+    }
+}

@@ -1,0 +1,243 @@
+//! A counter as it sits in the compare-and-swap store: its count in one window and, for limits
+//! that span Envoys, the shares of the fleet-wide limit the control plane has granted this
+//! Envoy (its leases).
+//!
+//! Stored as `"<window start> <count>"` followed by up to two grants
+//! `" <window start> <granted> <free>"`: the current window's and, fetched ahead, the next
+//! one's. Keeping the grant in the same value as the count makes "spend only what is granted"
+//! and "give back what is not spent" single compare-and-swaps: no request can slip between a
+//! check and a change of the grant.
+
+use crate::window::Window;
+
+/// A counter store with compare-and-swap (shared data in the filter, a map in tests).
+pub trait Counters {
+    /// The value under `key` and its CAS token (`0` when there is no value).
+    fn read(&self, key: &str) -> (Option<Vec<u8>>, u32);
+    /// Writes `value` if `key` is still at `cas` (`0`: unconditionally); `false` on a mismatch.
+    fn write(&self, key: &str, value: &[u8], cas: u32) -> bool;
+}
+
+/// How often a CAS is retried before the request is refused rather than counted wrongly.
+const CAS_ATTEMPTS: usize = 64;
+/// Grants kept per counter: the current window's and the next one's.
+const GRANTS_KEPT: usize = 2;
+
+/// This Envoy's share of a fleet-wide limit in one window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    /// The window it is for.
+    pub window_start: u64,
+    /// How much of the limit this Envoy may count in that window, in all.
+    pub granted: u64,
+    /// What the control plane had left to grant to anyone when it answered; `0` means the
+    /// fleet has been granted the whole limit.
+    pub free: u64,
+}
+
+/// A parsed counter.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Counter {
+    window_start: u64,
+    count: u64,
+    grants: Vec<Grant>,
+}
+
+impl Counter {
+    /// Parses a stored value; anything unreadable is an empty counter.
+    pub fn parse(value: Option<&[u8]>) -> Counter {
+        value.and_then(|v| std::str::from_utf8(v).ok()).and_then(Self::parse_text).unwrap_or_default()
+    }
+
+    fn parse_text(text: &str) -> Option<Counter> {
+        let mut numbers = text.split(' ').map(str::parse::<u64>);
+        let window_start = numbers.next()?.ok()?;
+        let count = numbers.next()?.ok()?;
+        let mut grants = Vec::new();
+        while let Some(start) = numbers.next() {
+            let (granted, free) = (numbers.next()?.ok()?, numbers.next()?.ok()?);
+            grants.push(Grant { window_start: start.ok()?, granted, free });
+        }
+        Some(Counter { window_start, count, grants })
+    }
+
+    /// The stored form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut text = format!("{} {}", self.window_start, self.count);
+        for g in &self.grants {
+            text.push_str(&format!(" {} {} {}", g.window_start, g.granted, g.free));
+        }
+        text.into_bytes()
+    }
+
+    /// The count in `window` (zero if it was last written in another window).
+    pub fn count_in(&self, window: Window) -> u64 {
+        if self.window_start == window.start_ms { self.count } else { 0 }
+    }
+
+    /// The grant for the window starting at `window_start`.
+    pub fn grant_in(&self, window_start: u64) -> Option<Grant> {
+        self.grants.iter().find(|g| g.window_start == window_start).copied()
+    }
+
+    /// This counter with `count` in `window`, and only the grants still to come.
+    fn with_count(&self, window: Window, count: u64) -> Counter {
+        let grants = self.grants.iter().filter(|g| g.window_start >= window.start_ms).copied().collect();
+        Counter { window_start: window.start_ms, count, grants }
+    }
+
+    /// This counter with `grant` in place of any other for its window, newest windows kept.
+    fn with_grant(&self, grant: Grant) -> Counter {
+        let mut grants: Vec<Grant> =
+            self.grants.iter().filter(|g| g.window_start != grant.window_start).copied().collect();
+        grants.push(grant);
+        grants.sort_by_key(|g| std::cmp::Reverse(g.window_start));
+        grants.truncate(GRANTS_KEPT);
+        grants.reverse();
+        Counter { window_start: self.window_start, count: self.count, grants }
+    }
+}
+
+/// The counter under `key`.
+pub fn read(counters: &impl Counters, key: &str) -> Counter {
+    Counter::parse(counters.read(key).0.as_deref())
+}
+
+/// What an update saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    /// The count in the window before the update.
+    pub count: u64,
+    /// This window's grant, if any.
+    pub grant: Option<Grant>,
+    /// Whether the update was written.
+    pub wrote: bool,
+}
+
+/// Applies `change` to the count of `key` in `window` with compare-and-swap; `change` sees the
+/// count and the window's grant and returns `None` to leave the counter as it is. `None` when
+/// the store kept refusing the swap.
+pub fn update(
+    counters: &impl Counters,
+    key: &str,
+    window: Window,
+    change: impl Fn(u64, Option<Grant>) -> Option<u64>,
+) -> Option<Seen> {
+    for _ in 0..CAS_ATTEMPTS {
+        let (value, cas) = counters.read(key);
+        let counter = Counter::parse(value.as_deref());
+        let count = counter.count_in(window);
+        let grant = counter.grant_in(window.start_ms);
+        let Some(next) = change(count, grant) else { return Some(Seen { count, grant, wrote: false }) };
+        if counters.write(key, &counter.with_count(window, next).encode(), cas) {
+            return Some(Seen { count, grant, wrote: true });
+        }
+    }
+    None
+}
+
+/// Stores a grant from the control plane. Grants only grow within a window, except by
+/// [`give_back`]: an answer that crossed a give-back on the way cannot raise a grant the
+/// control plane has already taken back, because the control plane's answer already counts it.
+pub fn put_grant(counters: &impl Counters, key: &str, grant: Grant) -> bool {
+    for _ in 0..CAS_ATTEMPTS {
+        let (value, cas) = counters.read(key);
+        let counter = Counter::parse(value.as_deref());
+        if counters.write(key, &counter.with_grant(grant).encode(), cas) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Lowers the grant of `window` to what is counted in it, in one swap, so that nothing more is
+/// spent against it; returns the lowered grant (the amount to tell the control plane this
+/// Envoy keeps), or `None` if there was nothing to give back.
+pub fn give_back(counters: &impl Counters, key: &str, window: Window) -> Option<u64> {
+    for _ in 0..CAS_ATTEMPTS {
+        let (value, cas) = counters.read(key);
+        let counter = Counter::parse(value.as_deref());
+        let grant = counter.grant_in(window.start_ms)?;
+        let keep = counter.count_in(window);
+        if grant.granted <= keep {
+            return None;
+        }
+        let lowered = counter.with_grant(Grant { granted: keep, ..grant });
+        if counters.write(key, &lowered.encode(), cas) {
+            return Some(keep);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    /// A counter store in a map, for tests.
+    #[derive(Default)]
+    pub struct Map(pub RefCell<HashMap<String, (Vec<u8>, u32)>>);
+
+    impl Counters for Map {
+        fn read(&self, key: &str) -> (Option<Vec<u8>>, u32) {
+            self.0.borrow().get(key).map_or((None, 0), |(v, c)| (Some(v.clone()), *c))
+        }
+        fn write(&self, key: &str, value: &[u8], cas: u32) -> bool {
+            let mut map = self.0.borrow_mut();
+            let current = map.get(key).map_or(0, |(_, c)| *c);
+            if cas != 0 && cas != current {
+                return false;
+            }
+            map.insert(key.to_owned(), (value.to_vec(), current + 1));
+            true
+        }
+    }
+
+    const W1: Window = Window { start_ms: 1_000, end_ms: 2_000 };
+    const W2: Window = Window { start_ms: 2_000, end_ms: 3_000 };
+
+    #[test]
+    fn the_plain_form_reads_as_before_and_grants_round_trip() {
+        assert_eq!(Counter::parse(Some(b"1000 7")).count_in(W1), 7);
+        assert_eq!(Counter::parse(Some(b"1000 7")).count_in(W2), 0);
+        assert_eq!(Counter::parse(Some(b"garbage")), Counter::default());
+        let c = Counter::parse(Some(b"1000 7 1000 50 900 2000 20 880"));
+        assert_eq!(c.grant_in(1_000), Some(Grant { window_start: 1_000, granted: 50, free: 900 }));
+        assert_eq!(c.grant_in(2_000).map(|g| g.granted), Some(20));
+        assert_eq!(Counter::parse(Some(&c.encode())), c);
+        // A truncated grant is unreadable, never half-read.
+        assert_eq!(Counter::parse(Some(b"1000 7 1000 50")), Counter::default());
+    }
+
+    #[test]
+    fn counts_keep_grants_and_a_new_window_finds_the_grant_fetched_ahead() {
+        let map = Map::default();
+        assert!(put_grant(&map, "k", Grant { window_start: 1_000, granted: 10, free: 5 }));
+        assert!(put_grant(&map, "k", Grant { window_start: 2_000, granted: 4, free: 1 }));
+        let seen = update(&map, "k", W1, |n, g| (n + 3 <= g?.granted).then_some(n + 3)).unwrap();
+        assert_eq!((seen.count, seen.wrote, seen.grant.map(|g| g.granted)), (0, true, Some(10)));
+        // The next window starts from zero with its own grant; the old one is dropped.
+        let seen = update(&map, "k", W2, |n, g| (n + 3 <= g?.granted).then_some(n + 3)).unwrap();
+        assert_eq!((seen.count, seen.grant.map(|g| g.granted)), (0, Some(4)));
+        let c = read(&map, "k");
+        assert_eq!((c.count_in(W2), c.grant_in(1_000)), (3, None));
+        // Only two grants are kept: the newest.
+        put_grant(&map, "k", Grant { window_start: 3_000, granted: 1, free: 0 });
+        put_grant(&map, "k", Grant { window_start: 4_000, granted: 1, free: 0 });
+        let c = read(&map, "k");
+        assert_eq!((c.grant_in(2_000), c.grant_in(3_000).is_some(), c.grant_in(4_000).is_some()), (None, true, true));
+    }
+
+    #[test]
+    fn give_back_lowers_the_grant_to_the_count() {
+        let map = Map::default();
+        put_grant(&map, "k", Grant { window_start: 1_000, granted: 10, free: 5 });
+        update(&map, "k", W1, |n, _| Some(n + 4));
+        assert_eq!(give_back(&map, "k", W1), Some(4));
+        assert_eq!(read(&map, "k").grant_in(1_000).map(|g| g.granted), Some(4));
+        assert_eq!(give_back(&map, "k", W1), None, "nothing left to give");
+        assert_eq!(give_back(&map, "k", W2), None, "no grant in that window");
+    }
+}

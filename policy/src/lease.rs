@@ -1,0 +1,253 @@
+//! Leases: how an Envoy spends a budget that spans Envoys without asking anyone per request.
+//!
+//! The control plane is the truth for every budget. It grants each Envoy a share (a lease) per
+//! budget and window, never granting more in all than the budget, so the fleet cannot spend past
+//! it. The filter reserves every request's estimated cost against its own share (see
+//! `budgets.rs`); its leader asks for more before the share runs out, fetches the next window's
+//! ahead of time, reports what it has spent, and gives back what an idle Envoy holds when the
+//! control plane runs short. The wire format is protobuf on `warden.v1.Quota/Lease`.
+
+use crate::counter::{Counter, Grant};
+use crate::window::{ResetDuration, Window};
+use serde::{Deserialize, Serialize};
+
+/// The gRPC service of leases.
+pub const QUOTA_SERVICE: &str = "warden.v1.Quota";
+/// Its one method: what an Envoy spent and wants, in; what it holds, out.
+pub const LEASE_METHOD: &str = "Lease";
+
+/// How long before a window ends the next window's lease is fetched.
+pub const AHEAD_MS: u64 = 10_000;
+
+/// One budget counter and what this Envoy wants of it.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LeaseWant {
+    /// The counter (`warden:budget:<scope>:<reset>`): the same name on every Envoy.
+    #[prost(string, tag = "1")]
+    pub counter: String,
+    /// The window (Unix milliseconds).
+    #[prost(uint64, tag = "2")]
+    pub window_start_ms: u64,
+    #[prost(uint64, tag = "3")]
+    /// Where it ends: the control plane forgets leases of windows long past.
+    pub window_end_ms: u64,
+    /// The budget, µ$, as this Envoy's policy says.
+    #[prost(uint64, tag = "4")]
+    pub max: u64,
+    /// What this Envoy has spent and reserved in the window.
+    #[prost(uint64, tag = "5")]
+    pub used: u64,
+    /// Whether it wants a larger share.
+    #[prost(bool, tag = "6")]
+    pub more: bool,
+    /// Set when it gave back: its share is now this (its spend), the rest is the control
+    /// plane's to grant again.
+    #[prost(uint64, optional, tag = "7")]
+    pub keep: Option<u64>,
+}
+
+/// What an Envoy sends.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LeaseRequest {
+    /// The Envoy's node id: leases are per Envoy.
+    #[prost(string, tag = "1")]
+    pub node: String,
+    /// One per budget that needs saying something.
+    #[prost(message, repeated, tag = "2")]
+    pub wants: Vec<LeaseWant>,
+}
+
+/// One lease as the control plane now holds it for this Envoy.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LeaseGrant {
+    /// The counter, as wanted.
+    #[prost(string, tag = "1")]
+    pub counter: String,
+    /// The window, as wanted.
+    #[prost(uint64, tag = "2")]
+    pub window_start_ms: u64,
+    /// This Envoy's share of the window's budget, in all.
+    #[prost(uint64, tag = "3")]
+    pub granted: u64,
+    /// What is left to grant to any Envoy.
+    #[prost(uint64, tag = "4")]
+    pub free: u64,
+}
+
+/// The control plane's answer, one grant per want.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LeaseReply {
+    /// The grants, in the order of the wants.
+    #[prost(message, repeated, tag = "1")]
+    pub grants: Vec<LeaseGrant>,
+}
+
+impl LeaseGrant {
+    /// As kept beside the counter.
+    pub fn grant(&self) -> Grant {
+        Grant { window_start: self.window_start_ms, granted: self.granted, free: self.free }
+    }
+}
+
+/// A budget counter this Envoy spends under a lease: what its leader needs to know to ask.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeasedBudget {
+    /// Its counter's key.
+    pub counter: String,
+    /// The budget, µ$.
+    pub max: u64,
+    /// Its window, e.g. `1d`.
+    pub reset_duration: String,
+    /// Window layout, as on the owner.
+    pub calendar_aligned: bool,
+    /// Where rolling windows start.
+    pub anchor_ms: u64,
+}
+
+/// What the leader does about one budget on a tick.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Send this want (more, a spend report, or both).
+    Send(LeaseWant),
+    /// Give back what the current window's lease holds beyond the spend, then report it.
+    GiveBack(Window),
+}
+
+impl LeasedBudget {
+    fn window(&self, span: ResetDuration, at_ms: u64) -> Window {
+        span.window(at_ms, self.anchor_ms, self.calendar_aligned)
+    }
+
+    /// The window `now_ms` falls in (`None` for a reset duration this filter cannot read).
+    pub fn current_window(&self, now_ms: u64) -> Option<Window> {
+        ResetDuration::parse(&self.reset_duration).ok().map(|span| self.window(span, now_ms))
+    }
+
+    fn want(&self, window: Window, used: u64, more: bool) -> LeaseWant {
+        LeaseWant {
+            counter: self.counter.clone(),
+            window_start_ms: window.start_ms,
+            window_end_ms: window.end_ms,
+            max: self.max,
+            used,
+            more,
+            keep: None,
+        }
+    }
+
+    /// What to do on this tick, given the counter and what it counted at the last tick (`None`
+    /// for a budget the leader has not seen before).
+    ///
+    /// - No lease for the window, or half of it spent: ask for more (unless it already holds
+    ///   the whole budget).
+    /// - The spend moved: report it, so the control plane knows what is used.
+    /// - Idle since the last tick while the control plane has less than a tenth of the budget
+    ///   left to grant: give back what is not spent, for busier Envoys.
+    /// - Near the window's end: fetch the next window's lease, so that it starts without a wait.
+    pub fn steps(&self, counter: &Counter, last_count: Option<u64>, now_ms: u64) -> Vec<Step> {
+        let Ok(span) = ResetDuration::parse(&self.reset_duration) else { return Vec::new() };
+        let window = self.window(span, now_ms);
+        let used = counter.count_in(window);
+        let mut steps = Vec::new();
+        match counter.grant_in(window.start_ms) {
+            None => steps.push(Step::Send(self.want(window, used, true))),
+            Some(g) if g.granted < self.max && used.saturating_mul(2) >= g.granted => {
+                steps.push(Step::Send(self.want(window, used, true)));
+            }
+            Some(g) if last_count == Some(used) && g.granted > used && g.free.saturating_mul(10) < self.max => {
+                steps.push(Step::GiveBack(window));
+            }
+            Some(_) if last_count != Some(used) => steps.push(Step::Send(self.want(window, used, false))),
+            Some(_) => {}
+        }
+        if window.end_ms.saturating_sub(now_ms) <= AHEAD_MS {
+            let next = self.window(span, window.end_ms);
+            if next.start_ms > window.start_ms && counter.grant_in(next.start_ms).is_none() {
+                steps.push(Step::Send(self.want(next, 0, true)));
+            }
+        }
+        steps
+    }
+
+    /// The want that reports a give-back: this Envoy now keeps `keep`.
+    pub fn gave_back(&self, window: Window, keep: u64) -> LeaseWant {
+        LeaseWant { keep: Some(keep), ..self.want(window, keep, false) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::counter::tests::Map;
+    use crate::counter::{Counters, put_grant, read, update};
+
+    const HOUR: u64 = 3_600_000;
+
+    fn budget() -> LeasedBudget {
+        LeasedBudget {
+            counter: "warden:budget:vk:1:1h".into(),
+            max: 1_000,
+            reset_duration: "1h".into(),
+            calendar_aligned: false,
+            anchor_ms: 0,
+        }
+    }
+
+    fn spend(map: &Map, amount: u64, now: u64) {
+        let w = Window { start_ms: now / HOUR * HOUR, end_ms: now / HOUR * HOUR + HOUR };
+        update(map, "warden:budget:vk:1:1h", w, |n, _| Some(n + amount));
+    }
+
+    fn wants(steps: &[Step]) -> Vec<(u64, u64, bool)> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Send(w) => Some((w.window_start_ms, w.used, w.more)),
+                Step::GiveBack(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn asks_without_a_lease_and_again_at_half_spent() {
+        let (map, b) = (Map::default(), budget());
+        let now = 1_000;
+        assert_eq!(wants(&b.steps(&read(&map, &b.counter), None, now)), vec![(0, 0, true)]);
+        put_grant(&map, &b.counter, Grant { window_start: 0, granted: 100, free: 500 });
+        spend(&map, 40, now);
+        // Spent moved but less than half: report only.
+        assert_eq!(wants(&b.steps(&read(&map, &b.counter), Some(0), now)), vec![(0, 40, false)]);
+        assert!(b.steps(&read(&map, &b.counter), Some(40), now).is_empty(), "idle, plenty left: nothing");
+        spend(&map, 10, now);
+        assert_eq!(wants(&b.steps(&read(&map, &b.counter), Some(40), now)), vec![(0, 50, true)]);
+        // Holding the whole budget, it never asks.
+        put_grant(&map, &b.counter, Grant { window_start: 0, granted: 1_000, free: 0 });
+        spend(&map, 900, now);
+        assert_eq!(wants(&b.steps(&read(&map, &b.counter), Some(50), now)), vec![(0, 950, false)]);
+    }
+
+    #[test]
+    fn an_idle_envoy_gives_back_only_when_the_control_plane_runs_short() {
+        let (map, b) = (Map::default(), budget());
+        put_grant(&map, &b.counter, Grant { window_start: 0, granted: 300, free: 200 });
+        spend(&map, 100, 5);
+        assert!(b.steps(&read(&map, &b.counter), Some(100), 5).is_empty());
+        put_grant(&map, &b.counter, Grant { window_start: 0, granted: 300, free: 50 });
+        assert_eq!(
+            b.steps(&read(&map, &b.counter), Some(100), 5),
+            vec![Step::GiveBack(Window { start_ms: 0, end_ms: HOUR })]
+        );
+        assert_eq!(b.gave_back(Window { start_ms: 0, end_ms: HOUR }, 100).keep, Some(100));
+    }
+
+    #[test]
+    fn the_next_window_is_fetched_ahead() {
+        let (map, b) = (Map::default(), budget());
+        put_grant(&map, &b.counter, Grant { window_start: 0, granted: 100, free: 500 });
+        let late = HOUR - AHEAD_MS / 2;
+        assert_eq!(wants(&b.steps(&read(&map, &b.counter), Some(0), late)), vec![(HOUR, 0, true)]);
+        put_grant(&map, &b.counter, Grant { window_start: HOUR, granted: 100, free: 400 });
+        assert!(b.steps(&read(&map, &b.counter), Some(0), late).is_empty());
+        assert!(map.read(&b.counter).0.is_some());
+    }
+}
