@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use warden_policy::govern::{self, Records};
 use warden_policy::inference::Endpoint;
-use warden_policy::limits::Counters;
+use warden_policy::counter::Counters;
 use warden_policy::pricing::Price;
 use warden_policy::records::{
     CustomerRecord, Limits, ModelRecord, ProviderGrant, ProviderRecord, RateLimit, TeamRecord,
@@ -87,6 +87,7 @@ fn decision(c: &mut Criterion) {
         ("authorization", bearer.as_bytes()),
     ];
     let health = PolicyHealth { bound_ms: 300_000 };
+    let settings = warden_policy::FilterSettings::for_cluster("warden_xds");
     let world = World {
         providers: ["mock", "mock-b"]
             .map(|name| ProviderRecord {
@@ -123,7 +124,7 @@ fn decision(c: &mut Criterion) {
                 &world,
                 2_000,
                 n,
-                4_096,
+                &settings,
             )
         })
     });

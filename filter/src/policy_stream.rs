@@ -87,10 +87,11 @@ impl PolicyStream {
         self.retry_at_ms = now_ms + delay;
     }
 
-    pub fn on_message(&mut self, size: usize, now_ms: u64, metrics: &Metrics) {
-        let Some(token) = self.token else { return };
+    /// Takes one message; `true` when it changed records.
+    pub fn on_message(&mut self, size: usize, now_ms: u64, metrics: &Metrics) -> bool {
+        let Some(token) = self.token else { return false };
         let Some(bytes) = host::grpc_message(size) else {
-            return;
+            return false;
         };
         let response = match DeltaDiscoveryResponse::decode(bytes.as_slice()) {
             Ok(r) => r,
@@ -98,13 +99,13 @@ impl PolicyStream {
                 log::error!("warden: undecodable policy message ({e}); reconnecting");
                 self.stop();
                 self.back_off(now_ms);
-                return;
+                return false;
             }
         };
         self.failures = 0;
         if response.type_url == HEARTBEAT_TYPE_URL {
             shared::heard(now_ms, response.system_version_info, false);
-            return;
+            return false;
         }
         let errors = apply(&response, metrics);
         // Records changed: workers drop what they parsed before.
@@ -125,6 +126,7 @@ impl PolicyStream {
             self.stop();
             self.back_off(now_ms);
         }
+        true
     }
 }
 

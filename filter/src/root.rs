@@ -54,7 +54,12 @@ impl WardenRoot {
 impl Context for WardenRoot {
     fn on_grpc_stream_message(&mut self, token_id: u32, message_size: usize) {
         if self.stream.owns(token_id) {
-            self.stream.on_message(message_size, host::now_ms(), &self.metrics);
+            let now = host::now_ms();
+            let changed = self.stream.on_message(message_size, now, &self.metrics);
+            // New budgets get their leases now rather than at the next tick.
+            if changed && let Some(settings) = &self.settings {
+                self.leases.tick(&settings.control_plane_cluster, now, &self.metrics);
+            }
         }
     }
 

@@ -372,7 +372,21 @@ async fn a_dollar_budget_holds_under_concurrency_and_every_answer_says_its_cost(
     stack.wait_for_status(&key.secret, 200, Duration::from_secs(5)).await;
     let mut body = hello();
     body["max_tokens"] = json!(10);
-    let results = burst(&stack, &key.secret, body, 40).await;
+    // Bursts until the budget is spent: a burst past this Envoy's lease is told to retry shortly
+    // (429) while the leader renews it.
+    let mut results = Vec::new();
+    for _ in 0..20 {
+        let round = burst(&stack, &key.secret, body.clone(), 40).await;
+        let done = round.iter().any(|r| r.0 == 402);
+        assert!(round.iter().all(|r| [200, 402, 429].contains(&r.0)), "{round:?}");
+        let pending = round.iter().filter(|r| r.0 == 429);
+        assert!(pending.clone().all(|r| r.2["error"]["code"] == "budget_lease_pending"), "{round:?}");
+        results.extend(round);
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
     let served: Vec<&reqwest::header::HeaderMap> = results.iter().filter(|r| r.0 == 200).map(|r| &r.1).collect();
     assert!(served.len() >= 4, "{} served", served.len());
     let mut spent = 0.0;

@@ -287,6 +287,8 @@ fn budgets_reserve_settle_and_report_the_cost() {
         Price { input_per_mtok: 100_000, output_per_mtok: 100_000, cached_input_per_mtok: None, per_request: 0 };
     let (_proxy, mut vm, token) = with_keys(&[(K, key)]);
     vm.deliver(token, &response("2", vec![named("price:gpt-4o-mini", &price)], vec![])).unwrap();
+    // This Envoy alone: the control plane leases it the whole budget.
+    answer_leases(&mut vm, |w| (w.max, 0));
     let body = r#"{"model":"gpt-4o-mini","max_tokens":4,"messages":[]}"#;
     let headers = [(":method", "POST"), (":path", "/v1/chat/completions"), ("x-bf-vk", K)];
     let exchange = || {
@@ -403,4 +405,77 @@ fn refusals_are_reported_for_the_audit_log() {
             ("virtual_key_not_found/virtual_key_not_found", 401, "")
         ]
     );
+}
+
+#[test]
+fn a_budget_is_spent_within_the_lease_the_control_plane_grants() {
+    use warden_policy::pricing::Price;
+    use warden_policy::records::BudgetLimit;
+    let mut key = record("vk-lease", true, None);
+    key.limits.budgets = vec![BudgetLimit { max_micros: 10, reset_duration: "1d".into() }];
+    // Every request below reserves 2 µ$ and costs 2 µ$ (see the test above).
+    let price =
+        Price { input_per_mtok: 100_000, output_per_mtok: 100_000, cached_input_per_mtok: None, per_request: 0 };
+    let (proxy, mut vm, token) = with_keys(&[(K, key)]);
+    vm.deliver(token, &response("2", vec![named("price:gpt-4o-mini", &price)], vec![])).unwrap();
+    let headers = [(":method", "POST"), (":path", "/v1/chat/completions"), ("x-bf-vk", K)];
+    let send =
+        |vm: &mut Vm| {
+            let exchange = Exchange::request(&headers, br#"{"model":"gpt-4o-mini","max_tokens":4,"messages":[]}"#)
+                .respond(200, "application/json", vec![USAGE_BODY.as_bytes().to_vec()]);
+            let out = vm.exchange(exchange).unwrap();
+            (out.status(), out.json()["error"]["code"].as_str().unwrap_or_default().to_owned())
+        };
+    // No lease yet and the default fail mode: refused, and counted as decided without one.
+    assert_eq!(send(&mut vm), (503, "budget_unavailable".to_owned()));
+    assert_eq!(proxy.metric("warden_budget_unleased_decisions"), 1);
+
+    // The leader asks for a share of the budget, naming it and the window.
+    let wants = answer_leases(&mut vm, |_| (4, 6));
+    assert_eq!(wants.len(), 1);
+    let want = &wants[0];
+    assert_eq!((want.counter.as_str(), want.max, want.used, want.more), ("warden:budget:vk:vk-lease:1d", 10, 0, true));
+    assert!(want.window_end_ms > want.window_start_ms && want.window_start_ms <= T0);
+    // Four µ$ granted: two requests, then "retry shortly" while more is free at the control plane.
+    assert_eq!(send(&mut vm).0, 200);
+    assert_eq!(send(&mut vm).0, 200);
+    assert_eq!(send(&mut vm), (429, "budget_lease_pending".to_owned()));
+
+    // Half of it spent: the next tick asks for more, reporting the spend.
+    let wants = answer_leases(&mut vm, |_| (8, 0));
+    assert_eq!((wants[0].used, wants[0].more), (4, true));
+    assert_eq!(send(&mut vm).0, 200);
+    assert_eq!(send(&mut vm).0, 200);
+    // Nothing left anywhere: the budget is spent.
+    assert_eq!(send(&mut vm), (402, "budget_exceeded".to_owned()));
+    assert_eq!(proxy.metric("warden_budget_unleased_decisions"), 1, "every later decision had a lease");
+}
+
+#[test]
+fn an_idle_envoy_gives_back_its_lease_when_the_control_plane_runs_short() {
+    use warden_policy::pricing::Price;
+    use warden_policy::records::BudgetLimit;
+    let mut key = record("vk-idle", true, None);
+    key.limits.budgets = vec![BudgetLimit { max_micros: 100, reset_duration: "1d".into() }];
+    let price =
+        Price { input_per_mtok: 100_000, output_per_mtok: 100_000, cached_input_per_mtok: None, per_request: 0 };
+    let (_proxy, mut vm, token) = with_keys(&[(K, key)]);
+    vm.deliver(token, &response("2", vec![named("price:gpt-4o-mini", &price)], vec![])).unwrap();
+    answer_leases(&mut vm, |_| (40, 60));
+    let headers = [(":method", "POST"), (":path", "/v1/chat/completions"), ("x-bf-vk", K)];
+    let exchange = Exchange::request(&headers, br#"{"model":"gpt-4o-mini","max_tokens":4,"messages":[]}"#).respond(
+        200,
+        "application/json",
+        vec![USAGE_BODY.as_bytes().to_vec()],
+    );
+    assert_eq!(vm.exchange(exchange.clone()).unwrap().status(), 200);
+    // The spend moved: reported (no more wanted, 2 of 40 spent). Meanwhile others took the rest.
+    let wants = answer_leases(&mut vm, |_| (40, 0));
+    assert_eq!((wants[0].used, wants[0].more, wants[0].keep), (2, false, None));
+    // Idle for a tick while the control plane has nothing free: it keeps only what it spent.
+    let wants = answer_leases(&mut vm, |w| (w.keep.unwrap_or(40), 38));
+    assert_eq!((wants[0].used, wants[0].keep), (2, Some(2)));
+    // And it no longer spends what it gave back: "retry shortly", since the fleet has some free.
+    let out = vm.exchange(exchange).unwrap();
+    assert_eq!((out.status(), out.json()["error"]["code"].as_str()), (429, Some("budget_lease_pending")));
 }

@@ -9,6 +9,7 @@ mod requests;
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource};
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
+use warden_policy::lease::{LeaseGrant, LeaseReply, LeaseRequest, LeaseWant};
 use warden_policy::records::{ProviderGrant, ProviderRecord};
 use warden_policy::sync::{HEARTBEAT_TYPE_URL, POLICY_TYPE_URL};
 use warden_policy::{KeyHash, RecordKind, VirtualKeyRecord};
@@ -26,6 +27,35 @@ pub fn leader() -> (Proxy, Vm, u32) {
     vm.tick().unwrap();
     let token = vm.open_stream().expect("the only VM opens the policy stream");
     (proxy, vm, token)
+}
+
+thread_local! {
+    static ANSWERED: std::cell::RefCell<std::collections::HashSet<u32>> = Default::default();
+}
+
+/// Ticks the leader and answers its lease call (made by the tick, or by the arrival of records
+/// before) with `grant(want)` = (granted, free) for each want; returns the wants.
+pub fn answer_leases(vm: &mut Vm, grant: impl Fn(&LeaseWant) -> (u64, u64)) -> Vec<LeaseWant> {
+    vm.tick().unwrap();
+    let (token, message) = vm
+        .calls()
+        .iter()
+        .rev()
+        .find(|(_, (name, _))| name == "warden.v1.Quota/Lease")
+        .map(|(t, (_, m))| (*t, m.clone()))
+        .expect("a lease call");
+    assert!(ANSWERED.with(|a| a.borrow_mut().insert(token)), "no new lease call");
+    let request = LeaseRequest::decode(message.as_slice()).unwrap();
+    let grants = request
+        .wants
+        .iter()
+        .map(|w| {
+            let (granted, free) = grant(w);
+            LeaseGrant { counter: w.counter.clone(), window_start_ms: w.window_start_ms, granted, free }
+        })
+        .collect();
+    vm.answer_call(token, Ok(&LeaseReply { grants }.encode_to_vec())).unwrap();
+    request.wants
 }
 
 /// A key that may use every model of the mock provider.

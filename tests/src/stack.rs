@@ -205,10 +205,27 @@ impl Stack {
         let (status, created) =
             self.admin_call(reqwest::Method::POST, "/api/governance/virtual-keys", Some(body)).await;
         assert_eq!(status, 200, "create key: {created}");
-        Key {
+        let key = Key {
             id: created["virtual_key"]["id"].as_str().expect("id").to_owned(),
             secret: created["virtual_key"]["value"].as_str().expect("value").to_owned(),
+        };
+        if created["virtual_key"]["budgets"].as_array().is_some_and(|b| !b.is_empty()) {
+            self.wait_for_leases(&format!("warden:budget:vk:{}:", key.id)).await;
         }
+        key
+    }
+
+    /// Waits until Envoy holds a lease of every budget whose counter starts with `prefix`: with
+    /// the default fail mode, it refuses to spend a budget before.
+    pub async fn wait_for_leases(&self, prefix: &str) {
+        let query = format!("/api/leases?counter={prefix}");
+        self.wait_for(&format!("leases of {prefix}"), Duration::from_secs(10), || async {
+            let (_, body) = self.admin_call(reqwest::Method::GET, &query, None).await;
+            body["leases"]
+                .as_array()
+                .is_some_and(|rows| !rows.is_empty() && rows.iter().all(|r| r["granted"].as_u64() > Some(0)))
+        })
+        .await;
     }
 
     pub async fn update_key(&self, id: &str, body: Value) {

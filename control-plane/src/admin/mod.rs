@@ -143,6 +143,7 @@ pub fn router(state: AppState) -> Router {
             get(model_configs::get).put(model_configs::update).delete(model_configs::delete),
         )
         .route("/api/usage", get(usage::usage))
+        .route("/api/leases", get(usage::leases))
         .route("/api/audit", get(audit::list))
         .route("/api/audit/verify", get(audit::verify))
         .route("/api/prices", get(prices::list))

@@ -1,5 +1,5 @@
 //! `GET /api/usage`: what was used and spent, from the ledger, by key, team, customer, model,
-//! provider and time range.
+//! provider and time range; `GET /api/leases`: how budgets are shared among Envoys right now.
 
 use super::AppState;
 use super::error::ApiError;
@@ -62,4 +62,17 @@ pub async fn usage(State(state): State<AppState>, Query(p): Query<UsageParams>) 
         body["groups"] = json!(groups);
     }
     Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseParams {
+    /// Only budgets whose counter starts with this, e.g. `warden:budget:vk:<id>:`.
+    counter: Option<String>,
+}
+
+/// `GET /api/leases`: every Envoy's share of every budget window, and what it reported spent.
+pub async fn leases(State(state): State<AppState>, Query(p): Query<LeaseParams>) -> Result<Json<Value>, ApiError> {
+    let rows = state.store.leases(p.counter.as_deref().unwrap_or("")).await?;
+    Ok(Json(json!({ "leases": rows })))
 }

@@ -10,7 +10,7 @@ mod sqlite;
 
 pub use audit::{AuditEvent, AuditStore};
 pub use governance::{CustomerQuery, Deletion, GovernanceStore, ModelConfigQuery, OnReferenced, TeamQuery};
-pub use leases::LeaseStore;
+pub use leases::{LeaseRow, LeaseStore};
 pub use ledger::{GroupBy, LedgerStore, UsageQuery, UsageTotals, WrittenUsage};
 pub use providers::ProviderStore;
 pub use sqlite::SqliteStore;

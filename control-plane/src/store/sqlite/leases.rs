@@ -3,7 +3,7 @@
 use super::{SqliteStore, backend};
 use crate::quota::lease::{Holder, decide};
 use crate::store::leases::{ENDED_WINDOW_MEMORY_MS, FLEET_MEMORY_MS};
-use crate::store::{LeaseStore, StoreError};
+use crate::store::{LeaseRow, LeaseStore, StoreError};
 use async_trait::async_trait;
 use sqlx::Row;
 use warden_policy::lease::{LeaseGrant, LeaseWant};
@@ -18,6 +18,30 @@ fn unsigned(n: i64) -> u64 {
 
 #[async_trait]
 impl LeaseStore for SqliteStore {
+    async fn leases(&self, prefix: &str) -> Result<Vec<LeaseRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT l.counter, l.window_start_ms, w.window_end_ms, w.max_micros, l.node, l.granted, l.used
+             FROM leases l JOIN lease_windows w ON w.counter = l.counter AND w.window_start_ms = l.window_start_ms
+             WHERE substr(l.counter, 1, length($1)) = $1 ORDER BY l.counter, l.window_start_ms, l.node",
+        )
+        .bind(prefix)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let row = |r: &sqlx::sqlite::SqliteRow| -> Result<LeaseRow, sqlx::Error> {
+            Ok(LeaseRow {
+                counter: r.try_get("counter")?,
+                window_start_ms: unsigned(r.try_get("window_start_ms")?),
+                window_end_ms: unsigned(r.try_get("window_end_ms")?),
+                max_micros: unsigned(r.try_get("max_micros")?),
+                node: r.try_get("node")?,
+                granted: unsigned(r.try_get("granted")?),
+                used: unsigned(r.try_get("used")?),
+            })
+        };
+        rows.iter().map(row).collect::<Result<_, _>>().map_err(backend)
+    }
+
     async fn lease(&self, node: &str, wants: &[LeaseWant], now_ms: u64) -> Result<Vec<LeaseGrant>, StoreError> {
         // Windows are locked in one order, so two calls never wait on each other in a circle.
         let mut order: Vec<usize> = (0..wants.len()).collect();
@@ -150,6 +174,11 @@ mod tests {
         assert_eq!(held.iter().sum::<u64>(), 1_000_000, "the whole budget ends up granted: {held:?}");
         // Each got a part of it worth having, though the first to ask got the most.
         assert!(held.iter().all(|&h| h > 100_000), "{held:?}");
+        let rows = store.leases("warden:budget:vk:").await.unwrap();
+        let listed: Vec<u64> = rows.iter().map(|r| r.granted).collect();
+        assert_eq!(listed, held);
+        assert!(rows.iter().all(|r| r.max_micros == 1_000_000 && r.window_end_ms == 86_400_000));
+        assert!(store.leases("warden:budget:team:").await.unwrap().is_empty());
     }
 
     #[tokio::test]
