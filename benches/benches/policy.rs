@@ -5,9 +5,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hint::black_box;
+use warden_policy::counter::Counters;
 use warden_policy::govern::{self, Records};
 use warden_policy::inference::Endpoint;
-use warden_policy::counter::Counters;
 use warden_policy::pricing::Price;
 use warden_policy::records::{
     CustomerRecord, Limits, ModelRecord, ProviderGrant, ProviderRecord, RateLimit, TeamRecord,

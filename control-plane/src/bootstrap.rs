@@ -29,8 +29,10 @@ pub struct BootstrapArgs {
     #[arg(long, default_value = "127.0.0.1:9901")]
     pub admin: SocketAddr,
     /// The control plane's xDS address, `host:port` (a DNS name works, e.g. in docker-compose).
-    #[arg(long, default_value = "127.0.0.1:18000")]
-    pub xds: String,
+    /// Several, comma-separated, for control planes that share one database: Envoy spreads
+    /// its calls over them and its streams fail over.
+    #[arg(long, default_value = "127.0.0.1:18000", value_delimiter = ',')]
+    pub xds: Vec<String>,
     /// The static upstream of `--mode bare|wasm`, `http://host:port`. In Warden mode providers
     /// are created through the admin API instead.
     #[arg(long, default_value = "http://127.0.0.1:9000")]
@@ -63,7 +65,13 @@ pub fn render(args: &BootstrapArgs) -> anyhow::Result<String> {
     };
     // The fragments file opens with a comment before the first fragment.
     let dynamic: String = dynamic.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join("\n");
-    let (xds_host, xds_port) = host_port(&args.xds, "--xds")?;
+    let mut xds_endpoints = Vec::new();
+    for address in &args.xds {
+        let (host, port) = host_port(address, "--xds")?;
+        xds_endpoints.push(format!(
+            "        - endpoint: {{ address: {{ socket_address: {{ address: {host}, port_value: {port} }} }} }}"
+        ));
+    }
     let text = match args.mode {
         Mode::Warden => TEMPLATE
             .replace("{{DYNAMIC_RESOURCES}}", &dynamic)
@@ -98,8 +106,7 @@ pub fn render(args: &BootstrapArgs) -> anyhow::Result<String> {
         .replace("{{ADMIN_PORT}}", &args.admin.port().to_string())
         .replace("{{LISTEN_HOST}}", &args.listen.ip().to_string())
         .replace("{{LISTEN_PORT}}", &args.listen.port().to_string())
-        .replace("{{XDS_HOST}}", &xds_host)
-        .replace("{{XDS_PORT}}", &xds_port.to_string()))
+        .replace("{{XDS_ENDPOINTS}}", &xds_endpoints.join("\n")))
 }
 
 pub fn run(args: BootstrapArgs) -> anyhow::Result<()> {

@@ -44,6 +44,10 @@ pub struct LeaseWant {
     /// plane's to grant again.
     #[prost(uint64, optional, tag = "7")]
     pub keep: Option<u64>,
+    /// What it expects to spend before it can ask again: twice its spend since the last tick.
+    /// A busy Envoy gets at least this, so it does not run dry between two ticks.
+    #[prost(uint64, tag = "8")]
+    pub need: u64,
 }
 
 /// What an Envoy sends.
@@ -132,6 +136,7 @@ impl LeasedBudget {
             used,
             more,
             keep: None,
+            need: 0,
         }
     }
 
@@ -152,7 +157,8 @@ impl LeasedBudget {
         match counter.grant_in(window.start_ms) {
             None => steps.push(Step::Send(self.want(window, used, true))),
             Some(g) if g.granted < self.max && used.saturating_mul(2) >= g.granted => {
-                steps.push(Step::Send(self.want(window, used, true)));
+                let need = used.saturating_sub(last_count.unwrap_or(used)).saturating_mul(2);
+                steps.push(Step::Send(LeaseWant { need, ..self.want(window, used, true) }));
             }
             Some(g) if last_count == Some(used) && g.granted > used && g.free.saturating_mul(10) < self.max => {
                 steps.push(Step::GiveBack(window));
@@ -219,7 +225,9 @@ mod tests {
         assert_eq!(wants(&b.steps(&read(&map, &b.counter), Some(0), now)), vec![(0, 40, false)]);
         assert!(b.steps(&read(&map, &b.counter), Some(40), now).is_empty(), "idle, plenty left: nothing");
         spend(&map, 10, now);
-        assert_eq!(wants(&b.steps(&read(&map, &b.counter), Some(40), now)), vec![(0, 50, true)]);
+        let steps = b.steps(&read(&map, &b.counter), Some(40), now);
+        assert_eq!(wants(&steps), vec![(0, 50, true)]);
+        assert!(matches!(&steps[0], Step::Send(w) if w.need == 20), "twice the 10 spent since the last tick");
         // Holding the whole budget, it never asks.
         put_grant(&map, &b.counter, Grant { window_start: 0, granted: 1_000, free: 0 });
         spend(&map, 900, now);

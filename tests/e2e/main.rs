@@ -3,6 +3,7 @@
 //! folder for what each scenario proves.
 
 mod clients;
+mod fleet;
 mod governance;
 mod ledger;
 mod lifecycle;

@@ -22,8 +22,26 @@ pub struct Stack {
     pub mock: Proc,
     pub warden: Option<Proc>,
     pub envoy: Option<Proc>,
+    /// Further control planes on the same database ([`Options::control_planes`]).
+    pub replicas: Vec<Replica>,
+    /// Further Envoys ([`Options::envoys`]), each its own node.
+    pub fleet: Vec<FleetEnvoy>,
     pub http: reqwest::Client,
     pub dir: TempDir,
+}
+
+/// A further `warden serve` on the stack's database.
+pub struct Replica {
+    pub admin_port: u16,
+    pub xds_port: u16,
+    pub proc: Proc,
+}
+
+/// A further Envoy with the filter, a node of its own.
+pub struct FleetEnvoy {
+    pub gateway_port: u16,
+    pub admin_port: u16,
+    pub proc: Proc,
 }
 
 impl Drop for Stack {
@@ -41,6 +59,12 @@ pub struct Options {
     pub staleness_bound_ms: Option<u64>,
     /// The API key of the mock provider (else [`MOCK_PROVIDER_KEY`]).
     pub provider_key: Option<String>,
+    /// The store (else SQLite in the stack's folder).
+    pub database_url: Option<String>,
+    /// Control planes on that store, every Envoy connected to all of them (else one).
+    pub control_planes: usize,
+    /// Envoys (else one).
+    pub envoys: usize,
 }
 
 /// The provider every node starts with: the mock, under this name, with one API key.
@@ -75,10 +99,17 @@ impl Stack {
             mock,
             warden: None,
             envoy: None,
+            replicas: Vec::new(),
+            fleet: Vec::new(),
             http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("http client"),
             dir,
         };
         stack.start_warden().await;
+        for n in 1..stack.options.control_planes {
+            let (admin_port, xds_port) = (free_port(), free_port());
+            let proc = stack.spawn_warden(&format!("warden-{}", n + 1), admin_port, xds_port).await;
+            stack.replicas.push(Replica { admin_port, xds_port, proc });
+        }
         let key = stack.options.provider_key.clone().unwrap_or_else(|| MOCK_PROVIDER_KEY.into());
         let provider = json!({
             "name": MOCK_PROVIDER,
@@ -88,7 +119,17 @@ impl Stack {
         let (status, body) = stack.admin_call(reqwest::Method::POST, "/api/providers", Some(provider)).await;
         assert_eq!(status, 201, "create the mock provider: {body}");
         stack.start_envoy().await;
+        for n in 1..stack.options.envoys {
+            let (gateway_port, admin_port) = (free_port(), free_port());
+            let proc = stack.spawn_envoy(&format!("envoy-{}", n + 1), gateway_port, admin_port).await;
+            stack.fleet.push(FleetEnvoy { gateway_port, admin_port, proc });
+        }
         stack
+    }
+
+    /// Every Envoy's gateway port, the first one's first.
+    pub fn gateway_ports(&self) -> Vec<u16> {
+        std::iter::once(self.gateway_port).chain(self.fleet.iter().map(|e| e.gateway_port)).collect()
     }
 
     pub fn log_dir(&self) -> PathBuf {
@@ -97,23 +138,32 @@ impl Stack {
 
     /// Starts `warden serve` (again, after [`Stack::kill_warden`]) on the same ports and data.
     pub async fn start_warden(&mut self) {
+        let proc = self.spawn_warden("warden", self.admin_port, self.xds_port).await;
+        self.warden = Some(proc);
+    }
+
+    async fn spawn_warden(&self, name: &str, admin_port: u16, xds_port: u16) -> Proc {
         let mut cmd = Command::new(warden_bin());
-        cmd.args(["serve", "--admin-addr", &format!("127.0.0.1:{}", self.admin_port)])
-            .args(["--xds-addr", &format!("127.0.0.1:{}", self.xds_port)])
+        cmd.args(["serve", "--admin-addr", &format!("127.0.0.1:{admin_port}")])
+            .args(["--xds-addr", &format!("127.0.0.1:{xds_port}")])
             .arg("--data-dir")
             .arg(self.dir.path().join("data"))
             .args(["--admin-token", ADMIN_TOKEN])
             .arg("--filter-wasm")
             .arg(test_filter_wasm());
+        if let Some(url) = &self.options.database_url {
+            cmd.args(["--database-url", url]);
+        }
         if let Some(bound) = self.options.staleness_bound_ms {
             cmd.args(["--staleness-bound-ms", &bound.to_string()]);
         }
-        self.warden = Some(Proc::spawn("warden", cmd, self.dir.path()));
-        let health = format!("http://127.0.0.1:{}/health", self.admin_port);
-        self.wait_for("warden's admin API", Duration::from_secs(20), || async {
+        let proc = Proc::spawn(name, cmd, self.dir.path());
+        let health = format!("http://127.0.0.1:{admin_port}/health");
+        self.wait_for(&format!("{name}'s admin API"), Duration::from_secs(20), || async {
             self.http.get(&health).send().await.is_ok_and(|r| r.status().is_success())
         })
         .await;
+        proc
     }
 
     pub fn kill_warden(&mut self) {
@@ -130,12 +180,23 @@ impl Stack {
     /// Starts Envoy and waits until it is ready, holds the provider keys' secrets and its filter
     /// has heard from the control plane.
     pub async fn start_envoy(&mut self) {
-        let bootstrap = self.dir.path().join("envoy.yaml");
+        let proc = self.spawn_envoy("envoy", self.gateway_port, self.envoy_admin_port).await;
+        self.envoy = Some(proc);
+    }
+
+    async fn spawn_envoy(&self, name: &str, gateway_port: u16, admin_port: u16) -> Proc {
+        let bootstrap = self.dir.path().join(format!("{name}.yaml"));
+        let xds: Vec<String> = std::iter::once(self.xds_port)
+            .chain(self.replicas.iter().map(|r| r.xds_port))
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect();
+        // The first Envoy keeps the node id the single-node tests expect.
+        let node_id = if name == "envoy" { "e2e-node".to_owned() } else { format!("e2e-{name}") };
         let status = Command::new(warden_bin())
-            .args(["bootstrap", "--node-id", "e2e-node"])
-            .args(["--listen", &format!("127.0.0.1:{}", self.gateway_port)])
-            .args(["--admin", &format!("127.0.0.1:{}", self.envoy_admin_port)])
-            .args(["--xds", &format!("127.0.0.1:{}", self.xds_port)])
+            .args(["bootstrap", "--node-id", &node_id])
+            .args(["--listen", &format!("127.0.0.1:{gateway_port}")])
+            .args(["--admin", &format!("127.0.0.1:{admin_port}")])
+            .args(["--xds", &xds.join(",")])
             .arg("--out")
             .arg(&bootstrap)
             .status()
@@ -143,20 +204,25 @@ impl Stack {
         assert!(status.success(), "warden bootstrap failed");
         let mut cmd = Command::new(envoy_bin());
         cmd.arg("-c").arg(&bootstrap).args(["--concurrency", "2", "--use-dynamic-base-id", "-l", "info"]);
-        self.envoy = Some(Proc::spawn("envoy", cmd, self.dir.path()));
-        let ready = format!("http://127.0.0.1:{}/ready", self.envoy_admin_port);
-        self.wait_for("Envoy to be ready", Duration::from_secs(30), || async {
-            self.http.get(&ready).send().await.is_ok_and(|r| r.status().is_success())
+        let proc = Proc::spawn(name, cmd, self.dir.path());
+        let admin = |path: &str| format!("http://127.0.0.1:{admin_port}{path}");
+        self.wait_for(&format!("{name} to be ready"), Duration::from_secs(30), || async {
+            self.http.get(admin("/ready")).send().await.is_ok_and(|r| r.status().is_success())
         })
         .await;
         self.wait_for("the provider key's secret", Duration::from_secs(10), || async {
-            self.config_dump("dynamic_active_secrets").await.contains("warden-provider-key/")
+            let dump = self.http.get(admin("/config_dump?resource=dynamic_active_secrets")).send().await;
+            match dump {
+                Ok(resp) => resp.text().await.unwrap_or_default().contains("warden-provider-key/"),
+                Err(_) => false,
+            }
         })
         .await;
         self.wait_for("the filter's policy", Duration::from_secs(10), || async {
-            self.envoy_stat("wasmcustom.warden_policy_version").await.is_some_and(|v| v > 0)
+            stat(&self.http, admin_port, "wasmcustom.warden_policy_version").await.is_some_and(|v| v > 0)
         })
         .await;
+        proc
     }
 
     /// One section of Envoy's `/config_dump` as text.
@@ -296,8 +362,13 @@ impl Stack {
 
     /// A counter or gauge from Envoy's `/stats`.
     pub async fn envoy_stat(&self, name: &str) -> Option<u64> {
-        let url = format!("http://127.0.0.1:{}/stats?filter=^{name}$", self.envoy_admin_port);
-        let text = self.http.get(url).send().await.ok()?.text().await.ok()?;
-        text.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))?.trim().parse().ok())
+        stat(&self.http, self.envoy_admin_port, name).await
     }
+}
+
+/// A counter or gauge from the `/stats` of the Envoy whose admin listens on `admin_port`.
+pub async fn stat(http: &reqwest::Client, admin_port: u16, name: &str) -> Option<u64> {
+    let url = format!("http://127.0.0.1:{admin_port}/stats?filter=^{name}$");
+    let text = http.get(url).send().await.ok()?.text().await.ok()?;
+    text.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))?.trim().parse().ok())
 }

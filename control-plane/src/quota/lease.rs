@@ -55,7 +55,7 @@ pub fn decide(want: &LeaseWant, node: &str, holders: &mut Vec<Holder>, fleet: u6
     let free = want.max.saturating_sub(taken);
     let h = &mut holders[index];
     if want.more && free > 0 {
-        let share = free.div_ceil(2 * fleet.max(1)).max(want.max / MIN_SHARE_DIVISOR).min(free);
+        let share = free.div_ceil(2 * fleet.max(1)).max(want.need).max(want.max / MIN_SHARE_DIVISOR).min(free);
         h.granted = h.committed() + share;
         return (h.granted, free - share);
     }
@@ -96,7 +96,16 @@ mod tests {
     use super::*;
 
     fn want(used: u64, more: bool) -> LeaseWant {
-        LeaseWant { counter: "c".into(), window_start_ms: 0, window_end_ms: 1, max: 1_000_000, used, more, keep: None }
+        LeaseWant {
+            counter: "c".into(),
+            window_start_ms: 0,
+            window_end_ms: 1,
+            max: 1_000_000,
+            used,
+            more,
+            keep: None,
+            need: 0,
+        }
     }
 
     #[test]
@@ -128,6 +137,15 @@ mod tests {
         assert_eq!((b, free), (1_000, 0));
         let mut holders = vec![Holder { node: "a".into(), granted: 900_000, used: 0 }];
         assert_eq!(decide(&want(0, true), "b", &mut holders, 100).0, 5_000);
+    }
+
+    #[test]
+    fn a_busy_envoy_gets_what_it_needs_until_the_next_tick() {
+        let mut holders = vec![Holder { node: "b".into(), granted: 500_000, used: 0 }];
+        let busy = LeaseWant { need: 200_000, ..want(0, true) };
+        assert_eq!(decide(&busy, "a", &mut holders, 2), (200_000, 300_000));
+        let greedy = LeaseWant { need: 900_000, ..want(200_000, true) };
+        assert_eq!(decide(&greedy, "a", &mut holders, 2), (500_000, 0), "never more than is free");
     }
 
     #[test]

@@ -153,6 +153,7 @@ mod tests {
             used,
             more: true,
             keep: None,
+            need: 0,
         }
     }
 

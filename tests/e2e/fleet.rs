@@ -1,0 +1,112 @@
+//! Budgets across a fleet: several Envoys spend one dollar budget under leases from the
+//! control plane, and the spend ends within the documented bound (README, "Budgets").
+
+use futures::StreamExt;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use warden_tests::stack::{Options, Stack};
+
+/// Each request costs exactly this (a per-request price, no token price): 500 fill $1.00.
+const PER_REQUEST_MICROS: u64 = 2_000;
+const BUDGET_MICROS: u64 = 1_000_000;
+const CLIENTS_PER_ENVOY: usize = 64;
+
+/// What a fleet did with its budget.
+struct Spend {
+    /// Answers the clients got, by status.
+    served: u64,
+    pending: u64,
+    refused: u64,
+    /// Requests the provider answered.
+    upstream: u64,
+}
+
+/// `CLIENTS_PER_ENVOY` clients on every Envoy send chats until their Envoy says the budget is
+/// spent (402), retrying when it says its lease is being renewed (429).
+async fn spend_the_budget(stack: &Stack) -> Spend {
+    let key = stack
+        .create_key(json!({
+            "name": "fleet-dollar",
+            "budgets": [{"max_limit": 1.0, "reset_duration": "1d"}],
+            "prices": {"gpt-4o-mini": {"input_per_mtok": 0, "output_per_mtok": 0, "per_request": PER_REQUEST_MICROS}},
+        }))
+        .await;
+    stack.http.delete(stack.mock("/mock/requests")).send().await.unwrap();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+    let body = json!({"model": "gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]});
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let clients = stack.gateway_ports().into_iter().flat_map(|port| std::iter::repeat_n(port, CLIENTS_PER_ENVOY));
+    let tallies: Vec<[u64; 3]> = futures::stream::iter(clients)
+        .map(|port| {
+            let (client, body, secret) = (client.clone(), body.clone(), key.secret.clone());
+            async move {
+                let mut tally = [0u64; 3];
+                while Instant::now() < deadline {
+                    let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+                    let resp = client.post(url).bearer_auth(&secret).json(&body).send().await.expect("Envoy answers");
+                    match resp.status().as_u16() {
+                        200 => tally[0] += 1,
+                        429 => {
+                            tally[1] += 1;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        402 => {
+                            tally[2] += 1;
+                            break;
+                        }
+                        other => panic!("unexpected {other}: {}", resp.text().await.unwrap_or_default()),
+                    }
+                }
+                tally
+            }
+        })
+        .buffer_unordered(usize::MAX)
+        .collect()
+        .await;
+    let sum = |i: usize| tallies.iter().map(|t| t[i]).sum::<u64>();
+    let seen: Value = stack.http.get(stack.mock("/mock/requests")).send().await.unwrap().json().await.unwrap();
+    let upstream = seen.as_array().map_or(0, |r| r.len() as u64);
+    assert_eq!(sum(2), tallies.len() as u64, "every client ended on a 402 before the deadline");
+
+    // One ledger: every answer reaches the control plane's usage, once.
+    let query = format!("/api/usage?key_id={}", key.id);
+    stack
+        .wait_for("the ledger to hold every answer", Duration::from_secs(20), || async {
+            let (_, usage) = stack.admin_call(Method::GET, &query, None).await;
+            usage["totals"]["requests"].as_u64() == Some(upstream)
+        })
+        .await;
+    let (_, usage) = stack.admin_call(Method::GET, &query, None).await;
+    assert_eq!(usage["totals"]["cost_micros"].as_u64(), Some(upstream * PER_REQUEST_MICROS));
+    Spend { served: sum(0), pending: sum(1), refused: sum(2), upstream }
+}
+
+fn check(what: &str, spend: &Spend) {
+    let spent = spend.upstream * PER_REQUEST_MICROS;
+    let over = spent as f64 / BUDGET_MICROS as f64 - 1.0;
+    eprintln!(
+        "fleet ({what}): spent ${:.6} of $1.00 ({:+.2} %): {} served, {} told to retry while leases renewed, {} refused",
+        spent as f64 / 1e6,
+        over * 100.0,
+        spend.served,
+        spend.pending,
+        spend.refused,
+    );
+    assert_eq!(spend.served, spend.upstream, "every answer the clients got came from the provider");
+    // The bound (README): no overshoot while responses cost what was reserved.
+    assert!(spent <= BUDGET_MICROS, "spent {spent} µ$ of {BUDGET_MICROS}");
+    // And leases strand little: the budget is used up to the last two requests.
+    assert!(spent + 2 * PER_REQUEST_MICROS >= BUDGET_MICROS, "only {spent} µ$ of {BUDGET_MICROS} spent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_envoys_spend_one_dollar_budget_and_not_a_cent_more() {
+    let stack = Stack::start_with(Options { envoys: 3, ..Options::default() }).await;
+    let spend = spend_the_budget(&stack).await;
+    check("3 Envoys, 1 control plane", &spend);
+    let (_, leases) = stack.admin_call(Method::GET, "/api/leases?counter=warden:budget:vk:", None).await;
+    let rows = leases["leases"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "one lease per Envoy: {leases}");
+    assert_eq!(rows.iter().map(|r| r["granted"].as_u64().unwrap()).sum::<u64>(), BUDGET_MICROS, "{leases}");
+}
