@@ -16,6 +16,7 @@ CREATE TABLE leases (
     node            TEXT NOT NULL,
     granted         BIGINT NOT NULL,
     used            BIGINT NOT NULL,
+    version         BIGINT NOT NULL,
     PRIMARY KEY (counter, window_start_ms, node)
 );
 

@@ -71,6 +71,8 @@ struct Mock {
     latency: Duration,
     script: Mutex<VecDeque<ScriptedReply>>,
     seen: Mutex<VecDeque<Value>>,
+    /// Every request since the last clear, beyond the recorded ones too.
+    seen_total: std::sync::atomic::AtomicU64,
 }
 
 type Shared = Arc<Mock>;
@@ -107,6 +109,7 @@ async fn receive(mock: &Mock, path: &str, headers: &HeaderMap, body: &Bytes) -> 
     let parsed: Result<Value, _> = serde_json::from_slice(body);
     {
         let mut seen = mock.seen.lock().unwrap_or_else(|p| p.into_inner());
+        mock.seen_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if seen.len() == RECORDED {
             seen.pop_front();
         }
@@ -312,12 +315,17 @@ async fn script(State(mock): State<Shared>, Json(replies): Json<Vec<ScriptedRepl
     StatusCode::NO_CONTENT
 }
 
-async fn requests(State(mock): State<Shared>) -> Json<Value> {
-    Json(Value::Array(mock.seen.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()))
+/// The latest requests; the count of all of them in `x-mock-requests-total`.
+async fn requests(State(mock): State<Shared>) -> impl IntoResponse {
+    let seen = mock.seen.lock().unwrap_or_else(|p| p.into_inner());
+    let total = mock.seen_total.load(std::sync::atomic::Ordering::Relaxed);
+    ([("x-mock-requests-total", total.to_string())], Json(Value::Array(seen.iter().cloned().collect())))
 }
 
 async fn clear_requests(State(mock): State<Shared>) -> StatusCode {
-    mock.seen.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    let mut seen = mock.seen.lock().unwrap_or_else(|p| p.into_inner());
+    seen.clear();
+    mock.seen_total.store(0, std::sync::atomic::Ordering::Relaxed);
     StatusCode::NO_CONTENT
 }
 

@@ -48,9 +48,9 @@ impl Leases {
         self.call == Some(token)
     }
 
-    /// This VM no longer leads.
+    /// This VM no longer leads. A call in flight is still answered here: its grants are the
+    /// control plane's and apply whoever leads.
     pub fn stop(&mut self) {
-        self.call = None;
         self.last_counts.clear();
     }
 

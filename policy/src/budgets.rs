@@ -253,18 +253,18 @@ mod tests {
         assert!(local.unleased);
         release(&local, &map);
         // A lease of $0.30 while the control plane has more: spend it, then "retry shortly".
-        put_grant(&map, &key, Grant { window_start: 0, granted: 300_000, free: 200_000 });
+        put_grant(&map, &key, Grant { window_start: 0, granted: 300_000, free: 200_000, version: 1 });
         let held = reserve(&s, 250_000, &map, 0, FailMode::Deny).unwrap();
         assert!(!held.unleased);
         assert_eq!(held.remaining_micros, Some(50_000 + 200_000));
         assert_eq!(reserve(&s, 100_000, &map, 0, FailMode::Deny), Err(Denial::BudgetPending("VK".into())));
         assert_eq!(Denial::BudgetPending("VK".into()).status(), 429);
         // Nothing left to grant anywhere: the budget is spent, as far as this Envoy can tell.
-        put_grant(&map, &key, Grant { window_start: 0, granted: 300_000, free: 0 });
+        put_grant(&map, &key, Grant { window_start: 0, granted: 300_000, free: 0, version: 2 });
         let Err(Denial::BudgetExceeded(v)) = reserve(&s, 100_000, &map, 0, FailMode::Deny) else { panic!() };
         assert_eq!((v.spent_micros, v.max_micros), (950_000, 1_000_000));
         // The lease never lets this Envoy pass the budget itself.
-        put_grant(&map, &key, Grant { window_start: 0, granted: 5_000_000, free: 0 });
+        put_grant(&map, &key, Grant { window_start: 0, granted: 5_000_000, free: 0, version: 3 });
         assert!(reserve(&s, 800_000, &map, 0, FailMode::Deny).is_err());
     }
 

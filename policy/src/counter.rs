@@ -3,8 +3,8 @@
 //! Envoy (its leases).
 //!
 //! Stored as `"<window start> <count>"` followed by up to two grants
-//! `" <window start> <granted> <free>"`: the current window's and, fetched ahead, the next
-//! one's. Keeping the grant in the same value as the count makes "spend only what is granted"
+//! `" <window start> <granted> <free> <version>"`: the current window's and, fetched ahead, the
+//! next one's. Keeping the grant in the same value as the count makes "spend only what is granted"
 //! and "give back what is not spent" single compare-and-swaps: no request can slip between a
 //! check and a change of the grant.
 
@@ -33,6 +33,9 @@ pub struct Grant {
     /// What the control plane had left to grant to anyone when it answered; `0` means the
     /// fleet has been granted the whole limit.
     pub free: u64,
+    /// The control plane's version of this lease: an answer older than the grant held (two
+    /// leader VMs' calls crossing) is ignored.
+    pub version: u64,
 }
 
 /// A parsed counter.
@@ -55,8 +58,8 @@ impl Counter {
         let count = numbers.next()?.ok()?;
         let mut grants = Vec::new();
         while let Some(start) = numbers.next() {
-            let (granted, free) = (numbers.next()?.ok()?, numbers.next()?.ok()?);
-            grants.push(Grant { window_start: start.ok()?, granted, free });
+            let (granted, free, version) = (numbers.next()?.ok()?, numbers.next()?.ok()?, numbers.next()?.ok()?);
+            grants.push(Grant { window_start: start.ok()?, granted, free, version });
         }
         Some(Counter { window_start, count, grants })
     }
@@ -65,7 +68,7 @@ impl Counter {
     pub fn encode(&self) -> Vec<u8> {
         let mut text = format!("{} {}", self.window_start, self.count);
         for g in &self.grants {
-            text.push_str(&format!(" {} {} {}", g.window_start, g.granted, g.free));
+            text.push_str(&format!(" {} {} {} {}", g.window_start, g.granted, g.free, g.version));
         }
         text.into_bytes()
     }
@@ -136,13 +139,14 @@ pub fn update(
     None
 }
 
-/// Stores a grant from the control plane. Grants only grow within a window, except by
-/// [`give_back`]: an answer that crossed a give-back on the way cannot raise a grant the
-/// control plane has already taken back, because the control plane's answer already counts it.
+/// Stores a grant from the control plane, unless the grant held is as new or newer.
 pub fn put_grant(counters: &impl Counters, key: &str, grant: Grant) -> bool {
     for _ in 0..CAS_ATTEMPTS {
         let (value, cas) = counters.read(key);
         let counter = Counter::parse(value.as_deref());
+        if counter.grant_in(grant.window_start).is_some_and(|held| held.version >= grant.version) {
+            return true;
+        }
         if counters.write(key, &counter.with_grant(grant).encode(), cas) {
             return true;
         }
@@ -203,19 +207,19 @@ pub(crate) mod tests {
         assert_eq!(Counter::parse(Some(b"1000 7")).count_in(W1), 7);
         assert_eq!(Counter::parse(Some(b"1000 7")).count_in(W2), 0);
         assert_eq!(Counter::parse(Some(b"garbage")), Counter::default());
-        let c = Counter::parse(Some(b"1000 7 1000 50 900 2000 20 880"));
-        assert_eq!(c.grant_in(1_000), Some(Grant { window_start: 1_000, granted: 50, free: 900 }));
+        let c = Counter::parse(Some(b"1000 7 1000 50 900 1 2000 20 880 2"));
+        assert_eq!(c.grant_in(1_000), Some(Grant { window_start: 1_000, granted: 50, free: 900, version: 1 }));
         assert_eq!(c.grant_in(2_000).map(|g| g.granted), Some(20));
         assert_eq!(Counter::parse(Some(&c.encode())), c);
         // A truncated grant is unreadable, never half-read.
-        assert_eq!(Counter::parse(Some(b"1000 7 1000 50")), Counter::default());
+        assert_eq!(Counter::parse(Some(b"1000 7 1000 50 900")), Counter::default());
     }
 
     #[test]
     fn counts_keep_grants_and_a_new_window_finds_the_grant_fetched_ahead() {
         let map = Map::default();
-        assert!(put_grant(&map, "k", Grant { window_start: 1_000, granted: 10, free: 5 }));
-        assert!(put_grant(&map, "k", Grant { window_start: 2_000, granted: 4, free: 1 }));
+        assert!(put_grant(&map, "k", Grant { window_start: 1_000, granted: 10, free: 5, version: 1 }));
+        assert!(put_grant(&map, "k", Grant { window_start: 2_000, granted: 4, free: 1, version: 2 }));
         let seen = update(&map, "k", W1, |n, g| (n + 3 <= g?.granted).then_some(n + 3)).unwrap();
         assert_eq!((seen.count, seen.wrote, seen.grant.map(|g| g.granted)), (0, true, Some(10)));
         // The next window starts from zero with its own grant; the old one is dropped.
@@ -224,8 +228,8 @@ pub(crate) mod tests {
         let c = read(&map, "k");
         assert_eq!((c.count_in(W2), c.grant_in(1_000)), (3, None));
         // Only two grants are kept: the newest.
-        put_grant(&map, "k", Grant { window_start: 3_000, granted: 1, free: 0 });
-        put_grant(&map, "k", Grant { window_start: 4_000, granted: 1, free: 0 });
+        put_grant(&map, "k", Grant { window_start: 3_000, granted: 1, free: 0, version: 3 });
+        put_grant(&map, "k", Grant { window_start: 4_000, granted: 1, free: 0, version: 4 });
         let c = read(&map, "k");
         assert_eq!((c.grant_in(2_000), c.grant_in(3_000).is_some(), c.grant_in(4_000).is_some()), (None, true, true));
     }
@@ -233,11 +237,21 @@ pub(crate) mod tests {
     #[test]
     fn give_back_lowers_the_grant_to_the_count() {
         let map = Map::default();
-        put_grant(&map, "k", Grant { window_start: 1_000, granted: 10, free: 5 });
+        put_grant(&map, "k", Grant { window_start: 1_000, granted: 10, free: 5, version: 1 });
         update(&map, "k", W1, |n, _| Some(n + 4));
         assert_eq!(give_back(&map, "k", W1), Some(4));
         assert_eq!(read(&map, "k").grant_in(1_000).map(|g| g.granted), Some(4));
         assert_eq!(give_back(&map, "k", W1), None, "nothing left to give");
         assert_eq!(give_back(&map, "k", W2), None, "no grant in that window");
+    }
+
+    #[test]
+    fn an_answer_older_than_the_grant_held_is_ignored() {
+        let map = Map::default();
+        put_grant(&map, "k", Grant { window_start: 1_000, granted: 10, free: 5, version: 3 });
+        put_grant(&map, "k", Grant { window_start: 1_000, granted: 90, free: 5, version: 2 });
+        assert_eq!(read(&map, "k").grant_in(1_000).map(|g| g.granted), Some(10));
+        put_grant(&map, "k", Grant { window_start: 1_000, granted: 20, free: 5, version: 4 });
+        assert_eq!(read(&map, "k").grant_in(1_000).map(|g| g.granted), Some(20));
     }
 }

@@ -76,6 +76,9 @@ pub struct LeaseGrant {
     /// What is left to grant to any Envoy.
     #[prost(uint64, tag = "4")]
     pub free: u64,
+    /// Grows with every change of this lease at the control plane.
+    #[prost(uint64, tag = "5")]
+    pub version: u64,
 }
 
 /// The control plane's answer, one grant per want.
@@ -89,7 +92,7 @@ pub struct LeaseReply {
 impl LeaseGrant {
     /// As kept beside the counter.
     pub fn grant(&self) -> Grant {
-        Grant { window_start: self.window_start_ms, granted: self.granted, free: self.free }
+        Grant { window_start: self.window_start_ms, granted: self.granted, free: self.free, version: self.version }
     }
 }
 
@@ -219,7 +222,7 @@ mod tests {
         let (map, b) = (Map::default(), budget());
         let now = 1_000;
         assert_eq!(wants(&b.steps(&read(&map, &b.counter), None, now)), vec![(0, 0, true)]);
-        put_grant(&map, &b.counter, Grant { window_start: 0, granted: 100, free: 500 });
+        put_grant(&map, &b.counter, Grant { window_start: 0, granted: 100, free: 500, version: 1 });
         spend(&map, 40, now);
         // Spent moved but less than half: report only.
         assert_eq!(wants(&b.steps(&read(&map, &b.counter), Some(0), now)), vec![(0, 40, false)]);
@@ -229,7 +232,7 @@ mod tests {
         assert_eq!(wants(&steps), vec![(0, 50, true)]);
         assert!(matches!(&steps[0], Step::Send(w) if w.need == 20), "twice the 10 spent since the last tick");
         // Holding the whole budget, it never asks.
-        put_grant(&map, &b.counter, Grant { window_start: 0, granted: 1_000, free: 0 });
+        put_grant(&map, &b.counter, Grant { window_start: 0, granted: 1_000, free: 0, version: 2 });
         spend(&map, 900, now);
         assert_eq!(wants(&b.steps(&read(&map, &b.counter), Some(50), now)), vec![(0, 950, false)]);
     }
@@ -237,10 +240,10 @@ mod tests {
     #[test]
     fn an_idle_envoy_gives_back_only_when_the_control_plane_runs_short() {
         let (map, b) = (Map::default(), budget());
-        put_grant(&map, &b.counter, Grant { window_start: 0, granted: 300, free: 200 });
+        put_grant(&map, &b.counter, Grant { window_start: 0, granted: 300, free: 200, version: 1 });
         spend(&map, 100, 5);
         assert!(b.steps(&read(&map, &b.counter), Some(100), 5).is_empty());
-        put_grant(&map, &b.counter, Grant { window_start: 0, granted: 300, free: 50 });
+        put_grant(&map, &b.counter, Grant { window_start: 0, granted: 300, free: 50, version: 2 });
         assert_eq!(
             b.steps(&read(&map, &b.counter), Some(100), 5),
             vec![Step::GiveBack(Window { start_ms: 0, end_ms: HOUR })]
@@ -251,10 +254,10 @@ mod tests {
     #[test]
     fn the_next_window_is_fetched_ahead() {
         let (map, b) = (Map::default(), budget());
-        put_grant(&map, &b.counter, Grant { window_start: 0, granted: 100, free: 500 });
+        put_grant(&map, &b.counter, Grant { window_start: 0, granted: 100, free: 500, version: 1 });
         let late = HOUR - AHEAD_MS / 2;
         assert_eq!(wants(&b.steps(&read(&map, &b.counter), Some(0), late)), vec![(HOUR, 0, true)]);
-        put_grant(&map, &b.counter, Grant { window_start: HOUR, granted: 100, free: 400 });
+        put_grant(&map, &b.counter, Grant { window_start: HOUR, granted: 100, free: 400, version: 2 });
         assert!(b.steps(&read(&map, &b.counter), Some(0), late).is_empty());
         assert!(map.read(&b.counter).0.is_some());
     }

@@ -51,7 +51,9 @@ pub fn answer_leases(vm: &mut Vm, grant: impl Fn(&LeaseWant) -> (u64, u64)) -> V
         .iter()
         .map(|w| {
             let (granted, free) = grant(w);
-            LeaseGrant { counter: w.counter.clone(), window_start_ms: w.window_start_ms, granted, free }
+            // Every answer newer than the last: the answered calls so far number them.
+            let version = ANSWERED.with(|a| a.borrow().len() as u64);
+            LeaseGrant { counter: w.counter.clone(), window_start_ms: w.window_start_ms, granted, free, version }
         })
         .collect();
     vm.answer_call(token, Ok(&LeaseReply { grants }.encode_to_vec())).unwrap();

@@ -11,7 +11,7 @@ use crate::store::Store;
 use std::sync::Arc;
 use tonic::Status;
 use tonic::codegen::BoxFuture;
-use warden_policy::lease::{LEASE_METHOD, LeaseReply, LeaseRequest, LeaseWant, QUOTA_SERVICE};
+use warden_policy::lease::{LEASE_METHOD, LeaseGrant, LeaseReply, LeaseRequest, LeaseWant, QUOTA_SERVICE};
 
 /// The most wants one call may carry.
 const MAX_WANTS: usize = 10_000;
@@ -26,6 +26,8 @@ pub struct Holder {
     pub granted: u64,
     /// The spend (and reservations) it last reported.
     pub used: u64,
+    /// Grows with every change, so the Envoy can tell a newer answer from an older one.
+    pub version: u64,
 }
 
 impl Holder {
@@ -36,17 +38,18 @@ impl Holder {
     }
 }
 
-/// Applies `node`'s want to the window's `holders` and returns its new share and what is left
-/// free for anyone; `fleet` is how many Envoys ask for leases at all.
-pub fn decide(want: &LeaseWant, node: &str, holders: &mut Vec<Holder>, fleet: u64) -> (u64, u64) {
+/// Applies `node`'s want to the window's `holders` and returns its lease as it now stands,
+/// with what is left free for anyone; `fleet` is how many Envoys ask for leases at all.
+pub fn decide(want: &LeaseWant, node: &str, holders: &mut Vec<Holder>, fleet: u64) -> LeaseGrant {
     let index = match holders.iter().position(|h| h.node == node) {
         Some(i) => i,
         None => {
-            holders.push(Holder { node: node.to_owned(), granted: 0, used: 0 });
+            holders.push(Holder { node: node.to_owned(), granted: 0, used: 0, version: 0 });
             holders.len() - 1
         }
     };
     holders[index].used = want.used;
+    holders[index].version += 1;
     if let Some(keep) = want.keep {
         let h = &mut holders[index];
         h.granted = h.granted.min(keep.max(h.used));
@@ -54,12 +57,19 @@ pub fn decide(want: &LeaseWant, node: &str, holders: &mut Vec<Holder>, fleet: u6
     let taken: u64 = holders.iter().map(Holder::committed).fold(0, u64::saturating_add);
     let free = want.max.saturating_sub(taken);
     let h = &mut holders[index];
+    let mut left = free;
     if want.more && free > 0 {
         let share = free.div_ceil(2 * fleet.max(1)).max(want.need).max(want.max / MIN_SHARE_DIVISOR).min(free);
         h.granted = h.committed() + share;
-        return (h.granted, free - share);
+        left = free - share;
     }
-    (h.granted, free)
+    LeaseGrant {
+        counter: want.counter.clone(),
+        window_start_ms: want.window_start_ms,
+        granted: h.granted,
+        free: left,
+        version: h.version,
+    }
 }
 
 /// The method, bound to the store.
@@ -95,6 +105,11 @@ impl Method for Lease {
 mod tests {
     use super::*;
 
+    fn decide(want: &LeaseWant, node: &str, holders: &mut Vec<Holder>, fleet: u64) -> (u64, u64) {
+        let grant = super::decide(want, node, holders, fleet);
+        (grant.granted, grant.free)
+    }
+
     fn want(used: u64, more: bool) -> LeaseWant {
         LeaseWant {
             counter: "c".into(),
@@ -128,20 +143,22 @@ mod tests {
             }
         }
         assert_eq!(holders.iter().map(|h| h.granted).sum::<u64>(), 1_000_000, "and all of it gets used");
+        let a = super::decide(&want(0, false), "a", &mut holders, 3);
+        assert_eq!(a.version, 203, "every answer is newer than the one before");
     }
 
     #[test]
     fn the_last_share_is_at_least_half_a_percent_or_all_that_is_left() {
-        let mut holders = vec![Holder { node: "a".into(), granted: 999_000, used: 999_000 }];
+        let mut holders = vec![Holder { node: "a".into(), granted: 999_000, used: 999_000, version: 1 }];
         let (b, free) = decide(&want(0, true), "b", &mut holders, 2);
         assert_eq!((b, free), (1_000, 0));
-        let mut holders = vec![Holder { node: "a".into(), granted: 900_000, used: 0 }];
+        let mut holders = vec![Holder { node: "a".into(), granted: 900_000, used: 0, version: 1 }];
         assert_eq!(decide(&want(0, true), "b", &mut holders, 100).0, 5_000);
     }
 
     #[test]
     fn a_busy_envoy_gets_what_it_needs_until_the_next_tick() {
-        let mut holders = vec![Holder { node: "b".into(), granted: 500_000, used: 0 }];
+        let mut holders = vec![Holder { node: "b".into(), granted: 500_000, used: 0, version: 1 }];
         let busy = LeaseWant { need: 200_000, ..want(0, true) };
         assert_eq!(decide(&busy, "a", &mut holders, 2), (200_000, 300_000));
         let greedy = LeaseWant { need: 900_000, ..want(200_000, true) };
@@ -150,11 +167,11 @@ mod tests {
 
     #[test]
     fn giving_back_frees_the_rest_and_a_spend_past_the_share_still_counts() {
-        let mut holders = vec![Holder { node: "a".into(), granted: 600_000, used: 100_000 }];
+        let mut holders = vec![Holder { node: "a".into(), granted: 600_000, used: 100_000, version: 1 }];
         let back = LeaseWant { keep: Some(100_000), ..want(100_000, false) };
         assert_eq!(decide(&back, "a", &mut holders, 2), (100_000, 900_000));
         // An Envoy whose responses cost more than reserved: its spend counts, not its share.
-        let mut holders = vec![Holder { node: "a".into(), granted: 100_000, used: 0 }];
+        let mut holders = vec![Holder { node: "a".into(), granted: 100_000, used: 0, version: 1 }];
         decide(&want(150_000, false), "a", &mut holders, 2);
         assert_eq!(decide(&want(0, false), "b", &mut holders, 2), (0, 850_000));
         // A report alone grants nothing.

@@ -102,7 +102,7 @@ impl LeaseStore for SqliteStore {
                 .await
                 .map_err(backend)?;
             let rows =
-                sqlx::query("SELECT node, granted, used FROM leases WHERE counter = $1 AND window_start_ms = $2")
+                sqlx::query("SELECT node, granted, used, version FROM leases WHERE counter = $1 AND window_start_ms = $2")
                     .bind(counter)
                     .bind(start)
                     .fetch_all(&mut *tx)
@@ -115,24 +115,27 @@ impl LeaseStore for SqliteStore {
                         node: r.try_get("node")?,
                         granted: unsigned(r.try_get("granted")?),
                         used: unsigned(r.try_get("used")?),
+                        version: unsigned(r.try_get("version")?),
                     })
                 })
                 .collect::<Result<Vec<_>, sqlx::Error>>()
                 .map_err(backend)?;
-            let (granted, free) = decide(want, node, &mut holders, unsigned(fleet));
+            let grant = decide(want, node, &mut holders, unsigned(fleet));
             sqlx::query(
-                "INSERT INTO leases (counter, window_start_ms, node, granted, used) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (counter, window_start_ms, node) DO UPDATE SET granted = excluded.granted, used = excluded.used",
+                "INSERT INTO leases (counter, window_start_ms, node, granted, used, version) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (counter, window_start_ms, node)
+                 DO UPDATE SET granted = excluded.granted, used = excluded.used, version = excluded.version",
             )
             .bind(counter)
             .bind(start)
             .bind(node)
-            .bind(signed(granted))
+            .bind(signed(grant.granted))
             .bind(signed(want.used))
+            .bind(signed(grant.version))
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-            grants[i] = LeaseGrant { counter: counter.clone(), window_start_ms: want.window_start_ms, granted, free };
+            grants[i] = grant;
         }
         tx.commit().await.map_err(backend)?;
         Ok(grants)
