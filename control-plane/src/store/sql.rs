@@ -100,13 +100,13 @@ impl SqlStore {
     /// Runs one statement as written; for tests that tamper with rows.
     #[cfg(test)]
     pub(crate) async fn execute_raw(&self, text: &str) -> u64 {
-        self.pool.execute(Sql::with(text, Vec::new())).await.unwrap()
+        self.pool.execute(Sql::new(text)).await.unwrap()
     }
 
     /// Column `column` of the first row `text` returns; for tests.
     #[cfg(test)]
     pub(crate) async fn fetch_text(&self, text: &str, column: &str) -> String {
-        let row = self.pool.fetch_optional(Sql::with(text, Vec::new())).await.unwrap().unwrap();
+        let row = self.pool.fetch_optional(Sql::new(text)).await.unwrap().unwrap();
         row.get(column).unwrap()
     }
 
@@ -135,13 +135,13 @@ impl SqlStore {
         (limit, offset): (Option<u32>, u32),
         decode: fn(&DbRow) -> Result<T, StoreError>,
     ) -> Result<(Vec<T>, u64), StoreError> {
-        let mut count = Sql::with(format!("SELECT COUNT(*) AS n FROM {table} WHERE 1 = 1"), Vec::new());
+        let mut count = Sql::new(format!("SELECT COUNT(*) AS n FROM {table} WHERE 1 = 1"));
         filter(&mut count);
         let total = match self.pool.fetch_optional(count).await.map_err(backend)? {
-            Some(row) => row.count("n")?,
+            Some(row) => row.unsigned("n")?,
             None => 0,
         };
-        let mut rows = Sql::with(format!("SELECT * FROM {table} WHERE 1 = 1"), Vec::new());
+        let mut rows = Sql::new(format!("SELECT * FROM {table} WHERE 1 = 1"));
         filter(&mut rows);
         // No limit is the largest one: SQLite's `LIMIT -1` is an error in PostgreSQL.
         rows.push(" ORDER BY created_at, id LIMIT ")
@@ -154,16 +154,18 @@ impl SqlStore {
 
 /// Appends ` AND (LOWER(<column>) LIKE … OR …)`: `needle` anywhere in any of `columns`,
 /// ignoring ASCII case on both databases (SQLite's LIKE ignores it, PostgreSQL's does not), with
-/// `%`, `_` and `\` in the needle taken literally.
+/// `%` and `_` in the needle taken literally. The escape character is `!`, not `\`, which
+/// PostgreSQL would read as an escape in the SQL literal itself with
+/// `standard_conforming_strings` off.
 fn contains(sql: &mut Sql, columns: &[&str], needle: &str) {
-    let escaped = needle.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    let escaped = needle.replace('!', "!!").replace('%', "!%").replace('_', "!_");
     sql.push(" AND (");
     for (i, column) in columns.iter().enumerate() {
         sql.push(if i == 0 { "LOWER(" } else { " OR LOWER(" })
             .push(column)
             .push(") LIKE LOWER(")
             .bind(format!("%{escaped}%"))
-            .push(") ESCAPE '\\'");
+            .push(") ESCAPE '!'");
     }
     sql.push(")");
 }

@@ -69,6 +69,11 @@ pub struct Sql {
 }
 
 impl Sql {
+    /// A statement to be continued with [`Sql::push`] and [`Sql::bind`].
+    pub fn new(text: impl Into<String>) -> Sql {
+        Sql { text: text.into(), params: Vec::new() }
+    }
+
     /// A statement whose text already holds `$1 … $n` for `params`.
     pub fn with(text: impl Into<String>, params: Vec<Param>) -> Sql {
         Sql { text: text.into(), params }
@@ -99,14 +104,14 @@ impl Sql {
     /// `INSERT INTO <table> (<columns>) VALUES (<values>)`.
     pub fn insert(table: &str, row: Columns) -> Sql {
         let (columns, values): (Vec<&str>, Vec<Param>) = row.into_iter().unzip();
-        let mut sql = Sql::with(format!("INSERT INTO {table} ({}) VALUES ", columns.join(", ")), Vec::new());
+        let mut sql = Sql::new(format!("INSERT INTO {table} ({}) VALUES ", columns.join(", ")));
         sql.tuple(values);
         sql
     }
 
     /// `UPDATE <table> SET <column> = <value>, … WHERE <last column> = <last value>`.
     pub fn update(table: &str, mut row: Columns) -> Sql {
-        let mut sql = Sql::with(format!("UPDATE {table} SET "), Vec::new());
+        let mut sql = Sql::new(format!("UPDATE {table} SET "));
         let Some((key, id)) = row.pop() else { return sql };
         for (i, (column, value)) in row.into_iter().enumerate() {
             sql.push(if i == 0 { "" } else { ", " }).push(column).push(" = ").bind(value);
@@ -249,8 +254,9 @@ impl DbRow {
         each_backend!(self, DbRow, |row| row.try_get(name)).map_err(super::backend)
     }
 
-    /// A count or sum column, which no query makes negative.
-    pub fn count(&self, name: &str) -> Result<u64, StoreError> {
+    /// A BIGINT column that holds a `u64` (counts, sums, milliseconds); a negative value,
+    /// which the store never writes, reads as 0.
+    pub fn unsigned(&self, name: &str) -> Result<u64, StoreError> {
         Ok(u64::try_from(self.get::<i64>(name)?).unwrap_or(0))
     }
 }

@@ -86,10 +86,10 @@ fn model_config_columns(config: &ModelConfig) -> Result<Columns, StoreError> {
 
 /// How many rows of `table` have `column = id`.
 async fn count(tx: &mut Tx, table: &str, column: &str, id: &str) -> Result<u64, StoreError> {
-    let mut sql = Sql::with(format!("SELECT COUNT(*) AS n FROM {table} WHERE {column} = "), Vec::new());
+    let mut sql = Sql::new(format!("SELECT COUNT(*) AS n FROM {table} WHERE {column} = "));
     sql.bind(id);
     match tx.fetch_optional(sql).await.map_err(backend)? {
-        Some(row) => row.count("n"),
+        Some(row) => row.unsigned("n"),
         None => Ok(0),
     }
 }
@@ -103,7 +103,7 @@ async fn detach<T>(
     id: &str,
     decode: fn(&DbRow) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
-    let mut sql = Sql::with(format!("UPDATE {table} SET {column} = NULL, updated_at = "), Vec::new());
+    let mut sql = Sql::new(format!("UPDATE {table} SET {column} = NULL, updated_at = "));
     sql.bind(at.to_rfc3339()).push(&format!(" WHERE {column} = ")).bind(id).push(" RETURNING *");
     tx.fetch_all(sql).await.map_err(backend)?.iter().map(decode).collect()
 }
@@ -115,7 +115,7 @@ async fn delete_and_commit<T>(
     id: &str,
     decode: fn(&DbRow) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let mut sql = Sql::with(format!("DELETE FROM {table} WHERE id = "), Vec::new());
+    let mut sql = Sql::new(format!("DELETE FROM {table} WHERE id = "));
     sql.bind(id).push(" RETURNING *");
     let row =
         tx.fetch_optional(sql).await.map_err(backend)?.ok_or_else(|| backend(format!("{table} {id} vanished")))?;

@@ -15,17 +15,17 @@ fn signed(n: u64) -> i64 {
 fn lease_from_row(row: &DbRow) -> Result<LeaseRow, StoreError> {
     Ok(LeaseRow {
         counter: row.get("counter")?,
-        window_start_ms: row.count("window_start_ms")?,
-        window_end_ms: row.count("window_end_ms")?,
-        max_micros: row.count("max_micros")?,
+        window_start_ms: row.unsigned("window_start_ms")?,
+        window_end_ms: row.unsigned("window_end_ms")?,
+        max_micros: row.unsigned("max_micros")?,
         node: row.get("node")?,
-        granted: row.count("granted")?,
-        used: row.count("used")?,
+        granted: row.unsigned("granted")?,
+        used: row.unsigned("used")?,
     })
 }
 
 fn holder_from_row(row: &DbRow) -> Result<Holder, StoreError> {
-    Ok(Holder { node: row.get("node")?, granted: row.count("granted")?, used: row.count("used")? })
+    Ok(Holder { node: row.get("node")?, granted: row.unsigned("granted")?, used: row.unsigned("used")? })
 }
 
 #[async_trait]
@@ -69,7 +69,7 @@ impl LeaseStore for SqlStore {
             signed(now_ms.saturating_sub(FLEET_MEMORY_MS))
         );
         let fleet = match tx.fetch_optional(fleet).await.map_err(backend)? {
-            Some(row) => row.count("n")?,
+            Some(row) => row.unsigned("n")?,
             None => 0,
         };
         let mut grants = vec![LeaseGrant::default(); wants.len()];

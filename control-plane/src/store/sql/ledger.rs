@@ -51,11 +51,11 @@ fn values(r: &UsageRecord) -> [Param; 13] {
 fn totals(row: &DbRow, group: Option<String>) -> Result<UsageTotals, StoreError> {
     Ok(UsageTotals {
         group,
-        requests: row.count("requests")?,
-        input_tokens: row.count("input_tokens")?,
-        cached_input_tokens: row.count("cached_input_tokens")?,
-        output_tokens: row.count("output_tokens")?,
-        cost_micros: row.count("cost_micros")?,
+        requests: row.unsigned("requests")?,
+        input_tokens: row.unsigned("input_tokens")?,
+        cached_input_tokens: row.unsigned("cached_input_tokens")?,
+        output_tokens: row.unsigned("output_tokens")?,
+        cost_micros: row.unsigned("cost_micros")?,
     })
 }
 
@@ -70,7 +70,7 @@ impl LedgerStore for SqlStore {
         let mut new = HashSet::new();
         let mut tx = self.pool.begin_write().await.map_err(backend)?;
         for chunk in sorted.chunks(RECORDS_PER_STATEMENT) {
-            let mut insert = Sql::with(format!("INSERT INTO usage_records ({COLUMNS}) VALUES "), Vec::new());
+            let mut insert = Sql::new(format!("INSERT INTO usage_records ({COLUMNS}) VALUES "));
             for (i, record) in chunk.iter().enumerate() {
                 insert.push(if i == 0 { "" } else { ", " }).tuple(values(record));
             }
@@ -92,13 +92,10 @@ impl LedgerStore for SqlStore {
 
     async fn usage(&self, q: &UsageQuery) -> Result<Vec<UsageTotals>, StoreError> {
         let group = q.group_by.map(|g| g.column());
-        let mut sql = Sql::with(
-            format!(
-                "SELECT {} AS grp, COUNT(*) AS requests, {SUMS} FROM usage_records WHERE denial = ''",
-                group.unwrap_or("NULL")
-            ),
-            Vec::new(),
-        );
+        let mut sql = Sql::new(format!(
+            "SELECT {} AS grp, COUNT(*) AS requests, {SUMS} FROM usage_records WHERE denial = ''",
+            group.unwrap_or("NULL")
+        ));
         let filters = [
             ("key_id", &q.key_id),
             ("team_id", &q.team_id),
@@ -126,13 +123,10 @@ impl LedgerStore for SqlStore {
     }
 
     async fn usage_by_model(&self) -> Result<Vec<(String, String, UsageTotals)>, StoreError> {
-        let sql = Sql::with(
-            format!(
-                "SELECT provider, model, COUNT(*) AS requests, {SUMS} FROM usage_records WHERE denial = ''
+        let sql = Sql::new(format!(
+            "SELECT provider, model, COUNT(*) AS requests, {SUMS} FROM usage_records WHERE denial = ''
                  GROUP BY provider, model ORDER BY provider, model"
-            ),
-            Vec::new(),
-        );
+        ));
         let rows = self.pool.fetch_all(sql).await.map_err(backend)?;
         rows.iter().map(|row| Ok((row.get("provider")?, row.get("model")?, totals(row, None)?))).collect()
     }
@@ -141,6 +135,6 @@ impl LedgerStore for SqlStore {
         let sql =
             sql!("SELECT denial, COUNT(*) AS n FROM usage_records WHERE denial <> '' GROUP BY denial ORDER BY denial");
         let rows = self.pool.fetch_all(sql).await.map_err(backend)?;
-        rows.iter().map(|row| Ok((row.get("denial")?, row.count("n")?))).collect()
+        rows.iter().map(|row| Ok((row.get("denial")?, row.unsigned("n")?))).collect()
     }
 }

@@ -305,7 +305,7 @@ async fn key_conflicts_name_their_field(store: SqlStore) {
 }
 
 async fn keys_are_listed_searched_and_paged(store: SqlStore) {
-    let names = ["Alpha one", "alpha two", "Beta", "100% gamma", "under_score"];
+    let names = ["Alpha one", "alpha two", "Beta!", "100% gamma", "under_score"];
     for (n, name) in (1..).zip(names) {
         let mut k = key(n, name);
         if n % 2 == 0 {
@@ -323,14 +323,15 @@ async fn keys_are_listed_searched_and_paged(store: SqlStore) {
     let search = |text: &str| KeyQuery { search: Some(text.into()), ..Default::default() };
     assert_eq!(list(KeyQuery::default()).await, (names.map(String::from).to_vec(), 5), "in creation order");
     assert_eq!(list(search("ALPHA")).await.1, 2, "case does not matter");
-    assert_eq!(list(search("number 3")).await.0, ["Beta"], "the description is searched too");
+    assert_eq!(list(search("number 3")).await.0, ["Beta!"], "the description is searched too");
+    assert_eq!(list(search("a!")).await.0, ["Beta!"], "! is literal");
     assert_eq!(list(search("%")).await.0, ["100% gamma"], "% is literal");
     assert_eq!(list(search("r_s")).await.0, ["under_score"], "_ is literal");
     assert_eq!(list(search("a_o")).await.1, 0);
     let team = KeyQuery { team_id: Some("t-1".into()), ..Default::default() };
     assert_eq!(list(team).await.0, ["alpha two", "100% gamma"]);
     let page = KeyQuery { limit: Some(2), offset: 1, ..Default::default() };
-    assert_eq!(list(page).await, (vec!["alpha two".to_owned(), "Beta".to_owned()], 5));
+    assert_eq!(list(page).await, (vec!["alpha two".to_owned(), "Beta!".to_owned()], 5));
     let past_the_end = KeyQuery { limit: Some(2), offset: 10, ..Default::default() };
     assert_eq!(list(past_the_end).await, (Vec::new(), 5));
     let searched_page = KeyQuery { search: Some("a".into()), limit: Some(1), offset: 0, ..Default::default() };
