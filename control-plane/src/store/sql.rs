@@ -17,20 +17,13 @@ use anyhow::Context;
 use backend::{DbRow, Pool, Sql};
 use chrono::{DateTime, Utc};
 use sqlx::migrate::{MigrateError, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use std::str::FromStr;
-use std::time::Duration;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
-/// How long a caller waits for a pooled connection before the store reports a failure.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// The store over SQLite or PostgreSQL. Shared across tasks (`Send + Sync`); every method is one
 /// transaction. Several `SqlStore`s, in one process or several, may use one PostgreSQL database
-/// (or one SQLite file): usage writes are idempotent by record id and audit appends are
-/// serialised by a database lock.
+/// (or one existing SQLite file): usage writes are idempotent by record id, lease grants lock
+/// their window's row, and audit appends are serialised by a database lock.
 pub struct SqlStore {
     pool: Pool,
     /// Audit appends from this process, one at a time; the database lock taken inside the
@@ -43,34 +36,13 @@ impl SqlStore {
     /// its schema up to date. Errors name the URL without its password.
     pub async fn connect(url: &str) -> anyhow::Result<SqlStore> {
         let shown = redacted_url(url);
-        let pool = if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)
-                .with_context(|| format!("reading the database URL {shown}"))?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(5));
-            let pool = SqlitePoolOptions::new().max_connections(4).acquire_timeout(ACQUIRE_TIMEOUT);
-            Pool::Sqlite(pool.connect_with(options).await.with_context(|| format!("opening {shown}"))?)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let options =
-                PgConnectOptions::from_str(url).with_context(|| format!("reading the database URL {shown}"))?;
-            let pool = PgPoolOptions::new().max_connections(8).acquire_timeout(ACQUIRE_TIMEOUT);
-            Pool::Postgres(pool.connect_with(options).await.with_context(|| format!("connecting to {shown}"))?)
-        } else {
-            anyhow::bail!(
-                "unsupported database URL {shown}: use sqlite://<file> or postgres://<user>@<host>/<database>"
-            )
-        };
+        let pool = Pool::connect(url).await.with_context(|| format!("connecting to {shown}"))?;
         Self::migrated(pool).await.with_context(|| format!("the database {shown}"))
     }
 
     /// A private in-memory SQLite database, for tests.
     pub async fn in_memory() -> anyhow::Result<SqlStore> {
-        // One connection: every connection to ":memory:" is a different database.
-        let options = SqliteConnectOptions::from_str("sqlite::memory:")?;
-        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
-        Self::migrated(Pool::Sqlite(pool)).await
+        Self::migrated(Pool::in_memory().await?).await
     }
 
     /// `"SQLite"` or `"PostgreSQL"`.
@@ -79,13 +51,7 @@ impl SqlStore {
     }
 
     async fn migrated(pool: Pool) -> anyhow::Result<SqlStore> {
-        // PostgreSQL: the migrator holds an advisory lock, so replicas starting together
-        // migrate one after the other.
-        let migrated = match &pool {
-            Pool::Sqlite(p) => MIGRATOR.run(p).await,
-            Pool::Postgres(p) => MIGRATOR.run(p).await,
-        };
-        match migrated {
+        match pool.migrate(&MIGRATOR).await {
             Ok(()) => Ok(SqlStore { pool, audit_lock: tokio::sync::Mutex::new(()) }),
             // A database made by the pre-release migrations (0001-0009, squashed into today's
             // 0001) lists versions this build does not have, or a different version 1.

@@ -9,9 +9,17 @@
 //! [`each_backend!`], so both are type-checked, and written once.
 
 use crate::store::StoreError;
-use sqlx::postgres::{PgPool, PgRow};
-use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Database, Decode, Encode, Postgres, Row, Sqlite, Transaction, Type};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// How long a caller waits for a pooled connection before the store reports a failure.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs `$body` for whichever database `$value` (a [`Pool`], [`Tx`] or [`DbRow`]) is on, with
 /// `$inner` bound to the driver's own value: the body is compiled once per driver.
@@ -182,6 +190,43 @@ impl From<PgRow> for DbRow {
 }
 
 impl Pool {
+    /// A pool for `url`: `sqlite:…` (the file is created if missing) or `postgres://…` /
+    /// `postgresql://…`. The URL is not repeated in errors (it may hold a password).
+    pub async fn connect(url: &str) -> Result<Pool, sqlx::Error> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5));
+            let pool = SqlitePoolOptions::new().max_connections(4).acquire_timeout(ACQUIRE_TIMEOUT);
+            Ok(Pool::Sqlite(pool.connect_with(options).await?))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new().max_connections(8).acquire_timeout(ACQUIRE_TIMEOUT);
+            Ok(Pool::Postgres(pool.connect_with(options).await?))
+        } else {
+            let scheme = url.split_once(':').map_or("none", |(scheme, _)| scheme);
+            Err(sqlx::Error::Configuration(
+                format!("unsupported database URL scheme `{scheme}`: use sqlite://<file> or postgres://<user>@<host>/<database>")
+                    .into(),
+            ))
+        }
+    }
+
+    /// A private in-memory SQLite database on one connection (every connection to `:memory:`
+    /// is a database of its own).
+    pub async fn in_memory() -> Result<Pool, sqlx::Error> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")?;
+        Ok(Pool::Sqlite(SqlitePoolOptions::new().max_connections(1).connect_with(options).await?))
+    }
+
+    /// Applies the migrations not yet applied. PostgreSQL: under the migrator's advisory lock,
+    /// so replicas starting together migrate one after the other.
+    pub async fn migrate(&self, migrator: &Migrator) -> Result<(), MigrateError> {
+        each_backend!(self, Pool, |pool| migrator.run(pool).await)
+    }
+
     /// Runs a statement; how many rows it changed.
     pub async fn execute(&self, sql: Sql) -> Result<u64, sqlx::Error> {
         On::Pool(self).execute(&sql).await
