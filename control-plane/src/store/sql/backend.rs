@@ -306,64 +306,28 @@ impl DbRow {
     }
 }
 
-impl From<String> for Param {
-    fn from(v: String) -> Param {
-        Param::Text(Some(v))
-    }
+/// `From<$type> for Param`, one line per type a statement binds.
+macro_rules! param_from {
+    ($($type:ty => |$v:ident| $param:expr),* $(,)?) => {
+        $(impl From<$type> for Param {
+            fn from($v: $type) -> Param {
+                $param
+            }
+        })*
+    };
 }
 
-impl From<&str> for Param {
-    fn from(v: &str) -> Param {
-        Param::Text(Some(v.to_owned()))
-    }
-}
-
-impl From<&String> for Param {
-    fn from(v: &String) -> Param {
-        Param::Text(Some(v.clone()))
-    }
-}
-
-impl From<Option<String>> for Param {
-    fn from(v: Option<String>) -> Param {
-        Param::Text(v)
-    }
-}
-
-impl From<&Option<String>> for Param {
-    fn from(v: &Option<String>) -> Param {
-        Param::Text(v.clone())
-    }
-}
-
-impl From<Option<&str>> for Param {
-    fn from(v: Option<&str>) -> Param {
-        Param::Text(v.map(str::to_owned))
-    }
-}
-
-impl From<i64> for Param {
-    fn from(v: i64) -> Param {
-        Param::Int(Some(v))
-    }
-}
-
-impl From<Option<i64>> for Param {
-    fn from(v: Option<i64>) -> Param {
-        Param::Int(v)
-    }
-}
-
-impl From<bool> for Param {
-    fn from(v: bool) -> Param {
-        Param::Flag(Some(v))
-    }
-}
-
-impl From<Option<bool>> for Param {
-    fn from(v: Option<bool>) -> Param {
-        Param::Flag(v)
-    }
+param_from! {
+    String => |v| Param::Text(Some(v)),
+    &str => |v| Param::Text(Some(v.to_owned())),
+    &String => |v| Param::Text(Some(v.clone())),
+    Option<String> => |v| Param::Text(v),
+    &Option<String> => |v| Param::Text(v.clone()),
+    Option<&str> => |v| Param::Text(v.map(str::to_owned)),
+    i64 => |v| Param::Int(Some(v)),
+    Option<i64> => |v| Param::Int(v),
+    bool => |v| Param::Flag(Some(v)),
+    Option<bool> => |v| Param::Flag(v),
 }
 
 #[cfg(test)]
