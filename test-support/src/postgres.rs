@@ -167,14 +167,18 @@ impl Postgres {
 /// Where `initdb` and `postgres` are: `pg_config --bindir`, else the newest
 /// `/usr/lib/postgresql/<major>/bin` (Debian keeps them off `PATH`), else `PATH`.
 fn bindir() -> Result<PathBuf, String> {
+    find_bindir("pg_config", Path::new("/usr/lib/postgresql"), &std::env::var_os("PATH").unwrap_or_default())
+}
+
+fn find_bindir(pg_config: &str, debian: &Path, path: &std::ffi::OsStr) -> Result<PathBuf, String> {
     let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+    if let Ok(out) = Command::new(pg_config).arg("--bindir").output() {
         let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         if out.status.success() && has_server(&dir) {
             return Ok(dir);
         }
     }
-    let mut installed: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+    let mut installed: Vec<(u32, PathBuf)> = std::fs::read_dir(debian)
         .into_iter()
         .flatten()
         .flatten()
@@ -188,8 +192,7 @@ fn bindir() -> Result<PathBuf, String> {
     if let Some((_, bin)) = installed.pop() {
         return Ok(bin);
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).find(|dir| has_server(dir)).ok_or_else(|| {
+    std::env::split_paths(path).find(|dir| has_server(dir)).ok_or_else(|| {
         "PostgreSQL's server programs (initdb, postgres) were not found via `pg_config --bindir`, in \
          /usr/lib/postgresql/*/bin or on PATH; install Debian's `postgresql` package (`make tools` does)"
             .to_owned()
@@ -247,6 +250,23 @@ fn read_log(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_newest_debian_installation_wins_and_none_is_a_clear_error() {
+        let root = std::env::temp_dir().join(format!("warden-pg-bindir-{}", std::process::id()));
+        for major in ["9", "15", "notes"] {
+            let bin = root.join(major).join("bin");
+            std::fs::create_dir_all(&bin).unwrap();
+            std::fs::write(bin.join("initdb"), "").unwrap();
+            std::fs::write(bin.join("postgres"), "").unwrap();
+        }
+        let empty = std::ffi::OsStr::new("");
+        let found = find_bindir("no-such-pg_config", &root, empty);
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(found, Ok(root.join("15").join("bin")));
+        let missing = find_bindir("no-such-pg_config", &root, empty).unwrap_err();
+        assert!(missing.contains("install Debian's `postgresql` package"), "{missing}");
+    }
 
     #[test]
     fn a_fresh_database_accepts_queries_and_each_is_new() {
