@@ -232,6 +232,7 @@ impl Pool {
         On::Pool(self).execute(&sql).await
     }
 
+    /// Runs a statement; every row it returns.
     pub async fn fetch_all(&self, sql: Sql) -> Result<Vec<DbRow>, sqlx::Error> {
         On::Pool(self).fetch_all(&sql).await
     }
@@ -261,6 +262,7 @@ impl Pool {
     }
 }
 
+/// The same statements as on [`Pool`], inside the transaction.
 impl Tx {
     pub async fn execute(&mut self, sql: Sql) -> Result<u64, sqlx::Error> {
         On::Tx(self).execute(&sql).await
