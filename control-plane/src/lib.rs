@@ -28,9 +28,9 @@ pub enum Command {
     Bootstrap(bootstrap::BootstrapArgs),
     /// Check that the audit log's hash chain is intact; exits non-zero if it is not.
     AuditVerify {
-        /// The folder of the SQLite database (as given to `serve`).
-        #[arg(long, default_value = "data")]
-        data_dir: std::path::PathBuf,
+        /// The database, as given to `serve`.
+        #[command(flatten)]
+        database: serve::DatabaseArgs,
     },
 }
 
@@ -40,9 +40,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::serve(args).await,
         Command::MockProvider(args) => mock_provider::run(args).await,
         Command::Bootstrap(args) => bootstrap::run(args),
-        Command::AuditVerify { data_dir } => {
+        Command::AuditVerify { database } => {
             use store::AuditStore;
-            let store = store::SqliteStore::open(&data_dir.join("warden.db")).await?;
+            let store = database.open(false).await?;
             let check = store.verify_audit().await?;
             match check.first_broken {
                 None => {

@@ -2,7 +2,7 @@
 
 use crate::admin::{self, AppState, FilterSource};
 use crate::quota::{Lease, Report, Unary};
-use crate::store::{KeyQuery, SqliteStore, Store};
+use crate::store::{KeyQuery, SqlStore, Store, redacted_url};
 use crate::xds::resources::DEFAULT_CA_FILE;
 use crate::xds::{AdsServer, Cache, NodeRegistry};
 use anyhow::Context;
@@ -26,9 +26,8 @@ pub struct ServeArgs {
     /// Address of the xDS (ADS) gRPC server that Envoy and the filter connect to.
     #[arg(long, default_value = "127.0.0.1:18000")]
     pub xds_addr: SocketAddr,
-    /// Folder for the SQLite database.
-    #[arg(long, default_value = "data")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
     /// The admin bearer token. Without it (and without a file), one is generated at the first
     /// start and printed once; only its hash is kept.
     #[arg(long, env = "WARDEN_ADMIN_TOKEN", hide_env_values = true)]
@@ -50,9 +49,49 @@ pub struct ServeArgs {
     pub staleness_bound_ms: Option<u64>,
 }
 
+/// Where the store is; `serve` and `audit-verify` take the same flags.
+#[derive(Clone, clap::Args)]
+pub struct DatabaseArgs {
+    /// Folder of the default database, the SQLite file `<data-dir>/warden.db`.
+    #[arg(long, default_value = "data")]
+    pub data_dir: PathBuf,
+    /// The database instead: `sqlite://<file>`, or `postgres://<user>:<password>@<host>/<database>`,
+    /// which several `warden` replicas may share. Its password is never logged.
+    #[arg(long, env = "WARDEN_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+impl std::fmt::Debug for DatabaseArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseArgs")
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &self.database_url.as_deref().map(redacted_url))
+            .finish()
+    }
+}
+
+impl DatabaseArgs {
+    /// Opens the store and brings its schema up to date. `create_data_dir`: create the folder of
+    /// the default SQLite file if it is missing (`serve`), rather than fail (`audit-verify`).
+    pub async fn open(&self, create_data_dir: bool) -> anyhow::Result<SqlStore> {
+        let url = match &self.database_url {
+            Some(url) => url.clone(),
+            None => {
+                if create_data_dir {
+                    std::fs::create_dir_all(&self.data_dir)
+                        .with_context(|| format!("creating {}", self.data_dir.display()))?;
+                }
+                format!("sqlite://{}", self.data_dir.join("warden.db").display())
+            }
+        };
+        let store = SqlStore::connect(&url).await?;
+        tracing::info!(url = %redacted_url(&url), "{} store ready", store.database());
+        Ok(store)
+    }
+}
+
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&args.data_dir.join("warden.db")).await?);
+    let store: Arc<dyn Store> = Arc::new(args.database.open(true).await?);
     let admin_token_sha256 = admin_token(&args, store.as_ref()).await?;
 
     let cache = Arc::new(Cache::default());
@@ -121,15 +160,22 @@ async fn admin_token(args: &ServeArgs, store: &dyn Store) -> anyhow::Result<[u8;
         anyhow::ensure!(token.len() >= 16, "the admin token needs at least 16 characters");
         return Ok(admin::token_hash(&token));
     }
+    let stored = |hex: String| -> anyhow::Result<[u8; 32]> {
+        Ok(warden_policy::KeyHash::from_hex(&hex).context("stored admin token hash is corrupt")?.0)
+    };
     if let Some(hex) = store.setting(ADMIN_TOKEN_SHA256).await? {
-        let hash = warden_policy::KeyHash::from_hex(&hex).context("stored admin token hash is corrupt")?;
-        return Ok(hash.0);
+        return stored(hex);
     }
     let token = format!("wdn-admin-{}", uuid::Uuid::new_v4().simple());
     let hash = admin::token_hash(&token);
-    store.put_setting(ADMIN_TOKEN_SHA256, &warden_policy::KeyHash(hash).to_string()).await?;
-    println!("Generated admin token (shown once, only its hash is kept): {token}");
-    Ok(hash)
+    if store.insert_setting(ADMIN_TOKEN_SHA256, &warden_policy::KeyHash(hash).to_string()).await? {
+        println!("Generated admin token (shown once, only its hash is kept): {token}");
+        return Ok(hash);
+    }
+    // Another replica on the same database generated one since we looked (and printed it): use
+    // that one, so every replica accepts the same token.
+    tracing::info!("another replica generated the admin token; using it");
+    stored(store.setting(ADMIN_TOKEN_SHA256).await?.context("the stored admin token hash vanished")?)
 }
 
 async fn shutdown() {

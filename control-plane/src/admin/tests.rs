@@ -1,7 +1,7 @@
 //! The admin API in process (no socket): shapes, validation, secrets, publishing.
 
 use super::*;
-use crate::store::SqliteStore;
+use crate::store::SqlStore;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
@@ -12,7 +12,7 @@ use warden_policy::{KeyHash, VirtualKeyRecord};
 const TOKEN: &str = "admin-token-for-tests-0123";
 
 pub(super) async fn app() -> (Router, AppState) {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+    let store: Arc<dyn Store> = Arc::new(SqlStore::in_memory().await.unwrap());
     let cache = Arc::new(Cache::default());
     let filter = Arc::new(FilterSource::new("/filter.wasm".into(), FilterSettings::for_cluster("warden_xds"), &cache));
     let state = AppState {

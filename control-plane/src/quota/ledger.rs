@@ -54,7 +54,7 @@ impl Method for Report {
                     tracing::error!(error = %e, "a denial could not be written to the audit log");
                 }
             }
-            tracing::debug!(records = written.ids.len(), "usage written");
+            tracing::debug!(records = written.ids.len(), new = written.new_ids.len(), "usage written");
             Ok(UsageAck { ids: written.ids })
         })
     }

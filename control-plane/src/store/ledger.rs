@@ -59,13 +59,17 @@ pub struct UsageTotals {
 pub struct WrittenUsage {
     /// Every id now stored (new or not): what the filter may forget.
     pub ids: Vec<String>,
+    /// The ids this call stored; the others were there already (a resend, or the same record
+    /// delivered to another replica).
+    pub new_ids: Vec<String>,
     /// Refusals stored for the first time, for the audit log.
     pub new_denials: Vec<UsageRecord>,
 }
 
 #[async_trait]
 pub trait LedgerStore: Send + Sync {
-    /// Writes records in one transaction, ignoring ids already written.
+    /// Writes records in one transaction, ignoring ids already written, by this process or any
+    /// other sharing the database.
     async fn write_usage(&self, records: &[UsageRecord]) -> Result<WrittenUsage, StoreError>;
     /// Totals, overall or per group, largest cost first.
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageTotals>, StoreError>;

@@ -1,19 +1,19 @@
 //! Where the control plane keeps its truth. One trait, [`Store`] (composed of one trait per
-//! family of entities), so PostgreSQL can join SQLite without touching the admin API or xDS.
+//! family of entities), implemented once by [`SqlStore`] over SQLite or PostgreSQL.
 
 pub mod audit;
 mod governance;
 pub mod leases;
 mod ledger;
 mod providers;
-mod sqlite;
+mod sql;
 
 pub use audit::{AuditEvent, AuditStore};
 pub use governance::{CustomerQuery, Deletion, GovernanceStore, ModelConfigQuery, OnReferenced, TeamQuery};
 pub use leases::{LeaseRow, LeaseStore};
 pub use ledger::{GroupBy, LedgerStore, UsageQuery, UsageTotals, WrittenUsage};
 pub use providers::ProviderStore;
-pub use sqlite::SqliteStore;
+pub use sql::{SqlStore, redacted_url};
 
 use crate::model::VirtualKey;
 use async_trait::async_trait;
@@ -52,5 +52,9 @@ pub trait Store: GovernanceStore + ProviderStore + LedgerStore + LeaseStore + Au
     /// One page of keys in creation order, and how many match in all.
     async fn virtual_keys(&self, query: &KeyQuery) -> Result<(Vec<VirtualKey>, u64), StoreError>;
     async fn setting(&self, name: &str) -> Result<Option<String>, StoreError>;
+    /// Stores `value` under `name`, replacing any.
     async fn put_setting(&self, name: &str, value: &str) -> Result<(), StoreError>;
+    /// Stores `value` under `name` unless a value is there; `true` if this call stored it. Two
+    /// replicas racing to create a setting thus agree on one value.
+    async fn insert_setting(&self, name: &str, value: &str) -> Result<bool, StoreError>;
 }
