@@ -2,7 +2,7 @@
 
 use crate::admin::{self, AppState, FilterSource};
 use crate::quota::{Lease, Report, Unary};
-use crate::store::{KeyQuery, SqlStore, Store, redacted_url};
+use crate::store::{SqlStore, Store, redacted_url};
 use crate::xds::resources::DEFAULT_CA_FILE;
 use crate::xds::{AdsServer, Cache, NodeRegistry};
 use anyhow::Context;
@@ -13,6 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use warden_policy::FilterSettings;
 use warden_policy::settings::HEARTBEAT_INTERVAL_MS;
+
+/// How often a control plane looks for changes made through another one on its database.
+const STORE_POLL: Duration = Duration::from_secs(1);
 
 /// Settings-table names.
 pub const FILTER_SETTINGS: &str = "filter_settings";
@@ -108,14 +111,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let wasm_path = std::path::absolute(&args.filter_wasm)?.display().to_string();
     let filter = Arc::new(FilterSource::new(wasm_path, settings, &cache));
-    let (keys, _) = store.virtual_keys(&KeyQuery::default()).await?;
-    admin::publish_keys(&cache, &keys);
-    admin::publish_governance(&cache, store.as_ref()).await?;
-    let providers = store.providers().await?;
-    admin::publish_providers(&cache, &providers, &args.provider_ca_file);
-    admin::publish_prices(&cache, store.as_ref(), None).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    tracing::info!(keys = keys.len(), providers = providers.len(), "policy loaded from the store");
-
     let state = AppState {
         store,
         cache: cache.clone(),
@@ -124,6 +119,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         admin_token_sha256,
         provider_ca_file: args.provider_ca_file.clone().into(),
     };
+    admin::sync::publish_store(&state).await?;
+    tracing::info!(records = cache.policy_len(), "policy loaded from the store");
+    tokio::spawn(admin::sync::follow(state.clone(), STORE_POLL));
     let admin_listener = tokio::net::TcpListener::bind(args.admin_addr)
         .await
         .with_context(|| format!("binding the admin API to {}", args.admin_addr))?;

@@ -162,6 +162,9 @@ fn apply(response: &DeltaDiscoveryResponse, metrics: &Metrics) -> Vec<String> {
             }
         }
     }
+    if !response.removed_resources.is_empty() {
+        log::info!("warden: withdrawn by the control plane: {}", response.removed_resources.join(", "));
+    }
     for name in &response.removed_resources {
         shared::remove_record(name);
         index.push((name, None));

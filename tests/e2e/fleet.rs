@@ -55,7 +55,11 @@ async fn spend_the_budget(stack: &Stack) -> Spend {
                             tally[2] += 1;
                             break;
                         }
-                        other => panic!("unexpected {other}: {}", resp.text().await.unwrap_or_default()),
+                        other => panic!(
+                            "unexpected {other} from the Envoy on port {port} {} ms before the deadline: {}",
+                            deadline.saturating_duration_since(Instant::now()).as_millis(),
+                            resp.text().await.unwrap_or_default()
+                        ),
                     }
                 }
                 tally
@@ -71,12 +75,14 @@ async fn spend_the_budget(stack: &Stack) -> Spend {
 
     // One ledger: every answer reaches the control plane's usage, once.
     let query = format!("/api/usage?key_id={}", key.id);
-    stack
-        .wait_for("the ledger to hold every answer", Duration::from_secs(20), || async {
+    let took = stack
+        .wait_for("the ledger to hold every answer", Duration::from_secs(60), || async {
             let (_, usage) = stack.admin_call(Method::GET, &query, None).await;
+            eprintln!("ledger {} of {upstream}", usage["totals"]["requests"]);
             usage["totals"]["requests"].as_u64() == Some(upstream)
         })
         .await;
+    eprintln!("fleet: the ledger held every answer {took:?} after the load");
     let (_, usage) = stack.admin_call(Method::GET, &query, None).await;
     assert_eq!(usage["totals"]["cost_micros"].as_u64(), Some(upstream * PER_REQUEST_MICROS));
     Spend { served: sum(0), pending: sum(1), refused: sum(2), upstream }
@@ -109,4 +115,32 @@ async fn three_envoys_spend_one_dollar_budget_and_not_a_cent_more() {
     let rows = leases["leases"].as_array().unwrap();
     assert_eq!(rows.len(), 3, "one lease per Envoy: {leases}");
     assert_eq!(rows.iter().map(|r| r["granted"].as_u64().unwrap()).sum::<u64>(), BUDGET_MICROS, "{leases}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_control_planes_on_postgresql_share_the_budget_and_lose_no_usage_when_one_dies() {
+    let url = tokio::task::spawn_blocking(warden_test_support::fresh_database).await.unwrap();
+    let options = Options { envoys: 3, control_planes: 2, database_url: Some(url), ..Options::default() };
+    let stack = Stack::start_with(options).await;
+    // The second control plane dies by SIGKILL a moment into the load: its Envoys' calls go to
+    // the first, and what it had acknowledged is in the shared database.
+    let replica = stack.replicas[0].proc.pid();
+    let killer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let _ = std::process::Command::new("kill").args(["-KILL", &replica.to_string()]).status();
+    });
+    let spend = spend_the_budget(&stack).await;
+    killer.await.unwrap();
+    check("3 Envoys, 2 control planes on PostgreSQL, one killed", &spend);
+    // Both control planes served lease and usage calls before one died.
+    let mut served_by = [0u64; 2];
+    for admin_port in std::iter::once(stack.envoy_admin_port).chain(stack.fleet.iter().map(|e| e.admin_port)) {
+        let clusters = stack.http.get(format!("http://127.0.0.1:{admin_port}/clusters")).send().await.unwrap();
+        let text = clusters.text().await.unwrap();
+        for (i, port) in [stack.xds_port, stack.replicas[0].xds_port].into_iter().enumerate() {
+            let prefix = format!("warden_xds::127.0.0.1:{port}::rq_success::");
+            served_by[i] += text.lines().find_map(|l| l.strip_prefix(&prefix)?.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    assert!(served_by.iter().all(|&n| n > 0), "calls answered by each control plane: {served_by:?}");
 }

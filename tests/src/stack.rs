@@ -287,11 +287,13 @@ impl Stack {
         let query = format!("/api/leases?counter={prefix}");
         self.wait_for(&format!("leases of {prefix}"), Duration::from_secs(10), || async {
             let (_, body) = self.admin_call(reqwest::Method::GET, &query, None).await;
-            body["leases"]
-                .as_array()
-                .is_some_and(|rows| !rows.is_empty() && rows.iter().all(|r| r["granted"].as_u64() > Some(0)))
+            let rows = body["leases"].as_array().cloned().unwrap_or_default();
+            let nodes: std::collections::BTreeSet<&str> = rows.iter().filter_map(|r| r["node"].as_str()).collect();
+            nodes.len() >= self.options.envoys.max(1) && rows.iter().all(|r| r["granted"].as_u64() > Some(0))
         })
         .await;
+        // The control plane stores a lease before it answers; the answer is a round trip away.
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     pub async fn update_key(&self, id: &str, body: Value) {

@@ -72,6 +72,11 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
     if let Err(e) = state.store.append_audit(event).await {
         tracing::error!(error = %e, "an admin change could not be written to the audit log");
     }
+    if parts.status.is_success()
+        && let Err(e) = super::sync::mark_changed(state.store.as_ref()).await
+    {
+        tracing::error!(error = %e, "other control planes will not see this change until they restart");
+    }
     Response::from_parts(parts, Body::from(response_bytes))
 }
 

@@ -12,6 +12,7 @@ mod providers;
 mod publish;
 mod quota;
 mod references;
+pub mod sync;
 mod teams;
 mod usage;
 mod virtual_keys;

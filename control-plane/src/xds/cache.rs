@@ -64,6 +64,8 @@ struct State {
     /// The last change of each name, by sequence number (removals included).
     log: BTreeMap<u64, String>,
     last_change: HashMap<String, u64>,
+    /// During [`Cache::begin_sweep`]: the names published since.
+    swept: Option<std::collections::HashSet<String>>,
 }
 
 /// The shared snapshot. Cheap to clone behind an `Arc`; methods take a short lock.
@@ -160,6 +162,9 @@ impl Cache {
         {
             let mut state = self.write();
             for (name, body) in records {
+                if let Some(swept) = &mut state.swept {
+                    swept.insert(name.clone());
+                }
                 let version = content_version(&body);
                 if state.records.get(&name).is_some_and(|e| e.version == version) {
                     continue;
@@ -185,6 +190,24 @@ impl Cache {
         };
         if removed {
             self.bump();
+        }
+    }
+
+    /// Starts a full republication: [`Cache::end_sweep`] withdraws every record not upserted
+    /// in between.
+    pub fn begin_sweep(&self) {
+        self.write().swept = Some(Default::default());
+    }
+
+    /// Ends a republication; with `complete` false (it failed half-way) nothing is withdrawn.
+    pub fn end_sweep(&self, complete: bool) {
+        let Some(swept) = self.write().swept.take() else { return };
+        if !complete {
+            return;
+        }
+        let gone: Vec<String> = self.read().records.keys().filter(|n| !swept.contains(*n)).cloned().collect();
+        for name in gone {
+            self.remove(&name);
         }
     }
 

@@ -1,0 +1,68 @@
+//! Keeps this control plane's snapshot equal to the store: at start, and whenever another
+//! control plane on the same database has changed it. Every successful admin write marks the
+//! store's policy generation; each control plane polls it and republishes what changed, so
+//! Envoys connected to any replica see every change within a poll.
+
+use super::{AppState, publish_governance, publish_keys, publish_prices, publish_providers};
+use crate::serve::FILTER_SETTINGS;
+use crate::store::{KeyQuery, Store, StoreError};
+use anyhow::Context;
+use std::time::Duration;
+use warden_policy::FilterSettings;
+
+/// Settings-table name of the policy generation: a fresh value after every admin change.
+const POLICY_GENERATION: &str = "policy_generation";
+
+/// Publishes everything the store holds, and withdraws what it no longer holds.
+pub async fn publish_store(state: &AppState) -> anyhow::Result<()> {
+    state.cache.begin_sweep();
+    let outcome = publish_everything(state).await;
+    state.cache.end_sweep(outcome.is_ok());
+    outcome
+}
+
+async fn publish_everything(state: &AppState) -> anyhow::Result<()> {
+    let store = state.store.as_ref();
+    let (keys, _) = store.virtual_keys(&KeyQuery::default()).await?;
+    publish_keys(&state.cache, &keys);
+    publish_governance(&state.cache, store).await?;
+    let providers = store.providers().await?;
+    publish_providers(&state.cache, &providers, &state.provider_ca_file);
+    publish_prices(&state.cache, store, None).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    if let Some(text) = store.setting(FILTER_SETTINGS).await? {
+        let settings: FilterSettings = serde_json::from_str(&text).context("stored filter settings")?;
+        if settings != *state.filter.settings() {
+            state.filter.replace(settings, &state.cache);
+        }
+    }
+    tracing::debug!(keys = keys.len(), providers = providers.len(), "policy published from the store");
+    Ok(())
+}
+
+/// Tells the other control planes that the policy changed.
+pub async fn mark_changed(store: &dyn Store) -> Result<(), StoreError> {
+    store.put_setting(POLICY_GENERATION, &uuid::Uuid::new_v4().to_string()).await
+}
+
+/// Republishes whenever the store's policy generation moves; runs for the life of the server.
+pub async fn follow(state: AppState, every: Duration) {
+    let mut seen = state.store.setting(POLICY_GENERATION).await.ok().flatten();
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let current = match state.store.setting(POLICY_GENERATION).await {
+            Ok(current) => current,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the policy generation; serving what is published");
+                continue;
+            }
+        };
+        if current == seen {
+            continue;
+        }
+        match publish_store(&state).await {
+            Ok(()) => seen = current,
+            Err(e) => tracing::warn!(error = %e, "cannot republish from the store; retrying"),
+        }
+    }
+}
