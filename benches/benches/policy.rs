@@ -125,6 +125,7 @@ fn decision(c: &mut Criterion) {
                 2_000,
                 n,
                 &settings,
+                true,
             )
         })
     });

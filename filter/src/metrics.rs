@@ -15,6 +15,8 @@ pub struct Metrics {
     pub usage_dropped: Option<u32>,
     /// Budget decisions taken without a lease from the control plane, by the fail mode alone.
     pub budget_unleased: Option<u32>,
+    /// Governed requests judged while the control plane was not heard from (three heartbeats).
+    pub without_control_plane: Option<u32>,
     /// Lease calls to the control plane that failed (it was unreachable or refused).
     pub lease_failures: Option<u32>,
     /// The control plane's policy version this Envoy holds (0 = none).
@@ -37,6 +39,7 @@ impl Metrics {
             usage_dropped: host::counter("warden_usage_dropped"),
             budget_unleased: host::counter("warden_budget_unleased_decisions"),
             lease_failures: host::counter("warden_lease_failures"),
+            without_control_plane: host::counter("warden_decisions_without_control_plane"),
             policy_version: host::gauge("warden_policy_version"),
             policy_age_ms: host::gauge("warden_policy_age_ms"),
         }

@@ -36,7 +36,14 @@ enum Phase {
     /// Nothing decided yet, or answered locally.
     Idle,
     /// Key admitted; the body decides the rest.
-    AwaitingBody { key: Box<VirtualKeyRecord>, endpoint: Endpoint, query: String, generation: u64 },
+    AwaitingBody {
+        key: Box<VirtualKeyRecord>,
+        endpoint: Endpoint,
+        query: String,
+        generation: u64,
+        /// Whether the control plane was heard from lately, at admission.
+        control_plane_up: bool,
+    },
     /// Sent upstream; the response's usage is still to be charged.
     Dispatched(Box<Dispatched>),
 }
@@ -207,6 +214,7 @@ impl HttpContext for WardenRequest {
             endpoint,
             query: String::from_utf8_lossy(query).into_owned(),
             generation,
+            control_plane_up: status.as_ref().is_some_and(|s| s.control_plane_up(host::now_ms())),
         };
         // Routing waits for `model` in the body (needs `allow_on_headers_stop_iteration`).
         Action::Pause
@@ -222,7 +230,8 @@ impl HttpContext for WardenRequest {
         if !end_of_stream {
             return Action::Pause;
         }
-        let Phase::AwaitingBody { key, endpoint, query, generation } = std::mem::replace(&mut self.phase, Phase::Idle)
+        let Phase::AwaitingBody { key, endpoint, query, generation, control_plane_up } =
+            std::mem::replace(&mut self.phase, Phase::Idle)
         else {
             return Action::Continue;
         };
@@ -239,7 +248,11 @@ impl HttpContext for WardenRequest {
             now,
             random::next(),
             &settings,
+            control_plane_up,
         );
+        if !control_plane_up {
+            host::increment(self.metrics.without_control_plane, 1);
+        }
         let unleased = match &decision {
             Ok(dispatch) => dispatch.budgets.unleased,
             Err(denial) => matches!(denial, Denial::BudgetUnavailable(_)),

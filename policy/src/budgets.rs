@@ -74,24 +74,25 @@ impl BudgetReservation {
     }
 }
 
-/// The most this Envoy may count against a budget of `max` in a window: its lease, or without
-/// one, what the fail mode allows (`None`: nothing).
-fn limit(max: u64, grant: Option<Grant>, fail_mode: FailMode) -> Option<u64> {
-    match (grant, fail_mode) {
-        (Some(g), _) => Some(g.granted.min(max)),
-        (None, FailMode::Local) => Some(max),
-        (None, FailMode::Deny) => None,
+/// What a budget allows this Envoy when its lease cannot decide: there is none, or it is spent
+/// and the control plane is unreachable. `None`: nothing (fail mode `deny`).
+fn fallback(max: u64, fail_mode: FailMode) -> Option<u64> {
+    match fail_mode {
+        FailMode::Local => Some(max),
+        FailMode::Deny => None,
     }
 }
 
 /// Reserves `estimate` µ$ in every budget of every scope, in order, against this Envoy's lease
 /// of each, or refuses with the first that cannot take it (giving back what was reserved).
+/// Past its lease, with `control_plane_up` false, a budget follows `fail_mode`.
 pub fn reserve(
     scopes: &[Scope<'_>],
     estimate: u64,
     counters: &impl Counters,
     now_ms: u64,
     fail_mode: FailMode,
+    control_plane_up: bool,
 ) -> Result<BudgetReservation, Denial> {
     let mut held = BudgetReservation::default();
     for scope in scopes {
@@ -100,9 +101,17 @@ pub fn reserve(
             let window = window_of(scope, span, now_ms);
             let key = budget_key(&scope.id, &budget.reset_duration);
             let max = budget.max_micros;
+            let within = |spent: u64, limit: u64| spent < limit && spent.saturating_add(estimate) <= limit;
+            // Whether the lease decides; otherwise the fail mode does.
+            let leased = |spent: u64, grant: Option<Grant>| {
+                grant.is_some_and(|g| control_plane_up || within(spent, g.granted.min(max)))
+            };
             let fits = |spent: u64, grant: Option<Grant>| {
-                let limit = limit(max, grant, fail_mode)?;
-                (spent < limit && spent.saturating_add(estimate) <= limit).then(|| spent + estimate)
+                let limit = match grant {
+                    Some(g) if leased(spent, grant) => g.granted.min(max),
+                    _ => fallback(max, fail_mode)?,
+                };
+                within(spent, limit).then(|| spent + estimate)
             };
             let seen = counter::update(counters, &key, window, fits);
             if let Some(seen @ Seen { wrote: true, .. }) = seen {
@@ -114,7 +123,7 @@ pub fn reserve(
                     _ => max.saturating_sub(seen.count + estimate),
                 };
                 held.remaining_micros = Some(held.remaining_micros.map_or(left, |r| r.min(left)));
-                held.unleased |= seen.grant.is_none();
+                held.unleased |= !leased(seen.count, seen.grant);
                 held.holds.push(Hold {
                     key,
                     window_start: window.start_ms,
@@ -136,14 +145,16 @@ pub fn reserve(
                     retry_after_s: seconds_until(window.end_ms, now_ms),
                 })
             };
-            return Err(match seen {
-                None => exceeded(max),
-                Some(Seen { grant: None, .. }) if fail_mode == FailMode::Deny => Denial::BudgetUnavailable(entity),
-                // The fleet still has budget to grant: this Envoy's lease is being renewed.
-                Some(Seen { grant: Some(g), .. }) if g.granted < max && g.free > 0 => Denial::BudgetPending(entity),
+            let Some(seen) = seen else { return Err(exceeded(max)) };
+            return Err(match seen.grant {
                 // Every share is granted: at most what the others hold is spent there.
-                Some(Seen { grant: Some(g), count, .. }) if g.granted < max => exceeded(max - g.granted + count),
-                Some(seen) => exceeded(seen.count),
+                Some(g) if g.granted < max && g.free == 0 => exceeded(max - g.granted + seen.count),
+                _ if fail_mode == FailMode::Deny && !leased(seen.count, seen.grant) => {
+                    Denial::BudgetUnavailable(entity)
+                }
+                // The fleet still has budget to grant: this Envoy's lease is being renewed.
+                Some(g) if g.granted < max => Denial::BudgetPending(entity),
+                _ => exceeded(seen.count),
             });
         }
     }
@@ -208,14 +219,14 @@ mod tests {
         let map = Map::default();
         let budgets = dollar_a_day();
         let s = [scope("VK", &budgets)];
-        let held = reserve(&s, 300_000, &map, 1_000, FailMode::Local).unwrap();
+        let held = reserve(&s, 300_000, &map, 1_000, FailMode::Local, true).unwrap();
         assert_eq!(held.remaining_micros, Some(700_000));
         assert_eq!(spent(&s[0], "1d", &map, 1_000), 300_000);
         settle(&held, 120_000, &map, 2_000);
         assert_eq!(spent(&s[0], "1d", &map, 2_000), 120_000);
         // An estimate that does not fit in what is left is refused, naming the amounts.
-        let _ = reserve(&s, 800_000, &map, 3_000, FailMode::Local).unwrap();
-        let Err(Denial::BudgetExceeded(v)) = reserve(&s, 100_000, &map, 3_000, FailMode::Local) else { panic!() };
+        let _ = reserve(&s, 800_000, &map, 3_000, FailMode::Local, true).unwrap();
+        let Err(Denial::BudgetExceeded(v)) = reserve(&s, 100_000, &map, 3_000, FailMode::Local, true) else { panic!() };
         assert_eq!((v.spent_micros, v.estimate_micros, v.max_micros), (920_000, 100_000, 1_000_000));
         assert_eq!(
             v.message(),
@@ -223,7 +234,7 @@ mod tests {
         );
         assert_eq!(Denial::BudgetExceeded(v).status(), 402);
         // The next day starts afresh.
-        assert!(reserve(&s, 100_000, &map, 86_400_000, FailMode::Local).is_ok());
+        assert!(reserve(&s, 100_000, &map, 86_400_000, FailMode::Local, true).is_ok());
     }
 
     #[test]
@@ -231,13 +242,13 @@ mod tests {
         let map = Map::default();
         let (wide, narrow) = (dollar_a_day(), vec![BudgetLimit { max_micros: 50, reset_duration: "1h".into() }]);
         let s = [scope("VK", &wide), scope("team 'ml'", &narrow)];
-        let Err(Denial::BudgetExceeded(v)) = reserve(&s, 60, &map, 0, FailMode::Local) else { panic!() };
+        let Err(Denial::BudgetExceeded(v)) = reserve(&s, 60, &map, 0, FailMode::Local, true) else { panic!() };
         assert_eq!(v.entity, "team 'ml'");
         assert_eq!(spent(&s[0], "1d", &map, 0), 0, "the key's reservation was given back");
         // A spent budget refuses even a free request.
         let full = [scope("VK", &narrow)];
-        settle(&reserve(&full, 10, &map, 0, FailMode::Local).unwrap(), 50, &map, 0);
-        assert!(reserve(&full, 0, &map, 1, FailMode::Local).is_err());
+        settle(&reserve(&full, 10, &map, 0, FailMode::Local, true).unwrap(), 50, &map, 0);
+        assert!(reserve(&full, 0, &map, 1, FailMode::Local, true).is_err());
     }
 
     #[test]
@@ -247,25 +258,31 @@ mod tests {
         let s = [scope("VK", &budgets)];
         let key = budget_key("vk", "1d");
         // No lease yet: refused by default, the whole budget in this Envoy alone otherwise.
-        assert_eq!(reserve(&s, 10, &map, 0, FailMode::Deny), Err(Denial::BudgetUnavailable("VK".into())));
+        assert_eq!(reserve(&s, 10, &map, 0, FailMode::Deny, true), Err(Denial::BudgetUnavailable("VK".into())));
         assert_eq!(Denial::BudgetUnavailable("VK".into()).status(), 503);
-        let local = reserve(&s, 10, &map, 0, FailMode::Local).unwrap();
+        let local = reserve(&s, 10, &map, 0, FailMode::Local, true).unwrap();
         assert!(local.unleased);
         release(&local, &map);
         // A lease of $0.30 while the control plane has more: spend it, then "retry shortly".
         put_grant(&map, &key, Grant { window_start: 0, granted: 300_000, free: 200_000, version: 1 });
-        let held = reserve(&s, 250_000, &map, 0, FailMode::Deny).unwrap();
+        let held = reserve(&s, 250_000, &map, 0, FailMode::Deny, true).unwrap();
         assert!(!held.unleased);
         assert_eq!(held.remaining_micros, Some(50_000 + 200_000));
-        assert_eq!(reserve(&s, 100_000, &map, 0, FailMode::Deny), Err(Denial::BudgetPending("VK".into())));
+        assert_eq!(reserve(&s, 100_000, &map, 0, FailMode::Deny, true), Err(Denial::BudgetPending("VK".into())));
         assert_eq!(Denial::BudgetPending("VK".into()).status(), 429);
         // Nothing left to grant anywhere: the budget is spent, as far as this Envoy can tell.
         put_grant(&map, &key, Grant { window_start: 0, granted: 300_000, free: 0, version: 2 });
-        let Err(Denial::BudgetExceeded(v)) = reserve(&s, 100_000, &map, 0, FailMode::Deny) else { panic!() };
+        let Err(Denial::BudgetExceeded(v)) = reserve(&s, 100_000, &map, 0, FailMode::Deny, true) else { panic!() };
         assert_eq!((v.spent_micros, v.max_micros), (950_000, 1_000_000));
+        // The control plane unreachable: the lease is spent, then the fail mode decides.
+        put_grant(&map, &key, Grant { window_start: 0, granted: 400_000, free: 100_000, version: 3 });
+        assert!(reserve(&s, 100_000, &map, 0, FailMode::Deny, false).is_ok(), "within the lease");
+        assert_eq!(reserve(&s, 100_000, &map, 0, FailMode::Deny, false), Err(Denial::BudgetUnavailable("VK".into())));
+        let local = reserve(&s, 100_000, &map, 0, FailMode::Local, false).unwrap();
+        assert!(local.unleased, "decided without the control plane");
         // The lease never lets this Envoy pass the budget itself.
-        put_grant(&map, &key, Grant { window_start: 0, granted: 5_000_000, free: 0, version: 3 });
-        assert!(reserve(&s, 800_000, &map, 0, FailMode::Deny).is_err());
+        put_grant(&map, &key, Grant { window_start: 0, granted: 5_000_000, free: 0, version: 4 });
+        assert!(reserve(&s, 800_000, &map, 0, FailMode::Deny, true).is_err());
     }
 
     proptest! {
@@ -278,7 +295,7 @@ mod tests {
             let s = [scope("VK", &budgets)];
             let mut open = Vec::new();
             for (estimate, fraction) in requests {
-                if let Ok(held) = reserve(&s, estimate, &map, 0, FailMode::Local) {
+                if let Ok(held) = reserve(&s, estimate, &map, 0, FailMode::Local, true) {
                     open.push((held, estimate * fraction / 100));
                 }
                 if open.len() > 3 {

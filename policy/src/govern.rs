@@ -84,6 +84,7 @@ pub fn inference(
     now_ms: u64,
     random: u64,
     settings: &FilterSettings,
+    control_plane_up: bool,
 ) -> (RateReport, Result<Dispatch, Denial>) {
     let request = match InferenceBody::parse(body) {
         Ok(r) => r,
@@ -128,7 +129,8 @@ pub fn inference(
             return (report, Err(Denial::PriceUnknown(route.model.clone())));
         }
     };
-    let held = match budgets::reserve(&scopes, estimate, counters, now_ms, settings.budget_fail_mode) {
+    let held = match budgets::reserve(&scopes, estimate, counters, now_ms, settings.budget_fail_mode, control_plane_up)
+    {
         Ok(held) => held,
         Err(denial) => {
             limits::release(&reservation, counters);
@@ -277,7 +279,7 @@ mod tests {
     #[test]
     fn routes_to_the_provider_key_cluster_with_the_model_renamed() {
         let w = world();
-        let (_, d) = inference(&key(), Endpoint::ChatCompletions, "a=1", CHAT, &w, &w, 0, 0, &SETTINGS);
+        let (_, d) = inference(&key(), Endpoint::ChatCompletions, "a=1", CHAT, &w, &w, 0, 0, &SETTINGS, true);
         let d = d.unwrap();
         assert_eq!(d.cluster, "warden-provider/openai/k1");
         assert_eq!(d.path, "/v1beta/openai/chat/completions?a=1");
@@ -291,7 +293,7 @@ mod tests {
         let w = world();
         let k = key();
         let run = |k: &VirtualKeyRecord, body: &[u8]| {
-            inference(k, Endpoint::ChatCompletions, "", body, &w, &w, 0, 0, &SETTINGS).1.unwrap_err().kind()
+            inference(k, Endpoint::ChatCompletions, "", body, &w, &w, 0, 0, &SETTINGS, true).1.unwrap_err().kind()
         };
         assert_eq!(run(&k, b"nope"), "invalid_request_error");
         assert_eq!(run(&k, br#"{"model":"o3"}"#), "model_blocked");
@@ -324,7 +326,8 @@ mod tests {
         let mut k = key();
         k.team_id = Some("t".into());
         k.limits.rate_limit = per_minute(10);
-        let entity = |n: u64| match inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, n, 0, &SETTINGS).1 {
+        let entity = |n: u64| match inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, n, 0, &SETTINGS, true).1
+        {
             Err(Denial::RateLimited(v)) => v.entity,
             other => format!("{:?}", other.map(|d| d.cluster)),
         };
@@ -340,16 +343,16 @@ mod tests {
         let mut k = key();
         k.max_concurrent_requests = Some(1);
         k.limits.rate_limit = per_minute(10);
-        let (_, first) = inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, 0, 0, &SETTINGS);
+        let (_, first) = inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, 0, 0, &SETTINGS, true);
         assert!(first.unwrap().holds_slot);
-        let (report, second) = inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, 0, 0, &SETTINGS);
+        let (report, second) = inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, 0, 0, &SETTINGS, true);
         assert_eq!(second.unwrap_err(), Denial::ConcurrencyLimited { max: 1 });
         // 10 per minute, one admitted: the refused request was given back.
         assert_eq!(report.requests.map(|h| h.remaining), Some(8));
-        let (report, _) = inference(&k, Endpoint::ChatCompletions, "", b"{}", &w, &w, 0, 0, &SETTINGS);
+        let (report, _) = inference(&k, Endpoint::ChatCompletions, "", b"{}", &w, &w, 0, 0, &SETTINGS, true);
         assert_eq!(report, RateReport::default());
         limits::release_slot("vk1", &w);
-        let (report, third) = inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, 0, 0, &SETTINGS);
+        let (report, third) = inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, 0, 0, &SETTINGS, true);
         assert!(third.is_ok());
         assert_eq!(report.requests.map(|h| h.remaining), Some(8));
     }
@@ -362,7 +365,7 @@ mod tests {
         // $0.001 a day for the key.
         k.limits.budgets = vec![BudgetLimit { max_micros: 1_000, reset_duration: "1d".into() }];
         let run = |w: &World, k: &VirtualKeyRecord, body: &[u8]| {
-            inference(k, Endpoint::ChatCompletions, "", body, w, w, 0, 0, &SETTINGS).1
+            inference(k, Endpoint::ChatCompletions, "", body, w, w, 0, 0, &SETTINGS, true).1
         };
         assert_eq!(run(&w, &k, CHAT).unwrap_err(), Denial::PriceUnknown("gpt-4o".into()));
         // $1 and $4 per 1M tokens: 22 prompt tokens (86 bytes / 4, rounded up) + 100 output

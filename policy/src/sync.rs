@@ -36,6 +36,12 @@ impl SyncStatus {
         format!("{} {} {}", self.heard_at_ms, self.generation, self.version).into_bytes()
     }
 
+    /// Whether the control plane was heard from within three heartbeats: decisions that need
+    /// it (a budget lease spent) apply their fail mode otherwise.
+    pub fn control_plane_up(&self, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.heard_at_ms) <= 3 * crate::settings::HEARTBEAT_INTERVAL_MS
+    }
+
     /// Reads [`SyncStatus::encode`]'s form; `None` for anything else.
     pub fn decode(bytes: &[u8]) -> Option<SyncStatus> {
         let text = std::str::from_utf8(bytes).ok()?;

@@ -144,3 +144,43 @@ async fn two_control_planes_on_postgresql_share_the_budget_and_lose_no_usage_whe
     }
     assert!(served_by.iter().all(|&n| n > 0), "calls answered by each control plane: {served_by:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_control_plane_an_envoy_spends_its_lease_then_refuses() {
+    let mut stack = Stack::start().await;
+    let key = stack
+        .create_key(json!({
+            "name": "lease-then-deny",
+            "budgets": [{"max_limit": 0.1, "reset_duration": "1d"}],
+            "prices": {"gpt-4o-mini": {"input_per_mtok": 0, "output_per_mtok": 0, "per_request": PER_REQUEST_MICROS}},
+        }))
+        .await;
+    let (_, leases) = stack.admin_call(Method::GET, "/api/leases?counter=warden:budget:vk:", None).await;
+    let granted = leases["leases"][0]["granted"].as_u64().unwrap();
+    assert!(granted > 0 && granted < 100_000, "a share of the budget, not all of it: {leases}");
+    stack.kill_warden_now();
+    // Three heartbeats without the control plane.
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    let mut served = 0;
+    let refusal = loop {
+        let (status, body) = stack.chat(&key.secret).await;
+        if status != 200 {
+            break (status, body);
+        }
+        served += 1;
+        assert!(served <= 50, "served past the whole budget");
+    };
+    assert_eq!(served, granted / PER_REQUEST_MICROS, "exactly what the lease holds");
+    assert_eq!(refusal.0, 503, "{}", refusal.1);
+    assert_eq!(refusal.1["error"]["code"], "budget_unavailable");
+    let without = stack.envoy_stat("wasmcustom.warden_decisions_without_control_plane").await.unwrap_or(0);
+    assert_eq!(without, served + 1, "every decision taken without the control plane is counted");
+    assert!(stack.envoy_stat("wasmcustom.warden_budget_unleased_decisions").await.unwrap_or(0) >= 1);
+
+    // Back again: the lease is renewed and the key spends the rest.
+    stack.kill_warden();
+    stack.start_warden().await;
+    stack
+        .wait_for("a renewed lease", Duration::from_secs(15), || async { stack.chat(&key.secret).await.0 == 200 })
+        .await;
+}
