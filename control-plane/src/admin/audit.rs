@@ -1,6 +1,7 @@
 //! The audit trail of the admin API: every change (POST, PUT, DELETE) is appended, with its
-//! request and answer and every secret redacted, to the hash-chained audit log; `GET /api/audit`
-//! reads it and `GET /api/audit/verify` (or `warden audit-verify`) walks the chain.
+//! request, the state it replaced and its answer, every secret redacted, to the hash-chained
+//! audit log; `GET /api/audit` reads it and `GET /api/audit/verify` (or `warden audit-verify`)
+//! walks the chain.
 
 use super::AppState;
 use super::error::ApiError;
@@ -38,6 +39,11 @@ pub fn redact(value: &mut Value) {
     }
 }
 
+/// The state an update or a delete replaced, as the API shows it (without secrets). Handlers
+/// attach it to their answer (`Extension(Before(..))`) for the audit log.
+#[derive(Debug, Clone)]
+pub struct Before(pub Value);
+
 fn audited(bytes: &[u8]) -> Value {
     if bytes.is_empty() {
         return Value::Null;
@@ -66,7 +72,12 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
     let response = next.run(Request::from_parts(parts, Body::from(request_bytes.clone()))).await;
     let (parts, body) = response.into_parts();
     let response_bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
-    let detail = json!({"request": audited(&request_bytes), "response": audited(&response_bytes)});
+    let before = parts.extensions.get::<Before>().map(|b| {
+        let mut state = b.0.clone();
+        redact(&mut state);
+        state
+    });
+    let detail = json!({"request": audited(&request_bytes), "before": before, "response": audited(&response_bytes)});
     let event =
         AuditEvent { actor: "admin".into(), action, target, status: parts.status.as_u16(), detail: detail.to_string() };
     if let Err(e) = state.store.append_audit(event).await {

@@ -1,11 +1,13 @@
 //! `/api/governance/customers` (contract §2.5, §6.1), in the virtual keys' shapes.
 
 use super::AppState;
+use super::audit::Before;
 use super::error::ApiError;
 use super::json::{ValidJson, merge_budgets, page, present};
 use super::publish::{publish_customers, publish_teams};
 use crate::model::{Budget, Customer, RateLimit};
 use crate::store::{CustomerQuery, Deletion, OnReferenced};
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -104,8 +106,9 @@ pub async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ValidJson(req): ValidJson<UpdateCustomer>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<(Extension<Before>, Json<Value>), ApiError> {
     let mut customer = existing(&state, &id).await?;
+    let before = Before(view(&customer));
     if let Some(v) = req.name {
         customer.name = v;
     }
@@ -125,14 +128,14 @@ pub async fn update(
     }
     publish_customers(&state.cache, std::slice::from_ref(&customer));
     tracing::info!(id = %customer.id, "customer updated");
-    Ok(Json(json!({"message": "Customer updated successfully", "customer": view(&customer)})))
+    Ok((Extension(before), Json(json!({"message": "Customer updated successfully", "customer": view(&customer)}))))
 }
 
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(params): Query<DeleteParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<(Extension<Before>, Json<Value>), ApiError> {
     let on_referenced = if params.detach { OnReferenced::Detach { at: Utc::now() } } else { OnReferenced::Refuse };
     match state.store.delete_customer(&id, on_referenced).await? {
         Deletion::NotFound => Err(not_found()),
@@ -152,7 +155,7 @@ pub async fn delete(
                 detached_keys = detached_keys.len(),
                 "customer deleted"
             );
-            Ok(Json(json!({"message": "Customer deleted successfully"})))
+            Ok((Extension(Before(view(&entity))), Json(json!({"message": "Customer deleted successfully"}))))
         }
     }
 }

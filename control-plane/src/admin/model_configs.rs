@@ -3,11 +3,13 @@
 //! that model's record from the store.
 
 use super::AppState;
+use super::audit::Before;
 use super::error::ApiError;
 use super::json::{ValidJson, merge_budgets, page, present};
 use super::publish::publish_model;
 use crate::model::{Budget, ModelConfig, RateLimit};
 use crate::store::{ModelConfigQuery, StoreError};
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -137,8 +139,9 @@ pub async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ValidJson(req): ValidJson<UpdateModelConfig>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<(Extension<Before>, Json<Value>), ApiError> {
     let mut config = existing(&state, &id).await?;
+    let before = Before(view(&config));
     let previous_model = config.model_name.clone();
     if let Some(v) = req.model_name {
         config.model_name = v;
@@ -165,12 +168,18 @@ pub async fn update(
         republish(&state, &previous_model).await?;
     }
     tracing::info!(id = %config.id, model = %config.model_name, "model config updated");
-    Ok(Json(json!({"message": "Model config updated successfully", "model_config": view(&config)})))
+    Ok((
+        Extension(before),
+        Json(json!({"message": "Model config updated successfully", "model_config": view(&config)})),
+    ))
 }
 
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(Extension<Before>, Json<Value>), ApiError> {
     let config = state.store.delete_model_config(&id).await?.ok_or_else(not_found)?;
     republish(&state, &config.model_name).await?;
     tracing::info!(id = %config.id, model = %config.model_name, "model config deleted");
-    Ok(Json(json!({"message": "Model config deleted successfully"})))
+    Ok((Extension(Before(view(&config))), Json(json!({"message": "Model config deleted successfully"}))))
 }

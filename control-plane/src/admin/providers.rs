@@ -3,11 +3,13 @@
 //! the filters and its clusters (CDS) and secrets (SDS) to Envoy.
 
 use super::AppState;
+use super::audit::Before;
 use super::error::ApiError;
 use super::json::{ValidJson, merge_budgets, present};
 use crate::model::{Budget, Invalid, Provider, ProviderKey, ProviderKind, RateLimit, Timeouts};
 use crate::xds::Cache;
 use crate::xds::resources::provider_resources;
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -127,8 +129,9 @@ pub async fn update(
     State(state): State<AppState>,
     Path(name): Path<String>,
     ValidJson(req): ValidJson<UpdateProvider>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<(Extension<Before>, Json<Value>), ApiError> {
     let mut provider = state.store.provider(&name).await?.ok_or_else(|| not_found(&name))?;
+    let before = Before(view(&provider));
     if let Some(kind) = req.kind {
         provider.kind = kind;
     }
@@ -160,15 +163,18 @@ pub async fn update(
     }
     publish(&state).await?;
     tracing::info!(name = %provider.name, "provider updated");
-    Ok(Json(json!({"message": "Provider updated successfully", "provider": view(&provider)})))
+    Ok((Extension(before), Json(json!({"message": "Provider updated successfully", "provider": view(&provider)}))))
 }
 
-pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    state.store.delete_provider(&name).await?.ok_or_else(|| not_found(&name))?;
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<(Extension<Before>, Json<Value>), ApiError> {
+    let gone = state.store.delete_provider(&name).await?.ok_or_else(|| not_found(&name))?;
     state.cache.remove(&RecordKind::Provider.name(&name));
     publish(&state).await?;
     tracing::info!(%name, "provider deleted");
-    Ok(Json(json!({"message": "Provider deleted successfully"})))
+    Ok((Extension(Before(view(&gone))), Json(json!({"message": "Provider deleted successfully"}))))
 }
 
 fn not_found(name: &str) -> ApiError {

@@ -1,12 +1,14 @@
 //! `/api/governance/teams` (contract §2.5, §6.1), in the virtual keys' shapes.
 
 use super::AppState;
+use super::audit::Before;
 use super::error::ApiError;
 use super::json::{ValidJson, merge_budgets, page, present};
 use super::publish::publish_teams;
 use super::references;
 use crate::model::{Budget, RateLimit, Team};
 use crate::store::{Deletion, OnReferenced, TeamQuery};
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -116,8 +118,9 @@ pub async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ValidJson(req): ValidJson<UpdateTeam>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<(Extension<Before>, Json<Value>), ApiError> {
     let mut team = existing(&state, &id).await?;
+    let before = Before(view(&team));
     if let Some(v) = req.name {
         team.name = v;
     }
@@ -141,14 +144,14 @@ pub async fn update(
     }
     publish_teams(&state.cache, std::slice::from_ref(&team));
     tracing::info!(id = %team.id, "team updated");
-    Ok(Json(json!({"message": "Team updated successfully", "team": view(&team)})))
+    Ok((Extension(before), Json(json!({"message": "Team updated successfully", "team": view(&team)}))))
 }
 
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(params): Query<DeleteParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<(Extension<Before>, Json<Value>), ApiError> {
     let on_referenced = if params.detach { OnReferenced::Detach { at: Utc::now() } } else { OnReferenced::Refuse };
     match state.store.delete_team(&id, on_referenced).await? {
         Deletion::NotFound => Err(not_found()),
@@ -162,7 +165,7 @@ pub async fn delete(
             }
             state.cache.remove(&RecordKind::Team.name(&entity.id));
             tracing::info!(id = %entity.id, detached_keys = detached_keys.len(), "team deleted");
-            Ok(Json(json!({"message": "Team deleted successfully"})))
+            Ok((Extension(Before(view(&entity))), Json(json!({"message": "Team deleted successfully"}))))
         }
     }
 }

@@ -305,11 +305,21 @@ async fn admin_changes_are_audited_with_secrets_redacted() {
         actions,
         ["POST /api/providers", &format!("PUT /api/governance/virtual-keys/{id}"), "POST /api/governance/virtual-keys"]
     );
+    // The update records what it replaced, and what it became.
+    let detail: Value = serde_json::from_str(log["entries"][1]["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["before"]["is_active"], true);
+    assert_eq!(detail["response"]["virtual_key"]["is_active"], false);
+    // Deleting the provider records it whole, its key's value redacted.
+    call(&app, Method::DELETE, "/api/providers/p", None).await;
+    let (_, log) = call(&app, Method::GET, "/api/audit", None).await;
+    let detail: Value = serde_json::from_str(log["entries"][0]["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["before"]["name"], "p");
+    assert_eq!(detail["before"]["keys"][0]["id"], "k");
     let text = log.to_string();
     assert!(!text.contains(&secret) && !text.contains("sk-provider-secret"), "a secret reached the audit log");
     assert!(text.contains("[redacted]"));
     let (_, check) = call(&app, Method::GET, "/api/audit/verify", None).await;
-    assert_eq!((check["intact"].as_bool(), check["rows"].as_u64()), (Some(true), Some(3)));
+    assert_eq!((check["intact"].as_bool(), check["rows"].as_u64()), (Some(true), Some(4)));
 }
 
 #[tokio::test]

@@ -3,11 +3,13 @@
 //! honoured instead of silently dropped.
 
 use super::AppState;
+use super::audit::Before;
 use super::error::ApiError;
 use super::json::{ValidJson, merge_budgets, page, present};
 use super::references;
 use crate::model::{Budget, Invalid, McpConfig, ProviderConfig, RateLimit, VirtualKey};
 use crate::store::KeyQuery;
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -188,8 +190,9 @@ pub async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ValidJson(req): ValidJson<UpdateKey>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<(Extension<Before>, Json<Value>), ApiError> {
     let mut key = existing(&state, &id).await?;
+    let before = Before(view(&key));
     let now = Utc::now();
     // Only a new owner is checked: a key whose team predates the teams table stays editable.
     let owner_changed = req.team_id.is_some() || req.customer_id.is_some();
@@ -251,13 +254,16 @@ pub async fn update(
     }
     state.publish(&key);
     tracing::info!(id = %key.id, active = key.is_active, "virtual key updated");
-    Ok(Json(json!({"message": "Virtual key updated successfully", "virtual_key": view(&key)})))
+    Ok((Extension(before), Json(json!({"message": "Virtual key updated successfully", "virtual_key": view(&key)}))))
 }
 
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(Extension<Before>, Json<Value>), ApiError> {
     let key =
         state.store.delete_virtual_key(&id).await?.ok_or_else(|| ApiError::NotFound("Virtual key not found".into()))?;
     state.cache.remove(&RecordKind::VirtualKey.name(&key.value_hash));
     tracing::info!(id = %key.id, "virtual key deleted");
-    Ok(Json(json!({"message": "Virtual key deleted successfully"})))
+    Ok((Extension(Before(view(&key))), Json(json!({"message": "Virtual key deleted successfully"}))))
 }
