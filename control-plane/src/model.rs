@@ -86,6 +86,9 @@ pub struct McpConfig {
 pub struct Budget {
     pub max_limit: f64,
     pub reset_duration: String,
+    /// When its usage was last reset (`reset_budget_usage`); it counts afresh from then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reset: Option<DateTime<Utc>>,
 }
 
 /// A field that failed validation, and why; rendered as a 400 naming the field.
@@ -199,6 +202,7 @@ pub fn budget_limits(budgets: &[Budget]) -> Vec<BudgetLimit> {
         .map(|b| BudgetLimit {
             max_micros: (b.max_limit * 1e6).round() as u64,
             reset_duration: b.reset_duration.clone(),
+            reset_at_ms: b.last_reset.map_or(0, unix_ms),
         })
         .collect()
 }

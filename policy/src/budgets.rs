@@ -10,12 +10,17 @@ use crate::Denial;
 use crate::counter::{self, Counters, Grant, Seen};
 use crate::limits::{Scope, seconds_until, window_of};
 use crate::pricing::dollars;
+use crate::records::BudgetLimit;
 use crate::settings::FailMode;
 use crate::window::{ResetDuration, Window};
 
-/// The shared-data key of one budget counter.
-pub fn budget_key(scope_id: &str, reset_duration: &str) -> String {
-    format!("warden:budget:{scope_id}:{reset_duration}")
+/// The shared-data key of one budget's counter (and the name of its leases): a reset of the
+/// budget's usage starts a new counter.
+pub fn budget_key(scope_id: &str, budget: &BudgetLimit) -> String {
+    match budget.reset_at_ms {
+        0 => format!("warden:budget:{scope_id}:{}", budget.reset_duration),
+        at => format!("warden:budget:{scope_id}:{}@{at}", budget.reset_duration),
+    }
 }
 
 /// A refused request: which owner, how much, and when the window resets.
@@ -99,7 +104,7 @@ pub fn reserve(
         for budget in scope.budgets {
             let Ok(span) = ResetDuration::parse(&budget.reset_duration) else { continue };
             let window = window_of(scope, span, now_ms);
-            let key = budget_key(&scope.id, &budget.reset_duration);
+            let key = budget_key(&scope.id, budget);
             let max = budget.max_micros;
             let within = |spent: u64, limit: u64| spent < limit && spent.saturating_add(estimate) <= limit;
             // Whether the lease decides; otherwise the fail mode does.
@@ -189,7 +194,6 @@ mod tests {
     use super::*;
     use crate::counter::tests::Map;
     use crate::counter::{put_grant, read};
-    use crate::records::BudgetLimit;
     use proptest::prelude::*;
 
     fn scope<'r>(entity: &str, budgets: &'r [BudgetLimit]) -> Scope<'r> {
@@ -207,11 +211,12 @@ mod tests {
     fn spent(scope: &Scope<'_>, reset_duration: &str, counters: &impl Counters, now_ms: u64) -> u64 {
         let Ok(span) = ResetDuration::parse(reset_duration) else { return 0 };
         let window = window_of(scope, span, now_ms);
-        read(counters, &budget_key(&scope.id, reset_duration)).count_in(window)
+        let budget = BudgetLimit { max_micros: 0, reset_duration: reset_duration.into(), reset_at_ms: 0 };
+        read(counters, &budget_key(&scope.id, &budget)).count_in(window)
     }
 
     fn dollar_a_day() -> Vec<BudgetLimit> {
-        vec![BudgetLimit { max_micros: 1_000_000, reset_duration: "1d".into() }]
+        vec![BudgetLimit { max_micros: 1_000_000, reset_duration: "1d".into(), reset_at_ms: 0 }]
     }
 
     #[test]
@@ -240,7 +245,8 @@ mod tests {
     #[test]
     fn levels_in_order_and_a_refusal_gives_back_earlier_reservations() {
         let map = Map::default();
-        let (wide, narrow) = (dollar_a_day(), vec![BudgetLimit { max_micros: 50, reset_duration: "1h".into() }]);
+        let (wide, narrow) =
+            (dollar_a_day(), vec![BudgetLimit { max_micros: 50, reset_duration: "1h".into(), reset_at_ms: 0 }]);
         let s = [scope("VK", &wide), scope("team 'ml'", &narrow)];
         let Err(Denial::BudgetExceeded(v)) = reserve(&s, 60, &map, 0, FailMode::Local, true) else { panic!() };
         assert_eq!(v.entity, "team 'ml'");
@@ -256,7 +262,7 @@ mod tests {
         let map = Map::default();
         let budgets = dollar_a_day();
         let s = [scope("VK", &budgets)];
-        let key = budget_key("vk", "1d");
+        let key = budget_key("vk", &budgets[0]);
         // No lease yet: refused by default, the whole budget in this Envoy alone otherwise.
         assert_eq!(reserve(&s, 10, &map, 0, FailMode::Deny, true), Err(Denial::BudgetUnavailable("VK".into())));
         assert_eq!(Denial::BudgetUnavailable("VK".into()).status(), 503);

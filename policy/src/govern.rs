@@ -363,7 +363,7 @@ mod tests {
         let mut w = world();
         let mut k = key();
         // $0.001 a day for the key.
-        k.limits.budgets = vec![BudgetLimit { max_micros: 1_000, reset_duration: "1d".into() }];
+        k.limits.budgets = vec![BudgetLimit { max_micros: 1_000, reset_duration: "1d".into(), reset_at_ms: 0 }];
         let run = |w: &World, k: &VirtualKeyRecord, body: &[u8]| {
             inference(k, Endpoint::ChatCompletions, "", body, w, w, 0, 0, &SETTINGS, true).1
         };

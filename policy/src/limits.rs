@@ -189,7 +189,7 @@ pub fn counter_keys(scope: &Scope<'_>) -> Vec<String> {
     if scope.rate_limit.and_then(RateLimit::tokens).is_some() {
         keys.push(counter_key(&scope.id, Dimension::Tokens));
     }
-    keys.extend(scope.budgets.iter().map(|b| crate::budgets::budget_key(&scope.id, &b.reset_duration)));
+    keys.extend(scope.budgets.iter().map(|b| crate::budgets::budget_key(&scope.id, b)));
     keys
 }
 
@@ -207,7 +207,7 @@ impl RecordLimits {
     fn add(&mut self, scope: &Scope<'_>) {
         self.counters.extend(counter_keys(scope));
         self.leased.extend(scope.budgets.iter().map(|b| LeasedBudget {
-            counter: crate::budgets::budget_key(&scope.id, &b.reset_duration),
+            counter: crate::budgets::budget_key(&scope.id, b),
             max: b.max_micros,
             reset_duration: b.reset_duration.clone(),
             calendar_aligned: scope.calendar_aligned,

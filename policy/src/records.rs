@@ -165,6 +165,14 @@ pub struct BudgetLimit {
     pub max_micros: u64,
     /// The window, e.g. `1M`.
     pub reset_duration: String,
+    /// When its usage was last reset by an operator (Unix ms; 0: never): spend counts afresh
+    /// from then, in a counter of its own.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reset_at_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl BudgetLimit {

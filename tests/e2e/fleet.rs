@@ -184,3 +184,59 @@ async fn without_the_control_plane_an_envoy_spends_its_lease_then_refuses() {
         .wait_for("a renewed lease", Duration::from_secs(15), || async { stack.chat(&key.secret).await.0 == 200 })
         .await;
 }
+
+/// Chats until the budget refuses with 402, retrying while leases are renewed; returns how many
+/// were served.
+async fn chat_until_spent(stack: &Stack, secret: &str) -> u64 {
+    let mut served = 0;
+    for _ in 0..200 {
+        match stack.chat(secret).await {
+            (200, _) => served += 1,
+            (429, _) => tokio::time::sleep(Duration::from_millis(100)).await,
+            (402, _) => return served,
+            (status, body) => panic!("unexpected {status}: {body}"),
+        }
+    }
+    panic!("the budget never ran out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_budget_usage_zeroes_the_spend_and_keeps_the_window() {
+    let stack = Stack::start().await;
+    let key = stack
+        .create_key(json!({
+            "name": "resettable",
+            "budgets": [{"max_limit": 0.006, "reset_duration": "1d"}],
+            "prices": {"gpt-4o-mini": {"input_per_mtok": 0, "output_per_mtok": 0, "per_request": PER_REQUEST_MICROS}},
+        }))
+        .await;
+    assert_eq!(chat_until_spent(&stack, &key.secret).await, 3);
+    let (status, updated) = stack
+        .admin_call(
+            Method::PUT,
+            &format!("/api/governance/virtual-keys/{}", key.id),
+            Some(json!({"reset_budget_usage": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    let budget = &updated["virtual_key"]["budgets"][0];
+    assert!(budget["last_reset"].is_string(), "{updated}");
+    stack.wait_for_leases(&format!("warden:budget:vk:{}:1d@", key.id)).await;
+    assert_eq!(chat_until_spent(&stack, &key.secret).await, 3, "the whole budget again");
+    // The self-service quota counts from the reset, in the same window: three answers, once the
+    // ledger has them.
+    let quota = || async {
+        let req = stack.http.get(stack.admin("/api/governance/virtual-keys/quota")).header("x-bf-vk", &key.secret);
+        req.send().await.unwrap().json::<serde_json::Value>().await.unwrap()
+    };
+    stack
+        .wait_for("the quota to count from the reset", Duration::from_secs(10), || async {
+            quota().await["budgets"][0]["current_usage"] == "0.006000"
+        })
+        .await;
+    // Sent again without `last_reset`, the budget keeps its reset.
+    let body = json!({"budgets": [{"max_limit": 0.008, "reset_duration": "1d"}]});
+    stack.update_key(&key.id, body).await;
+    let (_, fetched) = stack.admin_call(Method::GET, &format!("/api/governance/virtual-keys/{}", key.id), None).await;
+    assert_eq!(fetched["virtual_key"]["budgets"][0]["last_reset"], budget["last_reset"]);
+}

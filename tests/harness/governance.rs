@@ -282,7 +282,7 @@ fn budgets_reserve_settle_and_report_the_cost() {
     let mut key = record("vk-budget", true, None);
     // Five micro-dollars a day, and $0.1 per 1M tokens in and out: a 12-token answer costs
     // 1.2 µ$, rounded up to 2.
-    key.limits.budgets = vec![BudgetLimit { max_micros: 5, reset_duration: "1d".into() }];
+    key.limits.budgets = vec![BudgetLimit { max_micros: 5, reset_duration: "1d".into(), reset_at_ms: 0 }];
     let price =
         Price { input_per_mtok: 100_000, output_per_mtok: 100_000, cached_input_per_mtok: None, per_request: 0 };
     let (_proxy, mut vm, token) = with_keys(&[(K, key)]);
@@ -412,7 +412,7 @@ fn a_budget_is_spent_within_the_lease_the_control_plane_grants() {
     use warden_policy::pricing::Price;
     use warden_policy::records::BudgetLimit;
     let mut key = record("vk-lease", true, None);
-    key.limits.budgets = vec![BudgetLimit { max_micros: 10, reset_duration: "1d".into() }];
+    key.limits.budgets = vec![BudgetLimit { max_micros: 10, reset_duration: "1d".into(), reset_at_ms: 0 }];
     // Every request below reserves 2 µ$ and costs 2 µ$ (see the test above).
     let price =
         Price { input_per_mtok: 100_000, output_per_mtok: 100_000, cached_input_per_mtok: None, per_request: 0 };
@@ -456,7 +456,7 @@ fn an_idle_envoy_gives_back_its_lease_when_the_control_plane_runs_short() {
     use warden_policy::pricing::Price;
     use warden_policy::records::BudgetLimit;
     let mut key = record("vk-idle", true, None);
-    key.limits.budgets = vec![BudgetLimit { max_micros: 100, reset_duration: "1d".into() }];
+    key.limits.budgets = vec![BudgetLimit { max_micros: 100, reset_duration: "1d".into(), reset_at_ms: 0 }];
     let price =
         Price { input_per_mtok: 100_000, output_per_mtok: 100_000, cached_input_per_mtok: None, per_request: 0 };
     let (_proxy, mut vm, token) = with_keys(&[(K, key)]);

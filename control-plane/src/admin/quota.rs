@@ -41,7 +41,8 @@ pub async fn quota(State(state): State<AppState>, headers: HeaderMap) -> Result<
     let mut budgets = Vec::new();
     for budget in &key.budgets {
         let Some(w) = window(&budget.reset_duration) else { continue };
-        let spent = used(w.start_ms).await?.cost_micros;
+        let since = budget.last_reset.map_or(w.start_ms, |at| unix_ms(at).max(w.start_ms));
+        let spent = used(since).await?.cost_micros;
         budgets.push(json!({
             "max_limit": budget.max_limit,
             "reset_duration": budget.reset_duration,

@@ -81,6 +81,9 @@ pub struct UpdateKey {
     delete_after_expire: Option<Option<bool>>,
     #[serde(default, deserialize_with = "present")]
     disable_content_logging: Option<Option<bool>>,
+    /// Zeroes the usage of every budget of the key; their windows stay as they are.
+    #[serde(default)]
+    reset_budget_usage: bool,
 }
 
 #[derive(Deserialize)]
@@ -218,7 +221,16 @@ pub async fn update(
         key.customer_id = v;
     }
     if req.budgets.is_some() || req.budget.is_some() {
-        key.budgets = merge_budgets(req.budgets.unwrap_or_default(), req.budget);
+        let mut budgets = merge_budgets(req.budgets.unwrap_or_default(), req.budget);
+        // A budget sent again without `last_reset` keeps its reset: its usage does not come back.
+        for budget in budgets.iter_mut().filter(|b| b.last_reset.is_none()) {
+            let old = key.budgets.iter().find(|o| o.reset_duration == budget.reset_duration);
+            budget.last_reset = old.and_then(|o| o.last_reset);
+        }
+        key.budgets = budgets;
+    }
+    if req.reset_budget_usage {
+        key.budgets.iter_mut().for_each(|b| b.last_reset = Some(now));
     }
     if let Some(v) = req.rate_limit {
         key.rate_limit = v;
