@@ -100,6 +100,7 @@ Try:
   curl -s http://$LISTEN/v1/models                                   # 401 virtual_key_required
   curl -s http://$ADMIN/api/governance/virtual-keys/quota -H "x-bf-vk: $KEY"  # the key's own quota
   curl -s "http://$ADMIN/api/usage?group_by=model" -H "authorization: Bearer $TOKEN"
+  curl -s http://$ADMIN/api/leases -H "authorization: Bearer $TOKEN"    # Envoy's share of each budget
   curl -s http://$ADMIN/api/providers -H "authorization: Bearer $TOKEN"
   curl -s http://$ADMIN/api/governance/virtual-keys -H "authorization: Bearer $TOKEN"
   curl -s -X POST http://$ADMIN/api/governance/virtual-keys -H "authorization: Bearer $TOKEN" \\

@@ -5,12 +5,19 @@ use futures::StreamExt;
 use reqwest::Method;
 use serde_json::json;
 use std::time::{Duration, Instant};
-use warden_tests::stack::{Options, Stack};
+use warden_tests::stack::{Key, Options, Stack};
 
 /// Each request costs exactly this (a per-request price, no token price): 500 fill $1.00.
 const PER_REQUEST_MICROS: u64 = 2_000;
 const BUDGET_MICROS: u64 = 1_000_000;
 const CLIENTS_PER_ENVOY: usize = 64;
+
+/// A key with a daily budget of `dollars`, every request costing exactly [`PER_REQUEST_MICROS`].
+async fn priced_key(stack: &Stack, name: &str, dollars: f64) -> Key {
+    let price = json!({"input_per_mtok": 0, "output_per_mtok": 0, "per_request": PER_REQUEST_MICROS});
+    let budgets = json!([{"max_limit": dollars, "reset_duration": "1d"}]);
+    stack.create_key(json!({"name": name, "budgets": budgets, "prices": {"gpt-4o-mini": price}})).await
+}
 
 /// What a fleet did with its budget.
 struct Spend {
@@ -25,13 +32,7 @@ struct Spend {
 /// `CLIENTS_PER_ENVOY` clients on every Envoy send chats until their Envoy says the budget is
 /// spent (402), retrying when it says its lease is being renewed (429).
 async fn spend_the_budget(stack: &Stack) -> Spend {
-    let key = stack
-        .create_key(json!({
-            "name": "fleet-dollar",
-            "budgets": [{"max_limit": 1.0, "reset_duration": "1d"}],
-            "prices": {"gpt-4o-mini": {"input_per_mtok": 0, "output_per_mtok": 0, "per_request": PER_REQUEST_MICROS}},
-        }))
-        .await;
+    let key = priced_key(stack, "fleet-dollar", 1.0).await;
     stack.http.delete(stack.mock("/mock/requests")).send().await.unwrap();
     let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
     let body = json!({"model": "gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]});
@@ -148,13 +149,7 @@ async fn two_control_planes_on_postgresql_share_the_budget_and_lose_no_usage_whe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_control_plane_an_envoy_spends_its_lease_then_refuses() {
     let mut stack = Stack::start().await;
-    let key = stack
-        .create_key(json!({
-            "name": "lease-then-deny",
-            "budgets": [{"max_limit": 0.1, "reset_duration": "1d"}],
-            "prices": {"gpt-4o-mini": {"input_per_mtok": 0, "output_per_mtok": 0, "per_request": PER_REQUEST_MICROS}},
-        }))
-        .await;
+    let key = priced_key(&stack, "lease-then-deny", 0.1).await;
     let (_, leases) = stack.admin_call(Method::GET, "/api/leases?counter=warden:budget:vk:", None).await;
     let granted = leases["leases"][0]["granted"].as_u64().unwrap();
     assert!(granted > 0 && granted < 100_000, "a share of the budget, not all of it: {leases}");
@@ -203,13 +198,7 @@ async fn chat_until_spent(stack: &Stack, secret: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_budget_usage_zeroes_the_spend_and_keeps_the_window() {
     let stack = Stack::start().await;
-    let key = stack
-        .create_key(json!({
-            "name": "resettable",
-            "budgets": [{"max_limit": 0.006, "reset_duration": "1d"}],
-            "prices": {"gpt-4o-mini": {"input_per_mtok": 0, "output_per_mtok": 0, "per_request": PER_REQUEST_MICROS}},
-        }))
-        .await;
+    let key = priced_key(&stack, "resettable", 0.006).await;
     assert_eq!(chat_until_spent(&stack, &key.secret).await, 3);
     let (status, updated) = stack
         .admin_call(
