@@ -147,6 +147,8 @@ CREATE TABLE lease_windows (
     window_start_ms BIGINT NOT NULL,
     window_end_ms   BIGINT NOT NULL,
     max_micros      BIGINT NOT NULL,
+    -- When an Envoy last asked for more than was free (Unix ms): the others give back.
+    wanted_ms       BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (counter, window_start_ms)
 );
 CREATE INDEX lease_windows_end ON lease_windows (window_end_ms);

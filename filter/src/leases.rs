@@ -1,23 +1,27 @@
-//! The leader's side of budget leases (see `warden_policy::lease`): which budgets this Envoy
-//! spends, and one `warden.v1.Quota/Lease` call at a time that reports their spend, asks for
-//! more, fetches next windows ahead and gives back what idles. Grants land beside the counters,
-//! where every worker's admission finds them.
+//! The leader's side of leases (see `warden_policy::lease`): which fleet-wide limits this Envoy
+//! counts, and one `warden.v1.Quota/Lease` call at a time that reports their counts, asks for
+//! more, fetches next windows ahead and gives back what idles or is asked back. Grants land
+//! beside the counters, where every worker's admission finds them.
 
 use crate::host;
 use crate::metrics::Metrics;
 use crate::shared::{self, SharedCounters};
 use prost::Message;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 use warden_policy::counter;
-use warden_policy::lease::{LEASE_METHOD, LeaseReply, LeaseRequest, LeasedBudget, QUOTA_SERVICE, Step};
+use warden_policy::lease::{LEASE_METHOD, LeaseReply, LeaseRequest, LeasedLimit, QUOTA_SERVICE, Step};
 
-/// The budgets of every record, by record name, as JSON: the leader's registry survives it.
+/// The leased limits of every record, by record name, as JSON: the leader's registry survives it.
 const REGISTRY_KEY: &str = "warden:leased";
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// With nothing to say for this long (and at start), the leader calls anyway: the control plane
+/// shares limits among the Envoys it has heard from lately, so it must know this one is there,
+/// and it answers with any lease it wants back.
+const HEARTBEAT_MS: u64 = 10_000;
 
-/// Records the budgets one applied policy batch brings (`None`: the record is gone).
-pub fn register<'a>(changes: impl IntoIterator<Item = (&'a str, Vec<LeasedBudget>)>) {
+/// Records the leased limits one applied policy batch brings (none: the record is gone).
+pub fn register<'a>(changes: impl IntoIterator<Item = (&'a str, Vec<LeasedLimit>)>) {
     let mut registry = read_registry();
     for (name, budgets) in changes {
         if budgets.is_empty() {
@@ -32,15 +36,18 @@ pub fn register<'a>(changes: impl IntoIterator<Item = (&'a str, Vec<LeasedBudget
     }
 }
 
-fn read_registry() -> BTreeMap<String, Vec<LeasedBudget>> {
+fn read_registry() -> BTreeMap<String, Vec<LeasedLimit>> {
     serde_json::from_slice(&shared::get(REGISTRY_KEY)).unwrap_or_default()
 }
 
 #[derive(Default)]
 pub struct Leases {
     call: Option<u32>,
+    last_call_ms: u64,
     /// What each counter held at the last tick: tells a moving spend from an idle one.
     last_counts: HashMap<String, u64>,
+    /// Counters whose leases the control plane asked back.
+    reclaim: HashSet<String>,
 }
 
 impl Leases {
@@ -52,33 +59,37 @@ impl Leases {
     /// control plane's and apply whoever leads.
     pub fn stop(&mut self) {
         self.last_counts.clear();
+        self.reclaim.clear();
     }
 
-    /// Works out every budget's step and sends what needs saying, unless a call is in flight.
+    /// Works out every limit's step and sends what needs saying, unless a call is in flight.
     pub fn tick(&mut self, cluster: &str, now_ms: u64, metrics: &Metrics) {
         if self.call.is_some() {
             return;
         }
         let mut wants = Vec::new();
-        for budget in read_registry().into_values().flatten() {
-            let Some(window) = budget.current_window(now_ms) else { continue };
-            let counter = counter::read(&SharedCounters, &budget.counter);
-            let last = self.last_counts.get(&budget.counter).copied();
-            for step in budget.steps(&counter, last, now_ms) {
+        let registry = read_registry();
+        for limit in registry.values().flatten() {
+            let Some(window) = limit.current_window(now_ms) else { continue };
+            let counter = counter::read(&SharedCounters, &limit.counter);
+            let last = self.last_counts.get(&limit.counter).copied();
+            let reclaim = self.reclaim.remove(&limit.counter);
+            for step in limit.steps(&counter, last, now_ms, reclaim) {
                 match step {
                     Step::Send(want) => wants.push(want),
-                    Step::GiveBack(window) => {
-                        if let Some(keep) = counter::give_back(&SharedCounters, &budget.counter, window) {
-                            wants.push(budget.gave_back(window, keep));
+                    Step::GiveBack { window, margin } => {
+                        if let Some(keep) = counter::give_back(&SharedCounters, &limit.counter, window, margin) {
+                            wants.push(limit.gave_back(window, keep));
                         }
                     }
                 }
             }
-            self.last_counts.insert(budget.counter.clone(), counter.count_in(window));
+            self.last_counts.insert(limit.counter.clone(), counter.count_in(window));
         }
-        if wants.is_empty() {
+        if wants.is_empty() && now_ms.saturating_sub(self.last_call_ms) < HEARTBEAT_MS {
             return;
         }
+        self.last_call_ms = now_ms;
         let node = host::property(&["xds", "node", "id"]).unwrap_or_default();
         let request = LeaseRequest { node, wants };
         match host::dispatch_grpc_call(cluster, QUOTA_SERVICE, LEASE_METHOD, &request.encode_to_vec(), CALL_TIMEOUT) {
@@ -104,6 +115,9 @@ impl Leases {
         };
         for grant in &reply.grants {
             counter::put_grant(&SharedCounters, &grant.counter, grant.grant());
+            if grant.reclaim {
+                self.reclaim.insert(grant.counter.clone());
+            }
         }
     }
 }

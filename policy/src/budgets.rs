@@ -8,6 +8,7 @@
 
 use crate::Denial;
 use crate::counter::{self, Counters, Grant, Seen};
+use crate::lease::{leased, share_spent};
 use crate::limits::{Scope, seconds_until, window_of};
 use crate::pricing::dollars;
 use crate::records::BudgetLimit;
@@ -107,10 +108,7 @@ pub fn reserve(
             let key = budget_key(&scope.id, budget);
             let max = budget.max_micros;
             let within = |spent: u64, limit: u64| spent < limit && spent.saturating_add(estimate) <= limit;
-            // Whether the lease decides; otherwise the fail mode does.
-            let leased = |spent: u64, grant: Option<Grant>| {
-                grant.is_some_and(|g| control_plane_up || within(spent, g.granted.min(max)))
-            };
+            let leased = |spent: u64, grant: Option<Grant>| leased(grant, max, spent, estimate, control_plane_up);
             let fits = |spent: u64, grant: Option<Grant>| {
                 let limit = match grant {
                     Some(g) if leased(spent, grant) => g.granted.min(max),
@@ -158,7 +156,7 @@ pub fn reserve(
                     Denial::BudgetUnavailable(entity)
                 }
                 // The fleet still has budget to grant: this Envoy's lease is being renewed.
-                Some(g) if g.granted < max => Denial::BudgetPending(entity),
+                grant if share_spent(grant, max) => Denial::BudgetPending(entity),
                 _ => exceeded(seen.count),
             });
         }

@@ -154,15 +154,15 @@ pub fn put_grant(counters: &impl Counters, key: &str, grant: Grant) -> bool {
     false
 }
 
-/// Lowers the grant of `window` to what is counted in it, in one swap, so that nothing more is
-/// spent against it; returns the lowered grant (the amount to tell the control plane this
-/// Envoy keeps), or `None` if there was nothing to give back.
-pub fn give_back(counters: &impl Counters, key: &str, window: Window) -> Option<u64> {
+/// Lowers the grant of `window` to what is counted in it plus `margin`, in one swap, so that
+/// nothing more is spent against the rest; returns the lowered grant (the amount to tell the
+/// control plane this Envoy keeps), or `None` if there was nothing to give back.
+pub fn give_back(counters: &impl Counters, key: &str, window: Window, margin: u64) -> Option<u64> {
     for _ in 0..CAS_ATTEMPTS {
         let (value, cas) = counters.read(key);
         let counter = Counter::parse(value.as_deref());
         let grant = counter.grant_in(window.start_ms)?;
-        let keep = counter.count_in(window);
+        let keep = counter.count_in(window).saturating_add(margin);
         if grant.granted <= keep {
             return None;
         }
@@ -239,10 +239,11 @@ pub(crate) mod tests {
         let map = Map::default();
         put_grant(&map, "k", Grant { window_start: 1_000, granted: 10, free: 5, version: 1 });
         update(&map, "k", W1, |n, _| Some(n + 4));
-        assert_eq!(give_back(&map, "k", W1), Some(4));
+        assert_eq!(give_back(&map, "k", W1, 2), Some(6), "keeping a margin");
+        assert_eq!(give_back(&map, "k", W1, 0), Some(4));
         assert_eq!(read(&map, "k").grant_in(1_000).map(|g| g.granted), Some(4));
-        assert_eq!(give_back(&map, "k", W1), None, "nothing left to give");
-        assert_eq!(give_back(&map, "k", W2), None, "no grant in that window");
+        assert_eq!(give_back(&map, "k", W1, 0), None, "nothing left to give");
+        assert_eq!(give_back(&map, "k", W2, 0), None, "no grant in that window");
     }
 
     #[test]

@@ -107,7 +107,7 @@ pub fn inference(
     let customer_id = key.customer_id.as_deref().or_else(|| team.as_ref().and_then(|t| t.customer_id.as_deref()));
     let customer = customer_id.and_then(|id| records.customer(id));
     let scopes = limits::scopes(key, &route, model.as_ref(), team.as_ref(), customer.as_ref());
-    let (report, reserved) = limits::reserve(&scopes, counters, now_ms);
+    let (report, reserved) = limits::reserve(&scopes, counters, now_ms, control_plane_up);
     let reservation = match reserved {
         Ok(r) => r,
         Err(denial) => return (report, Err(denial)),

@@ -1,11 +1,12 @@
-//! Leases: how an Envoy spends a budget that spans Envoys without asking anyone per request.
+//! Leases: how an Envoy spends a limit that spans Envoys — a budget, a request or a token limit —
+//! without asking anyone per request.
 //!
-//! The control plane is the truth for every budget. It grants each Envoy a share (a lease) per
-//! budget and window, never granting more in all than the budget, so the fleet cannot spend past
-//! it. The filter reserves every request's estimated cost against its own share (see
-//! `budgets.rs`); its leader asks for more before the share runs out, fetches the next window's
-//! ahead of time, reports what it has spent, and gives back what an idle Envoy holds when the
-//! control plane runs short. The wire format is protobuf on `warden.v1.Quota/Lease`.
+//! The control plane is the truth for every such limit. It grants each Envoy a share (a lease)
+//! per limit and window, never granting more in all than the limit, so the fleet cannot pass it.
+//! The filter counts every request against its own share (see `budgets.rs` and `limits.rs`); its
+//! leader asks for more before the share runs out, fetches the next window's ahead of time,
+//! reports what it has counted, and gives back what it does not need when the control plane asks
+//! (another Envoy wants more than is free). The wire format is protobuf on `warden.v1.Quota/Lease`.
 
 use crate::counter::{Counter, Grant};
 use crate::window::{ResetDuration, Window};
@@ -79,14 +80,31 @@ pub struct LeaseGrant {
     /// Grows with every change of this lease at the control plane.
     #[prost(uint64, tag = "5")]
     pub version: u64,
+    /// Another Envoy wants more than is free: give back what this one does not need.
+    #[prost(bool, tag = "6")]
+    pub reclaim: bool,
 }
 
-/// The control plane's answer, one grant per want.
+/// The control plane's answer: one grant per want, in order, then the leases it asks back that
+/// the call did not mention.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct LeaseReply {
-    /// The grants, in the order of the wants.
+    /// The grants.
     #[prost(message, repeated, tag = "1")]
     pub grants: Vec<LeaseGrant>,
+}
+
+/// Whether a lease decides a count of `count + need` against a fleet-wide `max`: there is one,
+/// and the count fits in it or the control plane can be asked for more. Otherwise the limit's
+/// fail mode decides.
+pub fn leased(grant: Option<Grant>, max: u64, count: u64, need: u64, control_plane_up: bool) -> bool {
+    grant.is_some_and(|g| control_plane_up || count.saturating_add(need) <= g.granted.min(max))
+}
+
+/// Whether a refusal under `grant` is only this Envoy's share running out while the control
+/// plane has more to grant (so a retry a moment later may pass).
+pub fn share_spent(grant: Option<Grant>, max: u64) -> bool {
+    grant.is_some_and(|g| g.granted < max && g.free > 0)
 }
 
 impl LeaseGrant {
@@ -96,12 +114,13 @@ impl LeaseGrant {
     }
 }
 
-/// A budget counter this Envoy spends under a lease: what its leader needs to know to ask.
+/// A counter of a fleet-wide limit (a budget, a request or a token limit) that this Envoy
+/// spends under a lease: what its leader needs to know to ask.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeasedBudget {
+pub struct LeasedLimit {
     /// Its counter's key.
     pub counter: String,
-    /// The budget, µ$.
+    /// The limit: µ$, requests or tokens.
     pub max: u64,
     /// Its window, e.g. `1d`.
     pub reset_duration: String,
@@ -116,11 +135,17 @@ pub struct LeasedBudget {
 pub enum Step {
     /// Send this want (more, a spend report, or both).
     Send(LeaseWant),
-    /// Give back what the current window's lease holds beyond the spend, then report it.
-    GiveBack(Window),
+    /// Give back what the current window's lease holds beyond the spend and `margin`, then
+    /// report it.
+    GiveBack {
+        /// The window.
+        window: Window,
+        /// What to keep beyond the spend.
+        margin: u64,
+    },
 }
 
-impl LeasedBudget {
+impl LeasedLimit {
     fn window(&self, span: ResetDuration, at_ms: u64) -> Window {
         span.window(at_ms, self.anchor_ms, self.calendar_aligned)
     }
@@ -143,28 +168,32 @@ impl LeasedBudget {
         }
     }
 
-    /// What to do on this tick, given the counter and what it counted at the last tick (`None`
-    /// for a budget the leader has not seen before).
+    /// What to do on this tick, given the counter, what it counted at the last tick (`None`
+    /// for a limit the leader has not seen before) and whether the control plane asked for
+    /// leases back.
     ///
     /// - No lease for the window, or half of it spent: ask for more (unless it already holds
     ///   the whole budget).
     /// - The spend moved: report it, so the control plane knows what is used.
-    /// - Idle since the last tick while the control plane has less than a tenth of the budget
-    ///   left to grant: give back what is not spent, for busier Envoys.
+    /// - Asked to (`reclaim`: another Envoy wants more than is free): give back all but one
+    ///   more tick's worth of spend, for busier Envoys.
     /// - Near the window's end: fetch the next window's lease, so that it starts without a wait.
-    pub fn steps(&self, counter: &Counter, last_count: Option<u64>, now_ms: u64) -> Vec<Step> {
+    pub fn steps(&self, counter: &Counter, last_count: Option<u64>, now_ms: u64, reclaim: bool) -> Vec<Step> {
         let Ok(span) = ResetDuration::parse(&self.reset_duration) else { return Vec::new() };
         let window = self.window(span, now_ms);
         let used = counter.count_in(window);
+        let since_last = used.saturating_sub(last_count.unwrap_or(used));
         let mut steps = Vec::new();
         match counter.grant_in(window.start_ms) {
+            Some(g) if reclaim && g.granted > used.saturating_add(since_last) => {
+                steps.push(Step::GiveBack { window, margin: since_last });
+            }
             None => steps.push(Step::Send(self.want(window, used, true))),
             Some(g) if g.granted < self.max && used.saturating_mul(2) >= g.granted => {
-                let need = used.saturating_sub(last_count.unwrap_or(used)).saturating_mul(2);
-                steps.push(Step::Send(LeaseWant { need, ..self.want(window, used, true) }));
-            }
-            Some(g) if last_count == Some(used) && g.granted > used && g.free.saturating_mul(10) < self.max => {
-                steps.push(Step::GiveBack(window));
+                steps.push(Step::Send(LeaseWant {
+                    need: since_last.saturating_mul(2),
+                    ..self.want(window, used, true)
+                }));
             }
             Some(_) if last_count != Some(used) => steps.push(Step::Send(self.want(window, used, false))),
             Some(_) => {}
@@ -192,8 +221,8 @@ mod tests {
 
     const HOUR: u64 = 3_600_000;
 
-    fn budget() -> LeasedBudget {
-        LeasedBudget {
+    fn budget() -> LeasedLimit {
+        LeasedLimit {
             counter: "warden:budget:vk:1:1h".into(),
             max: 1_000,
             reset_duration: "1h".into(),
@@ -212,7 +241,7 @@ mod tests {
             .iter()
             .filter_map(|s| match s {
                 Step::Send(w) => Some((w.window_start_ms, w.used, w.more)),
-                Step::GiveBack(_) => None,
+                Step::GiveBack { .. } => None,
             })
             .collect()
     }
@@ -221,34 +250,33 @@ mod tests {
     fn asks_without_a_lease_and_again_at_half_spent() {
         let (map, b) = (Map::default(), budget());
         let now = 1_000;
-        assert_eq!(wants(&b.steps(&read(&map, &b.counter), None, now)), vec![(0, 0, true)]);
+        assert_eq!(wants(&b.steps(&read(&map, &b.counter), None, now, false)), vec![(0, 0, true)]);
         put_grant(&map, &b.counter, Grant { window_start: 0, granted: 100, free: 500, version: 1 });
         spend(&map, 40, now);
         // Spent moved but less than half: report only.
-        assert_eq!(wants(&b.steps(&read(&map, &b.counter), Some(0), now)), vec![(0, 40, false)]);
-        assert!(b.steps(&read(&map, &b.counter), Some(40), now).is_empty(), "idle, plenty left: nothing");
+        assert_eq!(wants(&b.steps(&read(&map, &b.counter), Some(0), now, false)), vec![(0, 40, false)]);
+        assert!(b.steps(&read(&map, &b.counter), Some(40), now, false).is_empty(), "idle, plenty left: nothing");
         spend(&map, 10, now);
-        let steps = b.steps(&read(&map, &b.counter), Some(40), now);
+        let steps = b.steps(&read(&map, &b.counter), Some(40), now, false);
         assert_eq!(wants(&steps), vec![(0, 50, true)]);
         assert!(matches!(&steps[0], Step::Send(w) if w.need == 20), "twice the 10 spent since the last tick");
         // Holding the whole budget, it never asks.
         put_grant(&map, &b.counter, Grant { window_start: 0, granted: 1_000, free: 0, version: 2 });
         spend(&map, 900, now);
-        assert_eq!(wants(&b.steps(&read(&map, &b.counter), Some(50), now)), vec![(0, 950, false)]);
+        assert_eq!(wants(&b.steps(&read(&map, &b.counter), Some(50), now, false)), vec![(0, 950, false)]);
     }
 
     #[test]
-    fn an_idle_envoy_gives_back_only_when_the_control_plane_runs_short() {
+    fn it_gives_back_only_when_asked_keeping_a_tick_of_spend() {
         let (map, b) = (Map::default(), budget());
-        put_grant(&map, &b.counter, Grant { window_start: 0, granted: 300, free: 200, version: 1 });
+        put_grant(&map, &b.counter, Grant { window_start: 0, granted: 300, free: 0, version: 1 });
         spend(&map, 100, 5);
-        assert!(b.steps(&read(&map, &b.counter), Some(100), 5).is_empty());
-        put_grant(&map, &b.counter, Grant { window_start: 0, granted: 300, free: 50, version: 2 });
-        assert_eq!(
-            b.steps(&read(&map, &b.counter), Some(100), 5),
-            vec![Step::GiveBack(Window { start_ms: 0, end_ms: HOUR })]
-        );
-        assert_eq!(b.gave_back(Window { start_ms: 0, end_ms: HOUR }, 100).keep, Some(100));
+        assert!(b.steps(&read(&map, &b.counter), Some(100), 5, false).is_empty(), "idle, not asked: it keeps");
+        let window = Window { start_ms: 0, end_ms: HOUR };
+        assert_eq!(b.steps(&read(&map, &b.counter), Some(100), 5, true), vec![Step::GiveBack { window, margin: 0 }]);
+        assert_eq!(b.gave_back(window, 100).keep, Some(100));
+        spend(&map, 20, 5);
+        assert_eq!(b.steps(&read(&map, &b.counter), Some(100), 5, true), vec![Step::GiveBack { window, margin: 20 }]);
     }
 
     #[test]
@@ -256,9 +284,9 @@ mod tests {
         let (map, b) = (Map::default(), budget());
         put_grant(&map, &b.counter, Grant { window_start: 0, granted: 100, free: 500, version: 1 });
         let late = HOUR - AHEAD_MS / 2;
-        assert_eq!(wants(&b.steps(&read(&map, &b.counter), Some(0), late)), vec![(HOUR, 0, true)]);
+        assert_eq!(wants(&b.steps(&read(&map, &b.counter), Some(0), late, false)), vec![(HOUR, 0, true)]);
         put_grant(&map, &b.counter, Grant { window_start: HOUR, granted: 100, free: 400, version: 2 });
-        assert!(b.steps(&read(&map, &b.counter), Some(0), late).is_empty());
+        assert!(b.steps(&read(&map, &b.counter), Some(0), late, false).is_empty());
         assert!(map.read(&b.counter).0.is_some());
     }
 }

@@ -8,7 +8,7 @@
 //! `used ≥ max` (contract §4.2).
 
 use crate::counter::{self, Counters};
-use crate::lease::LeasedBudget;
+use crate::lease::{LeasedLimit, leased, share_spent};
 use crate::records::{
     BudgetLimit, CustomerRecord, Limits, ModelRecord, ProviderGrant, ProviderRecord, RateLimit, TeamRecord,
     VirtualKeyRecord,
@@ -200,13 +200,26 @@ pub struct RecordLimits {
     /// Counters to create.
     pub counters: Vec<String>,
     /// Budgets to lease.
-    pub leased: Vec<LeasedBudget>,
+    pub leased: Vec<LeasedLimit>,
 }
 
 impl RecordLimits {
     fn add(&mut self, scope: &Scope<'_>) {
         self.counters.extend(counter_keys(scope));
-        self.leased.extend(scope.budgets.iter().map(|b| LeasedBudget {
+        let rate = scope.rate_limit.into_iter().flat_map(|rl| {
+            let requests =
+                rl.request_max_limit.zip(rl.request_reset_duration.clone()).map(|l| (Dimension::Requests, l));
+            let tokens = rl.token_max_limit.zip(rl.token_reset_duration.clone()).map(|l| (Dimension::Tokens, l));
+            requests.into_iter().chain(tokens)
+        });
+        self.leased.extend(rate.map(|(dimension, (max, reset_duration))| LeasedLimit {
+            counter: counter_key(&scope.id, dimension),
+            max,
+            reset_duration,
+            calendar_aligned: scope.calendar_aligned,
+            anchor_ms: scope.anchor_ms,
+        }));
+        self.leased.extend(scope.budgets.iter().map(|b| LeasedLimit {
             counter: crate::budgets::budget_key(&scope.id, b),
             max: b.max_micros,
             reset_duration: b.reset_duration.clone(),
@@ -345,6 +358,16 @@ fn update(
     counter::update(counters, key, window, |n, _| change(n)).map(|seen| (seen.count, seen.wrote))
 }
 
+/// The most this Envoy may count against a fleet-wide request or token limit: its lease while
+/// the lease decides, else the whole limit (rate limits fail open to this Envoy's own count, as
+/// before leases; budgets fail closed by default).
+fn allowance(max: u64, count: u64, need: u64, grant: Option<counter::Grant>, control_plane_up: bool) -> u64 {
+    match grant {
+        Some(g) if leased(grant, max, count, need, control_plane_up) => g.granted.min(max),
+        _ => max,
+    }
+}
+
 pub(crate) fn window_of(scope: &Scope<'_>, span: ResetDuration, now_ms: u64) -> Window {
     span.window(now_ms, scope.anchor_ms, scope.calendar_aligned)
 }
@@ -356,6 +379,7 @@ pub fn reserve(
     scopes: &[Scope<'_>],
     counters: &impl Counters,
     now_ms: u64,
+    control_plane_up: bool,
 ) -> (RateReport, Result<Reservation, Denial>) {
     let mut report = RateReport::default();
     let mut held = Reservation::default();
@@ -368,18 +392,23 @@ pub fn reserve(
         if let Some((max, span)) = rl.tokens() {
             let window = window_of(scope, span, now_ms);
             let key = counter_key(&scope.id, Dimension::Tokens);
-            let used = count_of(counters, &key, window);
+            let counter = counter::read(counters, &key);
+            let used = counter.count_in(window);
+            let grant = counter.grant_in(window.start_ms);
             RateReport::note(
                 &mut report.tokens,
                 Headroom { limit: max, remaining: max.saturating_sub(used), reset_ms: window.end_ms },
             );
-            if used >= max {
+            if used >= allowance(max, used, 1, grant, control_plane_up) {
                 token_over = true;
-                resets.push(window.end_ms);
-                details.push(format!(
-                    "token limit exceeded ({used}/{max}, resets every {})",
-                    rl.token_reset_duration.as_deref().unwrap_or_default()
-                ));
+                let every = rl.token_reset_duration.as_deref().unwrap_or_default();
+                if used < max && share_spent(grant, max) {
+                    resets.push(now_ms + 1);
+                    details.push(format!("this gateway's share of the token limit is used ({used}, renewing)"));
+                } else {
+                    resets.push(window.end_ms);
+                    details.push(format!("token limit exceeded ({used}/{max}, resets every {every})"));
+                }
             }
             held.tokens.push(TokenMeter {
                 key,
@@ -393,8 +422,10 @@ pub fn reserve(
             let key = counter_key(&scope.id, Dimension::Requests);
             // Refused by a token limit: look, but do not take a request from the count.
             let take = !token_over;
-            let seen = update(counters, &key, window, |n| (take && n < max).then_some(n + 1));
-            let (count, wrote) = seen.unwrap_or((max, false));
+            let seen = counter::update(counters, &key, window, |n, grant| {
+                (take && n < allowance(max, n, 1, grant, control_plane_up)).then_some(n + 1)
+            });
+            let (count, wrote, grant) = seen.map_or((max, false, None), |s| (s.count, s.wrote, s.grant));
             let after = if wrote { count + 1 } else { count };
             RateReport::note(
                 &mut report.requests,
@@ -402,14 +433,16 @@ pub fn reserve(
             );
             if wrote {
                 held.requests.push((key, window.start_ms));
-            } else if count >= max || seen.is_none() {
+            } else if take || count >= max {
                 request_over = true;
-                resets.push(window.end_ms);
-                details.push(format!(
-                    "request limit exceeded ({}/{max}, resets every {})",
-                    count + 1,
-                    rl.request_reset_duration.as_deref().unwrap_or_default()
-                ));
+                let every = rl.request_reset_duration.as_deref().unwrap_or_default();
+                if count < max && share_spent(grant, max) {
+                    resets.push(now_ms + 1);
+                    details.push(format!("this gateway's share of the request limit is used ({count}, renewing)"));
+                } else {
+                    resets.push(window.end_ms);
+                    details.push(format!("request limit exceeded ({}/{max}, resets every {every})", count + 1));
+                }
             }
         }
         if token_over || request_over {
@@ -509,16 +542,41 @@ mod tests {
     const T: u64 = 1_000_000;
 
     #[test]
+    fn a_lease_caps_the_requests_and_tokens_this_envoy_counts() {
+        use crate::counter::{Grant, put_grant};
+        let map = Map::default();
+        let rl = limit(Some((10, "1m")), Some((100, "1m")));
+        let s = [scope("VK", &rl)];
+        let start = 960_000;
+        put_grant(&map, "warden:rl:vk:req", Grant { window_start: start, granted: 2, free: 5, version: 1 });
+        assert!(reserve(&s, &map, T, true).1.is_ok());
+        assert!(reserve(&s, &map, T, true).1.is_ok());
+        let (_, outcome) = reserve(&s, &map, T, true);
+        let Err(Denial::RateLimited(v)) = outcome else { panic!("{outcome:?}") };
+        assert_eq!(v.retry_after_s, 1, "the share is renewing: {}", v.message());
+        assert!(v.message().contains("this gateway's share of the request limit is used (2, renewing)"));
+        // The control plane unreachable: past its lease this Envoy counts up to the whole limit.
+        assert!(reserve(&s, &map, T, false).1.is_ok());
+        // Tokens: refused once this Envoy's share is used.
+        put_grant(&map, "warden:rl:vk:tok", Grant { window_start: start, granted: 50, free: 0, version: 1 });
+        let held = reserve(&s, &map, T + 1, false).1.unwrap();
+        charge_tokens(&held, 60, &map, T + 1);
+        let (_, outcome) = reserve(&s, &map, T + 2, true);
+        let Err(Denial::RateLimited(v)) = outcome else { panic!("{outcome:?}") };
+        assert!(v.message().contains("token limit exceeded (60/100"), "{}", v.message());
+    }
+
+    #[test]
     fn request_limit_admits_exactly_max_per_window_and_resets_on_time() {
         let map = Map::default();
         let rl = limit(Some((3, "1m")), None);
         let s = [scope("VK", &rl)];
         for i in 0..3 {
-            let (report, outcome) = reserve(&s, &map, T + i);
+            let (report, outcome) = reserve(&s, &map, T + i, true);
             assert!(outcome.is_ok());
             assert_eq!(report.requests.unwrap().remaining, 2 - i);
         }
-        let (report, outcome) = reserve(&s, &map, T + 10);
+        let (report, outcome) = reserve(&s, &map, T + 10, true);
         let Err(Denial::RateLimited(v)) = outcome else { panic!("{outcome:?}") };
         assert_eq!(v.kind, RateKind::Requests);
         assert_eq!(
@@ -529,8 +587,8 @@ mod tests {
         assert_eq!(v.retry_after_s, 20);
         assert_eq!(report.requests.unwrap().remaining, 0);
         // One millisecond before the reset: still refused; at the reset: admitted.
-        assert!(reserve(&s, &map, 1_019_999).1.is_err());
-        assert!(reserve(&s, &map, 1_020_000).1.is_ok());
+        assert!(reserve(&s, &map, 1_019_999, true).1.is_err());
+        assert!(reserve(&s, &map, 1_020_000, true).1.is_ok());
     }
 
     #[test]
@@ -539,8 +597,8 @@ mod tests {
         let wide = limit(Some((10, "1h")), None);
         let narrow = limit(Some((1, "1h")), None);
         let s = [scope("provider 'p'", &wide), scope("VK", &narrow)];
-        assert!(reserve(&s, &map, T).1.is_ok());
-        let (_, outcome) = reserve(&s, &map, T);
+        assert!(reserve(&s, &map, T, true).1.is_ok());
+        let (_, outcome) = reserve(&s, &map, T, true);
         let Err(Denial::RateLimited(v)) = outcome else { panic!() };
         assert_eq!(v.entity, "VK");
         // The provider-wide counter was given back: 1 used, not 2.
@@ -552,17 +610,17 @@ mod tests {
         let map = Map::default();
         let rl = limit(Some((1, "1h")), Some((100, "1h")));
         let s = [scope("VK", &rl)];
-        let (_, first) = reserve(&s, &map, T);
+        let (_, first) = reserve(&s, &map, T, true);
         let held = first.unwrap();
         charge_tokens(&held, 150, &map, T + 5);
-        let (report, outcome) = reserve(&s, &map, T + 6);
+        let (report, outcome) = reserve(&s, &map, T + 6, true);
         assert_eq!(report.tokens.unwrap().remaining, 0);
         let Err(Denial::RateLimited(v)) = outcome else { panic!() };
         assert_eq!(v.kind, RateKind::Both);
         assert_eq!(Denial::RateLimited(v.clone()).kind(), "rate_limited");
         assert!(v.message().contains("token limit exceeded (150/100, resets every 1h)"), "{}", v.message());
         let only_tokens = limit(None, Some((100, "1h")));
-        let (_, outcome) = reserve(&[scope("VK", &only_tokens)], &map, T + 7);
+        let (_, outcome) = reserve(&[scope("VK", &only_tokens)], &map, T + 7, true);
         assert_eq!(outcome.unwrap_err().kind(), "token_limited");
     }
 
@@ -583,7 +641,7 @@ mod tests {
         let map = Map::default();
         let loose = limit(Some((100, "1h")), Some((10_000, "1d")));
         let tight = limit(Some((5, "1m")), None);
-        let (report, _) = reserve(&[scope("a", &loose), scope("b", &tight)], &map, 30_000);
+        let (report, _) = reserve(&[scope("a", &loose), scope("b", &tight)], &map, 30_000, true);
         let h = report.headers(30_000);
         assert!(h.contains(&("x-ratelimit-limit-requests", "5".into())));
         assert!(h.contains(&("x-ratelimit-remaining-requests", "4".into())));
@@ -597,7 +655,7 @@ mod tests {
         let rl = limit(Some((1, "1h")), None);
         let s = scope("pc", &rl);
         assert!(!exhausted(&s, &map, T));
-        assert!(reserve(std::slice::from_ref(&s), &map, T).1.is_ok());
+        assert!(reserve(std::slice::from_ref(&s), &map, T, true).1.is_ok());
         assert!(exhausted(&s, &map, T));
         assert!(exhausted(&s, &map, T));
     }

@@ -148,10 +148,13 @@ async fn two_control_planes_on_postgresql_share_the_budget_and_lose_no_usage_whe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_control_plane_an_envoy_spends_its_lease_then_refuses() {
-    let mut stack = Stack::start().await;
+    let mut stack = Stack::start_with(Options { envoys: 2, ..Options::default() }).await;
+    // Both Envoys have called in (a heartbeat at start): the control plane shares between them.
     let key = priced_key(&stack, "lease-then-deny", 0.1).await;
-    let (_, leases) = stack.admin_call(Method::GET, "/api/leases?counter=warden:budget:vk:", None).await;
-    let granted = leases["leases"][0]["granted"].as_u64().unwrap();
+    let query = format!("/api/leases?counter=warden:budget:vk:{}:", key.id);
+    let (_, leases) = stack.admin_call(Method::GET, &query, None).await;
+    let mine = leases["leases"].as_array().unwrap().iter().find(|l| l["node"] == "e2e-node").unwrap();
+    let granted = mine["granted"].as_u64().unwrap();
     assert!(granted > 0 && granted < 100_000, "a share of the budget, not all of it: {leases}");
     stack.kill_warden_now();
     // Three heartbeats without the control plane.

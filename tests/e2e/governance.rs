@@ -250,7 +250,8 @@ async fn a_team_limit_holds_across_its_keys() {
     let b = stack.create_key(json!({"name": "b", "team_id": team_id})).await;
     stack.wait_for_status(&b.secret, 200, Duration::from_secs(5)).await;
     for secret in [&a.secret, &b.secret, &a.secret] {
-        assert_eq!(stack.chat(secret).await.0, 200);
+        let (status, body) = stack.chat(secret).await;
+        assert_eq!(status, 200, "{body}");
     }
     let (status, body) = stack.chat(&b.secret).await;
     assert_eq!((status, body["type"].as_str()), (429, Some("request_limited")));

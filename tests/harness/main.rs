@@ -36,28 +36,40 @@ thread_local! {
 /// Ticks the leader and answers its lease call (made by the tick, or by the arrival of records
 /// before) with `grant(want)` = (granted, free) for each want; returns the wants.
 pub fn answer_leases(vm: &mut Vm, grant: impl Fn(&LeaseWant) -> (u64, u64)) -> Vec<LeaseWant> {
-    vm.tick().unwrap();
-    let (token, message) = vm
-        .calls()
-        .iter()
-        .rev()
-        .find(|(_, (name, _))| name == "warden.v1.Quota/Lease")
-        .map(|(t, (_, m))| (*t, m.clone()))
-        .expect("a lease call");
-    assert!(ANSWERED.with(|a| a.borrow_mut().insert(token)), "no new lease call");
-    let request = LeaseRequest::decode(message.as_slice()).unwrap();
-    let grants = request
-        .wants
-        .iter()
-        .map(|w| {
-            let (granted, free) = grant(w);
-            // Every answer newer than the last: the answered calls so far number them.
-            let version = ANSWERED.with(|a| a.borrow().len() as u64);
-            LeaseGrant { counter: w.counter.clone(), window_start_ms: w.window_start_ms, granted, free, version }
-        })
-        .collect();
-    vm.answer_call(token, Ok(&LeaseReply { grants }.encode_to_vec())).unwrap();
-    request.wants
+    answer_leases_with(vm, grant, false)
+}
+
+/// [`answer_leases`], asking every lease back (`reclaim`) or not.
+pub fn answer_leases_with(vm: &mut Vm, grant: impl Fn(&LeaseWant) -> (u64, u64), reclaim: bool) -> Vec<LeaseWant> {
+    for _ in 0..4 {
+        vm.tick().unwrap();
+        let (token, message) = vm
+            .calls()
+            .iter()
+            .rev()
+            .find(|(_, (name, _))| name == "warden.v1.Quota/Lease")
+            .map(|(t, (_, m))| (*t, m.clone()))
+            .expect("a lease call");
+        assert!(ANSWERED.with(|a| a.borrow_mut().insert(token)), "no new lease call");
+        let request = LeaseRequest::decode(message.as_slice()).unwrap();
+        let grants = request
+            .wants
+            .iter()
+            .map(|w| {
+                let (granted, free) = grant(w);
+                // Every answer newer than the last: the answered calls so far number them.
+                let version = ANSWERED.with(|a| a.borrow().len() as u64);
+                let (counter, window_start_ms) = (w.counter.clone(), w.window_start_ms);
+                LeaseGrant { counter, window_start_ms, granted, free, version, reclaim }
+            })
+            .collect();
+        vm.answer_call(token, Ok(&LeaseReply { grants }.encode_to_vec())).unwrap();
+        // The leader's first call is a heartbeat with nothing in it; the wants come next.
+        if !request.wants.is_empty() {
+            return request.wants;
+        }
+    }
+    panic!("no lease call with wants");
 }
 
 /// A key that may use every model of the mock provider.

@@ -17,6 +17,9 @@ use warden_policy::lease::{LEASE_METHOD, LeaseGrant, LeaseReply, LeaseRequest, L
 const MAX_WANTS: usize = 10_000;
 /// The smallest share worth a round trip: 1/200 of the budget (or all that is free).
 const MIN_SHARE_DIVISOR: u64 = 200;
+/// How long after an Envoy wanted more than was free the others are told to give back: longer
+/// than an idle Envoy's heartbeat, so that it hears.
+pub const RECLAIM_MS: u64 = 15_000;
 
 /// One Envoy's lease of one budget window, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,9 +41,37 @@ impl Holder {
     }
 }
 
-/// Applies `node`'s want to the window's `holders` and returns its lease as it now stands,
-/// with what is left free for anyone; `fleet` is how many Envoys ask for leases at all.
-pub fn decide(want: &LeaseWant, node: &str, holders: &mut Vec<Holder>, fleet: u64) -> LeaseGrant {
+/// What is left of `max` to grant: the limit less every Envoy's lease (or its spend, if that
+/// went past the lease).
+pub fn free(max: u64, holders: &[Holder]) -> u64 {
+    max.saturating_sub(holders.iter().map(Holder::committed).fold(0, u64::saturating_add))
+}
+
+/// Whether `node` should give back some of its lease of `window`: another Envoy wanted more
+/// than was free lately, and this one holds more than it spent.
+pub fn reclaims(window: &LeaseWindow, node: &str, now_ms: u64) -> bool {
+    now_ms.saturating_sub(window.wanted_ms) < RECLAIM_MS
+        && window.holders.iter().any(|h| h.node == node && h.granted > h.used)
+}
+
+/// One budget window as the store keeps it: its Envoys' leases and when an Envoy last asked for
+/// more than was free.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaseWindow {
+    pub holders: Vec<Holder>,
+    /// Unix ms; 0: never.
+    pub wanted_ms: u64,
+}
+
+/// Applies `node`'s want to `window` and returns its lease as it now stands, with what is left
+/// free for anyone; `fleet` is how many Envoys ask for leases at all.
+///
+/// An Envoy alone gets all that is free: a single gateway behaves as if the limit were its own.
+/// When an Envoy asks for more than is free, the window is *wanted*: for the next
+/// [`RECLAIM_MS`], every other Envoy that reports while holding more than it spent is told to give
+/// back (`reclaim`), so a gateway that joins late is not starved by one that came first.
+pub fn decide(want: &LeaseWant, node: &str, window: &mut LeaseWindow, fleet: u64, now_ms: u64) -> LeaseGrant {
+    let holders = &mut window.holders;
     let index = match holders.iter().position(|h| h.node == node) {
         Some(i) => i,
         None => {
@@ -54,21 +85,28 @@ pub fn decide(want: &LeaseWant, node: &str, holders: &mut Vec<Holder>, fleet: u6
         let h = &mut holders[index];
         h.granted = h.granted.min(keep.max(h.used));
     }
-    let taken: u64 = holders.iter().map(Holder::committed).fold(0, u64::saturating_add);
-    let free = want.max.saturating_sub(taken);
+    let free = free(want.max, holders);
     let h = &mut holders[index];
     let mut left = free;
-    if want.more && free > 0 {
-        let share = free.div_ceil(2 * fleet.max(1)).max(want.need).max(want.max / MIN_SHARE_DIVISOR).min(free);
+    if want.more {
+        let share = match fleet {
+            0 | 1 => free,
+            _ => free.div_ceil(2 * fleet).max(want.need).max(want.max / MIN_SHARE_DIVISOR).min(free),
+        };
+        if share < want.need.max(1) {
+            window.wanted_ms = now_ms;
+        }
         h.granted = h.committed() + share;
         left = free - share;
     }
+    let (granted, version) = (h.granted, h.version);
     LeaseGrant {
         counter: want.counter.clone(),
         window_start_ms: want.window_start_ms,
-        granted: h.granted,
+        granted,
         free: left,
-        version: h.version,
+        version,
+        reclaim: !want.more && reclaims(window, node, now_ms),
     }
 }
 
@@ -106,7 +144,9 @@ mod tests {
     use super::*;
 
     fn decide(want: &LeaseWant, node: &str, holders: &mut Vec<Holder>, fleet: u64) -> (u64, u64) {
-        let grant = super::decide(want, node, holders, fleet);
+        let mut window = LeaseWindow { holders: std::mem::take(holders), wanted_ms: 0 };
+        let grant = super::decide(want, node, &mut window, fleet, 0);
+        *holders = window.holders;
         (grant.granted, grant.free)
     }
 
@@ -143,7 +183,8 @@ mod tests {
             }
         }
         assert_eq!(holders.iter().map(|h| h.granted).sum::<u64>(), 1_000_000, "and all of it gets used");
-        let a = super::decide(&want(0, false), "a", &mut holders, 3);
+        let mut window = LeaseWindow { holders, wanted_ms: 0 };
+        let a = super::decide(&want(0, false), "a", &mut window, 3, 0);
         assert_eq!(a.version, 203, "every answer is newer than the one before");
     }
 
@@ -154,6 +195,25 @@ mod tests {
         assert_eq!((b, free), (1_000, 0));
         let mut holders = vec![Holder { node: "a".into(), granted: 900_000, used: 0, version: 1 }];
         assert_eq!(decide(&want(0, true), "b", &mut holders, 100).0, 5_000);
+    }
+
+    #[test]
+    fn an_envoy_alone_gets_everything_and_gives_back_when_another_wants_some() {
+        let mut window = LeaseWindow::default();
+        let a = super::decide(&want(0, true), "a", &mut window, 1, 1_000);
+        assert_eq!((a.granted, a.free, a.reclaim), (1_000_000, 0, false));
+        // A second Envoy finds nothing free: the window is wanted.
+        let b = super::decide(&LeaseWant { need: 10, ..want(0, true) }, "b", &mut window, 2, 2_000);
+        assert_eq!((b.granted, window.wanted_ms), (0, 2_000));
+        // The first reports its spend and is told to give back; it does, and the second gets a share.
+        let a = super::decide(&want(300_000, false), "a", &mut window, 2, 2_500);
+        assert!(a.reclaim);
+        let back = LeaseWant { keep: Some(350_000), ..want(300_000, false) };
+        assert_eq!(super::decide(&back, "a", &mut window, 2, 2_600).granted, 350_000);
+        let b = super::decide(&LeaseWant { need: 10, ..want(0, true) }, "b", &mut window, 2, 2_700);
+        assert_eq!(b.granted, 650_000_usize.div_ceil(4) as u64);
+        // Long after the last want, nobody is asked to give back.
+        assert!(!super::decide(&want(300_000, false), "a", &mut window, 2, 2_000 + RECLAIM_MS).reclaim);
     }
 
     #[test]

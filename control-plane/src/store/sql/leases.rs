@@ -2,7 +2,7 @@
 
 use super::backend::{DbRow, sql};
 use super::{SqlStore, backend};
-use crate::quota::lease::{Holder, decide};
+use crate::quota::lease::{Holder, LeaseWindow, RECLAIM_MS, decide, free, reclaims};
 use crate::store::leases::{ENDED_WINDOW_MEMORY_MS, FLEET_MEMORY_MS};
 use crate::store::{LeaseRow, LeaseStore, StoreError};
 use async_trait::async_trait;
@@ -90,7 +90,7 @@ impl LeaseStore for SqlStore {
                 signed(want.max)
             );
             tx.execute(window).await.map_err(backend)?;
-            // The lock, and the budget as the asking Envoy's policy has it now.
+            // The lock, and the limit as the asking Envoy's policy has it now.
             let lock = sql!(
                 "UPDATE lease_windows SET max_micros = $3 WHERE counter = $1 AND window_start_ms = $2",
                 counter,
@@ -98,19 +98,30 @@ impl LeaseStore for SqlStore {
                 signed(want.max)
             );
             tx.execute(lock).await.map_err(backend)?;
+            let wanted =
+                sql!("SELECT wanted_ms FROM lease_windows WHERE counter = $1 AND window_start_ms = $2", counter, start);
+            let wanted_ms = match tx.fetch_optional(wanted).await.map_err(backend)? {
+                Some(row) => row.unsigned("wanted_ms")?,
+                None => 0,
+            };
             let holders = sql!(
                 "SELECT node, granted, used, version FROM leases WHERE counter = $1 AND window_start_ms = $2",
                 counter,
                 start
             );
-            let mut holders = tx
-                .fetch_all(holders)
-                .await
-                .map_err(backend)?
-                .iter()
-                .map(holder_from_row)
-                .collect::<Result<Vec<_>, _>>()?;
-            let grant = decide(want, node, &mut holders, fleet);
+            let holders =
+                tx.fetch_all(holders).await.map_err(backend)?.iter().map(holder_from_row).collect::<Result<_, _>>()?;
+            let mut window = LeaseWindow { holders, wanted_ms };
+            let grant = decide(want, node, &mut window, fleet, now_ms);
+            if window.wanted_ms != wanted_ms {
+                let wanted = sql!(
+                    "UPDATE lease_windows SET wanted_ms = $3 WHERE counter = $1 AND window_start_ms = $2",
+                    counter,
+                    start,
+                    signed(window.wanted_ms)
+                );
+                tx.execute(wanted).await.map_err(backend)?;
+            }
             let lease = sql!(
                 "INSERT INTO leases (counter, window_start_ms, node, granted, used, version) VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (counter, window_start_ms, node)
@@ -124,6 +135,38 @@ impl LeaseStore for SqlStore {
             );
             tx.execute(lease).await.map_err(backend)?;
             grants[i] = grant;
+        }
+        // Windows this Envoy did not mention where another Envoy wants what it holds: it hears so
+        // on any call, its heartbeat included.
+        let wanted = sql!(
+            "SELECT w.counter, w.window_start_ms, w.max_micros, w.wanted_ms FROM lease_windows w
+             JOIN leases l ON l.counter = w.counter AND l.window_start_ms = w.window_start_ms
+             WHERE l.node = $1 AND l.granted > l.used AND w.wanted_ms > $2",
+            node,
+            signed(now_ms.saturating_sub(RECLAIM_MS))
+        );
+        for row in tx.fetch_all(wanted).await.map_err(backend)? {
+            let (counter, start): (String, u64) = (row.get("counter")?, row.unsigned("window_start_ms")?);
+            if wants.iter().any(|w| w.counter == counter && w.window_start_ms == start) {
+                continue;
+            }
+            let holders = sql!(
+                "SELECT node, granted, used, version FROM leases WHERE counter = $1 AND window_start_ms = $2",
+                counter.as_str(),
+                signed(start)
+            );
+            let holders: Vec<Holder> =
+                tx.fetch_all(holders).await.map_err(backend)?.iter().map(holder_from_row).collect::<Result<_, _>>()?;
+            let window = LeaseWindow { holders, wanted_ms: row.unsigned("wanted_ms")? };
+            let Some(mine) = window.holders.iter().find(|h| h.node == node) else { continue };
+            grants.push(LeaseGrant {
+                counter: counter.clone(),
+                window_start_ms: start,
+                granted: mine.granted,
+                free: free(row.unsigned("max_micros")?, &window.holders),
+                version: mine.version,
+                reclaim: reclaims(&window, node, now_ms),
+            });
         }
         tx.commit().await.map_err(backend)?;
         Ok(grants)
