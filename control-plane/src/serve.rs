@@ -4,6 +4,7 @@ use crate::admin::{self, AppState, FilterSource};
 use crate::quota::{Lease, Report, Unary};
 use crate::store::{SqlStore, Store, redacted_url};
 use crate::xds::resources::DEFAULT_CA_FILE;
+use crate::xds::server::CatchUp;
 use crate::xds::{AdsServer, Cache, NodeRegistry};
 use anyhow::Context;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
@@ -119,9 +120,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         admin_token_sha256,
         provider_ca_file: args.provider_ca_file.clone().into(),
     };
-    admin::sync::publish_store(&state).await?;
+    let follower = Arc::new(admin::sync::Follower::start(state.clone()).await?);
     tracing::info!(records = cache.policy_len(), "policy loaded from the store");
-    tokio::spawn(admin::sync::follow(state.clone(), STORE_POLL));
+    tokio::spawn(follower.clone().follow(STORE_POLL));
     let admin_listener = tokio::net::TcpListener::bind(args.admin_addr)
         .await
         .with_context(|| format!("binding the admin API to {}", args.admin_addr))?;
@@ -130,7 +131,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding the xDS server to {}", args.xds_addr))?;
     tracing::info!(admin = %args.admin_addr, xds = %args.xds_addr, "warden serving");
 
-    let ads = AdsServer::new(cache, nodes, Duration::from_millis(HEARTBEAT_INTERVAL_MS));
+    let catch_up: CatchUp = Arc::new(move || {
+        let follower = follower.clone();
+        Box::pin(async move { follower.catch_up().await })
+    });
+    let ads = AdsServer::new(cache, nodes, Duration::from_millis(HEARTBEAT_INTERVAL_MS)).with_catch_up(catch_up);
     let xds = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .add_service(AggregatedDiscoveryServiceServer::new(ads))

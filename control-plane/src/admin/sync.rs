@@ -14,7 +14,7 @@ use warden_policy::FilterSettings;
 const POLICY_GENERATION: &str = "policy_generation";
 
 /// Publishes everything the store holds, and withdraws what it no longer holds.
-pub async fn publish_store(state: &AppState) -> anyhow::Result<()> {
+async fn publish_store(state: &AppState) -> anyhow::Result<()> {
     state.cache.begin_sweep();
     let outcome = publish_everything(state).await;
     state.cache.end_sweep(outcome.is_ok());
@@ -44,25 +44,49 @@ pub async fn mark_changed(store: &dyn Store) -> Result<(), StoreError> {
     store.put_setting(POLICY_GENERATION, &uuid::Uuid::new_v4().to_string()).await
 }
 
-/// Republishes whenever the store's policy generation moves; runs for the life of the server.
-pub async fn follow(state: AppState, every: Duration) {
-    let mut seen = state.store.setting(POLICY_GENERATION).await.ok().flatten();
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tick.tick().await;
-        let current = match state.store.setting(POLICY_GENERATION).await {
+/// Follows the store's policy generation: republishes when it moved, one republication at a
+/// time.
+pub struct Follower {
+    state: AppState,
+    /// The generation last published.
+    seen: tokio::sync::Mutex<Option<String>>,
+}
+
+impl Follower {
+    /// Publishes the store's policy (at start).
+    pub async fn start(state: AppState) -> anyhow::Result<Follower> {
+        let seen = state.store.setting(POLICY_GENERATION).await?;
+        publish_store(&state).await?;
+        Ok(Follower { state, seen: tokio::sync::Mutex::new(seen) })
+    }
+
+    /// Republishes if another control plane changed the policy since the last look. A new
+    /// policy stream waits for this before it is told what to delete: a replica that has not
+    /// caught up would otherwise withdraw a record it does not know yet.
+    pub async fn catch_up(&self) {
+        let mut seen = self.seen.lock().await;
+        let current = match self.state.store.setting(POLICY_GENERATION).await {
             Ok(current) => current,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the policy generation; serving what is published");
-                continue;
+                return;
             }
         };
-        if current == seen {
-            continue;
+        if current == *seen {
+            return;
         }
-        match publish_store(&state).await {
-            Ok(()) => seen = current,
+        match publish_store(&self.state).await {
+            Ok(()) => *seen = current,
             Err(e) => tracing::warn!(error = %e, "cannot republish from the store; retrying"),
+        }
+    }
+
+    /// Catches up every `every`, for the life of the server.
+    pub async fn follow(self: std::sync::Arc<Self>, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            self.catch_up().await;
         }
     }
 }

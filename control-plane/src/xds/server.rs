@@ -20,6 +20,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 use envoy_types::pb::google::protobuf::Any;
 use futures::Stream;
+use futures::future::BoxFuture;
 use prost::Name;
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -37,11 +38,22 @@ pub struct AdsServer {
     cache: Arc<Cache>,
     nodes: Arc<NodeRegistry>,
     heartbeat: Duration,
+    catch_up: Option<CatchUp>,
 }
+
+/// Brings the cache up to date with the store before a new policy stream is told what to
+/// delete (several control planes on one database).
+pub type CatchUp = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
 
 impl AdsServer {
     pub fn new(cache: Arc<Cache>, nodes: Arc<NodeRegistry>, heartbeat: Duration) -> AdsServer {
-        AdsServer { cache, nodes, heartbeat }
+        AdsServer { cache, nodes, heartbeat, catch_up: None }
+    }
+
+    /// Runs `catch_up` before answering each new policy stream.
+    pub fn with_catch_up(mut self, catch_up: CatchUp) -> AdsServer {
+        self.catch_up = Some(catch_up);
+        self
     }
 }
 
@@ -76,6 +88,7 @@ impl AggregatedDiscoveryService for AdsServer {
         let (tx, rx) = mpsc::channel(16);
         let stream = DeltaStream {
             cache: self.cache.clone(),
+            catch_up: self.catch_up.clone(),
             nodes: self.nodes.clone(),
             heartbeat: self.heartbeat,
             tx,
@@ -225,6 +238,7 @@ impl SotwStream {
 /// One delta stream from a filter's leader VM.
 struct DeltaStream {
     cache: Arc<Cache>,
+    catch_up: Option<CatchUp>,
     nodes: Arc<NodeRegistry>,
     heartbeat: Duration,
     tx: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
@@ -249,6 +263,9 @@ impl DeltaStream {
         self.nodes.update(&self.node_id, |s| s.policy_streams += 1);
         tracing::info!(node = %self.node_id, held = first.initial_resource_versions.len(), "policy stream opened");
         let held: HashMap<String, String> = first.initial_resource_versions.into_iter().collect();
+        if let Some(catch_up) = &self.catch_up {
+            catch_up().await;
+        }
         let mut generation = self.cache.subscribe();
         generation.mark_unchanged();
         let (changes, seq) = self.cache.initial(&held);

@@ -14,10 +14,13 @@ async fn serve(
     cache: Arc<Cache>,
     nodes: Arc<NodeRegistry>,
 ) -> AggregatedDiscoveryServiceClient<tonic::transport::Channel> {
+    // Heartbeats only right after the initial sync: an hour apart keeps them out of the way.
+    serve_ads(AdsServer::new(cache, nodes, Duration::from_secs(3600))).await
+}
+
+async fn serve_ads(ads: AdsServer) -> AggregatedDiscoveryServiceClient<tonic::transport::Channel> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    // Heartbeats only right after the initial sync: an hour apart keeps them out of the way.
-    let ads = AdsServer::new(cache, nodes, Duration::from_secs(3600));
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(AggregatedDiscoveryServiceServer::new(ads))
@@ -132,6 +135,39 @@ async fn delta_sends_differences_in_chunks_then_changes_and_removals() {
     }
     seen.sort();
     assert_eq!(seen, ["+k0002", "-k0001"]);
+}
+
+#[tokio::test]
+async fn a_new_stream_waits_for_the_store_before_it_is_told_what_to_delete() {
+    // A replica behind the store: the record exists (another control plane created it) but
+    // is not in this cache until it catches up.
+    let cache = Arc::new(Cache::default());
+    let behind = cache.clone();
+    let catch_up: CatchUp = Arc::new(move || {
+        let cache = behind.clone();
+        Box::pin(async move { cache.upsert([("vk:new".to_string(), b"{}".to_vec())]) })
+    });
+    let ads = AdsServer::new(cache, Arc::new(NodeRegistry::default()), Duration::from_secs(3600));
+    let mut client = serve_ads(ads.with_catch_up(catch_up)).await;
+    let (tx, rx) = mpsc::channel(4);
+    let mut responses = client.delta_aggregated_resources(ReceiverStream::new(rx)).await.unwrap().into_inner();
+    let held: HashMap<String, String> = [("vk:new".to_string(), super::super::cache::content_version(b"{}"))].into();
+    let node = Some(Node { id: "n1".into(), ..Default::default() });
+    let subscribe = DeltaDiscoveryRequest {
+        node,
+        type_url: POLICY_TYPE_URL.into(),
+        initial_resource_versions: held,
+        ..Default::default()
+    };
+    tx.send(subscribe).await.unwrap();
+    let mut removed = Vec::new();
+    while let Some(r) = next(&mut responses).await {
+        if r.type_url == HEARTBEAT_TYPE_URL {
+            break;
+        }
+        removed.extend(r.removed_resources);
+    }
+    assert!(removed.is_empty(), "a record the store holds was withdrawn: {removed:?}");
 }
 
 // === CDS and SDS on the state-of-the-world stream ===
