@@ -119,6 +119,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         filter,
         admin_token_sha256,
         provider_ca_file: args.provider_ca_file.clone().into(),
+        publishing: Arc::default(),
     };
     let follower = Arc::new(admin::sync::Follower::start(state.clone()).await?);
     tracing::info!(records = cache.policy_len(), "policy loaded from the store");

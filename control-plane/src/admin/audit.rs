@@ -69,7 +69,10 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         return ApiError::BadRequest(format!("admin request bodies are limited to {MAX_AUDITED_BODY} bytes"))
             .into_response();
     };
-    let response = next.run(Request::from_parts(parts, Body::from(request_bytes.clone()))).await;
+    let response = {
+        let _changing = state.publishing.read().await;
+        next.run(Request::from_parts(parts, Body::from(request_bytes.clone()))).await
+    };
     let (parts, body) = response.into_parts();
     let response_bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
     let before = parts.extensions.get::<Before>().map(|b| {

@@ -15,6 +15,7 @@ const POLICY_GENERATION: &str = "policy_generation";
 
 /// Publishes everything the store holds, and withdraws what it no longer holds.
 async fn publish_store(state: &AppState) -> anyhow::Result<()> {
+    let _alone = state.publishing.write().await;
     state.cache.begin_sweep();
     let outcome = publish_everything(state).await;
     state.cache.end_sweep(outcome.is_ok());
