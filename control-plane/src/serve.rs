@@ -119,11 +119,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         filter,
         admin_token_sha256,
         provider_ca_file: args.provider_ca_file.clone().into(),
-        publishing: Arc::default(),
+        publication: Arc::default(),
     };
-    let follower = Arc::new(admin::sync::Follower::start(state.clone()).await?);
+    admin::sync::start(&state).await?;
     tracing::info!(records = cache.policy_len(), "policy loaded from the store");
-    tokio::spawn(follower.clone().follow(STORE_POLL));
+    tokio::spawn(admin::sync::follow(state.clone(), STORE_POLL));
     let admin_listener = tokio::net::TcpListener::bind(args.admin_addr)
         .await
         .with_context(|| format!("binding the admin API to {}", args.admin_addr))?;
@@ -132,9 +132,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding the xDS server to {}", args.xds_addr))?;
     tracing::info!(admin = %args.admin_addr, xds = %args.xds_addr, "warden serving");
 
+    let following = state.clone();
     let catch_up: CatchUp = Arc::new(move || {
-        let follower = follower.clone();
-        Box::pin(async move { follower.catch_up().await })
+        let state = following.clone();
+        Box::pin(async move { admin::sync::catch_up(&state).await })
     });
     let ads = AdsServer::new(cache, nodes, Duration::from_millis(HEARTBEAT_INTERVAL_MS)).with_catch_up(catch_up);
     let xds = tonic::transport::Server::builder()

@@ -69,10 +69,8 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         return ApiError::BadRequest(format!("admin request bodies are limited to {MAX_AUDITED_BODY} bytes"))
             .into_response();
     };
-    let response = {
-        let _changing = state.publishing.read().await;
-        next.run(Request::from_parts(parts, Body::from(request_bytes.clone()))).await
-    };
+    let request = Request::from_parts(parts, Body::from(request_bytes.clone()));
+    let response = state.publication.change(next.run(request)).await;
     let (parts, body) = response.into_parts();
     let response_bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
     let before = parts.extensions.get::<Before>().map(|b| {
@@ -87,7 +85,7 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         tracing::error!(error = %e, "an admin change could not be written to the audit log");
     }
     if parts.status.is_success()
-        && let Err(e) = super::sync::mark_changed(state.store.as_ref()).await
+        && let Err(e) = super::sync::mark_changed(&state).await
     {
         tracing::error!(error = %e, "other control planes will not see this change until they restart");
     }

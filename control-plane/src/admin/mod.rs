@@ -82,9 +82,8 @@ pub struct AppState {
     pub admin_token_sha256: [u8; 32],
     /// The CA bundle Envoy verifies https providers against (a path on Envoy's machine).
     pub provider_ca_file: Arc<str>,
-    /// Admin changes (store write, then publish) hold it shared; republishing the whole store
-    /// holds it alone, so that a republication never puts back what a change just replaced.
-    pub publishing: Arc<tokio::sync::RwLock<()>>,
+    /// Keeps the snapshot in step with the store (several control planes on one database).
+    pub publication: Arc<sync::Publication>,
 }
 
 impl AppState {

@@ -1,7 +1,7 @@
 //! Keeps this control plane's snapshot equal to the store: at start, and whenever another
-//! control plane on the same database has changed it. Every successful admin write marks the
-//! store's policy generation; each control plane polls it and republishes what changed, so
-//! Envoys connected to any replica see every change within a poll.
+//! control plane on the same database has changed it. Every successful admin write bumps the
+//! store's policy generation; each control plane polls it and republishes when another one
+//! moved it, so Envoys connected to any replica see every change within a poll.
 
 use super::{AppState, publish_governance, publish_keys, publish_prices, publish_providers};
 use crate::serve::FILTER_SETTINGS;
@@ -10,12 +10,34 @@ use anyhow::Context;
 use std::time::Duration;
 use warden_policy::FilterSettings;
 
-/// Settings-table name of the policy generation: a fresh value after every admin change.
+/// Settings-table name of the policy generation: a counter every admin change bumps.
 const POLICY_GENERATION: &str = "policy_generation";
+
+/// How this control plane keeps its snapshot in step with the store.
+#[derive(Default)]
+pub struct Publication {
+    /// Admin changes (store write, then publish) hold it shared; a republication of the whole
+    /// store holds it alone, so that it never puts back what a change just replaced.
+    changing: tokio::sync::RwLock<()>,
+    /// The store's policy generation the snapshot reflects.
+    seen: tokio::sync::Mutex<u64>,
+}
+
+impl Publication {
+    /// Runs an admin change: its store write and its publication.
+    pub async fn change<T>(&self, change: impl std::future::Future<Output = T>) -> T {
+        let _changing = self.changing.read().await;
+        change.await
+    }
+}
+
+async fn generation(store: &dyn Store) -> Result<u64, StoreError> {
+    Ok(store.setting(POLICY_GENERATION).await?.and_then(|g| g.parse().ok()).unwrap_or(0))
+}
 
 /// Publishes everything the store holds, and withdraws what it no longer holds.
 async fn publish_store(state: &AppState) -> anyhow::Result<()> {
-    let _alone = state.publishing.write().await;
+    let _alone = state.publication.changing.write().await;
     state.cache.begin_sweep();
     let outcome = publish_everything(state).await;
     state.cache.end_sweep(outcome.is_ok());
@@ -40,54 +62,50 @@ async fn publish_everything(state: &AppState) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Tells the other control planes that the policy changed.
-pub async fn mark_changed(store: &dyn Store) -> Result<(), StoreError> {
-    store.put_setting(POLICY_GENERATION, &uuid::Uuid::new_v4().to_string()).await
+/// Publishes the store's policy (at start).
+pub async fn start(state: &AppState) -> anyhow::Result<()> {
+    let mut seen = state.publication.seen.lock().await;
+    *seen = generation(state.store.as_ref()).await?;
+    publish_store(state).await
 }
 
-/// Follows the store's policy generation: republishes when it moved, one republication at a
-/// time.
-pub struct Follower {
-    state: AppState,
-    /// The generation last published.
-    seen: tokio::sync::Mutex<Option<String>>,
-}
-
-impl Follower {
-    /// Publishes the store's policy (at start).
-    pub async fn start(state: AppState) -> anyhow::Result<Follower> {
-        let seen = state.store.setting(POLICY_GENERATION).await?;
-        publish_store(&state).await?;
-        Ok(Follower { state, seen: tokio::sync::Mutex::new(seen) })
+/// Tells the other control planes that the policy changed (after this one published it). When
+/// no other change came in between, this one's snapshot is up to date and need not republish.
+pub async fn mark_changed(state: &AppState) -> Result<(), StoreError> {
+    let mut seen = state.publication.seen.lock().await;
+    let now = state.store.bump_setting(POLICY_GENERATION).await?;
+    if now == *seen + 1 {
+        *seen = now;
     }
+    Ok(())
+}
 
-    /// Republishes if another control plane changed the policy since the last look. A new
-    /// policy stream waits for this before it is told what to delete: a replica that has not
-    /// caught up would otherwise withdraw a record it does not know yet.
-    pub async fn catch_up(&self) {
-        let mut seen = self.seen.lock().await;
-        let current = match self.state.store.setting(POLICY_GENERATION).await {
-            Ok(current) => current,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the policy generation; serving what is published");
-                return;
-            }
-        };
-        if current == *seen {
+/// Republishes if another control plane changed the policy since the last look. A new policy
+/// stream waits for this before it is told what to delete: a replica that has not caught up
+/// would otherwise withdraw a record it does not know yet.
+pub async fn catch_up(state: &AppState) {
+    let mut seen = state.publication.seen.lock().await;
+    let current = match generation(state.store.as_ref()).await {
+        Ok(current) => current,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the policy generation; serving what is published");
             return;
         }
-        match publish_store(&self.state).await {
-            Ok(()) => *seen = current,
-            Err(e) => tracing::warn!(error = %e, "cannot republish from the store; retrying"),
-        }
+    };
+    if current == *seen {
+        return;
     }
+    match publish_store(state).await {
+        Ok(()) => *seen = current,
+        Err(e) => tracing::warn!(error = %e, "cannot republish from the store; retrying"),
+    }
+}
 
-    /// Catches up every `every`, for the life of the server.
-    pub async fn follow(self: std::sync::Arc<Self>, every: Duration) {
-        let mut tick = tokio::time::interval(every);
-        loop {
-            tick.tick().await;
-            self.catch_up().await;
-        }
+/// Catches up every `every`, for the life of the server.
+pub async fn follow(state: AppState, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        catch_up(&state).await;
     }
 }

@@ -22,7 +22,7 @@ pub(super) async fn app() -> (Router, AppState) {
         filter,
         admin_token_sha256: token_hash(TOKEN),
         provider_ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
-        publishing: Arc::default(),
+        publication: Arc::default(),
     };
     (router(state.clone()), state)
 }

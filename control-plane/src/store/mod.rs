@@ -57,4 +57,7 @@ pub trait Store: GovernanceStore + ProviderStore + LedgerStore + LeaseStore + Au
     /// Stores `value` under `name` unless a value is there; `true` if this call stored it. Two
     /// replicas racing to create a setting thus agree on one value.
     async fn insert_setting(&self, name: &str, value: &str) -> Result<bool, StoreError>;
+    /// Adds one to the counter stored under `name` (0 when absent) and returns the new value:
+    /// every caller, on any replica, gets a value of its own.
+    async fn bump_setting(&self, name: &str) -> Result<u64, StoreError>;
 }

@@ -126,6 +126,17 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn bump_setting(&self, name: &str) -> Result<u64, StoreError> {
+        let sql = sql!(
+            "INSERT INTO settings (name, value) VALUES ($1, '1') ON CONFLICT (name)
+             DO UPDATE SET value = CAST(CAST(settings.value AS BIGINT) + 1 AS TEXT) RETURNING value",
+            name
+        );
+        let row = self.pool.fetch_optional(sql).await.map_err(backend)?;
+        let value: Option<String> = row.map(|row| row.get("value")).transpose()?;
+        value.and_then(|v| v.parse().ok()).ok_or_else(|| backend("the counter is not a number"))
+    }
+
     async fn insert_setting(&self, name: &str, value: &str) -> Result<bool, StoreError> {
         let sql = sql!("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", name, value);
         Ok(self.pool.execute(sql).await.map_err(backend)? == 1)

@@ -74,6 +74,24 @@ on_both_shared!(
     a_database_from_the_pre_release_migrations_is_refused,
 );
 
+/// Replicas bumping one counter at once each get a value of their own.
+async fn replicas_count_one_by_one(url: &str) {
+    let (a, b) = (SqlStore::connect(url).await.unwrap(), SqlStore::connect(url).await.unwrap());
+    let bumps = |store: SqlStore| {
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for _ in 0..20 {
+                seen.push(store.bump_setting("generation").await.unwrap());
+            }
+            seen
+        })
+    };
+    let (one, two) = tokio::join!(bumps(a), bumps(b));
+    let mut all: Vec<u64> = one.unwrap().into_iter().chain(two.unwrap()).collect();
+    all.sort_unstable();
+    assert_eq!(all, (1..=40).collect::<Vec<u64>>());
+}
+
 async fn postgres() -> SqlStore {
     SqlStore::connect(&warden_test_support::fresh_database()).await.unwrap()
 }
@@ -562,6 +580,7 @@ async fn replicas_store_each_usage_record_once(url: &str) {
 }
 
 async fn replicas_agree_on_one_setting(url: &str) {
+    replicas_count_one_by_one(url).await;
     // Connected one after the other: SQLite has no migration lock across connections.
     let mut stores = Vec::new();
     for _ in 0..4 {
