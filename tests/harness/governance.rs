@@ -275,18 +275,24 @@ fn hot_path_instruction_profile() {
     assert!(total < 2_000_000, "{total} instructions for one governed request");
 }
 
-#[test]
-fn budgets_reserve_settle_and_report_the_cost() {
+/// A leader holding key `K` (id `id`) with a daily budget of `max_micros`, and gpt-4o-mini at
+/// $0.1 per 1M tokens in and out: a 12-token answer costs 1.2 µ$, rounded up to 2.
+fn budgeted(id: &str, max_micros: u64) -> (Proxy, Vm) {
     use warden_policy::pricing::Price;
     use warden_policy::records::BudgetLimit;
-    let mut key = record("vk-budget", true, None);
-    // Five micro-dollars a day, and $0.1 per 1M tokens in and out: a 12-token answer costs
-    // 1.2 µ$, rounded up to 2.
-    key.limits.budgets = vec![BudgetLimit { max_micros: 5, reset_duration: "1d".into(), reset_at_ms: 0 }];
+    let mut key = record(id, true, None);
+    key.limits.budgets = vec![BudgetLimit { max_micros, reset_duration: "1d".into(), reset_at_ms: 0 }];
     let price =
         Price { input_per_mtok: 100_000, output_per_mtok: 100_000, cached_input_per_mtok: None, per_request: 0 };
-    let (_proxy, mut vm, token) = with_keys(&[(K, key)]);
+    let (proxy, mut vm, token) = with_keys(&[(K, key)]);
     vm.deliver(token, &response("2", vec![named("price:gpt-4o-mini", &price)], vec![])).unwrap();
+    (proxy, vm)
+}
+
+#[test]
+fn budgets_reserve_settle_and_report_the_cost() {
+    // Five micro-dollars a day.
+    let (_proxy, mut vm) = budgeted("vk-budget", 5);
     // This Envoy alone: the control plane leases it the whole budget.
     answer_leases(&mut vm, |w| (w.max, 0));
     let body = r#"{"model":"gpt-4o-mini","max_tokens":4,"messages":[]}"#;
@@ -410,15 +416,8 @@ fn refusals_are_reported_for_the_audit_log() {
 
 #[test]
 fn a_budget_is_spent_within_the_lease_the_control_plane_grants() {
-    use warden_policy::pricing::Price;
-    use warden_policy::records::BudgetLimit;
-    let mut key = record("vk-lease", true, None);
-    key.limits.budgets = vec![BudgetLimit { max_micros: 10, reset_duration: "1d".into(), reset_at_ms: 0 }];
-    // Every request below reserves 2 µ$ and costs 2 µ$ (see the test above).
-    let price =
-        Price { input_per_mtok: 100_000, output_per_mtok: 100_000, cached_input_per_mtok: None, per_request: 0 };
-    let (proxy, mut vm, token) = with_keys(&[(K, key)]);
-    vm.deliver(token, &response("2", vec![named("price:gpt-4o-mini", &price)], vec![])).unwrap();
+    // Every request below reserves 2 µ$ and costs 2 µ$.
+    let (proxy, mut vm) = budgeted("vk-lease", 10);
     let headers = [(":method", "POST"), (":path", "/v1/chat/completions"), ("x-bf-vk", K)];
     let send =
         |vm: &mut Vm| {
@@ -454,14 +453,7 @@ fn a_budget_is_spent_within_the_lease_the_control_plane_grants() {
 
 #[test]
 fn an_envoy_gives_back_what_it_does_not_need_when_the_control_plane_asks() {
-    use warden_policy::pricing::Price;
-    use warden_policy::records::BudgetLimit;
-    let mut key = record("vk-idle", true, None);
-    key.limits.budgets = vec![BudgetLimit { max_micros: 100, reset_duration: "1d".into(), reset_at_ms: 0 }];
-    let price =
-        Price { input_per_mtok: 100_000, output_per_mtok: 100_000, cached_input_per_mtok: None, per_request: 0 };
-    let (_proxy, mut vm, token) = with_keys(&[(K, key)]);
-    vm.deliver(token, &response("2", vec![named("price:gpt-4o-mini", &price)], vec![])).unwrap();
+    let (_proxy, mut vm) = budgeted("vk-idle", 100);
     answer_leases(&mut vm, |_| (40, 0));
     let headers = [(":method", "POST"), (":path", "/v1/chat/completions"), ("x-bf-vk", K)];
     let exchange = Exchange::request(&headers, br#"{"model":"gpt-4o-mini","max_tokens":4,"messages":[]}"#).respond(
