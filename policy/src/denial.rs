@@ -54,6 +54,10 @@ pub enum Denial {
     /// This Envoy holds no lease of a fleet-wide budget (the control plane has not answered)
     /// and the budget's fail mode is to refuse. Names the owner.
     BudgetUnavailable(String),
+    /// The key may not call this MCP tool: `(tool, key name)`.
+    ToolBlocked(String, String),
+    /// No connected MCP client offers this tool.
+    ToolUnknown(String),
 }
 
 #[derive(Serialize)]
@@ -87,6 +91,8 @@ impl Denial {
             Denial::PriceUnknown(_) => 403,
             Denial::BudgetPending(_) => 429,
             Denial::BudgetUnavailable(_) => 503,
+            Denial::ToolBlocked(..) => 403,
+            Denial::ToolUnknown(_) => 404,
         }
     }
 
@@ -111,6 +117,8 @@ impl Denial {
             Denial::PriceUnknown(_) => "price_unknown",
             Denial::BudgetPending(_) => "rate_limited",
             Denial::BudgetUnavailable(_) => "budget_unavailable",
+            Denial::ToolBlocked(..) => "mcp_tool_blocked",
+            Denial::ToolUnknown(_) => "mcp_tool_not_found",
         }
     }
 
@@ -134,6 +142,8 @@ impl Denial {
             Denial::PriceUnknown(_) => "price_unknown",
             Denial::BudgetPending(_) => "budget_lease_pending",
             Denial::BudgetUnavailable(_) => "budget_unavailable",
+            Denial::ToolBlocked(..) => "mcp_tool_blocked",
+            Denial::ToolUnknown(_) => "mcp_tool_not_found",
         }
     }
 
@@ -155,7 +165,7 @@ impl Denial {
             ),
             Denial::BadRequest(reason) => reason.clone(),
             Denial::UnknownRoute(path) => format!(
-                "Warden does not govern '{path}': use /v1/chat/completions, /v1/responses, /v1/embeddings, /v1/completions or /v1/models"
+                "Warden does not govern '{path}': use /v1/chat/completions, /v1/responses, /v1/embeddings, /v1/completions, /v1/models or /v1/mcp/tool/execute"
             ),
             Denial::ModelBlocked(model) => format!("Model '{model}' is not allowed for this virtual key"),
             Denial::ProviderBlocked(provider) => format!("Provider '{provider}' is not allowed for this virtual key"),
@@ -175,6 +185,10 @@ impl Denial {
             ),
             Denial::BudgetUnavailable(entity) => format!(
                 "{entity} budget: the control plane has granted this gateway no share of the budget (unreachable?), and its fail mode is to refuse"
+            ),
+            Denial::ToolBlocked(tool, key) => format!("MCP tool '{tool}' is not allowed for virtual key '{key}'"),
+            Denial::ToolUnknown(tool) => format!(
+                "tool '{tool}' is not available or not permitted: no connected MCP client offers it (names are <client>-<tool>)"
             ),
         }
     }

@@ -6,6 +6,7 @@ use crate::budgets::{self, BudgetReservation};
 use crate::counter::Counters;
 use crate::inference::{Endpoint, InferenceBody};
 use crate::limits::{self, RateReport, Reservation};
+use crate::mcp::{ExecuteFormat, IncludeHeaders, McpClientRecord, McpIndex, ToolCall};
 use crate::pricing::Price;
 use crate::records::{CustomerRecord, ModelRecord, ProviderRecord, TeamRecord, provider_cluster};
 use crate::routing::{self, choose};
@@ -25,6 +26,10 @@ pub trait Records {
     fn customer(&self, id: &str) -> Option<CustomerRecord>;
     /// A price by name: `<provider>/<model>`, `<model>`, or `*` for the fallback.
     fn price(&self, name: &str) -> Option<Price>;
+    /// An MCP client and its tools, by name.
+    fn mcp_client(&self, name: &str) -> Option<McpClientRecord>;
+    /// The MCP catalog's index.
+    fn mcp_index(&self) -> Option<McpIndex>;
 }
 
 /// What to do with an admitted inference request.
@@ -85,6 +90,7 @@ pub fn inference(
     random: u64,
     settings: &FilterSettings,
     control_plane_up: bool,
+    include: &IncludeHeaders,
 ) -> (RateReport, Result<Dispatch, Denial>) {
     let request = match InferenceBody::parse(body) {
         Ok(r) => r,
@@ -155,7 +161,7 @@ pub fn inference(
         timeout_ms: route.provider.request_timeout_ms,
         stream: request.stream,
         hide_usage_chunk: request.hide_usage_chunk(endpoint),
-        body: request.rewrite(endpoint, &route.model),
+        body: request.rewrite(endpoint, &route.model, mcp_tools(key, endpoint, records, include)),
         reservation,
         holds_slot: key.max_concurrent_requests.is_some(),
         price,
@@ -167,6 +173,109 @@ pub fn inference(
             customer_id: customer_id.map(str::to_owned),
             provider: route.provider.name.clone(),
             model: route.model.clone(),
+        },
+    };
+    (report, Ok(dispatch))
+}
+
+/// The MCP tools to append to an inference request's `tools`: those this key may use under
+/// the request's include headers, in the endpoint's shape.
+fn mcp_tools(
+    key: &VirtualKeyRecord,
+    endpoint: Endpoint,
+    records: &impl Records,
+    include: &IncludeHeaders,
+) -> Vec<serde_json::Value> {
+    let Some(shape) = endpoint.tool_shape() else { return Vec::new() };
+    let index = records.mcp_index().unwrap_or_default();
+    let clients: Vec<McpClientRecord> = crate::mcp::candidate_clients(&key.mcp_configs, &index, include)
+        .iter()
+        .filter_map(|name| records.mcp_client(name))
+        .collect();
+    crate::mcp::allowed_tools(&key.mcp_configs, &clients, include)
+        .into_iter()
+        .map(|(client, tool)| crate::mcp::function_definition(client, tool, shape))
+        .collect()
+}
+
+/// Judges one `/v1/mcp/tool/execute` call of an admitted key: the tool must exist and be allowed
+/// (client ceiling ∩ key grant ∩ include headers); its call limit and price are reserved like a
+/// request's. The dispatch goes to the hub; its estimate is the tool's price, charged unless the
+/// call fails.
+#[allow(clippy::too_many_arguments, reason = "each argument is one independent input of the decision")]
+pub fn tool_call(
+    key: &VirtualKeyRecord,
+    query: &str,
+    body: &[u8],
+    records: &impl Records,
+    counters: &impl Counters,
+    now_ms: u64,
+    settings: &FilterSettings,
+    control_plane_up: bool,
+    include: &IncludeHeaders,
+) -> (RateReport, Result<Dispatch, Denial>) {
+    let none = RateReport::default();
+    let format = match ExecuteFormat::of_query(query) {
+        Ok(format) => format,
+        Err(denial) => return (none, Err(denial)),
+    };
+    let call = match ToolCall::parse(format, body) {
+        Ok(call) => call,
+        Err(denial) => return (none, Err(denial)),
+    };
+    let Some((client_name, tool)) = call.split() else {
+        return (none, Err(Denial::ToolUnknown(call.name.clone())));
+    };
+    let client = records.mcp_client(client_name);
+    let Some(client) = client.filter(|c| c.tools.iter().any(|t| t.name == tool)) else {
+        return (none, Err(Denial::ToolUnknown(call.name.clone())));
+    };
+    if !crate::mcp::allows(&key.mcp_configs, &client, tool, include) {
+        return (none, Err(Denial::ToolBlocked(call.name.clone(), key.name.clone())));
+    }
+    let team = key.team_id.as_deref().and_then(|id| records.team(id));
+    let customer_id = key.customer_id.as_deref().or_else(|| team.as_ref().and_then(|t| t.customer_id.as_deref()));
+    let customer = customer_id.and_then(|id| records.customer(id));
+    let limit =
+        key.mcp_configs.iter().find(|g| g.mcp_client_name == client.name).and_then(|g| g.tool_call_limits.get(tool));
+    let mut scopes: Vec<limits::Scope<'_>> = limit.map(|l| key.tool_scope(&call.name, l)).into_iter().collect();
+    scopes.extend(key.scope());
+    scopes.extend(customer.as_ref().and_then(CustomerRecord::scope));
+    scopes.extend(team.as_ref().and_then(TeamRecord::scope));
+    // Tool calls count against call limits only, not the key's request limits (those are LLM
+    // requests); budgets are charged the tool's price.
+    let call_scopes: Vec<limits::Scope<'_>> = scopes.iter().take(usize::from(limit.is_some())).cloned().collect();
+    let (report, reserved) = limits::reserve(&call_scopes, counters, now_ms, control_plane_up);
+    let reservation = match reserved {
+        Ok(r) => r,
+        Err(denial) => return (report, Err(denial)),
+    };
+    let price = client.tool_pricing.get(tool).copied().unwrap_or(0);
+    let held = match budgets::reserve(&scopes, price, counters, now_ms, settings.budget_fail_mode, control_plane_up) {
+        Ok(held) => held,
+        Err(denial) => {
+            limits::release(&reservation, counters);
+            return (report, Err(denial));
+        }
+    };
+    let dispatch = Dispatch {
+        cluster: crate::mcp::HUB_CLUSTER.into(),
+        path: format!("/v1{}?format={}", Endpoint::ToolExecute.path(), format.as_str()),
+        timeout_ms: None,
+        body: None,
+        reservation,
+        holds_slot: false,
+        stream: false,
+        hide_usage_chunk: false,
+        price: None,
+        budgets: held,
+        estimate_micros: price,
+        charged: Charged {
+            key_id: key.id.clone(),
+            team_id: key.team_id.clone(),
+            customer_id: customer_id.map(str::to_owned),
+            provider: crate::mcp::LEDGER_PROVIDER.into(),
+            model: call.name.clone(),
         },
     };
     (report, Ok(dispatch))
@@ -206,8 +315,11 @@ mod tests {
         teams: Vec<TeamRecord>,
         customers: Vec<CustomerRecord>,
         prices: Vec<(String, Price)>,
+        mcp: Vec<McpClientRecord>,
         counters: RefCell<HashMap<String, (Vec<u8>, u32)>>,
     }
+
+    static NO_HEADERS: LazyLock<IncludeHeaders> = LazyLock::new(IncludeHeaders::default);
 
     impl Records for World {
         fn provider(&self, name: &str) -> Option<ProviderRecord> {
@@ -224,6 +336,13 @@ mod tests {
         }
         fn price(&self, name: &str) -> Option<Price> {
             self.prices.iter().find(|(n, _)| n == name).map(|(_, p)| *p)
+        }
+        fn mcp_client(&self, name: &str) -> Option<McpClientRecord> {
+            self.mcp.iter().find(|c| c.name == name).cloned()
+        }
+        fn mcp_index(&self) -> Option<McpIndex> {
+            let allow_by_default = self.mcp.iter().filter(|c| c.allow_by_default).map(|c| c.name.clone()).collect();
+            Some(McpIndex { allow_by_default })
         }
     }
 
@@ -279,7 +398,8 @@ mod tests {
     #[test]
     fn routes_to_the_provider_key_cluster_with_the_model_renamed() {
         let w = world();
-        let (_, d) = inference(&key(), Endpoint::ChatCompletions, "a=1", CHAT, &w, &w, 0, 0, &SETTINGS, true);
+        let (_, d) =
+            inference(&key(), Endpoint::ChatCompletions, "a=1", CHAT, &w, &w, 0, 0, &SETTINGS, true, &NO_HEADERS);
         let d = d.unwrap();
         assert_eq!(d.cluster, "warden-provider/openai/k1");
         assert_eq!(d.path, "/v1beta/openai/chat/completions?a=1");
@@ -293,7 +413,10 @@ mod tests {
         let w = world();
         let k = key();
         let run = |k: &VirtualKeyRecord, body: &[u8]| {
-            inference(k, Endpoint::ChatCompletions, "", body, &w, &w, 0, 0, &SETTINGS, true).1.unwrap_err().kind()
+            inference(k, Endpoint::ChatCompletions, "", body, &w, &w, 0, 0, &SETTINGS, true, &NO_HEADERS)
+                .1
+                .unwrap_err()
+                .kind()
         };
         assert_eq!(run(&k, b"nope"), "invalid_request_error");
         assert_eq!(run(&k, br#"{"model":"o3"}"#), "model_blocked");
@@ -326,7 +449,20 @@ mod tests {
         let mut k = key();
         k.team_id = Some("t".into());
         k.limits.rate_limit = per_minute(10);
-        let entity = |n: u64| match inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, n, 0, &SETTINGS, true).1
+        let entity = |n: u64| match inference(
+            &k,
+            Endpoint::ChatCompletions,
+            "",
+            CHAT,
+            &w,
+            &w,
+            n,
+            0,
+            &SETTINGS,
+            true,
+            &NO_HEADERS,
+        )
+        .1
         {
             Err(Denial::RateLimited(v)) => v.entity,
             other => format!("{:?}", other.map(|d| d.cluster)),
@@ -343,16 +479,19 @@ mod tests {
         let mut k = key();
         k.max_concurrent_requests = Some(1);
         k.limits.rate_limit = per_minute(10);
-        let (_, first) = inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, 0, 0, &SETTINGS, true);
+        let (_, first) = inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, 0, 0, &SETTINGS, true, &NO_HEADERS);
         assert!(first.unwrap().holds_slot);
-        let (report, second) = inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, 0, 0, &SETTINGS, true);
+        let (report, second) =
+            inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, 0, 0, &SETTINGS, true, &NO_HEADERS);
         assert_eq!(second.unwrap_err(), Denial::ConcurrencyLimited { max: 1 });
         // 10 per minute, one admitted: the refused request was given back.
         assert_eq!(report.requests.map(|h| h.remaining), Some(8));
-        let (report, _) = inference(&k, Endpoint::ChatCompletions, "", b"{}", &w, &w, 0, 0, &SETTINGS, true);
+        let (report, _) =
+            inference(&k, Endpoint::ChatCompletions, "", b"{}", &w, &w, 0, 0, &SETTINGS, true, &NO_HEADERS);
         assert_eq!(report, RateReport::default());
         limits::release_slot("vk1", &w);
-        let (report, third) = inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, 0, 0, &SETTINGS, true);
+        let (report, third) =
+            inference(&k, Endpoint::ChatCompletions, "", CHAT, &w, &w, 0, 0, &SETTINGS, true, &NO_HEADERS);
         assert!(third.is_ok());
         assert_eq!(report.requests.map(|h| h.remaining), Some(8));
     }
@@ -365,7 +504,7 @@ mod tests {
         // $0.001 a day for the key.
         k.limits.budgets = vec![BudgetLimit { max_micros: 1_000, reset_duration: "1d".into(), reset_at_ms: 0 }];
         let run = |w: &World, k: &VirtualKeyRecord, body: &[u8]| {
-            inference(k, Endpoint::ChatCompletions, "", body, w, w, 0, 0, &SETTINGS, true).1
+            inference(k, Endpoint::ChatCompletions, "", body, w, w, 0, 0, &SETTINGS, true, &NO_HEADERS).1
         };
         assert_eq!(run(&w, &k, CHAT).unwrap_err(), Denial::PriceUnknown("gpt-4o".into()));
         // $1 and $4 per 1M tokens: 22 prompt tokens (86 bytes / 4, rounded up) + 100 output
@@ -391,6 +530,91 @@ mod tests {
         // The key's own price wins over every other: $1,000 per 1M output tokens is too dear.
         k.prices.insert("gpt-4o".into(), Price { output_per_mtok: 1_000_000_000, ..Price::default() });
         assert!(matches!(run(&w, &k, body), Err(Denial::BudgetExceeded(_))));
+    }
+
+    fn fs_client(price_micros: u64) -> McpClientRecord {
+        let tool = |name: &str| crate::mcp::McpTool {
+            name: name.into(),
+            description: format!("{name} a file"),
+            input_schema: serde_json::json!({"type": "object"}),
+        };
+        McpClientRecord {
+            name: "fs".into(),
+            tools_to_execute: vec!["*".into()],
+            allow_by_default: false,
+            tool_pricing: [("read".to_owned(), price_micros)].into(),
+            tools: vec![tool("read"), tool("write")],
+        }
+    }
+
+    fn grant(tools: &[&str]) -> crate::mcp::McpGrant {
+        crate::mcp::McpGrant {
+            mcp_client_name: "fs".into(),
+            tools_to_execute: tools.iter().map(|t| t.to_string()).collect(),
+            tool_call_limits: Default::default(),
+        }
+    }
+
+    #[test]
+    fn chat_and_responses_get_the_allowed_tools_appended() {
+        let mut w = world();
+        w.mcp.push(fs_client(0));
+        let mut k = key();
+        k.mcp_configs = vec![grant(&["read"])];
+        let run = |endpoint, body: &[u8], include: &IncludeHeaders| {
+            let d = inference(&k, endpoint, "", body, &w, &w, 0, 0, &SETTINGS, true, include).1.unwrap();
+            d.body.map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap())
+        };
+        let chat = run(Endpoint::ChatCompletions, CHAT, &NO_HEADERS).unwrap();
+        assert_eq!(
+            chat["tools"],
+            serde_json::json!([{"type": "function", "function": {
+            "name": "fs-read", "description": "read a file", "parameters": {"type": "object"}}}])
+        );
+        let responses = run(Endpoint::Responses, CHAT, &NO_HEADERS).unwrap();
+        assert_eq!(responses["tools"][0]["name"], "fs-read");
+        // Embeddings never get tools; a header that leaves nothing leaves the body untouched.
+        let untouched = br#"{"model":"gpt-4o","messages":[]}"#;
+        assert_eq!(run(Endpoint::Embeddings, untouched, &NO_HEADERS), None);
+        let none = IncludeHeaders::parse(Some(b""), None);
+        assert_eq!(run(Endpoint::ChatCompletions, untouched, &none), None);
+    }
+
+    #[test]
+    fn tool_calls_are_checked_limited_and_priced() {
+        use crate::records::BudgetLimit;
+        let mut w = world();
+        w.mcp.push(fs_client(300));
+        let mut k = key();
+        k.limits.budgets = vec![BudgetLimit { max_micros: 1_000, reset_duration: "1d".into(), reset_at_ms: 0 }];
+        let mut g = grant(&["read"]);
+        g.tool_call_limits.insert(
+            "read".into(),
+            RateLimit { request_max_limit: Some(2), request_reset_duration: Some("1m".into()), ..Default::default() },
+        );
+        k.mcp_configs = vec![g];
+        let call = |name: &str| {
+            format!(r#"{{"id":"c1","type":"function","function":{{"name":"{name}","arguments":"{{}}"}}}}"#)
+        };
+        let run = |k: &VirtualKeyRecord, name: &str, now: u64| {
+            tool_call(k, "format=chat", call(name).as_bytes(), &w, &w, now, &SETTINGS, true, &NO_HEADERS).1
+        };
+        let d = run(&k, "fs-read", 0).unwrap();
+        assert_eq!((d.cluster.as_str(), d.path.as_str()), ("warden-hub", "/v1/mcp/tool/execute?format=chat"));
+        assert_eq!((d.estimate_micros, d.budgets.remaining_micros), (300, Some(700)));
+        assert_eq!((d.charged.provider.as_str(), d.charged.model.as_str()), ("mcp", "fs-read"));
+        assert!(run(&k, "fs-read", 0).is_ok());
+        // The call limit (2 a minute) trips on the third call, before the budget is touched.
+        let Err(Denial::RateLimited(v)) = run(&k, "fs-read", 0) else { panic!() };
+        assert_eq!(v.entity, "tool 'fs-read'");
+        // Next minute: the budget ($0.001, 600 µ$ spent) has no room for another 300 µ$ call…
+        assert!(run(&k, "fs-read", 60_000).is_ok());
+        assert!(matches!(run(&k, "fs-read", 120_000), Err(Denial::BudgetExceeded(_))));
+        assert_eq!(run(&k, "fs-write", 0).unwrap_err(), Denial::ToolBlocked("fs-write".into(), "team-a".into()));
+        assert_eq!(run(&k, "fs-delete", 0).unwrap_err(), Denial::ToolUnknown("fs-delete".into()));
+        assert_eq!(run(&k, "nohyphen", 0).unwrap_err().status(), 404);
+        let bad = tool_call(&k, "format=xml", b"{}", &w, &w, 0, &SETTINGS, true, &NO_HEADERS).1;
+        assert_eq!(bad.unwrap_err().status(), 400);
     }
 
     #[test]

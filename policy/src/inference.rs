@@ -20,6 +20,8 @@ pub enum Endpoint {
     Embeddings,
     /// `GET /v1/models`: answered by the filter with what the key may use.
     Models,
+    /// `POST /v1/mcp/tool/execute`: one MCP tool call, executed by the hub.
+    ToolExecute,
 }
 
 impl Endpoint {
@@ -33,6 +35,7 @@ impl Endpoint {
             (b"POST", b"/v1/responses") => Some(Endpoint::Responses),
             (b"POST", b"/v1/embeddings") => Some(Endpoint::Embeddings),
             (b"GET", b"/v1/models") => Some(Endpoint::Models),
+            (b"POST", b"/v1/mcp/tool/execute") => Some(Endpoint::ToolExecute),
             _ => None,
         }
     }
@@ -45,6 +48,16 @@ impl Endpoint {
             Endpoint::Responses => "/responses",
             Endpoint::Embeddings => "/embeddings",
             Endpoint::Models => "/models",
+            Endpoint::ToolExecute => "/mcp/tool/execute",
+        }
+    }
+
+    /// The shape in which MCP tools are injected into this endpoint's bodies, if they are.
+    pub fn tool_shape(self) -> Option<crate::mcp::ToolShape> {
+        match self {
+            Endpoint::ChatCompletions => Some(crate::mcp::ToolShape::Chat),
+            Endpoint::Responses => Some(crate::mcp::ToolShape::Responses),
+            _ => None,
         }
     }
 
@@ -102,16 +115,20 @@ impl<'b> InferenceBody<'b> {
         Ok(InferenceBody { bytes, model, stream, client_wants_usage, max_output_tokens })
     }
 
-    /// The body to send upstream, if it must change: `model` renamed for the provider, and
-    /// `stream_options.include_usage` added to streams so their tokens can be counted. `None`
-    /// leaves the client's bytes untouched.
-    pub fn rewrite(&self, endpoint: Endpoint, upstream_model: &str) -> Option<Vec<u8>> {
+    /// The body to send upstream, if it must change: `model` renamed for the provider,
+    /// `stream_options.include_usage` added to streams so their tokens can be counted, and the
+    /// MCP `tools` the request may use appended. `None` leaves the client's bytes untouched.
+    pub fn rewrite(&self, endpoint: Endpoint, upstream_model: &str, tools: Vec<Value>) -> Option<Vec<u8>> {
         let rename = upstream_model != self.model;
         let ask_usage = self.stream && endpoint.usage_on_request() && !self.client_wants_usage;
-        if !rename && !ask_usage {
+        if !rename && !ask_usage && tools.is_empty() {
             return None;
         }
         let mut body: Map<String, Value> = serde_json::from_slice(self.bytes).ok()?;
+        let injected = crate::mcp::inject(&mut body, tools);
+        if !rename && !ask_usage && !injected {
+            return None;
+        }
         if rename {
             body.insert("model".into(), Value::String(upstream_model.to_owned()));
         }
@@ -319,21 +336,27 @@ mod tests {
     #[test]
     fn rewrite_renames_and_asks_streams_for_usage() {
         let body = InferenceBody::parse(br#"{"model":"openai/gpt-4o","messages":[]}"#).unwrap();
-        let out: Value = serde_json::from_slice(&body.rewrite(Endpoint::ChatCompletions, "gpt-4o").unwrap()).unwrap();
+        let out: Value =
+            serde_json::from_slice(&body.rewrite(Endpoint::ChatCompletions, "gpt-4o", Vec::new()).unwrap()).unwrap();
         assert_eq!(out["model"], "gpt-4o");
         assert!(out.get("stream_options").is_none());
         let untouched = InferenceBody::parse(br#"{"model":"gpt-4o"}"#).unwrap();
-        assert_eq!(untouched.rewrite(Endpoint::ChatCompletions, "gpt-4o"), None);
+        assert_eq!(untouched.rewrite(Endpoint::ChatCompletions, "gpt-4o", Vec::new()), None);
         let stream = InferenceBody::parse(br#"{"model":"gpt-4o","stream":true}"#).unwrap();
         assert!(stream.hide_usage_chunk(Endpoint::ChatCompletions));
-        let out: Value = serde_json::from_slice(&stream.rewrite(Endpoint::ChatCompletions, "gpt-4o").unwrap()).unwrap();
+        let out: Value =
+            serde_json::from_slice(&stream.rewrite(Endpoint::ChatCompletions, "gpt-4o", Vec::new()).unwrap()).unwrap();
         assert_eq!(out["stream_options"]["include_usage"], true);
         let asked =
             InferenceBody::parse(br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#).unwrap();
         assert!(!asked.hide_usage_chunk(Endpoint::ChatCompletions));
-        assert_eq!(asked.rewrite(Endpoint::ChatCompletions, "m"), None);
+        assert_eq!(asked.rewrite(Endpoint::ChatCompletions, "m", Vec::new()), None);
         let responses = InferenceBody::parse(br#"{"model":"m","stream":true}"#).unwrap();
-        assert_eq!(responses.rewrite(Endpoint::Responses, "m"), None, "the responses API always reports usage");
+        assert_eq!(
+            responses.rewrite(Endpoint::Responses, "m", Vec::new()),
+            None,
+            "the responses API always reports usage"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod lease;
 pub mod ledger;
 pub mod limits;
+pub mod mcp;
 pub mod pricing;
 pub mod records;
 pub mod routing;

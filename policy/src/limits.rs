@@ -107,6 +107,18 @@ impl VirtualKeyRecord {
         scope("VK".into(), format!("vk:{}", self.id), &self.limits)
     }
 
+    /// The key's call limit on one MCP tool (`client-tool`); windows laid out like the key's.
+    pub fn tool_scope<'r>(&'r self, tool: &str, limit: &'r RateLimit) -> Scope<'r> {
+        Scope {
+            entity: format!("tool '{tool}'"),
+            id: format!("tool:{}:{tool}", self.id),
+            rate_limit: Some(limit),
+            budgets: &[],
+            calendar_aligned: self.limits.calendar_aligned,
+            anchor_ms: self.limits.anchor_ms,
+        }
+    }
+
     /// The limits of the key's grant for one provider; windows laid out like the key's.
     pub fn grant_scope<'r>(&'r self, grant: &'r ProviderGrant) -> Option<Scope<'r>> {
         if grant.rate_limit.is_none() && grant.budgets.is_empty() {
@@ -239,6 +251,12 @@ pub fn record_limits(name: &str, body: &[u8]) -> RecordLimits {
             if let Ok(key) = serde_json::from_slice::<VirtualKeyRecord>(body) {
                 let grants = key.provider_configs.iter().filter_map(|g| key.grant_scope(g));
                 key.scope().into_iter().chain(grants).for_each(|s| limits.add(&s));
+                for grant in &key.mcp_configs {
+                    for (tool, limit) in &grant.tool_call_limits {
+                        let tool = crate::mcp::exposed_name(&grant.mcp_client_name, tool);
+                        limits.add(&key.tool_scope(&tool, limit));
+                    }
+                }
                 if key.max_concurrent_requests.is_some() {
                     limits.counters.push(concurrency_key(&key.id));
                 }
@@ -267,7 +285,7 @@ pub fn record_limits(name: &str, body: &[u8]) -> RecordLimits {
                 scopes.for_each(|s| limits.add(&s));
             }
         }
-        RecordKind::Price => {}
+        RecordKind::Price | RecordKind::McpClient => {}
     }
     limits
 }

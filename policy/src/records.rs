@@ -27,16 +27,20 @@ pub enum RecordKind {
     /// `price:<model>`, `price:<provider>/<model>` or `price:*` (the fallback): a
     /// [`crate::pricing::Price`].
     Price,
+    /// `mcp:<client name>`: a [`crate::mcp::McpClientRecord`], one MCP server and its tools;
+    /// `mcp:*`: the [`crate::mcp::McpIndex`].
+    McpClient,
 }
 
 impl RecordKind {
-    const ALL: [RecordKind; 6] = [
+    const ALL: [RecordKind; 7] = [
         RecordKind::VirtualKey,
         RecordKind::Team,
         RecordKind::Customer,
         RecordKind::Provider,
         RecordKind::Model,
         RecordKind::Price,
+        RecordKind::McpClient,
     ];
 
     /// The name prefix of this kind.
@@ -48,6 +52,7 @@ impl RecordKind {
             RecordKind::Provider => "provider",
             RecordKind::Model => "model",
             RecordKind::Price => "price",
+            RecordKind::McpClient => "mcp",
         }
     }
 
@@ -90,6 +95,10 @@ pub fn check_record(name: &str, body: &[u8]) -> Result<(), &'static str> {
             .map(|r| r.configs.iter().all(|c| c.limits.valid()))
             .unwrap_or(false),
         RecordKind::Price => serde_json::from_slice::<crate::pricing::Price>(body).is_ok(),
+        RecordKind::McpClient if id == crate::mcp::INDEX_ID => {
+            serde_json::from_slice::<crate::mcp::McpIndex>(body).is_ok()
+        }
+        RecordKind::McpClient => serde_json::from_slice::<crate::mcp::McpClientRecord>(body).is_ok(),
     };
     if readable { Ok(()) } else { Err("body is not a valid record of its kind") }
 }
@@ -238,6 +247,9 @@ pub struct VirtualKeyRecord {
     /// Prices for this key only, by model name; they win over every other price.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub prices: std::collections::BTreeMap<String, crate::pricing::Price>,
+    /// The MCP clients and tools this key may use (deny by default).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mcp_configs: Vec<crate::mcp::McpGrant>,
 }
 
 impl VirtualKeyRecord {
@@ -255,6 +267,7 @@ impl VirtualKeyRecord {
             limits: Limits::default(),
             max_concurrent_requests: None,
             prices: std::collections::BTreeMap::new(),
+            mcp_configs: Vec::new(),
         }
     }
 
@@ -274,6 +287,10 @@ impl VirtualKeyRecord {
             && self.provider_configs.iter().all(|g| {
                 g.rate_limit.as_ref().is_none_or(|rl| rl.validate().is_ok()) && g.budgets.iter().all(BudgetLimit::valid)
             })
+            && self
+                .mcp_configs
+                .iter()
+                .all(|g| g.tool_call_limits.values().all(|l| l.requests().is_some() && l.validate().is_ok()))
     }
 }
 
