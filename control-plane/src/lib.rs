@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod bootstrap;
+pub mod mcp;
 pub mod mock_provider;
 pub mod model;
 pub mod quota;

@@ -7,10 +7,12 @@ pub use warden_policy::RateLimit;
 use warden_policy::records::{BudgetLimit, Limits, ProviderGrant};
 use warden_policy::{ResetDuration, VirtualKeyRecord};
 
+mod mcp;
 mod model_config;
 mod org;
 mod provider;
 
+pub use mcp::{ConnectionType, McpClient, StdioConfig};
 pub use model_config::{ModelConfig, model_record};
 pub use org::{Customer, Team};
 pub use provider::{Provider, ProviderKey, ProviderKind, Timeouts, Upstream};
@@ -78,6 +80,19 @@ pub struct McpConfig {
     pub mcp_client_name: String,
     #[serde(default)]
     pub tools_to_execute: Vec<String>,
+    /// Calls per window this key may make, by tool name (a Warden addition).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tool_call_limits: std::collections::BTreeMap<String, warden_policy::mcp::ToolCallLimit>,
+}
+
+impl McpConfig {
+    fn grant(&self) -> warden_policy::mcp::McpGrant {
+        warden_policy::mcp::McpGrant {
+            mcp_client_name: self.mcp_client_name.clone(),
+            tools_to_execute: self.tools_to_execute.clone(),
+            tool_call_limits: self.tool_call_limits.iter().map(|(t, l)| (t.clone(), l.as_rate_limit())).collect(),
+        }
+    }
 }
 
 /// A dollar budget per window (contract §2.3).
@@ -144,6 +159,14 @@ impl VirtualKey {
                 return Err(Invalid::new(format!("mcp_configs[{i}].mcp_client_name"), "must not be empty"));
             }
             white_list(&mc.tools_to_execute, &format!("mcp_configs[{i}].tools_to_execute"))?;
+            for (tool, limit) in &mc.tool_call_limits {
+                let field = format!("mcp_configs[{i}].tool_call_limits.{tool}");
+                if limit.max_calls == 0 {
+                    return Err(Invalid::new(format!("{field}.max_calls"), "must be greater than 0"));
+                }
+                ResetDuration::parse(&limit.reset_duration)
+                    .map_err(|e| Invalid::new(format!("{field}.reset_duration"), e.to_string()))?;
+            }
         }
         if self.max_concurrent_requests == Some(0) {
             return Err(Invalid::new("max_concurrent_requests", "must be greater than 0 (omit it for no limit)"));
@@ -177,6 +200,7 @@ impl VirtualKey {
             },
             max_concurrent_requests: self.max_concurrent_requests,
             prices: self.prices.clone(),
+            mcp_configs: self.mcp_configs.iter().map(McpConfig::grant).collect(),
         }
     }
 }

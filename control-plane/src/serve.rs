@@ -1,6 +1,7 @@
 //! `warden serve`: the store, the admin API and the xDS server in one process.
 
 use crate::admin::{self, AppState, FilterSource};
+use crate::mcp::Hub;
 use crate::quota::{Lease, Report, Unary};
 use crate::store::{SqlStore, Store, redacted_url};
 use crate::xds::resources::DEFAULT_CA_FILE;
@@ -30,6 +31,13 @@ pub struct ServeArgs {
     /// Address of the xDS (ADS) gRPC server that Envoy and the filter connect to.
     #[arg(long, default_value = "127.0.0.1:18000")]
     pub xds_addr: SocketAddr,
+    /// Address of the MCP hub, where Envoy sends `/v1/mcp/tool/execute`.
+    #[arg(long, default_value = "127.0.0.1:8082")]
+    pub hub_addr: SocketAddr,
+    /// The hub's `host:port` as Envoy reaches it (e.g. `warden:8082` in docker-compose);
+    /// `--hub-addr` when unset.
+    #[arg(long)]
+    pub hub_advertise: Option<String>,
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// The admin bearer token. Without it (and without a file), one is generated at the first
@@ -112,6 +120,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let wasm_path = std::path::absolute(&args.filter_wasm)?.display().to_string();
     let filter = Arc::new(FilterSource::new(wasm_path, settings, &cache));
+    let advertise = args.hub_advertise.clone().unwrap_or_else(|| args.hub_addr.to_string());
+    let hub = Arc::new(Hub::new(cache.clone(), advertise));
     let state = AppState {
         store,
         cache: cache.clone(),
@@ -120,6 +130,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         admin_token_sha256,
         provider_ca_file: args.provider_ca_file.clone().into(),
         publication: Arc::default(),
+        hub: hub.clone(),
     };
     admin::sync::start(&state).await?;
     tracing::info!(records = cache.policy_len(), "policy loaded from the store");
@@ -130,7 +141,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let xds_listener = tokio::net::TcpListener::bind(args.xds_addr)
         .await
         .with_context(|| format!("binding the xDS server to {}", args.xds_addr))?;
-    tracing::info!(admin = %args.admin_addr, xds = %args.xds_addr, "warden serving");
+    let hub_listener = tokio::net::TcpListener::bind(args.hub_addr)
+        .await
+        .with_context(|| format!("binding the MCP hub to {}", args.hub_addr))?;
+    tracing::info!(admin = %args.admin_addr, xds = %args.xds_addr, hub = %args.hub_addr, "warden serving");
 
     let following = state.clone();
     let catch_up: CatchUp = Arc::new(move || {
@@ -145,11 +159,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .add_service(Unary(Lease(state.store.clone())))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(xds_listener), shutdown());
     let admin = axum::serve(admin_listener, admin::router(state)).with_graceful_shutdown(shutdown());
-    tokio::select! {
-        r = xds => r.context("xDS server")?,
-        r = admin => r.context("admin API")?,
-    }
-    Ok(())
+    let hub_server = axum::serve(hub_listener, crate::mcp::router(hub.clone())).with_graceful_shutdown(shutdown());
+    let served = tokio::select! {
+        r = xds => r.context("xDS server"),
+        r = admin => r.context("admin API"),
+        r = hub_server => r.context("MCP hub"),
+    };
+    hub.shutdown();
+    served
 }
 
 /// The admin token's hash: from the flag, the file, the store, or newly generated (printed once).

@@ -14,6 +14,7 @@ use warden_policy::inference::{Endpoint, SseUsage, json_usage};
 use warden_policy::keys::{find_key, key_headers};
 use warden_policy::ledger::UsageRecord;
 use warden_policy::limits::{self, RateReport};
+use warden_policy::mcp::{self, IncludeHeaders, McpClientRecord, McpIndex};
 use warden_policy::pricing::{Price, dollars};
 use warden_policy::records::{CustomerRecord, ModelRecord, ProviderRecord, TeamRecord};
 use warden_policy::{Denial, FilterSettings, PolicyHealth, RecordKind, VirtualKeyRecord, admit};
@@ -43,6 +44,8 @@ enum Phase {
         generation: u64,
         /// Whether the control plane was heard from lately, at admission.
         control_plane_up: bool,
+        /// The request's MCP include headers.
+        include: IncludeHeaders,
     },
     /// Sent upstream; the response's usage is still to be charged.
     Dispatched(Box<Dispatched>),
@@ -88,6 +91,12 @@ impl Records for SharedRecords {
     }
     fn price(&self, name: &str) -> Option<Price> {
         shared::record(RecordKind::Price, name, self.0)
+    }
+    fn mcp_client(&self, name: &str) -> Option<McpClientRecord> {
+        shared::record(RecordKind::McpClient, name, self.0)
+    }
+    fn mcp_index(&self) -> Option<McpIndex> {
+        shared::record(RecordKind::McpClient, mcp::INDEX_ID, self.0)
     }
 }
 
@@ -209,12 +218,14 @@ impl HttpContext for WardenRequest {
                 .deny(&Denial::BadRequest("the request has no body; it needs a JSON body with 'model'".into()), &none);
         }
         let query = path.splitn(2, |b| *b == b'?').nth(1).unwrap_or_default();
+        let optional = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice());
         self.phase = Phase::AwaitingBody {
             key: Box::new(admitted.record),
             endpoint,
             query: String::from_utf8_lossy(query).into_owned(),
             generation,
             control_plane_up: status.as_ref().is_some_and(|s| s.control_plane_up(host::now_ms())),
+            include: IncludeHeaders::parse(optional(mcp::INCLUDE_CLIENTS_HEADER), optional(mcp::INCLUDE_TOOLS_HEADER)),
         };
         // Routing waits for `model` in the body (needs `allow_on_headers_stop_iteration`).
         Action::Pause
@@ -230,7 +241,7 @@ impl HttpContext for WardenRequest {
         if !end_of_stream {
             return Action::Pause;
         }
-        let Phase::AwaitingBody { key, endpoint, query, generation, control_plane_up } =
+        let Phase::AwaitingBody { key, endpoint, query, generation, control_plane_up, include } =
             std::mem::replace(&mut self.phase, Phase::Idle)
         else {
             return Action::Continue;
@@ -238,18 +249,34 @@ impl HttpContext for WardenRequest {
         let body = host::request_body(body_size).unwrap_or_default();
         let now = host::now_ms();
         let Some(settings) = self.settings.clone() else { return Action::Continue };
-        let (report, decision) = govern::inference(
-            &key,
-            endpoint,
-            &query,
-            &body,
-            &SharedRecords(generation),
-            &SharedCounters,
-            now,
-            random::next(),
-            &settings,
-            control_plane_up,
-        );
+        let records = SharedRecords(generation);
+        let (report, decision) = if endpoint == Endpoint::ToolExecute {
+            govern::tool_call(
+                &key,
+                &query,
+                &body,
+                &records,
+                &SharedCounters,
+                now,
+                &settings,
+                control_plane_up,
+                &include,
+            )
+        } else {
+            govern::inference(
+                &key,
+                endpoint,
+                &query,
+                &body,
+                &records,
+                &SharedCounters,
+                now,
+                random::next(),
+                &settings,
+                control_plane_up,
+                &include,
+            )
+        };
         if !control_plane_up {
             host::increment(self.metrics.without_control_plane, 1);
         }
@@ -283,7 +310,8 @@ impl HttpContext for WardenRequest {
         } else {
             d.sse = None;
         }
-        if end_of_stream {
+        // A tool call's cost is its price, known once its status is: its body is not read.
+        if end_of_stream || d.dispatch.cluster == mcp::HUB_CLUSTER {
             settle(d);
             set_cost_header(d);
             return Action::Continue;
@@ -294,6 +322,9 @@ impl HttpContext for WardenRequest {
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let Phase::Dispatched(d) = &mut self.phase else { return Action::Continue };
+        if d.charged {
+            return Action::Continue;
+        }
         if d.sse.is_none() {
             // Envoy buffers the body while this pauses, so it is read once, whole.
             if !end_of_stream {

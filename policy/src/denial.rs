@@ -58,6 +58,15 @@ pub enum Denial {
     ToolBlocked(String, String),
     /// No connected MCP client offers this tool.
     ToolUnknown(String),
+    /// The hub could not reach the tool's MCP server: why.
+    ToolUnavailable(String),
+    /// The tool did not answer in time.
+    ToolTimeout {
+        /// `client-tool`.
+        tool: String,
+        /// The timeout.
+        ms: u64,
+    },
 }
 
 #[derive(Serialize)]
@@ -93,6 +102,8 @@ impl Denial {
             Denial::BudgetUnavailable(_) => 503,
             Denial::ToolBlocked(..) => 403,
             Denial::ToolUnknown(_) => 404,
+            Denial::ToolUnavailable(_) => 502,
+            Denial::ToolTimeout { .. } => 504,
         }
     }
 
@@ -119,6 +130,8 @@ impl Denial {
             Denial::BudgetUnavailable(_) => "budget_unavailable",
             Denial::ToolBlocked(..) => "mcp_tool_blocked",
             Denial::ToolUnknown(_) => "mcp_tool_not_found",
+            Denial::ToolUnavailable(_) => "mcp_server_unavailable",
+            Denial::ToolTimeout { .. } => "mcp_tool_timeout",
         }
     }
 
@@ -144,6 +157,8 @@ impl Denial {
             Denial::BudgetUnavailable(_) => "budget_unavailable",
             Denial::ToolBlocked(..) => "mcp_tool_blocked",
             Denial::ToolUnknown(_) => "mcp_tool_not_found",
+            Denial::ToolUnavailable(_) => "mcp_server_unavailable",
+            Denial::ToolTimeout { .. } => "mcp_tool_timeout",
         }
     }
 
@@ -187,6 +202,10 @@ impl Denial {
                 "{entity} budget: the control plane has granted this gateway no share of the budget (unreachable?), and its fail mode is to refuse"
             ),
             Denial::ToolBlocked(tool, key) => format!("MCP tool '{tool}' is not allowed for virtual key '{key}'"),
+            Denial::ToolUnavailable(why) => why.clone(),
+            Denial::ToolTimeout { tool, ms } => {
+                format!("MCP tool '{tool}' did not answer within {ms} ms; the call was cancelled")
+            }
             Denial::ToolUnknown(tool) => format!(
                 "tool '{tool}' is not available or not permitted: no connected MCP client offers it (names are <client>-<tool>)"
             ),

@@ -5,6 +5,7 @@ mod customers;
 mod envoy;
 mod error;
 mod json;
+mod mcp;
 mod metrics;
 mod model_configs;
 mod prices;
@@ -84,6 +85,8 @@ pub struct AppState {
     pub provider_ca_file: Arc<str>,
     /// Keeps the snapshot in step with the store (several control planes on one database).
     pub publication: Arc<sync::Publication>,
+    /// The MCP hub: connections to MCP servers and the tool catalog.
+    pub hub: Arc<crate::mcp::Hub>,
 }
 
 impl AppState {
@@ -153,6 +156,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/prices/{*name}", axum::routing::put(prices::put).delete(prices::delete))
         .route("/api/providers", get(providers::list).post(providers::create))
         .route("/api/providers/{name}", get(providers::get).put(providers::update).delete(providers::delete))
+        .route("/api/mcp/clients", get(mcp::list))
+        .route("/api/mcp/client", axum::routing::post(mcp::create))
+        .route("/api/mcp/client/{id}", get(mcp::get).put(mcp::update).delete(mcp::delete))
+        .route("/api/mcp/client/{id}/reconnect", axum::routing::post(mcp::reconnect))
         .route("/api/envoy/nodes", get(envoy::nodes))
         .route("/api/envoy/filter-settings", get(envoy::filter_settings).put(envoy::put_filter_settings))
         .fallback(not_found)

@@ -75,8 +75,9 @@ fn secret_value(secret: &Secret) -> &str {
     }
 }
 
+/// The providers' resources: the MCP hub's cluster and secret are always published with them.
 fn names<T>(resources: &BTreeMap<String, T>) -> Vec<&str> {
-    resources.keys().map(String::as_str).collect()
+    resources.keys().map(String::as_str).filter(|n| !n.starts_with("warden-hub")).collect()
 }
 
 #[tokio::test]
@@ -154,7 +155,7 @@ async fn bad_input_is_a_400_naming_the_field_and_a_taken_name_a_409() {
     let (status, answer) = call(&app, Method::POST, PROVIDERS, Some(&gemini().to_string())).await;
     assert_eq!(status, StatusCode::CONFLICT, "{answer}");
     assert_eq!(message(&answer), "name: a provider with this name already exists");
-    assert_eq!(envoy_resources::<Cluster>(&state).len(), 2, "a refused provider publishes nothing");
+    assert_eq!(names(&envoy_resources::<Cluster>(&state)).len(), 2, "a refused provider publishes nothing");
 }
 
 #[tokio::test]
@@ -342,7 +343,13 @@ async fn delete_withdraws_the_record_clusters_and_secrets() {
 
     let (status, _) = call(&app, Method::DELETE, &format!("{PROVIDERS}/mock"), None).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(envoy_resources::<Cluster>(&state).is_empty() && envoy_resources::<Secret>(&state).is_empty());
+    assert!(
+        names(&envoy_resources::<Cluster>(&state)).is_empty() && names(&envoy_resources::<Secret>(&state)).is_empty()
+    );
+    // The hub's cluster stays, its token injected from SDS like a provider key.
+    let secrets = envoy_resources::<Secret>(&state);
+    assert_eq!(secret_value(&secrets["warden-hub-token"]), format!("{}", state.hub.endpoint.token));
+    assert!(envoy_resources::<Cluster>(&state).contains_key("warden-hub"));
     let (_, list) = call(&app, Method::GET, PROVIDERS, None).await;
     assert_eq!(list, json!({"providers": [], "count": 0}));
 }

@@ -7,8 +7,7 @@ use super::audit::Before;
 use super::error::ApiError;
 use super::json::{ValidJson, merge_budgets, present};
 use crate::model::{Budget, Invalid, Provider, ProviderKey, ProviderKind, RateLimit, Timeouts};
-use crate::xds::Cache;
-use crate::xds::resources::provider_resources;
+use crate::xds::resources::{hub_resources, provider_resources};
 use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -185,18 +184,21 @@ fn not_found(name: &str) -> ApiError {
 /// Envoy. Rebuilding all of them keeps one way of doing it; there are few providers.
 async fn publish(state: &AppState) -> Result<(), ApiError> {
     let providers = state.store.providers().await?;
-    publish_providers(&state.cache, &providers, &state.provider_ca_file);
+    publish_providers(state, &providers);
     Ok(())
 }
 
 /// Puts providers' records, clusters and secrets into the cache.
-pub fn publish_providers(cache: &Cache, providers: &[Provider], ca_file: &str) {
+pub fn publish_providers(state: &AppState, providers: &[Provider]) {
+    let cache = &state.cache;
     cache.upsert(
         providers
             .iter()
             .filter_map(|p| Some((RecordKind::Provider.name(&p.name), serde_json::to_vec(&p.record()).ok()?))),
     );
-    let (clusters, secrets) = provider_resources(providers, ca_file);
+    let (mut clusters, mut secrets) = provider_resources(providers, &state.provider_ca_file);
+    let endpoint = &state.hub.endpoint;
+    hub_resources(&endpoint.advertise, &endpoint.token, &mut clusters, &mut secrets);
     // Secrets first: a cluster that arrives before its secret answers 401 until it does.
     cache.set_resources(&Secret::type_url(), secrets);
     cache.set_resources(&Cluster::type_url(), clusters);

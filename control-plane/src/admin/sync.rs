@@ -50,7 +50,8 @@ async fn publish_everything(state: &AppState) -> anyhow::Result<()> {
     publish_keys(&state.cache, &keys);
     publish_governance(&state.cache, store).await?;
     let providers = store.providers().await?;
-    publish_providers(&state.cache, &providers, &state.provider_ca_file);
+    publish_providers(state, &providers);
+    state.hub.apply(store.mcp_clients().await?);
     publish_prices(&state.cache, store, None).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
     if let Some(text) = store.setting(FILTER_SETTINGS).await? {
         let settings: FilterSettings = serde_json::from_str(&text).context("stored filter settings")?;

@@ -15,6 +15,7 @@ pub(super) async fn app() -> (Router, AppState) {
     let store: Arc<dyn Store> = Arc::new(SqlStore::in_memory().await.unwrap());
     let cache = Arc::new(Cache::default());
     let filter = Arc::new(FilterSource::new("/filter.wasm".into(), FilterSettings::for_cluster("warden_xds"), &cache));
+    let hub = Arc::new(crate::mcp::Hub::new(cache.clone(), "127.0.0.1:8082".into()));
     let state = AppState {
         store,
         cache,
@@ -23,6 +24,7 @@ pub(super) async fn app() -> (Router, AppState) {
         admin_token_sha256: token_hash(TOKEN),
         provider_ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
         publication: Arc::default(),
+        hub,
     };
     (router(state.clone()), state)
 }

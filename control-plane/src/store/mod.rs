@@ -5,6 +5,7 @@ pub mod audit;
 mod governance;
 pub mod leases;
 mod ledger;
+mod mcp;
 mod providers;
 mod sql;
 
@@ -12,6 +13,7 @@ pub use audit::{AuditEvent, AuditStore};
 pub use governance::{CustomerQuery, Deletion, GovernanceStore, ModelConfigQuery, OnReferenced, TeamQuery};
 pub use leases::{LeaseRow, LeaseStore};
 pub use ledger::{GroupBy, LedgerStore, UsageQuery, UsageTotals, WrittenUsage};
+pub use mcp::McpStore;
 pub use providers::ProviderStore;
 pub use sql::{SqlStore, redacted_url};
 
@@ -41,7 +43,7 @@ pub struct KeyQuery {
 
 /// The store. Every method is one transaction; implementations are shared across tasks.
 #[async_trait]
-pub trait Store: GovernanceStore + ProviderStore + LedgerStore + LeaseStore + AuditStore {
+pub trait Store: GovernanceStore + ProviderStore + McpStore + LedgerStore + LeaseStore + AuditStore {
     async fn insert_virtual_key(&self, key: &VirtualKey) -> Result<(), StoreError>;
     /// Replaces a key by id; `false` if there is no such key.
     async fn update_virtual_key(&self, key: &VirtualKey) -> Result<bool, StoreError>;

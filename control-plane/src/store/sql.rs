@@ -10,6 +10,7 @@ mod governance;
 mod keys;
 mod leases;
 mod ledger;
+mod mcp;
 mod providers;
 
 use super::StoreError;

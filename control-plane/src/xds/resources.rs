@@ -28,6 +28,7 @@ use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration as ProtoDuratio
 use envoy_types::util::pack_any;
 use prost::Message;
 use warden_policy::FilterSettings;
+use warden_policy::mcp::HUB_CLUSTER;
 use warden_policy::records::{provider_cluster, provider_secret};
 
 /// The name of the filter in the bootstrap's `config_discovery` and of its ECDS resource.
@@ -87,20 +88,32 @@ pub fn provider_resources(providers: &[Provider], ca_file: &str) -> (ResourceSet
             let secret = provider_secret(&provider.name, &key.id);
             let timeout = provider.timeouts.connect_ms;
             clusters.insert(cluster.clone(), pack_any(key_cluster(&cluster, &secret, &upstream, timeout, ca_file)));
-            let value = Secret {
-                name: secret.clone(),
-                r#type: Some(secret::Type::GenericSecret(GenericSecret {
-                    secret: Some(DataSource {
-                        specifier: Some(data_source::Specifier::InlineString(key.value.clone())),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                })),
-            };
-            secrets.insert(secret, pack_any(value));
+            secrets.insert(secret.clone(), pack_any(generic_secret(&secret, &key.value)));
         }
     }
     (clusters, secrets)
+}
+
+/// The hub's cluster and the secret of its token: Envoy adds `authorization: Bearer <token>` to
+/// every tool call it routes there, so the hub can refuse callers that bypass the filter.
+pub fn hub_resources(advertise: &str, token: &str, clusters: &mut ResourceSet, secrets: &mut ResourceSet) {
+    let Ok(upstream) = Upstream::parse(&format!("http://{advertise}")) else { return };
+    let secret = "warden-hub-token";
+    clusters.insert(HUB_CLUSTER.into(), pack_any(key_cluster(HUB_CLUSTER, secret, &upstream, 1_000, "")));
+    secrets.insert(secret.into(), pack_any(generic_secret(secret, token)));
+}
+
+fn generic_secret(name: &str, value: &str) -> Secret {
+    Secret {
+        name: name.into(),
+        r#type: Some(secret::Type::GenericSecret(GenericSecret {
+            secret: Some(DataSource {
+                specifier: Some(data_source::Specifier::InlineString(value.into())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })),
+    }
 }
 
 fn key_cluster(name: &str, secret: &str, upstream: &Upstream, connect_timeout_ms: u64, ca_file: &str) -> Cluster {

@@ -1,0 +1,145 @@
+//! The MCP hub: one supervised connection per configured MCP server, the tool catalog it
+//! publishes to every filter (`mcp:<client>` records and the `mcp:*` index), and tool execution
+//! for `/v1/mcp/tool/execute`.
+
+mod execute;
+mod upstream;
+
+pub use execute::router;
+pub use upstream::{State, Status};
+
+use crate::model::McpClient;
+use crate::xds::Cache;
+use rmcp::ServiceError;
+use rmcp::model::CallToolRequestParams;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use upstream::Upstream;
+use warden_policy::mcp::{INDEX_ID, McpIndex};
+use warden_policy::{Denial, RecordKind};
+
+/// Where Envoy reaches the hub, and the token it must present there.
+pub struct HubEndpoint {
+    /// `host:port` as seen from Envoy.
+    pub advertise: String,
+    /// Envoy injects it from an SDS secret (`authorization: Bearer …`); it is never logged.
+    pub token: String,
+}
+
+pub struct Hub {
+    /// By client id.
+    upstreams: Mutex<BTreeMap<String, Arc<Upstream>>>,
+    cache: Arc<Cache>,
+    pub endpoint: HubEndpoint,
+}
+
+impl Hub {
+    pub fn new(cache: Arc<Cache>, advertise: String) -> Hub {
+        let token = format!("wdn-hub-{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        Hub { upstreams: Mutex::default(), cache, endpoint: HubEndpoint { advertise, token } }
+    }
+
+    /// Makes the hub serve exactly `clients`: starts new ones, reconnects those whose
+    /// connection changed, adopts other changes in place, stops removed ones and withdraws
+    /// their records. Then publishes the whole catalog.
+    pub fn apply(&self, clients: Vec<McpClient>) {
+        let mut upstreams = self.upstreams.lock().unwrap_or_else(|p| p.into_inner());
+        let mut kept = BTreeMap::new();
+        for client in clients {
+            let id = client.client_id.clone();
+            match upstreams.remove(&id) {
+                Some(u) if u.same_connection(&client) => {
+                    if u.config().name != client.name {
+                        self.cache.remove(&RecordKind::McpClient.name(&u.config().name));
+                    }
+                    u.update(client);
+                    kept.insert(id, u);
+                }
+                old => {
+                    if let Some(old) = old {
+                        old.stop();
+                    }
+                    kept.insert(id, Upstream::start(client, self.cache.clone()));
+                }
+            }
+        }
+        for gone in upstreams.values() {
+            gone.stop();
+            self.cache.remove(&RecordKind::McpClient.name(&gone.config().name));
+        }
+        *upstreams = kept;
+        drop(upstreams);
+        self.publish();
+    }
+
+    /// Publishes every client's record and the index.
+    pub fn publish(&self) {
+        let upstreams: Vec<Arc<Upstream>> = self.all();
+        for u in &upstreams {
+            u.publish();
+        }
+        let allow_by_default =
+            upstreams.iter().map(|u| u.config()).filter(|c| c.allow_by_default).map(|c| c.name).collect();
+        if let Ok(body) = serde_json::to_vec(&McpIndex { allow_by_default }) {
+            self.cache.upsert([(RecordKind::McpClient.name(INDEX_ID), body)]);
+        }
+    }
+
+    fn all(&self) -> Vec<Arc<Upstream>> {
+        self.upstreams.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
+    fn by_name(&self, name: &str) -> Option<Arc<Upstream>> {
+        self.all().into_iter().find(|u| u.config().name == name)
+    }
+
+    /// A client's connection status, by id.
+    pub fn status(&self, id: &str) -> Option<Status> {
+        self.upstreams.lock().unwrap_or_else(|p| p.into_inner()).get(id).map(|u| u.status())
+    }
+
+    /// Drops a client's connection and connects again now; `false` if there is no such client.
+    pub fn reconnect(&self, id: &str) -> bool {
+        let upstream = self.upstreams.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
+        upstream.map(|u| u.reconnect()).is_some()
+    }
+
+    /// Calls `tool` of `client` and returns the server's `CallToolResult` as JSON. A JSON-RPC
+    /// error from the server becomes an `isError` result (the model can read it and retry); a
+    /// dead server or a timeout is a [`Denial`].
+    pub async fn call(&self, client: &str, tool: &str, arguments: Map<String, Value>) -> Result<Value, Denial> {
+        let upstream = self
+            .by_name(client)
+            .ok_or_else(|| Denial::ToolUnavailable(format!("MCP client '{client}' is not configured on this hub")))?;
+        let Some(peer) = upstream.peer() else {
+            let status = upstream.status();
+            let why = status.error.unwrap_or_else(|| "connecting".into());
+            return Err(Denial::ToolUnavailable(format!(
+                "MCP server '{client}' is not connected ({why}); the hub keeps reconnecting"
+            )));
+        };
+        let timeout = upstream.config().tool_timeout();
+        let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments);
+        match tokio::time::timeout(timeout, peer.call_tool(params)).await {
+            Err(_) => Err(Denial::ToolTimeout { tool: format!("{client}-{tool}"), ms: timeout.as_millis() as u64 }),
+            Ok(Ok(result)) => serde_json::to_value(result)
+                .map_err(|e| Denial::ToolUnavailable(format!("MCP server '{client}' sent an unreadable result: {e}"))),
+            Ok(Err(ServiceError::McpError(e))) => Ok(json!({
+                "content": [{"type": "text", "text": format!("MCP error {}: {}", e.code.0, e.message)}],
+                "isError": true,
+            })),
+            Ok(Err(e)) => {
+                upstream.reconnect();
+                Err(Denial::ToolUnavailable(format!("MCP server '{client}' failed: {e}; reconnecting")))
+            }
+        }
+    }
+
+    /// Stops every connection (stdio children exit).
+    pub fn shutdown(&self) {
+        for u in self.all() {
+            u.stop();
+        }
+    }
+}

@@ -1,0 +1,377 @@
+//! One MCP server as the hub sees it: a supervised connection (connect, list tools, watch for
+//! changes, health-check, reconnect with backoff) and its last known tools.
+
+use crate::model::{ConnectionType, McpClient};
+use crate::xds::Cache;
+use rmcp::model::{
+    ClientCapabilities, ClientConfig, ClientRequest, Implementation, PingRequest, ProtocolVersion, SubscriptionFilter,
+};
+use rmcp::service::{ClientLifecycleMode, ClientServiceExt, NotificationContext, Peer, RunningService};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::{ClientHandler, RoleClient};
+use serde::Serialize;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use warden_policy::RecordKind;
+use warden_policy::mcp::McpTool;
+
+/// Health checks: every 10 s; three failures in a row and the server counts as gone.
+const HEALTH_EVERY: Duration = Duration::from_secs(10);
+const HEALTH_FAILURES: u32 = 3;
+/// `tools/list` again this often even without `list_changed`.
+const RESYNC_EVERY: Duration = Duration::from_secs(600);
+/// Reconnect backoff: 1 s, doubling, at most 30 s (Bifrost's).
+const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How often a closed transport (a child that exited) is looked for.
+const CLOSED_CHECK_EVERY: Duration = Duration::from_millis(250);
+/// The variables every stdio child gets, besides those its config passes.
+const CHILD_ENV: [&str; 4] = ["PATH", "HOME", "LANG", "TMPDIR"];
+
+/// The contract's connection states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Connecting,
+    Connected,
+    Disconnected,
+    Error,
+}
+
+/// What the admin API shows of a connection.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub state: State,
+    /// Why it is not connected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The protocol revision negotiated (`2026-07-28`, `2025-11-25`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol_version: Option<String>,
+    /// The server's tools, kept while it is away so that calls get a clear error, not a 404.
+    pub tools: Vec<McpTool>,
+}
+
+/// One configured server and its supervisor task.
+pub struct Upstream {
+    config: RwLock<McpClient>,
+    status: Mutex<Status>,
+    peer: Mutex<Option<Peer<RoleClient>>>,
+    /// A reconnect was asked for (admin API, or a call that hit a dead transport).
+    reconnect: Notify,
+    /// The server said its tools changed.
+    tools_changed: Arc<Notify>,
+    stop: CancellationToken,
+    cache: Arc<Cache>,
+}
+
+enum End {
+    Stop,
+    Reconnect,
+    Lost(String),
+}
+
+impl Upstream {
+    /// Starts supervising `config`'s server.
+    pub fn start(config: McpClient, cache: Arc<Cache>) -> Arc<Upstream> {
+        let upstream = Arc::new(Upstream {
+            config: RwLock::new(config),
+            status: Mutex::new(Status { state: State::Connecting, error: None, protocol_version: None, tools: vec![] }),
+            peer: Mutex::new(None),
+            reconnect: Notify::new(),
+            tools_changed: Arc::new(Notify::new()),
+            stop: CancellationToken::new(),
+            cache,
+        });
+        tokio::spawn(upstream.clone().supervise());
+        upstream
+    }
+
+    pub fn config(&self) -> McpClient {
+        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn status(&self) -> Status {
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The live connection, if there is one.
+    pub fn peer(&self) -> Option<Peer<RoleClient>> {
+        self.peer.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether `other` reaches the server the same way (no reconnect needed to adopt it).
+    pub fn same_connection(&self, other: &McpClient) -> bool {
+        let c = self.config.read().unwrap_or_else(|p| p.into_inner());
+        (c.connection_type, &c.connection_string, &c.stdio_config, &c.headers, c.is_ping_available)
+            == (
+                other.connection_type,
+                &other.connection_string,
+                &other.stdio_config,
+                &other.headers,
+                other.is_ping_available,
+            )
+    }
+
+    /// Adopts a config that reaches the server the same way, and republishes the record.
+    pub fn update(&self, config: McpClient) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+        self.publish();
+    }
+
+    pub fn reconnect(&self) {
+        self.reconnect.notify_one();
+    }
+
+    /// Stops the supervisor; the connection (and a stdio child) closes.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Puts this client's record, with its last known tools, in every filter's policy.
+    pub fn publish(&self) {
+        let config = self.config();
+        let record = config.record(self.status().tools);
+        if let Ok(body) = serde_json::to_vec(&record) {
+            self.cache.upsert([(RecordKind::McpClient.name(&config.name), body)]);
+        }
+    }
+
+    fn set(&self, state: State, error: Option<String>) {
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        status.state = state;
+        status.error = error;
+    }
+
+    async fn supervise(self: Arc<Self>) {
+        let mut backoff = BACKOFF_FIRST;
+        loop {
+            self.set(State::Connecting, None);
+            let config = self.config();
+            let connected = tokio::select! {
+                _ = self.stop.cancelled() => return,
+                c = connect(&config, self.tools_changed.clone()) => c,
+            };
+            match connected {
+                Ok(service) => {
+                    backoff = BACKOFF_FIRST;
+                    let end = self.serve(&service).await;
+                    *self.peer.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    drop(service);
+                    match end {
+                        End::Stop => return,
+                        End::Reconnect => continue,
+                        End::Lost(why) => {
+                            tracing::warn!(client = %self.config().name, %why, "MCP server lost; reconnecting");
+                            self.set(State::Disconnected, Some(why));
+                        }
+                    }
+                }
+                Err(why) => {
+                    tracing::warn!(client = %self.config().name, %why, "cannot connect to the MCP server");
+                    self.set(State::Error, Some(why));
+                }
+            }
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = self.reconnect.notified() => {}
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Runs one connection until it ends.
+    async fn serve(&self, service: &RunningService<RoleClient, Watcher>) -> End {
+        let peer = service.peer().clone();
+        if let Err(why) = self.sync_tools(&peer).await {
+            return End::Lost(why);
+        }
+        let info = peer.peer_info();
+        let version = info.as_ref().map(|i| i.protocol_version.clone());
+        {
+            let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            status.protocol_version = version.as_ref().map(|v| v.to_string());
+            status.state = State::Connected;
+            status.error = None;
+        }
+        *self.peer.lock().unwrap_or_else(|p| p.into_inner()) = Some(peer.clone());
+        tracing::info!(client = %self.config().name, version = ?version, "MCP server connected");
+        // Stateless servers send `list_changed` only on a subscription stream.
+        let listens =
+            info.as_ref().and_then(|i| i.capabilities.tools.as_ref()).and_then(|t| t.list_changed) == Some(true);
+        let listener = (version == Some(ProtocolVersion::V_2026_07_28) && listens)
+            .then(|| tokio::spawn(listen(peer.clone(), self.tools_changed.clone())));
+        let end = self.watch(&peer).await;
+        if let Some(task) = listener {
+            task.abort();
+        }
+        end
+    }
+
+    async fn watch(&self, peer: &Peer<RoleClient>) -> End {
+        let mut health = tokio::time::interval_at(tokio::time::Instant::now() + HEALTH_EVERY, HEALTH_EVERY);
+        let mut resync = tokio::time::interval_at(tokio::time::Instant::now() + RESYNC_EVERY, RESYNC_EVERY);
+        let mut closed = tokio::time::interval(CLOSED_CHECK_EVERY);
+        let mut failures = 0;
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return End::Stop,
+                _ = self.reconnect.notified() => return End::Reconnect,
+                _ = self.tools_changed.notified() => {
+                    if let Err(why) = self.sync_tools(peer).await {
+                        tracing::warn!(client = %self.config().name, %why, "re-listing tools after list_changed failed");
+                    }
+                }
+                _ = resync.tick() => {
+                    if let Err(why) = self.sync_tools(peer).await {
+                        tracing::warn!(client = %self.config().name, %why, "periodic tools/list failed");
+                    }
+                }
+                _ = health.tick() => match self.check(peer).await {
+                    Ok(()) => failures = 0,
+                    Err(why) => {
+                        failures += 1;
+                        if failures >= HEALTH_FAILURES {
+                            return End::Lost(format!("{failures} health checks failed, the last: {why}"));
+                        }
+                    }
+                },
+                _ = closed.tick() => if peer.is_transport_closed() {
+                    return End::Lost("the server closed the connection".into());
+                },
+            }
+        }
+    }
+
+    async fn check(&self, peer: &Peer<RoleClient>) -> Result<(), String> {
+        let probe = async {
+            if self.config().is_ping_available {
+                let ping = PingRequest { method: Default::default(), extensions: Default::default() };
+                peer.send_request(ClientRequest::PingRequest(ping)).await.map(drop)
+            } else {
+                peer.list_tools(None).await.map(drop)
+            }
+        };
+        match tokio::time::timeout(Duration::from_secs(5), probe).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no answer within 5 s".into()),
+        }
+    }
+
+    /// Lists every page of tools and republishes the record if they changed.
+    async fn sync_tools(&self, peer: &Peer<RoleClient>) -> Result<(), String> {
+        let listed = peer.list_all_tools().await.map_err(|e| format!("tools/list failed: {e}"))?;
+        let tools: Vec<McpTool> = listed
+            .into_iter()
+            .filter(|t| valid_tool_name(&t.name))
+            .map(|t| McpTool {
+                name: t.name.to_string(),
+                description: t.description.map(|d| d.to_string()).unwrap_or_default(),
+                input_schema: serde_json::Value::Object((*t.input_schema).clone()),
+            })
+            .collect();
+        let changed = {
+            let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            let changed = status.tools != tools;
+            status.tools = tools;
+            changed
+        };
+        if changed {
+            tracing::info!(client = %self.config().name, tools = self.status().tools.len(), "MCP tools listed");
+            self.publish();
+        }
+        Ok(())
+    }
+}
+
+/// MCP tool names: 1-128 of `[A-Za-z0-9_.-]` (the spec's rule); others are skipped.
+fn valid_tool_name(name: &str) -> bool {
+    (1..=128).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+/// Relays `list_changed` from a 2026-07-28 subscription stream.
+async fn listen(peer: Peer<RoleClient>, changed: Arc<Notify>) {
+    let filter = SubscriptionFilter::builder().tools_list_changed().build();
+    let Ok(mut subscription) = peer.listen(filter).await else { return };
+    while let Ok(Some(_)) = subscription.next().await {
+        changed.notify_one();
+    }
+}
+
+/// The hub's side of a connection: it only needs to hear that tools changed.
+#[derive(Clone)]
+pub struct Watcher {
+    changed: Arc<Notify>,
+}
+
+impl ClientHandler for Watcher {
+    async fn on_tool_list_changed(&self, _: NotificationContext<RoleClient>) {
+        self.changed.notify_one();
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(ClientCapabilities::default(), Implementation::new("warden", env!("CARGO_PKG_VERSION")))
+    }
+}
+
+/// `env.VAR` → the variable's value; anything else as it is.
+fn resolve(value: &str) -> Result<String, String> {
+    match value.strip_prefix("env.") {
+        Some(var) => std::env::var(var).map_err(|_| format!("environment variable {var} is not set")),
+        None => Ok(value.to_owned()),
+    }
+}
+
+/// Connects and completes the handshake, in whichever era the server speaks: `server/discover`
+/// first (2026-07-28), `initialize` (2025-11-25) when the server is older.
+async fn connect(config: &McpClient, changed: Arc<Notify>) -> Result<RunningService<RoleClient, Watcher>, String> {
+    let lifecycle = ClientLifecycleMode::Auto {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        legacy_version: Some(ProtocolVersion::V_2025_11_25),
+    };
+    let watcher = Watcher { changed };
+    let handshake = Duration::from_secs(30);
+    let connected = match config.connection_type {
+        ConnectionType::Http => {
+            let url = resolve(config.connection_string.as_deref().unwrap_or_default())?;
+            let mut headers = std::collections::HashMap::new();
+            for (name, value) in &config.headers {
+                let name =
+                    axum::http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("header {name}: {e}"))?;
+                let value = axum::http::HeaderValue::from_str(&resolve(value)?)
+                    .map_err(|_| format!("header {name}: the value is not a valid header value"))?;
+                headers.insert(name, value);
+            }
+            let transport = StreamableHttpClientTransport::from_config(
+                StreamableHttpClientTransportConfig::with_uri(url).custom_headers(headers),
+            );
+            tokio::time::timeout(handshake, watcher.serve_with_lifecycle(transport, lifecycle)).await
+        }
+        ConnectionType::Stdio => {
+            let stdio = config.stdio_config.as_ref().ok_or("stdio_config is missing")?;
+            let mut command = tokio::process::Command::new(&stdio.command);
+            command.args(&stdio.args).env_clear();
+            for var in CHILD_ENV.iter().copied().chain(stdio.envs.iter().map(String::as_str)) {
+                if let Ok(value) = std::env::var(var) {
+                    command.env(var, value);
+                }
+            }
+            let (transport, _) = TokioChildProcess::builder(command)
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .map_err(|e| format!("cannot start '{}': {e}", stdio.command))?;
+            tokio::time::timeout(handshake, watcher.serve_with_lifecycle(transport, lifecycle)).await
+        }
+        ConnectionType::Sse => return Err("the legacy SSE transport is not supported".into()),
+    };
+    match connected {
+        Ok(Ok(service)) => Ok(service),
+        Ok(Err(e)) => Err(format!("handshake failed: {e}")),
+        Err(_) => Err(format!("no handshake within {} s", handshake.as_secs())),
+    }
+}
