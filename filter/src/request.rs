@@ -384,6 +384,8 @@ fn settle(d: &mut Dispatched) {
     d.cost = match (usage, d.dispatch.price) {
         (Some(usage), Some(price)) => Some(price.cost(&usage)),
         (None, _) if d.status >= 400 => Some(0),
+        // A tool call's price is what it costs.
+        (None, _) if d.dispatch.cluster == mcp::HUB_CLUSTER => Some(d.dispatch.estimate_micros),
         _ => None,
     };
     let actual = d.cost.unwrap_or(d.dispatch.estimate_micros);

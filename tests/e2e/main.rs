@@ -7,5 +7,6 @@ mod fleet;
 mod governance;
 mod ledger;
 mod lifecycle;
+mod mcp;
 mod resilience;
 mod scale;
