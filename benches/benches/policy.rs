@@ -37,6 +37,12 @@ impl Records for World {
     fn price(&self, _: &str) -> Option<Price> {
         Some(Price { input_per_mtok: 150_000, output_per_mtok: 600_000, cached_input_per_mtok: None, per_request: 0 })
     }
+    fn mcp_client(&self, _: &str) -> Option<warden_policy::mcp::McpClientRecord> {
+        None
+    }
+    fn mcp_index(&self) -> Option<warden_policy::mcp::McpIndex> {
+        None
+    }
 }
 
 impl Counters for World {
@@ -126,6 +132,7 @@ fn decision(c: &mut Criterion) {
                 n,
                 &settings,
                 true,
+                &warden_policy::mcp::IncludeHeaders::default(),
             )
         })
     });
