@@ -1,5 +1,5 @@
 //! The MCP gateway through real Envoy, against real MCP servers: server-everything over
-//! Streamable HTTP, server-filesystem and mcp-server-time over stdio, and the edge-case Python
+//! Streamable HTTP and stdio, server-filesystem and mcp-server-time over stdio, and the edge-case Python
 //! server over Streamable HTTP. Tools injected into chat bodies, `/v1/mcp/tool/execute` allowed,
 //! blocked, unknown, priced, limited, timed out, and across a server's death and return.
 
@@ -153,7 +153,16 @@ async fn the_mcp_gateway_end_to_end() {
         }),
     )
     .await;
-    let clients = wait_connected(&stack, &["everything", "fs", "time", "edge"]).await;
+    // server-everything over stdio too; no key is granted it, so it only has to connect.
+    add_client(&stack, json!({
+        "name": "everything_stdio", "connection_type": "stdio",
+        "stdio_config": {"command": mcp_server_bin("WARDEN_MCP_EVERYTHING", "mcp-npm/node_modules/.bin/mcp-server-everything"), "args": ["stdio"]},
+        "tools_to_execute": ["echo"],
+    }))
+    .await;
+    let clients = wait_connected(&stack, &["everything", "everything_stdio", "fs", "time", "edge"]).await;
+    let stdio_tools = &clients.iter().find(|c| c["config"]["name"] == "everything_stdio").unwrap()["tools"];
+    assert!(stdio_tools.as_array().unwrap().iter().any(|t| t["name"] == "echo"), "{stdio_tools}");
     let era = |name: &str| clients.iter().find(|c| c["config"]["name"] == name).unwrap()["protocol_version"].clone();
     // server-everything speaks only the handshake era; the Python SDK the stateless one.
     assert_eq!(era("everything"), "2025-11-25");
@@ -276,6 +285,7 @@ async fn the_mcp_gateway_end_to_end() {
             json!({"name": "free", "mcp_configs": [{"mcp_client_name": "everything", "tools_to_execute": ["*"]}]}),
         )
         .await;
+    stack.wait_for_status(&free.secret, 200, Duration::from_secs(10)).await;
     drop(everything.take());
     let dead = execute(&stack, &free.secret, "chat", "everything-echo", json!({"message": "anyone?"})).await;
     assert_eq!((dead.status, dead.body["type"].as_str()), (502, Some("mcp_server_unavailable")), "{}", dead.body);

@@ -21,6 +21,8 @@ mod virtual_keys;
 #[cfg(test)]
 mod governance_tests;
 #[cfg(test)]
+mod mcp_tests;
+#[cfg(test)]
 mod provider_tests;
 #[cfg(test)]
 mod tests;
