@@ -107,7 +107,8 @@ bench: tools wasm $(OHA) ## Load benchmark; writes the README table
 	cargo build --release -p warden-benches
 	cargo build -p empty-filter --target wasm32-wasip1 --profile wasm
 	$(TARGET_DIR)/release/warden-bench --warden $(WARDEN_REL) --envoy $(ENVOY) --oha $(OHA) \
-		--wasm $(WASM) --empty-wasm $(EMPTY_WASM) --readme README.md
+		--wasm $(WASM) --empty-wasm $(EMPTY_WASM) --readme README.md \
+		--python $(PYTHON) --mcp-server tests/mcp/edge_server.py
 
 check-clean: ## Fail if the work tree has uncommitted changes
 	@git diff --quiet && git diff --cached --quiet

@@ -5,6 +5,8 @@
 //! Numbers from one run on one machine are only comparable with each other: every variant runs
 //! in the same run, and the README shows the machine.
 
+mod mcp;
+
 use anyhow::{Context, bail};
 use clap::Parser;
 use serde_json::{Value, json};
@@ -44,6 +46,15 @@ struct Args {
     /// Revocations to time.
     #[arg(long, default_value_t = 50)]
     revocations: usize,
+    /// The Python with the `mcp` package, to run the MCP server of the tool-call benchmark.
+    #[arg(long)]
+    python: PathBuf,
+    /// That server (`tests/mcp/edge_server.py`).
+    #[arg(long)]
+    mcp_server: PathBuf,
+    /// Tool calls to time each way.
+    #[arg(long, default_value_t = 1000)]
+    tool_calls: usize,
 }
 
 /// A child process killed when dropped.
@@ -199,7 +210,7 @@ async fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("warden-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let http = reqwest::Client::new();
-    let (mock_port, admin_port, xds_port) = (free_port()?, free_port()?, free_port()?);
+    let (mock_port, admin_port, xds_port, hub_port) = (free_port()?, free_port()?, free_port()?, free_port()?);
     let _mock = spawn(
         Command::new(&args.warden).args(["mock-provider", "--addr", &format!("127.0.0.1:{mock_port}")]),
         &dir.join("mock.log"),
@@ -212,6 +223,8 @@ async fn main() -> anyhow::Result<()> {
                 &format!("127.0.0.1:{admin_port}"),
                 "--xds-addr",
                 &format!("127.0.0.1:{xds_port}"),
+                "--hub-addr",
+                &format!("127.0.0.1:{hub_port}"),
             ])
             .args(["--admin-token", ADMIN_TOKEN, "--data-dir"])
             .arg(dir.join("data"))
@@ -345,9 +358,12 @@ async fn main() -> anyhow::Result<()> {
         put(true).await?;
         wait_status(&models, &key, 200, Duration::from_secs(5)).await?;
     }
+    let execute_url = warden_url.replace("/chat/completions", "/mcp/tool/execute?format=chat");
+    let tools = tool_calls(&args, &http, &admin, &dir, &execute_url).await?;
     let rows: Vec<(&str, Measured, Measured)> = rows.into_iter().map(|(n, _, f, m)| (n, f, m)).collect();
     revocations.sort_by(f64::total_cmp);
-    let table = render_table(&args, &rows, &revocations);
+    let mut table = render_table(&args, &rows, &revocations);
+    table.push_str(&render_tools(&tools));
     println!("{table}");
     if let Some(readme) = &args.readme {
         let text = std::fs::read_to_string(readme)?;
@@ -359,6 +375,72 @@ async fn main() -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// Starts the MCP server, connects the hub to it, grants a key its `add` tool, and times the
+/// tool call both ways.
+async fn tool_calls(
+    args: &Args,
+    http: &reqwest::Client,
+    admin: &str,
+    dir: &Path,
+    execute_url: &str,
+) -> anyhow::Result<mcp::ToolLatencies> {
+    let port = free_port()?;
+    let _server = spawn(
+        Command::new(&args.python).arg(&args.mcp_server).args(["--transport", "http", "--port", &port.to_string()]),
+        &dir.join("mcp-server.log"),
+    )?;
+    let mcp_url = format!("http://127.0.0.1:{port}/mcp");
+    let client =
+        json!({"name": "bench", "connection_type": "http", "connection_string": mcp_url, "tools_to_execute": ["*"]});
+    let resp = http.post(format!("{admin}/api/mcp/client")).bearer_auth(ADMIN_TOKEN).json(&client).send().await?;
+    anyhow::ensure!(resp.status() == 201, "creating the MCP client: {}", resp.text().await?);
+    let grant =
+        json!({"name": "bench-mcp", "mcp_configs": [{"mcp_client_name": "bench", "tools_to_execute": ["add"]}]});
+    let created: Value = http
+        .post(format!("{admin}/api/governance/virtual-keys"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&grant)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let key = created["virtual_key"]["value"].as_str().context("key")?.to_owned();
+    let body =
+        json!({"id": "c", "type": "function", "function": {"name": "bench-add", "arguments": "{\"a\":1,\"b\":1}"}});
+    let start = Instant::now();
+    loop {
+        let answer = http.post(execute_url).bearer_auth(&key).json(&body).send().await;
+        if answer.is_ok_and(|a| a.status().is_success()) {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!("the tool never became callable through the gateway; see {}", dir.display());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let latencies = mcp::measure(execute_url, &key, &mcp_url, args.tool_calls).await?;
+    eprintln!(
+        "MCP add: direct p50 {:.0} µs, through the gateway p50 {:.0} µs",
+        percentile(&latencies.direct, 0.5),
+        percentile(&latencies.gateway, 0.5)
+    );
+    Ok(latencies)
+}
+
+fn render_tools(t: &mcp::ToolLatencies) -> String {
+    let (d50, d99) = (percentile(&t.direct, 0.5), percentile(&t.direct, 0.99));
+    let (g50, g99) = (percentile(&t.gateway, 0.5), percentile(&t.gateway, 0.99));
+    format!(
+        "\nMCP tool call (`add` on the Python `mcp` 2.3 server over Streamable HTTP, {} sequential calls each way, \
+         interleaved): directly with rmcp p50 {d50:.0} µs, p99 {d99:.0} µs; `POST /v1/mcp/tool/execute` through Envoy, \
+         the filter and the hub p50 {g50:.0} µs, p99 {g99:.0} µs. Added by Warden: p50 **{:+.0} µs**, p99 **{:+.0} µs** \
+         (target: ≤ 1 ms at p50).\n",
+        t.direct.len(),
+        delta(g50, d50),
+        delta(g99, d99),
+    )
 }
 
 /// A difference rounded to whole µs, without a "-0".

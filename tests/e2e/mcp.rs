@@ -223,6 +223,15 @@ async fn the_mcp_gateway_end_to_end() {
     let third = execute(&stack, secret, "chat", "everything-echo", json!({"message": "no"})).await;
     assert_eq!((third.status, third.body["type"].as_str()), (402, Some("budget_exceeded")), "{}", third.body);
 
+    // One ledger: the two paid calls are tool spend (provider `mcp`, model = the tool).
+    let spend = format!("/api/usage?key_id={}&provider=mcp&model=everything-echo", key.id);
+    stack
+        .wait_for("the tool calls in the ledger", Duration::from_secs(10), || async {
+            let (_, usage) = stack.admin_call(Method::GET, &spend, None).await;
+            usage["totals"]["requests"] == 2 && usage["totals"]["cost_micros"] == 20_000
+        })
+        .await;
+
     // A tool-call limit of 2 an hour trips on the third call, exactly.
     for n in 1..=2 {
         let sum = execute(&stack, secret, "chat", "everything-get-sum", json!({"a": n, "b": 40})).await;

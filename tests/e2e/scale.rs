@@ -18,8 +18,8 @@ async fn ten_thousand_keys_stay_correct() {
     eprintln!("created {KEYS} keys in {:?}", start.elapsed());
 
     let (_, nodes) = stack.admin_call(Method::GET, "/api/envoy/nodes", None).await;
-    // The keys, the mock provider and the default prices.
-    assert_eq!(nodes["policy_records"], KEYS + 1 + warden_policy::pricing::DEFAULT_PRICES.len());
+    // The keys, the mock provider, the default prices and the (empty) MCP catalog's index.
+    assert_eq!(nodes["policy_records"], KEYS + 1 + warden_policy::pricing::DEFAULT_PRICES.len() + 1);
     for key in keys.iter().step_by(KEYS / 25) {
         stack.wait_for_status(&key.secret, 200, Duration::from_secs(10)).await;
     }
