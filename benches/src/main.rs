@@ -210,7 +210,7 @@ async fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("warden-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let http = reqwest::Client::new();
-    let (mock_port, admin_port, xds_port, hub_port) = (free_port()?, free_port()?, free_port()?, free_port()?);
+    let (mock_port, admin_port, xds_port) = (free_port()?, free_port()?, free_port()?);
     let _mock = spawn(
         Command::new(&args.warden).args(["mock-provider", "--addr", &format!("127.0.0.1:{mock_port}")]),
         &dir.join("mock.log"),
@@ -224,7 +224,7 @@ async fn main() -> anyhow::Result<()> {
                 "--xds-addr",
                 &format!("127.0.0.1:{xds_port}"),
                 "--hub-addr",
-                &format!("127.0.0.1:{hub_port}"),
+                "127.0.0.1:0",
             ])
             .args(["--admin-token", ADMIN_TOKEN, "--data-dir"])
             .arg(dir.join("data"))

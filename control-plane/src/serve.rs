@@ -31,7 +31,7 @@ pub struct ServeArgs {
     /// Address of the xDS (ADS) gRPC server that Envoy and the filter connect to.
     #[arg(long, default_value = "127.0.0.1:18000")]
     pub xds_addr: SocketAddr,
-    /// Address of the MCP hub, where Envoy sends `/v1/mcp/tool/execute`.
+    /// Address of the MCP hub, where Envoy sends `/v1/mcp/tool/execute` (port 0: any free one).
     #[arg(long, default_value = "127.0.0.1:8082")]
     pub hub_addr: SocketAddr,
     /// The hub's `host:port` as Envoy reaches it (e.g. `warden:8082` in docker-compose);
@@ -120,8 +120,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let wasm_path = std::path::absolute(&args.filter_wasm)?.display().to_string();
     let filter = Arc::new(FilterSource::new(wasm_path, settings, &cache));
-    let advertise = args.hub_advertise.clone().unwrap_or_else(|| args.hub_addr.to_string());
-    let hub = Arc::new(Hub::new(cache.clone(), advertise));
+    let hub_listener = tokio::net::TcpListener::bind(args.hub_addr)
+        .await
+        .with_context(|| format!("binding the MCP hub to {}", args.hub_addr))?;
+    // Port 0 picks a free port: Envoy is told the one bound.
+    let bound = hub_listener.local_addr()?;
+    let hub = Arc::new(Hub::new(cache.clone(), args.hub_advertise.clone().unwrap_or_else(|| bound.to_string())));
     let state = AppState {
         store,
         cache: cache.clone(),
@@ -141,10 +145,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let xds_listener = tokio::net::TcpListener::bind(args.xds_addr)
         .await
         .with_context(|| format!("binding the xDS server to {}", args.xds_addr))?;
-    let hub_listener = tokio::net::TcpListener::bind(args.hub_addr)
-        .await
-        .with_context(|| format!("binding the MCP hub to {}", args.hub_addr))?;
-    tracing::info!(admin = %args.admin_addr, xds = %args.xds_addr, hub = %args.hub_addr, "warden serving");
+    tracing::info!(admin = %args.admin_addr, xds = %args.xds_addr, hub = %bound, "warden serving");
 
     let following = state.clone();
     let catch_up: CatchUp = Arc::new(move || {

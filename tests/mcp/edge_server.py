@@ -119,7 +119,21 @@ async def remove_tool(name: str, ctx: Context, stream: Literal["request", "stand
     return f"removed {name}"
 
 
-async def serve_http(host: str, port: int, stateless: bool, json_response: bool) -> None:
+def require_header(app, name: str, value: str):
+    """Answer 401 to any HTTP request without the header `name: value` (a static auth header)."""
+    wanted = (name.lower().encode(), value.encode())
+
+    async def checked(scope, receive, send):
+        if scope["type"] == "http" and wanted not in scope["headers"]:
+            await send({"type": "http.response.start", "status": 401, "headers": [(b"content-type", b"text/plain")]})
+            await send({"type": "http.response.body", "body": b"missing or wrong " + wanted[0]})
+            return
+        await app(scope, receive, send)
+
+    return checked
+
+
+async def serve_http(host: str, port: int, stateless: bool, json_response: bool, required: str | None) -> None:
     import uvicorn
 
     app = server.streamable_http_app(
@@ -130,6 +144,9 @@ async def serve_http(host: str, port: int, stateless: bool, json_response: bool)
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         host=host,
     )
+    if required:
+        name, _, value = required.partition("=")
+        app = require_header(app, name, value)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
@@ -154,11 +171,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0, help="HTTP port; 0 picks a free one")
     parser.add_argument("--stateless", action="store_true", help="HTTP: no Mcp-Session-Id sessions")
     parser.add_argument("--json-response", action="store_true", help="HTTP: JSON bodies instead of SSE streams")
+    parser.add_argument("--require-header", metavar="NAME=VALUE", help="HTTP: refuse requests without this header")
     args = parser.parse_args()
     if args.transport == "stdio":
         server.run("stdio")
     else:
-        anyio.run(serve_http, args.host, args.port, args.stateless, args.json_response)
+        anyio.run(serve_http, args.host, args.port, args.stateless, args.json_response, args.require_header)
 
 
 if __name__ == "__main__":

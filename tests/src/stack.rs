@@ -146,7 +146,7 @@ impl Stack {
         let mut cmd = Command::new(warden_bin());
         cmd.args(["serve", "--admin-addr", &format!("127.0.0.1:{admin_port}")])
             .args(["--xds-addr", &format!("127.0.0.1:{xds_port}")])
-            .args(["--hub-addr", &format!("127.0.0.1:{}", free_port())])
+            .args(["--hub-addr", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(self.dir.path().join("data"))
             .args(["--admin-token", ADMIN_TOKEN])

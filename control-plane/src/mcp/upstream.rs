@@ -375,3 +375,19 @@ async fn connect(config: &McpClient, changed: Arc<Notify>) -> Result<RunningServ
         Err(_) => Err(format!("no handshake within {} s", handshake.as_secs())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_references_resolve_from_the_environment() {
+        assert_eq!(resolve("env.PATH"), Ok(std::env::var("PATH").unwrap()));
+        assert_eq!(resolve("Bearer literal"), Ok("Bearer literal".to_owned()));
+        assert_eq!(
+            resolve("env.WARDEN_SURELY_UNSET_VAR"),
+            Err("environment variable WARDEN_SURELY_UNSET_VAR is not set".into())
+        );
+        assert!(valid_tool_name("get-sum.v2_x") && !valid_tool_name("") && !valid_tool_name("a b"));
+    }
+}
