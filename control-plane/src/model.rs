@@ -12,7 +12,7 @@ mod model_config;
 mod org;
 mod provider;
 
-pub use mcp::{ConnectionType, McpClient, StdioConfig};
+pub use mcp::{ConnectionType, McpClient, REDACTED, StdioConfig};
 pub use model_config::{ModelConfig, model_record};
 pub use org::{Customer, Team};
 pub use provider::{Provider, ProviderKey, ProviderKind, Timeouts, Upstream};

@@ -189,6 +189,12 @@ impl HttpContext for WardenRequest {
         let admitted = match admit(pairs.clone(), health, status.as_ref(), lookup, host::now_ms()) {
             Ok(admitted) => admitted,
             Err(denial) => {
+                let method = headers.iter().find(|(n, _)| n == ":method").map_or(&[][..], |(_, v)| v.as_slice());
+                let path = headers.iter().find(|(n, _)| n == ":path").map_or(&[][..], |(_, v)| v.as_slice());
+                let denial = match Endpoint::of(method, path) {
+                    Some(Endpoint::ToolExecute) => denial.on_tool_route(),
+                    _ => denial,
+                };
                 if matches!(denial, Denial::KeyInactive | Denial::KeyExpired) {
                     // The key exists: name it in the audit trail.
                     self.key_id = find_key(pairs).and_then(|k| lookup(&k.hash)).map(|r| r.id);
@@ -382,10 +388,12 @@ fn settle(d: &mut Dispatched) {
         limits::charge_tokens(&d.dispatch.reservation, usage.total(), &SharedCounters, now);
     }
     d.cost = match (usage, d.dispatch.price) {
+        _ if d.dispatch.cluster == mcp::HUB_CLUSTER => {
+            Some(if mcp::call_is_charged(d.status) { d.dispatch.estimate_micros } else { 0 })
+        }
         (Some(usage), Some(price)) => Some(price.cost(&usage)),
         (None, _) if d.status >= 400 => Some(0),
-        // A tool call's price is what it costs.
-        (None, _) if d.dispatch.cluster == mcp::HUB_CLUSTER => Some(d.dispatch.estimate_micros),
+
         _ => None,
     };
     let actual = d.cost.unwrap_or(d.dispatch.estimate_micros);

@@ -54,6 +54,8 @@ pub enum Denial {
     /// This Envoy holds no lease of a fleet-wide budget (the control plane has not answered)
     /// and the budget's fail mode is to refuse. Names the owner.
     BudgetUnavailable(String),
+    /// An unknown key on `/v1/mcp/tool/execute`, where the contract answers 403, not 401.
+    ToolKeyNotFound,
     /// The key may not call this MCP tool: `(tool, key name)`.
     ToolBlocked(String, String),
     /// No connected MCP client offers this tool.
@@ -100,7 +102,7 @@ impl Denial {
             Denial::PriceUnknown(_) => 403,
             Denial::BudgetPending(_) => 429,
             Denial::BudgetUnavailable(_) => 503,
-            Denial::ToolBlocked(..) => 403,
+            Denial::ToolBlocked(..) | Denial::ToolKeyNotFound => 403,
             Denial::ToolUnknown(_) => 404,
             Denial::ToolUnavailable(_) => 502,
             Denial::ToolTimeout { .. } => 504,
@@ -111,7 +113,7 @@ impl Denial {
     pub fn kind(&self) -> &'static str {
         match self {
             Denial::KeyRequired => "virtual_key_required",
-            Denial::KeyNotFound => "virtual_key_not_found",
+            Denial::KeyNotFound | Denial::ToolKeyNotFound => "virtual_key_not_found",
             Denial::KeyInactive | Denial::KeyExpired => "virtual_key_blocked",
             Denial::PolicyMissing | Denial::PolicyStale { .. } => "policy_unavailable",
             Denial::BadRequest(_) => "invalid_request_error",
@@ -139,7 +141,7 @@ impl Denial {
     pub fn code(&self) -> &'static str {
         match self {
             Denial::KeyRequired => "virtual_key_required",
-            Denial::KeyNotFound => "virtual_key_not_found",
+            Denial::KeyNotFound | Denial::ToolKeyNotFound => "virtual_key_not_found",
             Denial::KeyInactive => "virtual_key_inactive",
             Denial::KeyExpired => "virtual_key_expired",
             Denial::PolicyMissing => "policy_missing",
@@ -166,7 +168,7 @@ impl Denial {
     pub fn message(&self) -> String {
         match self {
             Denial::KeyRequired => "virtual key is required. Provide a virtual key via the x-bf-vk header.".into(),
-            Denial::KeyNotFound => {
+            Denial::KeyNotFound | Denial::ToolKeyNotFound => {
                 "virtual key not found. The provided virtual key does not exist or has been revoked.".into()
             }
             Denial::KeyInactive => "Virtual key is inactive".into(),
@@ -209,6 +211,14 @@ impl Denial {
             Denial::ToolUnknown(tool) => format!(
                 "tool '{tool}' is not available or not permitted: no connected MCP client offers it (names are <client>-<tool>)"
             ),
+        }
+    }
+
+    /// The refusal as `/v1/mcp/tool/execute` words it: an unknown key is a 403 there.
+    pub fn on_tool_route(self) -> Denial {
+        match self {
+            Denial::KeyNotFound => Denial::ToolKeyNotFound,
+            other => other,
         }
     }
 

@@ -127,8 +127,10 @@ pub fn inference(
         .or_else(|| records.price(&route.model))
         .or_else(|| records.price("*"));
     let has_budget = scopes.iter().any(|s| !s.budgets.is_empty());
+    let tools = mcp_tools(key, endpoint, records, include);
+    let tool_bytes = tools.iter().map(|t| t.to_string().len()).sum();
     let estimate = match (price, has_budget) {
-        (Some(p), _) => p.cost(&request.estimated_usage(settings.default_max_tokens)),
+        (Some(p), _) => p.cost(&request.estimated_usage(settings.default_max_tokens, tool_bytes)),
         (None, false) => 0,
         (None, true) => {
             limits::release(&reservation, counters);
@@ -161,7 +163,7 @@ pub fn inference(
         timeout_ms: route.provider.request_timeout_ms,
         stream: request.stream,
         hide_usage_chunk: request.hide_usage_chunk(endpoint),
-        body: request.rewrite(endpoint, &route.model, mcp_tools(key, endpoint, records, include)),
+        body: request.rewrite(endpoint, &route.model, tools),
         reservation,
         holds_slot: key.max_concurrent_requests.is_some(),
         price,

@@ -144,11 +144,12 @@ impl<'b> InferenceBody<'b> {
         serde_json::to_vec(&body).ok()
     }
 
-    /// The usage to reserve a budget for: the prompt estimated from the body's size, and the
-    /// client's output cap (or `default_output` when it sets none).
-    pub fn estimated_usage(&self, default_output: u64) -> crate::pricing::Usage {
+    /// The usage to reserve a budget for: the prompt estimated from the body's size plus
+    /// `added_bytes` (the tools Warden injects), and the client's output cap (or
+    /// `default_output` when it sets none).
+    pub fn estimated_usage(&self, default_output: u64, added_bytes: usize) -> crate::pricing::Usage {
         crate::pricing::Usage {
-            input_tokens: crate::pricing::estimate_prompt_tokens(self.bytes.len()),
+            input_tokens: crate::pricing::estimate_prompt_tokens(self.bytes.len() + added_bytes),
             cached_input_tokens: 0,
             output_tokens: self.max_output_tokens.unwrap_or(default_output),
         }

@@ -103,6 +103,13 @@ impl ToolCallLimit {
     }
 }
 
+/// Whether a tool call that ended with the hub's `status` is charged its price: when it ran,
+/// and when it timed out (the server may have done the work; cancellation is only a request).
+/// Calls refused or failed before they reached the server are not.
+pub fn call_is_charged(status: u16) -> bool {
+    status < 400 || status == 504
+}
+
 /// A whitelist: `*` = all, names = those, empty = none.
 fn listed(list: &[String], name: &str) -> bool {
     list.iter().any(|t| t == "*" || t == name)
@@ -353,7 +360,7 @@ impl ToolOutput {
     pub fn body(&self, format: ExecuteFormat, call: &ToolCall) -> Value {
         let mut answer = match format {
             ExecuteFormat::Chat => {
-                json!({"role": "tool", "content": self.content, "tool_call_id": call.call_id, "name": call.name})
+                json!({"role": "tool", "content": self.content, "tool_call_id": call.call_id})
             }
             ExecuteFormat::Responses => {
                 json!({"type": "function_call_output", "call_id": call.call_id, "output": self.content})

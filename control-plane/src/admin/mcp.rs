@@ -6,7 +6,7 @@ use super::AppState;
 use super::audit::Before;
 use super::error::ApiError;
 use super::json::{ValidJson, page};
-use crate::model::{ConnectionType, McpClient, StdioConfig};
+use crate::model::{ConnectionType, McpClient, REDACTED, StdioConfig};
 use crate::store::KeyQuery;
 use axum::Extension;
 use axum::Json;
@@ -106,8 +106,7 @@ async fn all_keys(state: &AppState) -> Result<Vec<crate::model::VirtualKey>, Api
 
 /// Makes the hub follow the store.
 async fn apply(state: &AppState) -> Result<(), ApiError> {
-    state.hub.apply(state.store.mcp_clients().await?);
-    Ok(())
+    Ok(state.hub.follow(state.store.as_ref()).await?)
 }
 
 pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
@@ -173,12 +172,12 @@ pub async fn update(
     let mut client = state.store.mcp_client(&id).await?.ok_or_else(|| not_found(&id))?;
     let before = Before(serde_json::to_value(client.redacted()).unwrap_or(Value::Null));
     let _ = req.state;
+    // What a GET showed comes back as it was: redacted values mean "unchanged".
+    let shown = client.redacted();
+    let connection_string = req.connection_string.filter(|s| Some(s) != shown.connection_string.as_ref());
     let immutable = [
         ("connection_type", req.connection_type.is_some_and(|t| t != client.connection_type)),
-        (
-            "connection_string",
-            req.connection_string.as_ref().is_some_and(|s| Some(s) != client.connection_string.as_ref()),
-        ),
+        ("connection_string", connection_string.as_ref().is_some_and(|s| Some(s) != client.connection_string.as_ref())),
         ("stdio_config", req.stdio_config.as_ref().is_some_and(|s| Some(s) != client.stdio_config.as_ref())),
     ];
     if let Some((field, _)) = immutable.iter().find(|(_, changed)| *changed) {
@@ -189,8 +188,15 @@ pub async fn update(
     if let Some(v) = req.name {
         client.name = v;
     }
-    if let Some(v) = req.headers {
-        client.headers = v;
+    if let Some(headers) = req.headers {
+        let stored = std::mem::take(&mut client.headers);
+        client.headers = headers
+            .into_iter()
+            .filter_map(|(name, value)| match value.as_str() {
+                REDACTED => stored.get(&name).map(|v| (name, v.clone())),
+                _ => Some((name, value)),
+            })
+            .collect();
     }
     if let Some(v) = req.tools_to_execute {
         client.tools_to_execute = v;

@@ -42,6 +42,15 @@ async fn bad_clients_are_400s_naming_the_field() {
             "tools_to_execute",
         ),
         (json!({"name": "fs", "connection_type": "stdio", "stdio_config": {"command": "x"}, "bogus": 1}), "bogus"),
+        (
+            json!({"name": "fs", "connection_type": "stdio", "stdio_config": {"command": "x", "envs": ["WARDEN_DATABASE_URL"]}}),
+            "WARDEN_",
+        ),
+        (json!({"name": "fs", "connection_type": "http", "connection_string": "env.WARDEN_ADMIN_TOKEN"}), "WARDEN_"),
+        (
+            json!({"name": "fs", "connection_type": "stdio", "stdio_config": {"command": "x"}, "tool_pricing": {"a": 1e9}}),
+            "tool_pricing.a",
+        ),
     ];
     for (body, expected) in cases {
         let (status, answer) = call(&app, Method::POST, CLIENT, Some(&body.to_string())).await;
@@ -84,6 +93,12 @@ async fn a_client_is_published_redacted_and_withdrawn() {
     let moved = json!({"stdio_config": {"command": "/bin/other"}}).to_string();
     let (status, answer) = call(&app, Method::PUT, &path, Some(&moved)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    // A GET's redacted values sent back mean "unchanged": the stored secret stays.
+    let round_trip = json!({"headers": shown["config"]["headers"]}).to_string();
+    let (status, answer) = call(&app, Method::PUT, &path, Some(&round_trip)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let stored = state.store.mcp_client(&id).await.unwrap().unwrap();
+    assert_eq!(stored.headers["authorization"], "Bearer s3cret");
     let narrowed = json!({"tools_to_execute": ["search"], "allow_by_default": true}).to_string();
     let (status, _) = call(&app, Method::PUT, &path, Some(&narrowed)).await;
     assert_eq!(status, StatusCode::OK);
@@ -95,6 +110,9 @@ async fn a_client_is_published_redacted_and_withdrawn() {
     assert_eq!(status, StatusCode::OK);
     let (status, _) = call(&app, Method::DELETE, &path, None).await;
     assert_eq!(status, StatusCode::OK);
+    // The audit log never holds the headers or the URL.
+    let (_, log) = call(&app, Method::GET, "/api/audit", None).await;
+    assert!(!log.to_string().contains("s3cret"), "{log}");
     assert!(record::<McpClientRecord>(&state, "mcp:ghost").is_none(), "the record is withdrawn");
     let (status, _) = call(&app, Method::GET, &path, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);

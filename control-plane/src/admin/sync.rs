@@ -51,7 +51,7 @@ async fn publish_everything(state: &AppState) -> anyhow::Result<()> {
     publish_governance(&state.cache, store).await?;
     let providers = store.providers().await?;
     publish_providers(state, &providers);
-    state.hub.apply(store.mcp_clients().await?);
+    state.hub.follow(store).await?;
     publish_prices(&state.cache, store, None).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
     if let Some(text) = store.setting(FILTER_SETTINGS).await? {
         let settings: FilterSettings = serde_json::from_str(&text).context("stored filter settings")?;

@@ -54,3 +54,41 @@ async fn execute(State(hub): State<Arc<Hub>>, RawQuery(query): RawQuery, headers
         Err(denial) => refuse(&denial),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    async fn post(hub: Arc<Hub>, authorization: Option<String>, query: &str, body: &str) -> (StatusCode, String) {
+        let mut request = Request::post(format!("/v1/mcp/tool/execute{query}"));
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let response = router(hub).oneshot(request.body(Body::from(body.to_owned())).unwrap()).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn only_envoy_with_the_token_gets_through() {
+        let hub = Arc::new(Hub::new(Arc::default(), "127.0.0.1:1".into()));
+        let call = r#"{"id":"c","type":"function","function":{"name":"fs-read","arguments":"{}"}}"#;
+        let (status, body) = post(hub.clone(), None, "", call).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        let (status, _) = post(hub.clone(), Some("Bearer wdn-hub-guess".into()), "", call).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let token = Some(format!("Bearer {}", hub.endpoint.token));
+        // With the token: a client the hub does not have is a clear 502, bad input a 400.
+        let (status, body) = post(hub.clone(), token.clone(), "?format=chat", call).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+        assert!(body.contains("mcp_server_unavailable") && body.contains("'fs'"), "{body}");
+        let (status, body) = post(hub.clone(), token.clone(), "?format=xml", call).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let (status, _) = post(hub, token, "", "{").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+}

@@ -9,6 +9,7 @@ pub use execute::router;
 pub use upstream::{State, Status};
 
 use crate::model::McpClient;
+use crate::store::{Store, StoreError};
 use crate::xds::Cache;
 use rmcp::ServiceError;
 use rmcp::model::CallToolRequestParams;
@@ -30,6 +31,8 @@ pub struct HubEndpoint {
 pub struct Hub {
     /// By client id.
     upstreams: Mutex<BTreeMap<String, Arc<Upstream>>>,
+    /// One reconciliation with the store at a time, so that an older read never wins.
+    following: tokio::sync::Mutex<()>,
     cache: Arc<Cache>,
     pub endpoint: HubEndpoint,
 }
@@ -37,13 +40,25 @@ pub struct Hub {
 impl Hub {
     pub fn new(cache: Arc<Cache>, advertise: String) -> Hub {
         let token = format!("wdn-hub-{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
-        Hub { upstreams: Mutex::default(), cache, endpoint: HubEndpoint { advertise, token } }
+        Hub {
+            upstreams: Mutex::default(),
+            following: tokio::sync::Mutex::new(()),
+            cache,
+            endpoint: HubEndpoint { advertise, token },
+        }
+    }
+
+    /// Reads the MCP clients from the store and serves exactly those (see [`Hub::apply`]).
+    pub async fn follow(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let _one_at_a_time = self.following.lock().await;
+        self.apply(store.mcp_clients().await?);
+        Ok(())
     }
 
     /// Makes the hub serve exactly `clients`: starts new ones, reconnects those whose
     /// connection changed, adopts other changes in place, stops removed ones and withdraws
     /// their records. Then publishes the whole catalog.
-    pub fn apply(&self, clients: Vec<McpClient>) {
+    fn apply(&self, clients: Vec<McpClient>) {
         let mut upstreams = self.upstreams.lock().unwrap_or_else(|p| p.into_inner());
         let mut kept = BTreeMap::new();
         for client in clients {
@@ -112,11 +127,10 @@ impl Hub {
         let upstream = self
             .by_name(client)
             .ok_or_else(|| Denial::ToolUnavailable(format!("MCP client '{client}' is not configured on this hub")))?;
-        let Some(peer) = upstream.peer() else {
-            let status = upstream.status();
-            let why = status.error.unwrap_or_else(|| "connecting".into());
+        // Callers see no error detail: it may name the server's URL; the admin API shows it.
+        let Some((peer, generation)) = upstream.peer() else {
             return Err(Denial::ToolUnavailable(format!(
-                "MCP server '{client}' is not connected ({why}); the hub keeps reconnecting"
+                "MCP server '{client}' is not connected; the hub keeps reconnecting"
             )));
         };
         let timeout = upstream.config().tool_timeout();
@@ -130,8 +144,11 @@ impl Hub {
                 "isError": true,
             })),
             Ok(Err(e)) => {
-                upstream.reconnect();
-                Err(Denial::ToolUnavailable(format!("MCP server '{client}' failed: {e}; reconnecting")))
+                tracing::warn!(%client, %tool, error = %upstream::scrub(e.to_string(), &upstream.config()), "MCP tool call failed");
+                upstream.reconnect_if_current(generation);
+                Err(Denial::ToolUnavailable(format!(
+                    "MCP server '{client}' failed during the call; the hub reconnects"
+                )))
             }
         }
     }

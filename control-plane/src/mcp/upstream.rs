@@ -11,6 +11,7 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{ClientHandler, RoleClient};
 use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -21,6 +22,8 @@ use warden_policy::mcp::McpTool;
 /// Health checks: every 10 s; three failures in a row and the server counts as gone.
 const HEALTH_EVERY: Duration = Duration::from_secs(10);
 const HEALTH_FAILURES: u32 = 3;
+/// The longest a `tools/list` (all pages) may take.
+const LIST_TIMEOUT: Duration = Duration::from_secs(30);
 /// `tools/list` again this often even without `list_changed`.
 const RESYNC_EVERY: Duration = Duration::from_secs(600);
 /// Reconnect backoff: 1 s, doubling, at most 30 s (Bifrost's).
@@ -65,6 +68,10 @@ pub struct Upstream {
     /// The server said its tools changed.
     tools_changed: Arc<Notify>,
     stop: CancellationToken,
+    /// Held while publishing and while stopping, so that a stopped upstream never publishes.
+    gate: Mutex<()>,
+    /// Counts connections, so that a failed call only drops the connection it used.
+    generation: AtomicU64,
     cache: Arc<Cache>,
 }
 
@@ -84,6 +91,8 @@ impl Upstream {
             reconnect: Notify::new(),
             tools_changed: Arc::new(Notify::new()),
             stop: CancellationToken::new(),
+            gate: Mutex::new(()),
+            generation: AtomicU64::new(0),
             cache,
         });
         tokio::spawn(upstream.clone().supervise());
@@ -98,9 +107,10 @@ impl Upstream {
         self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// The live connection, if there is one.
-    pub fn peer(&self) -> Option<Peer<RoleClient>> {
-        self.peer.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    /// The live connection and its generation, if there is one.
+    pub fn peer(&self) -> Option<(Peer<RoleClient>, u64)> {
+        let peer = self.peer.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
+        Some((peer, self.generation.load(Ordering::Acquire)))
     }
 
     /// Whether `other` reaches the server the same way (no reconnect needed to adopt it).
@@ -126,13 +136,26 @@ impl Upstream {
         self.reconnect.notify_one();
     }
 
+    /// Reconnects if connection `generation` is still the current one: calls that failed on a
+    /// connection already replaced must not drop its successor.
+    pub fn reconnect_if_current(&self, generation: u64) {
+        if self.generation.load(Ordering::Acquire) == generation {
+            self.reconnect.notify_one();
+        }
+    }
+
     /// Stops the supervisor; the connection (and a stdio child) closes.
     pub fn stop(&self) {
+        let _gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
         self.stop.cancel();
     }
 
     /// Puts this client's record, with its last known tools, in every filter's policy.
     pub fn publish(&self) {
+        let _gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+        if self.stop.is_cancelled() {
+            return;
+        }
         let config = self.config();
         let record = config.record(self.status().tools);
         if let Ok(body) = serde_json::to_vec(&record) {
@@ -141,6 +164,10 @@ impl Upstream {
     }
 
     fn set(&self, state: State, error: Option<String>) {
+        let error = error.map(|e| scrub(e, &self.config()));
+        if let Some(why) = &error {
+            tracing::warn!(client = %self.config().name, state = ?state, %why, "MCP server unavailable");
+        }
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
         status.state = state;
         status.error = error;
@@ -164,16 +191,10 @@ impl Upstream {
                     match end {
                         End::Stop => return,
                         End::Reconnect => continue,
-                        End::Lost(why) => {
-                            tracing::warn!(client = %self.config().name, %why, "MCP server lost; reconnecting");
-                            self.set(State::Disconnected, Some(why));
-                        }
+                        End::Lost(why) => self.set(State::Disconnected, Some(why)),
                     }
                 }
-                Err(why) => {
-                    tracing::warn!(client = %self.config().name, %why, "cannot connect to the MCP server");
-                    self.set(State::Error, Some(why));
-                }
+                Err(why) => self.set(State::Error, Some(why)),
             }
             tokio::select! {
                 _ = self.stop.cancelled() => return,
@@ -187,8 +208,11 @@ impl Upstream {
     /// Runs one connection until it ends.
     async fn serve(&self, service: &RunningService<RoleClient, Watcher>) -> End {
         let peer = service.peer().clone();
-        if let Err(why) = self.sync_tools(&peer).await {
-            return End::Lost(why);
+        tokio::select! {
+            _ = self.stop.cancelled() => return End::Stop,
+            synced = self.sync_tools(&peer) => if let Err(why) = synced {
+                return End::Lost(why);
+            },
         }
         let info = peer.peer_info();
         let version = info.as_ref().map(|i| i.protocol_version.clone());
@@ -198,6 +222,7 @@ impl Upstream {
             status.state = State::Connected;
             status.error = None;
         }
+        self.generation.fetch_add(1, Ordering::AcqRel);
         *self.peer.lock().unwrap_or_else(|p| p.into_inner()) = Some(peer.clone());
         tracing::info!(client = %self.config().name, version = ?version, "MCP server connected");
         // Stateless servers send `list_changed` only on a subscription stream.
@@ -265,7 +290,10 @@ impl Upstream {
 
     /// Lists every page of tools and republishes the record if they changed.
     async fn sync_tools(&self, peer: &Peer<RoleClient>) -> Result<(), String> {
-        let listed = peer.list_all_tools().await.map_err(|e| format!("tools/list failed: {e}"))?;
+        let listed = match tokio::time::timeout(LIST_TIMEOUT, peer.list_all_tools()).await {
+            Ok(listed) => listed.map_err(|e| format!("tools/list failed: {e}"))?,
+            Err(_) => return Err(format!("tools/list did not answer within {} s", LIST_TIMEOUT.as_secs())),
+        };
         let tools: Vec<McpTool> = listed
             .into_iter()
             .filter(|t| valid_tool_name(&t.name))
@@ -317,6 +345,22 @@ impl ClientHandler for Watcher {
     fn get_info(&self) -> ClientConfig {
         ClientConfig::new(ClientCapabilities::default(), Implementation::new("warden", env!("CARGO_PKG_VERSION")))
     }
+}
+
+/// Error text without what may carry credentials: the server's resolved URL (whose query or
+/// user part may hold a token; HTTP errors print it) and its header values.
+pub(super) fn scrub(text: String, config: &McpClient) -> String {
+    let mut secrets: Vec<String> = config.headers.values().filter_map(|v| resolve(v).ok()).collect();
+    secrets.extend(config.connection_string.as_deref().and_then(|u| resolve(u).ok()));
+    secrets.retain(|s| s.len() >= 4);
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut text = secrets.iter().fold(text, |t, s| t.replace(s.as_str(), "<redacted>"));
+    // reqwest names the URL as it parsed it, which may differ from the configured text.
+    while let Some(start) = text.find("url (http") {
+        let end = text[start..].find(')').map_or(text.len(), |e| start + e + 1);
+        text.replace_range(start..end, "url (<redacted>)");
+    }
+    text
 }
 
 /// `env.VAR` → the variable's value; anything else as it is.
@@ -389,5 +433,21 @@ mod tests {
             Err("environment variable WARDEN_SURELY_UNSET_VAR is not set".into())
         );
         assert!(valid_tool_name("get-sum.v2_x") && !valid_tool_name("") && !valid_tool_name("a b"));
+    }
+
+    #[test]
+    fn errors_lose_urls_and_header_values() {
+        let config: McpClient = serde_json::from_value(serde_json::json!({
+            "client_id": "c", "name": "x", "connection_type": "http",
+            "connection_string": "https://mcp.example.com/mcp?key=s3cret-key",
+            "headers": {"authorization": "Bearer tok-123"},
+            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+        }))
+        .unwrap();
+        let text =
+            "error sending request for url (https://mcp.example.com/mcp?key=s3cret-key): refused; sent Bearer tok-123";
+        let clean = scrub(text.into(), &config);
+        assert!(!clean.contains("s3cret") && !clean.contains("tok-123"), "{clean}");
+        assert_eq!(scrub("for url (http://h/x?k=v) failed".into(), &config), "for url (<redacted>) failed");
     }
 }

@@ -69,6 +69,17 @@ pub struct McpClient {
     pub updated_at: DateTime<Utc>,
 }
 
+/// What the admin API shows in place of a secret.
+pub const REDACTED: &str = "<redacted>";
+
+/// The most a tool call may be priced at, in USD (keeps µ$ sums far from overflowing).
+const MAX_TOOL_PRICE_USD: f64 = 1_000.0;
+
+/// The control plane's own variables (database URL, admin token…) never reach an MCP server.
+fn warden_variable(value: &str) -> bool {
+    value.strip_prefix("env.").unwrap_or(value).starts_with("WARDEN_")
+}
+
 fn yes() -> bool {
     true
 }
@@ -112,16 +123,27 @@ impl McpClient {
                 _ => return Err(Invalid::new("stdio_config.command", "is required for connection_type 'stdio'")),
             },
         }
-        for name in self.headers.keys() {
+        for (name, value) in &self.headers {
             if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 return Err(Invalid::new(format!("headers.{name}"), "is not a valid header name"));
             }
+            if value.starts_with("env.") && warden_variable(value) {
+                return Err(Invalid::new(format!("headers.{name}"), "may not name Warden's own WARDEN_* variables"));
+            }
+        }
+        if self.connection_string.as_deref().is_some_and(|u| u.starts_with("env.") && warden_variable(u)) {
+            return Err(Invalid::new("connection_string", "may not name Warden's own WARDEN_* variables"));
+        }
+        if let Some(envs) = self.stdio_config.as_ref().map(|c| &c.envs)
+            && envs.iter().any(|e| warden_variable(e))
+        {
+            return Err(Invalid::new("stdio_config.envs", "may not pass Warden's own WARDEN_* variables"));
         }
         white_list(&self.tools_to_execute, "tools_to_execute")?;
         white_list(&self.tools_to_auto_execute, "tools_to_auto_execute")?;
         for (tool, price) in &self.tool_pricing {
-            if !price.is_finite() || *price < 0.0 {
-                return Err(Invalid::new(format!("tool_pricing.{tool}"), "must be a price in USD, 0 or more"));
+            if !price.is_finite() || !(0.0..=MAX_TOOL_PRICE_USD).contains(price) {
+                return Err(Invalid::new(format!("tool_pricing.{tool}"), "must be a price in USD from 0 to 1000"));
             }
         }
         if self.tool_timeout_ms == Some(0) {
@@ -152,7 +174,7 @@ impl McpClient {
         let mut shown = self.clone();
         for value in shown.headers.values_mut() {
             if !value.starts_with("env.") {
-                *value = "<redacted>".into();
+                *value = REDACTED.into();
             }
         }
         shown.connection_string = shown.connection_string.map(|url| redact_url(&url));
@@ -167,11 +189,11 @@ fn redact_url(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let host = match authority.rsplit_once('@') {
-        Some((_, host)) => format!("<redacted>@{host}"),
+        Some((_, host)) => format!("{REDACTED}@{host}"),
         None => authority.to_owned(),
     };
     let path = match path.split_once('?') {
-        Some((p, _)) => format!("{p}?<redacted>"),
+        Some((p, _)) => format!("{p}?{REDACTED}"),
         None => path.to_owned(),
     };
     format!("{scheme}://{host}{path}")
