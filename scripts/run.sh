@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-: "${WARDEN_BIN:?}" "${ENVOY_BIN:?}" "${WARDEN_WASM:?}" "${WARDEN_PYTHON:?}"
+: "${WARDEN_BIN:?}" "${ENVOY_BIN:?}" "${WARDEN_WASM:?}" "${WARDEN_PYTHON:?}" "${WARDEN_MCP_TIME:?}"
 DATA=data
 LISTEN=127.0.0.1:8080 ADMIN=127.0.0.1:8081 XDS=127.0.0.1:18000 MOCK=127.0.0.1:9000 ENVOY_ADMIN=127.0.0.1:9901
 mkdir -p "$DATA/logs"
@@ -60,8 +60,17 @@ else
   api -X POST "http://$ADMIN/api/providers" -d "$(provider_json "$PROVIDER")" > /dev/null
 fi
 
+# An MCP server for the demo: mcp-server-time over stdio (installed by `make tools`), a child of
+# the control plane; its get_current_time costs $0.001 a call.
+if ! api "http://$ADMIN/api/mcp/clients?search=time" | grep -q '"name":"time"'; then
+  api -X POST "http://$ADMIN/api/mcp/client" -d '{"name":"time","connection_type":"stdio",
+    "stdio_config":{"command":"'"$WARDEN_MCP_TIME"'","args":["--local-timezone","UTC"]},
+    "tools_to_execute":["*"],"tool_pricing":{"get_current_time":0.001}}' > /dev/null
+fi
+
 # The demo key's secret is shown once by the API, so keep it for the next `make run`.
 demo_config='{"provider_configs":[{"provider":"'$PROVIDER'","weight":1,"allowed_models":["gpt-4o-mini"],"key_ids":["*"]}],
+  "mcp_configs":[{"mcp_client_name":"time","tools_to_execute":["*"]}],
   "rate_limit":{"request_max_limit":60,"request_reset_duration":"1m","token_max_limit":100000,"token_reset_duration":"1d"},
   "budgets":[{"max_limit":1,"reset_duration":"1d"}]}'
 if [[ ! -s $DATA/demo-key ]] || ! api "http://$ADMIN/api/governance/virtual-keys?search=demo" | grep -q '"name":"demo"'; then
@@ -89,18 +98,23 @@ Warden is running.
   Admin token: $TOKEN
   Demo key:    $KEY
 
-  Demo key: gpt-4o-mini only, 60 requests a minute, 100k tokens and \$1 a day.
+  Demo key: gpt-4o-mini only, 60 requests a minute, 100k tokens and \$1 a day; the MCP
+  server 'time' (mcp-server-time): its tools are added to the key's chat requests.
 
 Try:
   curl -si http://$LISTEN/v1/chat/completions -H "authorization: Bearer $KEY" \\
     -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'   # x-ratelimit-*, x-warden-cost-usd
   curl -s http://$LISTEN/v1/chat/completions -H "authorization: Bearer $KEY" \\
     -d '{"model":"gpt-4o","messages":[]}'                             # 403 model_blocked
+  curl -s "http://$LISTEN/v1/mcp/tool/execute?format=chat" -H "authorization: Bearer $KEY" \\
+    -d '{"id":"call_1","type":"function","function":{"name":"time-get_current_time","arguments":"{\\"timezone\\":\\"UTC\\"}"}}'
+                                                                    # an MCP tool call, \$0.001 of the budget
   curl -s http://$LISTEN/v1/models -H "authorization: Bearer $KEY"   # only what the key may use
   curl -s http://$LISTEN/v1/models                                   # 401 virtual_key_required
   curl -s http://$ADMIN/api/governance/virtual-keys/quota -H "x-bf-vk: $KEY"  # the key's own quota
   curl -s "http://$ADMIN/api/usage?group_by=model" -H "authorization: Bearer $TOKEN"
   curl -s http://$ADMIN/api/leases -H "authorization: Bearer $TOKEN"    # Envoy's share of each budget
+  curl -s http://$ADMIN/api/mcp/clients -H "authorization: Bearer $TOKEN"   # MCP servers: state, era, tools
   curl -s http://$ADMIN/api/providers -H "authorization: Bearer $TOKEN"
   curl -s http://$ADMIN/api/governance/virtual-keys -H "authorization: Bearer $TOKEN"
   curl -s -X POST http://$ADMIN/api/governance/virtual-keys -H "authorization: Bearer $TOKEN" \\
