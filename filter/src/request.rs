@@ -184,14 +184,14 @@ impl HttpContext for WardenRequest {
         let health = PolicyHealth { bound_ms: settings.staleness_bound_ms };
         let status = shared::sync_status();
         let pairs = headers.iter().map(|(name, value)| (name.as_str(), value.as_slice()));
+        let optional = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice());
+        let header = |name: &str| optional(name).unwrap_or_default();
         let generation = status.as_ref().map_or(0, |s| s.generation);
         let lookup = |hash: &warden_policy::KeyHash| shared::record(RecordKind::VirtualKey, &hash.to_hex(), generation);
         let admitted = match admit(pairs.clone(), health, status.as_ref(), lookup, host::now_ms()) {
             Ok(admitted) => admitted,
             Err(denial) => {
-                let method = headers.iter().find(|(n, _)| n == ":method").map_or(&[][..], |(_, v)| v.as_slice());
-                let path = headers.iter().find(|(n, _)| n == ":path").map_or(&[][..], |(_, v)| v.as_slice());
-                let denial = match Endpoint::of(method, path) {
+                let denial = match Endpoint::of(header(":method"), header(":path")) {
                     Some(Endpoint::ToolExecute) => denial.on_tool_route(),
                     _ => denial,
                 };
@@ -208,7 +208,6 @@ impl HttpContext for WardenRequest {
         }
         host::set_request_header(KEY_ID_HEADER, &admitted.record.id);
         self.key_id = Some(admitted.record.id.clone());
-        let header = |name: &str| headers.iter().find(|(n, _)| n == name).map_or(&[][..], |(_, v)| v.as_slice());
         let path = header(":path");
         let Some(endpoint) = Endpoint::of(header(":method"), path) else {
             return self.deny(&Denial::UnknownRoute(String::from_utf8_lossy(path).into_owned()), &none);
@@ -224,7 +223,6 @@ impl HttpContext for WardenRequest {
                 .deny(&Denial::BadRequest("the request has no body; it needs a JSON body with 'model'".into()), &none);
         }
         let query = path.splitn(2, |b| *b == b'?').nth(1).unwrap_or_default();
-        let optional = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice());
         self.phase = Phase::AwaitingBody {
             key: Box::new(admitted.record),
             endpoint,

@@ -240,20 +240,19 @@ pub fn tool_call(
     let customer = customer_id.and_then(|id| records.customer(id));
     let limit =
         key.mcp_configs.iter().find(|g| g.mcp_client_name == client.name).and_then(|g| g.tool_call_limits.get(tool));
-    let mut scopes: Vec<limits::Scope<'_>> = limit.map(|l| key.tool_scope(&call.name, l)).into_iter().collect();
-    scopes.extend(key.scope());
-    scopes.extend(customer.as_ref().and_then(CustomerRecord::scope));
-    scopes.extend(team.as_ref().and_then(TeamRecord::scope));
-    // Tool calls count against call limits only, not the key's request limits (those are LLM
-    // requests); budgets are charged the tool's price.
-    let call_scopes: Vec<limits::Scope<'_>> = scopes.iter().take(usize::from(limit.is_some())).cloned().collect();
-    let (report, reserved) = limits::reserve(&call_scopes, counters, now_ms, control_plane_up);
+    // A tool call counts against its call limit only, not the key's request limits (those are
+    // LLM requests); the budgets of the key, its customer and its team are charged its price.
+    let call_limit: Vec<limits::Scope<'_>> = limit.map(|l| key.tool_scope(&call.name, l)).into_iter().collect();
+    let mut owners: Vec<limits::Scope<'_>> = key.scope().into_iter().collect();
+    owners.extend(customer.as_ref().and_then(CustomerRecord::scope));
+    owners.extend(team.as_ref().and_then(TeamRecord::scope));
+    let (report, reserved) = limits::reserve(&call_limit, counters, now_ms, control_plane_up);
     let reservation = match reserved {
         Ok(r) => r,
         Err(denial) => return (report, Err(denial)),
     };
     let price = client.tool_pricing.get(tool).copied().unwrap_or(0);
-    let held = match budgets::reserve(&scopes, price, counters, now_ms, settings.budget_fail_mode, control_plane_up) {
+    let held = match budgets::reserve(&owners, price, counters, now_ms, settings.budget_fail_mode, control_plane_up) {
         Ok(held) => held,
         Err(denial) => {
             limits::release(&reservation, counters);

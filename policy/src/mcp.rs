@@ -138,23 +138,17 @@ impl IncludeHeaders {
         IncludeHeaders { clients: clients.map(list), tools: tools.map(list) }
     }
 
-    fn admits(&self, client: &str, tool: &str) -> bool {
+    /// Whether these headers admit `tool` of `client`; `None` for "any tool of `client`".
+    fn admits(&self, client: &str, tool: Option<&str>) -> bool {
         let client_ok = self.clients.as_ref().is_none_or(|l| l.iter().any(|c| c == "*" || c == client));
         let tools_ok = self.tools.as_ref().is_none_or(|l| {
             l.iter().any(|entry| {
-                entry == "*" || entry.split_once(SEPARATOR).is_some_and(|(c, t)| c == client && (t == "*" || t == tool))
+                entry == "*"
+                    || entry
+                        .split_once(SEPARATOR)
+                        .is_some_and(|(c, t)| c == client && (t == "*" || tool.is_none_or(|tool| t == tool)))
             })
         });
-        client_ok && tools_ok
-    }
-
-    /// Whether these headers could admit any tool of `client`.
-    fn may_name(&self, client: &str) -> bool {
-        let client_ok = self.clients.as_ref().is_none_or(|l| l.iter().any(|c| c == "*" || c == client));
-        let tools_ok = self
-            .tools
-            .as_ref()
-            .is_none_or(|l| l.iter().any(|e| e == "*" || e.split_once(SEPARATOR).is_some_and(|(c, _)| c == client)));
         client_ok && tools_ok
     }
 }
@@ -167,7 +161,7 @@ pub fn allows(grants: &[McpGrant], client: &McpClientRecord, tool: &str, headers
         Some(grant) => listed(&grant.tools_to_execute, tool),
         None => client.allow_by_default,
     };
-    ceiling && granted && headers.admits(&client.name, tool)
+    ceiling && granted && headers.admits(&client.name, Some(tool))
 }
 
 /// The clients whose tools a key might see: those it has a grant on and the `allow_by_default`
@@ -178,7 +172,7 @@ pub fn candidate_clients(grants: &[McpGrant], index: &McpIndex, headers: &Includ
         .filter(|g| !g.tools_to_execute.is_empty())
         .map(|g| g.mcp_client_name.clone())
         .chain(index.allow_by_default.iter().filter(|c| !grants.iter().any(|g| &g.mcp_client_name == *c)).cloned())
-        .filter(|c| headers.may_name(c))
+        .filter(|c| headers.admits(c, None))
         .collect();
     names.sort_unstable();
     names.dedup();
@@ -303,9 +297,10 @@ impl ToolCall {
             return Err(Denial::BadRequest("the request body must be a JSON object".into()));
         };
         let (id_field, function) = match format {
-            ExecuteFormat::Chat => ("id", call.get("function").unwrap_or(&Value::Null)),
-            ExecuteFormat::Responses => ("call_id", &Value::Object(call.clone())),
+            ExecuteFormat::Chat => ("id", call.get("function").and_then(Value::as_object)),
+            ExecuteFormat::Responses => ("call_id", Some(&call)),
         };
+        let function = function.ok_or_else(|| Denial::BadRequest("Tool function name is required".into()))?;
         let name = function.get("name").and_then(Value::as_str).map(str::trim).unwrap_or_default();
         if name.is_empty() {
             return Err(Denial::BadRequest("Tool function name is required".into()));

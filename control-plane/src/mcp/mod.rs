@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use upstream::Upstream;
-use warden_policy::mcp::{INDEX_ID, McpIndex};
+use warden_policy::mcp::{INDEX_ID, McpIndex, exposed_name};
 use warden_policy::{Denial, RecordKind};
 
 /// Where Envoy reaches the hub, and the token it must present there.
@@ -136,7 +136,7 @@ impl Hub {
         let timeout = upstream.config().tool_timeout();
         let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments);
         match tokio::time::timeout(timeout, peer.call_tool(params)).await {
-            Err(_) => Err(Denial::ToolTimeout { tool: format!("{client}-{tool}"), ms: timeout.as_millis() as u64 }),
+            Err(_) => Err(Denial::ToolTimeout { tool: exposed_name(client, tool), ms: timeout.as_millis() as u64 }),
             Ok(Ok(result)) => serde_json::to_value(result)
                 .map_err(|e| Denial::ToolUnavailable(format!("MCP server '{client}' sent an unreadable result: {e}"))),
             Ok(Err(ServiceError::McpError(e))) => Ok(json!({
