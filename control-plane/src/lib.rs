@@ -1,6 +1,7 @@
 //! The `warden` control plane: admin API, store, xDS server, usage ledger, and the mock provider.
 
 pub mod admin;
+pub mod agent;
 pub mod bootstrap;
 pub mod mcp;
 pub mod mock_provider;

@@ -11,11 +11,14 @@ mod mcp;
 mod model_config;
 mod org;
 mod provider;
+mod tool_manager;
 
 pub use mcp::{ConnectionType, McpClient, REDACTED, StdioConfig};
 pub use model_config::{ModelConfig, model_record};
 pub use org::{Customer, Team};
 pub use provider::{Provider, ProviderKey, ProviderKind, Timeouts, Upstream};
+pub use tool_manager::SETTING as TOOL_MANAGER_SETTING;
+pub use tool_manager::{BindingLevel, ToolManagerConfig};
 
 /// A virtual key. The secret itself is never kept: only its SHA-256 and a display prefix.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -201,6 +204,7 @@ impl VirtualKey {
             max_concurrent_requests: self.max_concurrent_requests,
             prices: self.prices.clone(),
             mcp_configs: self.mcp_configs.iter().map(McpConfig::grant).collect(),
+            virtual_mcps: Default::default(),
         }
     }
 }

@@ -38,6 +38,14 @@ pub struct ServeArgs {
     /// `--hub-addr` when unset.
     #[arg(long)]
     pub hub_advertise: Option<String>,
+    /// Browser origins that may call `/mcp` (e.g. `http://localhost:6274` for the MCP
+    /// Inspector's web UI); requests with any other `Origin` are refused with 403.
+    #[arg(long = "mcp-allowed-origin")]
+    pub mcp_allowed_origins: Vec<String>,
+    /// The gateway (Envoy's listener) as the hub reaches it: agent mode sends each step's
+    /// model call and tool calls there, as the caller's key.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub gateway_url: String,
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// The admin bearer token. Without it (and without a file), one is generated at the first
@@ -125,7 +133,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding the MCP hub to {}", args.hub_addr))?;
     // Port 0 picks a free port: Envoy is told the one bound.
     let bound = hub_listener.local_addr()?;
-    let hub = Arc::new(Hub::new(cache.clone(), args.hub_advertise.clone().unwrap_or_else(|| bound.to_string())));
+    let hub = Arc::new(Hub::new(
+        cache.clone(),
+        args.hub_advertise.clone().unwrap_or_else(|| bound.to_string()),
+        &args.gateway_url,
+    ));
     let state = AppState {
         store,
         cache: cache.clone(),
@@ -160,7 +172,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .add_service(Unary(Lease(state.store.clone())))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(xds_listener), shutdown());
     let admin = axum::serve(admin_listener, admin::router(state)).with_graceful_shutdown(shutdown());
-    let hub_server = axum::serve(hub_listener, crate::mcp::router(hub.clone())).with_graceful_shutdown(shutdown());
+    let hub_server = axum::serve(hub_listener, crate::mcp::router(hub.clone(), args.mcp_allowed_origins.clone()))
+        .with_graceful_shutdown(shutdown());
     let served = tokio::select! {
         r = xds => r.context("xDS server"),
         r = admin => r.context("admin API"),

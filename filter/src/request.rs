@@ -11,17 +11,26 @@ use std::rc::Rc;
 use warden_policy::budgets;
 use warden_policy::govern::{self, Dispatch, Records};
 use warden_policy::inference::{Endpoint, SseUsage, json_usage};
-use warden_policy::keys::{find_key, key_headers};
+use warden_policy::keys::{find_key, key_headers, presented_secret};
 use warden_policy::ledger::UsageRecord;
 use warden_policy::limits::{self, RateReport};
 use warden_policy::mcp::{self, IncludeHeaders, McpClientRecord, McpIndex};
 use warden_policy::pricing::{Price, dollars};
 use warden_policy::records::{CustomerRecord, ModelRecord, ProviderRecord, TeamRecord};
+use warden_policy::rpc::{self, McpScope, RpcMessage};
 use warden_policy::{Denial, FilterSettings, PolicyHealth, RecordKind, VirtualKeyRecord, admit};
 
 /// The header that tells the upstream which virtual key a request was admitted as. Trusted
 /// because every client-sent `x-warden-*` header is removed first.
 pub const KEY_ID_HEADER: &str = "x-warden-vk-id";
+/// The header that tells the hub which key's policy record (`vk:<hash>`) scopes an `/mcp`
+/// request or an agent-mode chat.
+const KEY_HASH_HEADER: &str = "x-warden-vk-hash";
+/// The caller's virtual key, given to the hub for agent mode: its steps go back through the
+/// gateway as the caller, governed and billed like any request of that key.
+const AGENT_KEY_HEADER: &str = "x-warden-agent-key";
+/// The most of a `/mcp` tool call's answer read to learn how it ended (the verdict comes first).
+const MAX_OUTCOME_PREFIX: usize = 64 << 10;
 /// The header the route table reads to pick the provider key's cluster.
 const CLUSTER_HEADER: &str = "x-warden-cluster";
 /// A JSON response larger than this is passed on without reading its usage (its estimate stays
@@ -46,9 +55,22 @@ enum Phase {
         control_plane_up: bool,
         /// The request's MCP include headers.
         include: IncludeHeaders,
+        /// On `/mcp`: the path and the `Mcp-Method`/`Mcp-Name` headers.
+        mcp: Option<McpPost>,
+        /// The key's hash, which names its record for the hub.
+        key_hash: String,
+        /// A chat that agent mode runs: the caller's key, for the hub.
+        agent_key: Option<String>,
     },
     /// Sent upstream; the response's usage is still to be charged.
     Dispatched(Box<Dispatched>),
+}
+
+/// What an `/mcp` POST's body is judged with.
+struct McpPost {
+    path: String,
+    method: Option<Vec<u8>>,
+    name: Option<Vec<u8>>,
 }
 
 struct Dispatched {
@@ -63,6 +85,9 @@ struct Dispatched {
     charged: bool,
     /// The metric of usage records dropped for a full outbox.
     usage_dropped: Option<u32>,
+    /// An `/mcp` `tools/call`: the answer is always 200, its JSON-RPC message says how the
+    /// call ended, so the first [`MAX_OUTCOME_PREFIX`] bytes are kept in `json`.
+    rpc: bool,
 }
 
 pub struct WardenRequest {
@@ -106,6 +131,20 @@ impl WardenRequest {
     }
 
     fn deny(&mut self, denial: &Denial, report: &RateReport) -> Action {
+        self.audit_refusal(denial);
+        let mut headers: Vec<(&str, String)> = vec![("content-type", "application/json".into())];
+        if let Some(seconds) = denial.retry_after_s() {
+            headers.push(("retry-after", seconds.to_string()));
+        }
+        headers.extend(report.headers(host::now_ms()));
+        let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        host::send_local_reply(denial.status(), &pairs, &denial.body());
+        self.phase = Phase::Idle;
+        // Envoy sends the local reply once this callback returns.
+        Action::Pause
+    }
+
+    fn audit_refusal(&mut self, denial: &Denial) {
         host::increment(self.metrics.denied, 1);
         let now = host::now_ms();
         // Every refusal reaches the control plane's audit log through the usage ledger.
@@ -120,19 +159,10 @@ impl WardenRequest {
         if !ledger::record(&record) {
             host::increment(self.metrics.usage_dropped, 1);
         }
-        let mut headers: Vec<(&str, String)> = vec![("content-type", "application/json".into())];
-        if let Some(seconds) = denial.retry_after_s() {
-            headers.push(("retry-after", seconds.to_string()));
-        }
-        headers.extend(report.headers(now));
-        let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        host::send_local_reply(denial.status(), &pairs, &denial.body());
-        self.phase = Phase::Idle;
-        // Envoy sends the local reply once this callback returns.
-        Action::Pause
     }
 
     fn dispatch(&mut self, key_id: String, dispatch: Dispatch, report: RateReport, body_size: usize) -> Action {
+        let dispatch_path = dispatch.path.clone();
         if let Some(body) = &dispatch.body {
             if host::replace_request_body(body_size, body).is_err() {
                 return self.deny(&Denial::BadRequest("the request body could not be rewritten".into()), &report);
@@ -158,8 +188,36 @@ impl WardenRequest {
             cost: None,
             charged: false,
             usage_dropped: self.metrics.usage_dropped,
+            rpc: McpScope::of(dispatch_path.as_bytes()).is_some(),
         }));
         Action::Continue
+    }
+
+    /// Sends the request to the hub as it is, for the key whose record scopes it.
+    fn to_hub(&mut self, key_hash: &str, path: Option<&str>) -> Action {
+        host::set_request_header(CLUSTER_HEADER, mcp::HUB_CLUSTER);
+        host::set_request_header(KEY_HASH_HEADER, key_hash);
+        if let Some(path) = path {
+            host::set_request_header(":path", path);
+        }
+        // Streams (`GET /mcp`, `subscriptions/listen`, agent chats) outlive any route timeout.
+        host::set_request_header("x-envoy-upstream-rq-timeout-ms", "0");
+        host::clear_route_cache();
+        host::increment(self.metrics.admitted, 1);
+        self.phase = Phase::Idle;
+        Action::Continue
+    }
+
+    /// Refuses an `/mcp` request as a JSON-RPC error answering `id` (the HTTP status is 200,
+    /// so MCP clients read it as the error of that call), audited like any refusal.
+    fn deny_rpc(&mut self, denial: &Denial, report: &RateReport, id: &serde_json::Value) -> Action {
+        self.audit_refusal(denial);
+        let mut headers: Vec<(&str, String)> = vec![("content-type", "application/json".into())];
+        headers.extend(report.headers(host::now_ms()));
+        let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        host::send_local_reply(200, &pairs, &denial.rpc_body(id));
+        self.phase = Phase::Idle;
+        Action::Pause
     }
 }
 
@@ -174,6 +232,7 @@ impl HttpContext for WardenRequest {
             host::send_local_reply(409, &[], b"this VM does not hold the policy stream");
             return Action::Pause;
         }
+        let agent_step = headers.iter().any(|(name, _)| name == mcp::AGENT_STEP_HEADER);
         for (name, _) in headers.iter().filter(|(name, _)| name.starts_with("x-warden-")) {
             host::remove_request_header(name);
         }
@@ -203,7 +262,7 @@ impl HttpContext for WardenRequest {
             }
         };
         // Virtual keys are Warden's credentials, not the provider's: they stay here.
-        for name in key_headers(pairs) {
+        for name in key_headers(pairs.clone()) {
             host::remove_request_header(name);
         }
         host::set_request_header(KEY_ID_HEADER, &admitted.record.id);
@@ -222,6 +281,28 @@ impl HttpContext for WardenRequest {
             return self
                 .deny(&Denial::BadRequest("the request has no body; it needs a JSON body with 'model'".into()), &none);
         }
+        let include = IncludeHeaders::parse(optional(mcp::INCLUDE_CLIENTS_HEADER), optional(mcp::INCLUDE_TOOLS_HEADER));
+        let mut mcp_post = None;
+        if endpoint == Endpoint::Mcp {
+            let scope = McpScope::of(path).unwrap_or(McpScope::All);
+            if let Err(denial) = admitted.record.mcp_grants(scope) {
+                return self.deny(&denial, &none);
+            }
+            if header(":method") != b"POST" {
+                return self.to_hub(&admitted.key.hash.to_hex(), None);
+            }
+            mcp_post = Some(McpPost {
+                path: String::from_utf8_lossy(path).into_owned(),
+                method: optional(rpc::METHOD_HEADER).map(<[u8]>::to_vec),
+                name: optional(rpc::NAME_HEADER).map(<[u8]>::to_vec),
+            });
+        }
+        let agent_key = (endpoint == Endpoint::ChatCompletions
+            && !agent_step
+            && govern::agent_mode(&admitted.record, &SharedRecords(generation), &include))
+        .then(|| presented_secret(pairs, admitted.key.source))
+        .flatten()
+        .map(|secret| String::from_utf8_lossy(secret).into_owned());
         let query = path.splitn(2, |b| *b == b'?').nth(1).unwrap_or_default();
         self.phase = Phase::AwaitingBody {
             key: Box::new(admitted.record),
@@ -229,7 +310,10 @@ impl HttpContext for WardenRequest {
             query: String::from_utf8_lossy(query).into_owned(),
             generation,
             control_plane_up: status.as_ref().is_some_and(|s| s.control_plane_up(host::now_ms())),
-            include: IncludeHeaders::parse(optional(mcp::INCLUDE_CLIENTS_HEADER), optional(mcp::INCLUDE_TOOLS_HEADER)),
+            include,
+            mcp: mcp_post,
+            key_hash: admitted.key.hash.to_hex(),
+            agent_key,
         };
         // Routing waits for `model` in the body (needs `allow_on_headers_stop_iteration`).
         Action::Pause
@@ -245,17 +329,62 @@ impl HttpContext for WardenRequest {
         if !end_of_stream {
             return Action::Pause;
         }
-        let Phase::AwaitingBody { key, endpoint, query, generation, control_plane_up, include } =
-            std::mem::replace(&mut self.phase, Phase::Idle)
+        let Phase::AwaitingBody {
+            key,
+            endpoint,
+            query,
+            generation,
+            control_plane_up,
+            include,
+            mcp,
+            key_hash,
+            agent_key,
+        } = std::mem::replace(&mut self.phase, Phase::Idle)
         else {
             return Action::Continue;
         };
+        if let Some(secret) = agent_key {
+            // Agent mode governs each step the hub sends back through the gateway, not this.
+            host::set_request_header(AGENT_KEY_HEADER, &secret);
+            return self.to_hub(&key_hash, Some(mcp::AGENT_PATH));
+        }
         let body = host::request_body(body_size).unwrap_or_default();
         let now = host::now_ms();
         let Some(settings) = self.settings.clone() else { return Action::Continue };
         let records = SharedRecords(generation);
-        let (report, decision) = if endpoint == Endpoint::ToolExecute {
-            govern::tool_call(
+        let (report, decision) = if let Some(post) = mcp {
+            let message = match RpcMessage::parse(&body, post.method.as_deref(), post.name.as_deref()) {
+                Ok(message) => message,
+                Err(refusal) => {
+                    self.audit_refusal(&Denial::BadRequest("malformed MCP message".into()));
+                    host::send_local_reply(refusal.status, &[("content-type", "application/json")], &refusal.body);
+                    return Action::Pause;
+                }
+            };
+            let Some(call) = message.call else {
+                return self.to_hub(&key_hash, None);
+            };
+            let id = message.id.unwrap_or_default();
+            let (report, decision) = govern::mcp_tool_call(
+                &key,
+                &post.path,
+                &call,
+                &records,
+                &SharedCounters,
+                now,
+                &settings,
+                control_plane_up,
+                &include,
+            );
+            match decision {
+                Ok(dispatch) => {
+                    host::set_request_header(KEY_HASH_HEADER, &key_hash);
+                    (report, Ok(dispatch))
+                }
+                Err(denial) => return self.deny_rpc(&denial, &report, &id),
+            }
+        } else if endpoint == Endpoint::ToolExecute {
+            govern::tool_execute(
                 &key,
                 &query,
                 &body,
@@ -307,6 +436,11 @@ impl HttpContext for WardenRequest {
         }
         d.status =
             host::response_header(":status").and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok()).unwrap_or(0);
+        if d.rpc {
+            // Its verdict is in the JSON-RPC answer, read as it passes.
+            d.sse = None;
+            return Action::Continue;
+        }
         let is_sse = host::response_header("content-type").is_some_and(|v| v.starts_with(b"text/event-stream"));
         if is_sse {
             // Events are dropped and the cost is appended: the length changes.
@@ -327,6 +461,16 @@ impl HttpContext for WardenRequest {
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let Phase::Dispatched(d) = &mut self.phase else { return Action::Continue };
         if d.charged {
+            return Action::Continue;
+        }
+        if d.rpc {
+            let room = MAX_OUTCOME_PREFIX.saturating_sub(d.json.len());
+            if room > 0 {
+                d.json.extend(host::response_body(body_size.min(room)).unwrap_or_default());
+            }
+            if end_of_stream {
+                settle(d);
+            }
             return Action::Continue;
         }
         if d.sse.is_none() {
@@ -387,7 +531,8 @@ fn settle(d: &mut Dispatched) {
     }
     d.cost = match (usage, d.dispatch.price) {
         _ if d.dispatch.cluster == mcp::HUB_CLUSTER => {
-            Some(if mcp::call_is_charged(d.status) { d.dispatch.estimate_micros } else { 0 })
+            let status = if d.rpc { rpc::call_outcome(&d.json) } else { d.status };
+            Some(if mcp::call_is_charged(status) { d.dispatch.estimate_micros } else { 0 })
         }
         (Some(usage), Some(price)) => Some(price.cost(&usage)),
         (None, _) if d.status >= 400 => Some(0),

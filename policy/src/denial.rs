@@ -58,6 +58,9 @@ pub enum Denial {
     ToolKeyNotFound,
     /// The key may not call this MCP tool: `(tool, key name)`.
     ToolBlocked(String, String),
+    /// `/mcp/<slug>` of a Virtual MCP this key is not attached to (or none by that slug):
+    /// `(slug, key name)`.
+    VirtualMcpBlocked(String, String),
     /// No connected MCP client offers this tool.
     ToolUnknown(String),
     /// The hub could not reach the tool's MCP server: why.
@@ -102,7 +105,7 @@ impl Denial {
             Denial::PriceUnknown(_) => 403,
             Denial::BudgetPending(_) => 429,
             Denial::BudgetUnavailable(_) => 503,
-            Denial::ToolBlocked(..) | Denial::ToolKeyNotFound => 403,
+            Denial::ToolBlocked(..) | Denial::ToolKeyNotFound | Denial::VirtualMcpBlocked(..) => 403,
             Denial::ToolUnknown(_) => 404,
             Denial::ToolUnavailable(_) => 502,
             Denial::ToolTimeout { .. } => 504,
@@ -131,6 +134,7 @@ impl Denial {
             Denial::BudgetPending(_) => "rate_limited",
             Denial::BudgetUnavailable(_) => "budget_unavailable",
             Denial::ToolBlocked(..) => "mcp_tool_blocked",
+            Denial::VirtualMcpBlocked(..) => "virtual_mcp_blocked",
             Denial::ToolUnknown(_) => "mcp_tool_not_found",
             Denial::ToolUnavailable(_) => "mcp_server_unavailable",
             Denial::ToolTimeout { .. } => "mcp_tool_timeout",
@@ -158,6 +162,7 @@ impl Denial {
             Denial::BudgetPending(_) => "budget_lease_pending",
             Denial::BudgetUnavailable(_) => "budget_unavailable",
             Denial::ToolBlocked(..) => "mcp_tool_blocked",
+            Denial::VirtualMcpBlocked(..) => "virtual_mcp_not_attached",
             Denial::ToolUnknown(_) => "mcp_tool_not_found",
             Denial::ToolUnavailable(_) => "mcp_server_unavailable",
             Denial::ToolTimeout { .. } => "mcp_tool_timeout",
@@ -182,7 +187,7 @@ impl Denial {
             ),
             Denial::BadRequest(reason) => reason.clone(),
             Denial::UnknownRoute(path) => format!(
-                "Warden does not govern '{path}': use /v1/chat/completions, /v1/responses, /v1/embeddings, /v1/completions, /v1/models or /v1/mcp/tool/execute"
+                "Warden does not govern '{path}': use /v1/chat/completions, /v1/responses, /v1/embeddings, /v1/completions, /v1/models, /v1/mcp/tool/execute or /mcp"
             ),
             Denial::ModelBlocked(model) => format!("Model '{model}' is not allowed for this virtual key"),
             Denial::ProviderBlocked(provider) => format!("Provider '{provider}' is not allowed for this virtual key"),
@@ -204,6 +209,9 @@ impl Denial {
                 "{entity} budget: the control plane has granted this gateway no share of the budget (unreachable?), and its fail mode is to refuse"
             ),
             Denial::ToolBlocked(tool, key) => format!("MCP tool '{tool}' is not allowed for virtual key '{key}'"),
+            Denial::VirtualMcpBlocked(slug, key) => {
+                format!("Virtual MCP '{slug}' is not attached to virtual key '{key}' (or does not exist)")
+            }
             Denial::ToolUnavailable(why) => why.clone(),
             Denial::ToolTimeout { tool, ms } => {
                 format!("MCP tool '{tool}' did not answer within {ms} ms; the call was cancelled")

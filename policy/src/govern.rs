@@ -6,10 +6,11 @@ use crate::budgets::{self, BudgetReservation};
 use crate::counter::Counters;
 use crate::inference::{Endpoint, InferenceBody};
 use crate::limits::{self, RateReport, Reservation};
-use crate::mcp::{ExecuteFormat, IncludeHeaders, McpClientRecord, McpIndex, ToolCall};
+use crate::mcp::{ExecuteFormat, IncludeHeaders, McpClientRecord, McpGrant, McpIndex, ToolCall};
 use crate::pricing::Price;
 use crate::records::{CustomerRecord, ModelRecord, ProviderRecord, TeamRecord, provider_cluster};
 use crate::routing::{self, choose};
+use crate::rpc::McpScope;
 use crate::settings::FilterSettings;
 use crate::{Denial, VirtualKeyRecord};
 use serde_json::json;
@@ -200,12 +201,9 @@ fn mcp_tools(
         .collect()
 }
 
-/// Judges one `/v1/mcp/tool/execute` call of an admitted key: the tool must exist and be allowed
-/// (client ceiling ∩ key grant ∩ include headers); its call limit and price are reserved like a
-/// request's. The dispatch goes to the hub; its estimate is the tool's price, charged unless the
-/// call fails.
+/// Judges one `/v1/mcp/tool/execute` call of an admitted key (see [`tool_call`]).
 #[allow(clippy::too_many_arguments, reason = "each argument is one independent input of the decision")]
-pub fn tool_call(
+pub fn tool_execute(
     key: &VirtualKeyRecord,
     query: &str,
     body: &[u8],
@@ -216,28 +214,76 @@ pub fn tool_call(
     control_plane_up: bool,
     include: &IncludeHeaders,
 ) -> (RateReport, Result<Dispatch, Denial>) {
+    let parsed = ExecuteFormat::of_query(query).and_then(|format| Ok((format, ToolCall::parse(format, body)?)));
+    let (format, call) = match parsed {
+        Ok(parsed) => parsed,
+        Err(denial) => return (RateReport::default(), Err(denial)),
+    };
+    let path = format!("/v1{}?format={}", Endpoint::ToolExecute.path(), format.as_str());
+    let judged =
+        ToolJudgement { grants: &key.mcp_configs, path, records, counters, now_ms, settings, control_plane_up };
+    tool_call(key, &call, include, judged)
+}
+
+/// Judges one `tools/call` POSTed to `/mcp` or `/mcp/<slug>` (see [`tool_call`]): on a Virtual
+/// MCP only its bundle's tools, and only for keys attached to it.
+#[allow(clippy::too_many_arguments, reason = "each argument is one independent input of the decision")]
+pub fn mcp_tool_call(
+    key: &VirtualKeyRecord,
+    path: &str,
+    call: &ToolCall,
+    records: &impl Records,
+    counters: &impl Counters,
+    now_ms: u64,
+    settings: &FilterSettings,
+    control_plane_up: bool,
+    include: &IncludeHeaders,
+) -> (RateReport, Result<Dispatch, Denial>) {
+    let scope = McpScope::of(path.as_bytes()).unwrap_or(McpScope::All);
+    let grants = match key.mcp_grants(scope) {
+        Ok(grants) => grants,
+        Err(denial) => return (RateReport::default(), Err(denial)),
+    };
+    let path = path.to_owned();
+    tool_call(key, call, include, ToolJudgement { grants, path, records, counters, now_ms, settings, control_plane_up })
+}
+
+/// What judging a tool call needs besides the key, the call and the headers.
+struct ToolJudgement<'a, R, C> {
+    /// The grants that decide which tools the key may call here.
+    grants: &'a [McpGrant],
+    /// The hub's path for the call.
+    path: String,
+    records: &'a R,
+    counters: &'a C,
+    now_ms: u64,
+    settings: &'a FilterSettings,
+    control_plane_up: bool,
+}
+
+/// Judges one tool call of an admitted key: the tool must exist and be allowed (client ceiling
+/// ∩ grants ∩ include headers); its call limit and price are reserved like a request's. The
+/// dispatch goes to the hub; its estimate is the tool's price, charged unless the call fails.
+fn tool_call<R: Records, C: Counters>(
+    key: &VirtualKeyRecord,
+    call: &ToolCall,
+    include: &IncludeHeaders,
+    j: ToolJudgement<'_, R, C>,
+) -> (RateReport, Result<Dispatch, Denial>) {
     let none = RateReport::default();
-    let format = match ExecuteFormat::of_query(query) {
-        Ok(format) => format,
-        Err(denial) => return (none, Err(denial)),
-    };
-    let call = match ToolCall::parse(format, body) {
-        Ok(call) => call,
-        Err(denial) => return (none, Err(denial)),
-    };
     let Some((client_name, tool)) = call.split() else {
         return (none, Err(Denial::ToolUnknown(call.name.clone())));
     };
-    let client = records.mcp_client(client_name);
+    let client = j.records.mcp_client(client_name);
     let Some(client) = client.filter(|c| c.tools.iter().any(|t| t.name == tool)) else {
         return (none, Err(Denial::ToolUnknown(call.name.clone())));
     };
-    if !crate::mcp::allows(&key.mcp_configs, &client, tool, include) {
+    if !crate::mcp::allows(j.grants, &client, tool, include) {
         return (none, Err(Denial::ToolBlocked(call.name.clone(), key.name.clone())));
     }
-    let team = key.team_id.as_deref().and_then(|id| records.team(id));
+    let team = key.team_id.as_deref().and_then(|id| j.records.team(id));
     let customer_id = key.customer_id.as_deref().or_else(|| team.as_ref().and_then(|t| t.customer_id.as_deref()));
-    let customer = customer_id.and_then(|id| records.customer(id));
+    let customer = customer_id.and_then(|id| j.records.customer(id));
     let limit =
         key.mcp_configs.iter().find(|g| g.mcp_client_name == client.name).and_then(|g| g.tool_call_limits.get(tool));
     // A tool call counts against its call limit only, not the key's request limits (those are
@@ -246,22 +292,23 @@ pub fn tool_call(
     let mut owners: Vec<limits::Scope<'_>> = key.scope().into_iter().collect();
     owners.extend(customer.as_ref().and_then(CustomerRecord::scope));
     owners.extend(team.as_ref().and_then(TeamRecord::scope));
-    let (report, reserved) = limits::reserve(&call_limit, counters, now_ms, control_plane_up);
+    let (report, reserved) = limits::reserve(&call_limit, j.counters, j.now_ms, j.control_plane_up);
     let reservation = match reserved {
         Ok(r) => r,
         Err(denial) => return (report, Err(denial)),
     };
     let price = client.tool_pricing.get(tool).copied().unwrap_or(0);
-    let held = match budgets::reserve(&owners, price, counters, now_ms, settings.budget_fail_mode, control_plane_up) {
+    let fail_mode = j.settings.budget_fail_mode;
+    let held = match budgets::reserve(&owners, price, j.counters, j.now_ms, fail_mode, j.control_plane_up) {
         Ok(held) => held,
         Err(denial) => {
-            limits::release(&reservation, counters);
+            limits::release(&reservation, j.counters);
             return (report, Err(denial));
         }
     };
     let dispatch = Dispatch {
         cluster: crate::mcp::HUB_CLUSTER.into(),
-        path: format!("/v1{}?format={}", Endpoint::ToolExecute.path(), format.as_str()),
+        path: j.path,
         timeout_ms: None,
         body: None,
         reservation,
@@ -280,6 +327,15 @@ pub fn tool_call(
         },
     };
     (report, Ok(dispatch))
+}
+
+/// Whether a chat of this key goes to agent mode: some tool it may see under these headers is
+/// one agent mode runs by itself.
+pub fn agent_mode(key: &VirtualKeyRecord, records: &impl Records, include: &IncludeHeaders) -> bool {
+    let index = records.mcp_index().unwrap_or_default();
+    crate::mcp::candidate_clients(&key.mcp_configs, &index, include).iter().filter_map(|c| records.mcp_client(c)).any(
+        |client| client.tools.iter().any(|t| crate::mcp::auto_executes(&key.mcp_configs, &client, &t.name, include)),
+    )
 }
 
 /// The `/v1/models` answer for a key: only what it may use.
@@ -544,6 +600,7 @@ mod tests {
             tools_to_execute: vec!["*".into()],
             allow_by_default: false,
             tool_pricing: [("read".to_owned(), price_micros)].into(),
+            tools_to_auto_execute: vec!["read".into()],
             tools: vec![tool("read"), tool("write")],
         }
     }
@@ -598,7 +655,7 @@ mod tests {
             format!(r#"{{"id":"c1","type":"function","function":{{"name":"{name}","arguments":"{{}}"}}}}"#)
         };
         let run = |k: &VirtualKeyRecord, name: &str, now: u64| {
-            tool_call(k, "format=chat", call(name).as_bytes(), &w, &w, now, &SETTINGS, true, &NO_HEADERS).1
+            tool_execute(k, "format=chat", call(name).as_bytes(), &w, &w, now, &SETTINGS, true, &NO_HEADERS).1
         };
         let d = run(&k, "fs-read", 0).unwrap();
         assert_eq!((d.cluster.as_str(), d.path.as_str()), ("warden-hub", "/v1/mcp/tool/execute?format=chat"));
@@ -614,8 +671,39 @@ mod tests {
         assert_eq!(run(&k, "fs-write", 0).unwrap_err(), Denial::ToolBlocked("fs-write".into(), "team-a".into()));
         assert_eq!(run(&k, "fs-delete", 0).unwrap_err(), Denial::ToolUnknown("fs-delete".into()));
         assert_eq!(run(&k, "nohyphen", 0).unwrap_err().status(), 404);
-        let bad = tool_call(&k, "format=xml", b"{}", &w, &w, 0, &SETTINGS, true, &NO_HEADERS).1;
+        let bad = tool_execute(&k, "format=xml", b"{}", &w, &w, 0, &SETTINGS, true, &NO_HEADERS).1;
         assert_eq!(bad.unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn mcp_calls_are_scoped_to_the_key_or_its_virtual_mcp() {
+        let mut w = world();
+        w.mcp.push(fs_client(300));
+        let mut k = key();
+        k.mcp_configs = vec![grant(&["read", "write"])];
+        k.virtual_mcps.insert("readers".into(), vec![grant(&["read"])]);
+        let call = |name: &str| ToolCall { call_id: "1".into(), name: name.into(), arguments: Default::default() };
+        let run = |path: &str, name: &str| {
+            mcp_tool_call(&k, path, &call(name), &w, &w, 0, &SETTINGS, true, &NO_HEADERS).1.map(|d| d.path)
+        };
+        assert_eq!(run("/mcp", "fs-write").unwrap(), "/mcp");
+        assert_eq!(run("/mcp/readers", "fs-read").unwrap(), "/mcp/readers");
+        assert_eq!(run("/mcp/readers", "fs-write").unwrap_err().kind(), "mcp_tool_blocked");
+        assert_eq!(run("/mcp/writers", "fs-read").unwrap_err().kind(), "virtual_mcp_blocked");
+    }
+
+    #[test]
+    fn agent_mode_needs_a_tool_the_key_may_run_by_itself() {
+        let mut w = world();
+        w.mcp.push(fs_client(0));
+        let mut k = key();
+        assert!(!agent_mode(&k, &w, &NO_HEADERS));
+        k.mcp_configs = vec![grant(&["write"])];
+        // `read` is auto-executed by the client, but this key may not call it.
+        assert!(!agent_mode(&k, &w, &NO_HEADERS));
+        k.mcp_configs = vec![grant(&["read"])];
+        assert!(agent_mode(&k, &w, &NO_HEADERS));
+        assert!(!agent_mode(&k, &w, &IncludeHeaders::parse(None, Some(b"fs-write"))));
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub enum Endpoint {
     Models,
     /// `POST /v1/mcp/tool/execute`: one MCP tool call, executed by the hub.
     ToolExecute,
+    /// `/mcp` and `/mcp/<slug>` (`POST`, `GET`, `DELETE`): Warden as an MCP server, served by
+    /// the hub.
+    Mcp,
 }
 
 impl Endpoint {
@@ -36,6 +39,7 @@ impl Endpoint {
             (b"POST", b"/v1/embeddings") => Some(Endpoint::Embeddings),
             (b"GET", b"/v1/models") => Some(Endpoint::Models),
             (b"POST", b"/v1/mcp/tool/execute") => Some(Endpoint::ToolExecute),
+            (b"POST" | b"GET" | b"DELETE", _) if crate::rpc::McpScope::of(path).is_some() => Some(Endpoint::Mcp),
             _ => None,
         }
     }
@@ -49,6 +53,7 @@ impl Endpoint {
             Endpoint::Embeddings => "/embeddings",
             Endpoint::Models => "/models",
             Endpoint::ToolExecute => "/mcp/tool/execute",
+            Endpoint::Mcp => "/mcp",
         }
     }
 

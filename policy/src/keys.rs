@@ -93,6 +93,15 @@ where
     })
 }
 
+/// The virtual key `source` carries in `headers`: agent mode sends its steps back through the
+/// gateway as the caller, with the caller's key.
+pub fn presented_secret<'h, I>(headers: I, source: KeySource) -> Option<&'h [u8]>
+where
+    I: IntoIterator<Item = (&'h str, &'h [u8])>,
+{
+    headers.into_iter().filter(|(name, _)| *name == source.header()).find_map(|(_, value)| source.key_in(value))
+}
+
 /// Every header that carries a virtual key, whichever won: none of them may reach the provider.
 pub fn key_headers<'h, I>(headers: I) -> impl Iterator<Item = &'static str>
 where
@@ -196,6 +205,8 @@ mod tests {
     #[test]
     fn only_x_bf_vk_takes_unprefixed_keys() {
         assert_eq!(find(&[("x-bf-vk", "legacy-key")]).unwrap().source, KeySource::BifrostHeader);
+        let bearer = [("authorization", &b"Bearer  sk-bf-abc "[..])];
+        assert_eq!(presented_secret(bearer, KeySource::Authorization), Some(&b"sk-bf-abc"[..]));
         assert_eq!(find(&[("authorization", "Bearer sk-openai-123")]), None);
         assert_eq!(find(&[("x-api-key", "legacy-key")]), None);
     }

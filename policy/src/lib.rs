@@ -20,6 +20,7 @@ pub mod mcp;
 pub mod pricing;
 pub mod records;
 pub mod routing;
+pub mod rpc;
 pub mod settings;
 pub mod sync;
 pub mod window;

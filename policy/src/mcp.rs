@@ -18,6 +18,13 @@ pub const INDEX_ID: &str = "*";
 /// The Envoy cluster of the control plane's MCP hub, which executes tools.
 pub const HUB_CLUSTER: &str = "warden-hub";
 
+/// The hub's route for chats that agent mode runs.
+pub const AGENT_PATH: &str = "/v1/agent/chat/completions";
+
+/// Set on the chats the hub sends through Envoy for each agent step, so that they go to the
+/// model and not back to the hub. A caller that sets it only opts out of agent mode.
+pub const AGENT_STEP_HEADER: &str = "x-warden-agent-step";
+
 /// The ledger's provider for tool calls; their model is the tool's exposed name, so model and
 /// tool spend sit in one ledger.
 pub const LEDGER_PROVIDER: &str = "mcp";
@@ -33,6 +40,9 @@ pub struct McpClientRecord {
     /// Usable by every key without an entry in its `mcp_configs`.
     #[serde(default)]
     pub allow_by_default: bool,
+    /// The tools agent mode runs by itself (`*` = all); only those also in `tools_to_execute`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools_to_auto_execute: Vec<String>,
     /// Price per call, µ$, by tool name (as the server names it).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tool_pricing: BTreeMap<String, u64>,
@@ -151,6 +161,12 @@ impl IncludeHeaders {
         });
         client_ok && tools_ok
     }
+}
+
+/// Whether agent mode may run `tool` of `client` by itself for a key with `grants`: the key may
+/// call it, and the client lists it in `tools_to_auto_execute`.
+pub fn auto_executes(grants: &[McpGrant], client: &McpClientRecord, tool: &str, headers: &IncludeHeaders) -> bool {
+    listed(&client.tools_to_auto_execute, tool) && allows(grants, client, tool, headers)
 }
 
 /// Whether a key with `grants` may call `tool` of `client` under these headers: the client's
@@ -398,6 +414,7 @@ mod tests {
             name: name.into(),
             tools_to_execute: ceiling.iter().map(|s| s.to_string()).collect(),
             allow_by_default: by_default,
+            tools_to_auto_execute: Vec::new(),
             tool_pricing: BTreeMap::new(),
             tools: tools
                 .iter()

@@ -250,6 +250,10 @@ pub struct VirtualKeyRecord {
     /// The MCP clients and tools this key may use (deny by default).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mcp_configs: Vec<crate::mcp::McpGrant>,
+    /// The Virtual MCPs attached to this key, by slug: the tools each bundles. Their tools are
+    /// also in `mcp_configs` (a bundle grants them); here they scope `/mcp/<slug>`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub virtual_mcps: std::collections::BTreeMap<String, Vec<crate::mcp::McpGrant>>,
 }
 
 impl VirtualKeyRecord {
@@ -268,6 +272,20 @@ impl VirtualKeyRecord {
             max_concurrent_requests: None,
             prices: std::collections::BTreeMap::new(),
             mcp_configs: Vec::new(),
+            virtual_mcps: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// The grants that scope an `/mcp` request: the key's own, or a Virtual MCP's bundle if the
+    /// key is attached to it (else refused: a key sees no bundle it is not attached to).
+    pub fn mcp_grants(&self, scope: crate::rpc::McpScope<'_>) -> Result<&[crate::mcp::McpGrant], Denial> {
+        match scope {
+            crate::rpc::McpScope::All => Ok(&self.mcp_configs),
+            crate::rpc::McpScope::Virtual(slug) => self
+                .virtual_mcps
+                .get(slug)
+                .map(Vec::as_slice)
+                .ok_or_else(|| Denial::VirtualMcpBlocked(slug.to_owned(), self.name.clone())),
         }
     }
 

@@ -15,7 +15,7 @@ pub(super) async fn app() -> (Router, AppState) {
     let store: Arc<dyn Store> = Arc::new(SqlStore::in_memory().await.unwrap());
     let cache = Arc::new(Cache::default());
     let filter = Arc::new(FilterSource::new("/filter.wasm".into(), FilterSettings::for_cluster("warden_xds"), &cache));
-    let hub = Arc::new(crate::mcp::Hub::new(cache.clone(), "127.0.0.1:8082".into()));
+    let hub = Arc::new(crate::mcp::Hub::new(cache.clone(), "127.0.0.1:8082".into(), "http://127.0.0.1:8080"));
     let state = AppState {
         store,
         cache,

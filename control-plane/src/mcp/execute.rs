@@ -1,23 +1,14 @@
-//! The hub's HTTP side, reached only through Envoy: `POST /v1/mcp/tool/execute`. The filter has
-//! already authorised the call for the key and its headers and reserved its price; Envoy adds
-//! the hub token from SDS, so a caller that bypasses Envoy is refused.
+//! `POST /v1/mcp/tool/execute`. The filter has already authorised the call for the key and its
+//! headers and reserved its price.
 
 use super::Hub;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use warden_policy::Denial;
 use warden_policy::mcp::{ExecuteFormat, ToolCall, ToolOutput};
-
-/// The hub's router.
-pub fn router(hub: Arc<Hub>) -> Router {
-    Router::new().route("/v1/mcp/tool/execute", post(execute)).with_state(hub)
-}
 
 fn answer(status: StatusCode, body: Vec<u8>) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
@@ -27,18 +18,7 @@ fn refuse(denial: &Denial) -> Response {
     answer(StatusCode::from_u16(denial.status()).unwrap_or(StatusCode::BAD_GATEWAY), denial.body())
 }
 
-fn from_envoy(hub: &Hub, headers: &HeaderMap) -> bool {
-    let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let expected = format!("Bearer {}", hub.endpoint.token);
-    // Comparing hashes keeps the comparison time independent of the token's content.
-    Sha256::digest(presented.as_bytes()) == Sha256::digest(expected.as_bytes())
-}
-
-async fn execute(State(hub): State<Arc<Hub>>, RawQuery(query): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
-    if !from_envoy(&hub, &headers) {
-        let reason = "the MCP hub answers only Envoy's Warden filter; send tool calls to the gateway";
-        return answer(StatusCode::UNAUTHORIZED, Denial::BadRequest(reason.into()).body());
-    }
+pub(super) async fn execute(State(hub): State<Arc<Hub>>, RawQuery(query): RawQuery, body: Bytes) -> Response {
     let call = ExecuteFormat::of_query(query.as_deref().unwrap_or_default())
         .and_then(|format| Ok((format, ToolCall::parse(format, &body)?)));
     let (format, call) = match call {
@@ -57,6 +37,7 @@ async fn execute(State(hub): State<Arc<Hub>>, RawQuery(query): RawQuery, headers
 
 #[cfg(test)]
 mod tests {
+    use super::super::router;
     use super::*;
     use axum::body::Body;
     use axum::http::Request;
@@ -67,7 +48,8 @@ mod tests {
         if let Some(value) = authorization {
             request = request.header("authorization", value);
         }
-        let response = router(hub).oneshot(request.body(Body::from(body.to_owned())).unwrap()).await.unwrap();
+        let response =
+            router(hub, Vec::new()).oneshot(request.body(Body::from(body.to_owned())).unwrap()).await.unwrap();
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
         (status, String::from_utf8_lossy(&bytes).into_owned())
@@ -75,7 +57,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_envoy_with_the_token_gets_through() {
-        let hub = Arc::new(Hub::new(Arc::default(), "127.0.0.1:1".into()));
+        let hub = Arc::new(Hub::new(Arc::default(), "127.0.0.1:1".into(), "http://127.0.0.1:1"));
         let call = r#"{"id":"c","type":"function","function":{"name":"fs-read","arguments":"{}"}}"#;
         let (status, body) = post(hub.clone(), None, "", call).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");

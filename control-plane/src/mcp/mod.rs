@@ -1,24 +1,64 @@
 //! The MCP hub: one supervised connection per configured MCP server, the tool catalog it
-//! publishes to every filter (`mcp:<client>` records and the `mcp:*` index), and tool execution
-//! for `/v1/mcp/tool/execute`.
+//! publishes to every filter (`mcp:<client>` records and the `mcp:*` index), and the routes
+//! Envoy sends it: tool execution (`/v1/mcp/tool/execute`), Warden as an MCP server (`/mcp`,
+//! `/mcp/<slug>`) and agent mode.
 
 mod execute;
+pub mod records;
+mod server;
 mod upstream;
 
-pub use execute::router;
 pub use upstream::{State, Status};
 
-use crate::model::McpClient;
+use crate::model::{McpClient, TOOL_MANAGER_SETTING, ToolManagerConfig};
 use crate::store::{Store, StoreError};
 use crate::xds::Cache;
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
 use rmcp::ServiceError;
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use tokio_util::sync::CancellationToken;
 use upstream::Upstream;
 use warden_policy::mcp::{INDEX_ID, McpIndex, exposed_name};
 use warden_policy::{Denial, RecordKind};
+
+/// The hub's routes, each reached only through Envoy (see [`from_envoy`]).
+pub fn router(hub: Arc<Hub>, allowed_origins: Vec<String>) -> Router {
+    let mcp = server::service(hub.clone(), allowed_origins);
+    Router::new()
+        .route("/v1/mcp/tool/execute", post(execute::execute))
+        .route(warden_policy::mcp::AGENT_PATH, post(crate::agent::chat))
+        .route_service("/mcp", mcp.clone())
+        .route_service("/mcp/{slug}", mcp)
+        .layer(middleware::from_fn_with_state(hub.clone(), from_envoy))
+        .with_state(hub)
+}
+
+/// Refuses every caller but Envoy's Warden filter: Envoy adds the hub token from SDS to what
+/// the filter routes here, after the filter has admitted the key and judged the request.
+async fn from_envoy(
+    axum::extract::State(hub): axum::extract::State<Arc<Hub>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let expected = format!("Bearer {}", hub.endpoint.token);
+    // Comparing hashes keeps the comparison time independent of the token's content.
+    if Sha256::digest(presented.as_bytes()) != Sha256::digest(expected.as_bytes()) {
+        let reason = "the MCP hub answers only Envoy's Warden filter; send requests to the gateway";
+        let body = Denial::BadRequest(reason.into()).body();
+        return (StatusCode::UNAUTHORIZED, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    }
+    next.run(request).await
+}
 
 /// Where Envoy reaches the hub, and the token it must present there.
 pub struct HubEndpoint {
@@ -35,24 +75,41 @@ pub struct Hub {
     following: tokio::sync::Mutex<()>,
     cache: Arc<Cache>,
     pub endpoint: HubEndpoint,
+    /// Cancelled at shutdown: ends `/mcp` sessions and streams.
+    stopping: CancellationToken,
+    pub agent: crate::agent::Agent,
 }
 
 impl Hub {
-    pub fn new(cache: Arc<Cache>, advertise: String) -> Hub {
+    /// `gateway` is Envoy's listener as the hub reaches it (agent mode's steps go there).
+    pub fn new(cache: Arc<Cache>, advertise: String, gateway: &str) -> Hub {
         let token = format!("wdn-hub-{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
         Hub {
             upstreams: Mutex::default(),
             following: tokio::sync::Mutex::new(()),
             cache,
             endpoint: HubEndpoint { advertise, token },
+            stopping: CancellationToken::new(),
+            agent: crate::agent::Agent::new(gateway),
         }
     }
 
-    /// Reads the MCP clients from the store and serves exactly those (see [`Hub::apply`]).
+    /// Reads the MCP clients and the tool manager's settings from the store and serves exactly
+    /// those clients (see [`Hub::apply`]).
     pub async fn follow(&self, store: &dyn Store) -> Result<(), StoreError> {
         let _one_at_a_time = self.following.lock().await;
         self.apply(store.mcp_clients().await?);
+        let stored = store.setting(TOOL_MANAGER_SETTING).await?;
+        match stored.map(|text| serde_json::from_str::<ToolManagerConfig>(&text)).transpose() {
+            Ok(config) => self.agent.set_config(config.unwrap_or_default()),
+            Err(e) => tracing::error!(error = %e, "stored tool manager settings unreadable; kept the previous ones"),
+        }
         Ok(())
+    }
+
+    /// The published policy records, which the hub judges with.
+    pub fn cache(&self) -> &Arc<Cache> {
+        &self.cache
     }
 
     /// Makes the hub serve exactly `clients`: starts new ones, reconnects those whose
@@ -153,8 +210,9 @@ impl Hub {
         }
     }
 
-    /// Stops every connection (stdio children exit).
+    /// Stops every connection (stdio children exit) and ends `/mcp` sessions.
     pub fn shutdown(&self) {
+        self.stopping.cancel();
         for u in self.all() {
             u.stop();
         }

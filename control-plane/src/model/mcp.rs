@@ -163,6 +163,7 @@ impl McpClient {
             name: self.name.clone(),
             tools_to_execute: self.tools_to_execute.clone(),
             allow_by_default: self.allow_by_default,
+            tools_to_auto_execute: self.tools_to_auto_execute.clone(),
             tool_pricing: self.tool_pricing.iter().map(|(t, usd)| (t.clone(), (usd * 1e6).round() as u64)).collect(),
             tools,
         }

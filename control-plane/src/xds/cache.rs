@@ -156,6 +156,11 @@ impl Cache {
         self.read().records.len()
     }
 
+    /// The body of one policy record, as every filter holds it.
+    pub fn record(&self, name: &str) -> Option<Arc<Vec<u8>>> {
+        self.read().records.get(name).map(|e| e.body.clone())
+    }
+
     /// Adds or replaces records; unchanged bodies are not re-sent.
     pub fn upsert(&self, records: impl IntoIterator<Item = (String, Vec<u8>)>) {
         let mut changed = false;
