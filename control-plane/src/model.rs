@@ -12,6 +12,7 @@ mod model_config;
 mod org;
 mod provider;
 mod tool_manager;
+mod virtual_mcp;
 
 pub use mcp::{ConnectionType, McpClient, REDACTED, StdioConfig};
 pub use model_config::{ModelConfig, model_record};
@@ -19,6 +20,7 @@ pub use org::{Customer, Team};
 pub use provider::{Provider, ProviderKey, ProviderKind, Timeouts, Upstream};
 pub use tool_manager::SETTING as TOOL_MANAGER_SETTING;
 pub use tool_manager::{BindingLevel, ToolManagerConfig};
+pub use virtual_mcp::{BundledTools, Bundles, VirtualMcp};
 
 /// A virtual key. The secret itself is never kept: only its SHA-256 and a display prefix.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -184,9 +186,10 @@ impl VirtualKey {
         Ok(())
     }
 
-    /// The policy record every filter receives for this key.
-    pub fn record(&self) -> VirtualKeyRecord {
-        VirtualKeyRecord {
+    /// The policy record every filter receives for this key, with the Virtual MCPs attached to
+    /// it.
+    pub fn record(&self, bundles: &Bundles) -> VirtualKeyRecord {
+        let mut record = VirtualKeyRecord {
             id: self.id.clone(),
             name: self.name.clone(),
             is_active: self.is_active,
@@ -205,7 +208,12 @@ impl VirtualKey {
             prices: self.prices.clone(),
             mcp_configs: self.mcp_configs.iter().map(McpConfig::grant).collect(),
             virtual_mcps: Default::default(),
+        };
+        for (slug, grants) in bundles.of(&self.id) {
+            virtual_mcp::merge_grants(&mut record.mcp_configs, grants);
+            record.virtual_mcps.insert(slug.clone(), grants.clone());
         }
+        record
     }
 }
 

@@ -46,24 +46,27 @@ enum Phase {
     /// Nothing decided yet, or answered locally.
     Idle,
     /// Key admitted; the body decides the rest.
-    AwaitingBody {
-        key: Box<VirtualKeyRecord>,
-        endpoint: Endpoint,
-        query: String,
-        generation: u64,
-        /// Whether the control plane was heard from lately, at admission.
-        control_plane_up: bool,
-        /// The request's MCP include headers.
-        include: IncludeHeaders,
-        /// On `/mcp`: the path and the `Mcp-Method`/`Mcp-Name` headers.
-        mcp: Option<McpPost>,
-        /// The key's hash, which names its record for the hub.
-        key_hash: String,
-        /// A chat that agent mode runs: the caller's key, for the hub.
-        agent_key: Option<String>,
-    },
+    AwaitingBody(Box<Awaiting>),
     /// Sent upstream; the response's usage is still to be charged.
     Dispatched(Box<Dispatched>),
+}
+
+/// An admitted request waiting for its body.
+struct Awaiting {
+    key: VirtualKeyRecord,
+    endpoint: Endpoint,
+    query: String,
+    generation: u64,
+    /// Whether the control plane was heard from lately, at admission.
+    control_plane_up: bool,
+    /// The request's MCP include headers.
+    include: IncludeHeaders,
+    /// On `/mcp`: the path and the `Mcp-Method`/`Mcp-Name` headers.
+    mcp: Option<McpPost>,
+    /// The key's hash, which names its record for the hub.
+    key_hash: String,
+    /// A chat that agent mode runs: the caller's key, for the hub.
+    agent_key: Option<String>,
 }
 
 /// What an `/mcp` POST's body is judged with.
@@ -194,7 +197,7 @@ impl WardenRequest {
     }
 
     /// Sends the request to the hub as it is, for the key whose record scopes it.
-    fn to_hub(&mut self, key_hash: &str, path: Option<&str>) -> Action {
+    fn route_to_hub(&mut self, key_hash: &str, path: Option<&str>) -> Action {
         host::set_request_header(CLUSTER_HEADER, mcp::HUB_CLUSTER);
         host::set_request_header(KEY_HASH_HEADER, key_hash);
         if let Some(path) = path {
@@ -277,10 +280,6 @@ impl HttpContext for WardenRequest {
             host::send_local_reply(200, &[("content-type", "application/json")], &body);
             return Action::Pause;
         }
-        if end_of_stream {
-            return self
-                .deny(&Denial::BadRequest("the request has no body; it needs a JSON body with 'model'".into()), &none);
-        }
         let include = IncludeHeaders::parse(optional(mcp::INCLUDE_CLIENTS_HEADER), optional(mcp::INCLUDE_TOOLS_HEADER));
         let mut mcp_post = None;
         if endpoint == Endpoint::Mcp {
@@ -288,14 +287,18 @@ impl HttpContext for WardenRequest {
             if let Err(denial) = admitted.record.mcp_grants(scope) {
                 return self.deny(&denial, &none);
             }
-            if header(":method") != b"POST" {
-                return self.to_hub(&admitted.key.hash.to_hex(), None);
+            if header(":method") != b"POST" || end_of_stream {
+                return self.route_to_hub(&admitted.key.hash.to_hex(), None);
             }
             mcp_post = Some(McpPost {
                 path: String::from_utf8_lossy(path).into_owned(),
                 method: optional(rpc::METHOD_HEADER).map(<[u8]>::to_vec),
                 name: optional(rpc::NAME_HEADER).map(<[u8]>::to_vec),
             });
+        }
+        if end_of_stream {
+            return self
+                .deny(&Denial::BadRequest("the request has no body; it needs a JSON body with 'model'".into()), &none);
         }
         let agent_key = (endpoint == Endpoint::ChatCompletions
             && !agent_step
@@ -304,8 +307,8 @@ impl HttpContext for WardenRequest {
         .flatten()
         .map(|secret| String::from_utf8_lossy(secret).into_owned());
         let query = path.splitn(2, |b| *b == b'?').nth(1).unwrap_or_default();
-        self.phase = Phase::AwaitingBody {
-            key: Box::new(admitted.record),
+        self.phase = Phase::AwaitingBody(Box::new(Awaiting {
+            key: admitted.record,
             endpoint,
             query: String::from_utf8_lossy(query).into_owned(),
             generation,
@@ -314,13 +317,13 @@ impl HttpContext for WardenRequest {
             mcp: mcp_post,
             key_hash: admitted.key.hash.to_hex(),
             agent_key,
-        };
+        }));
         // Routing waits for `model` in the body (needs `allow_on_headers_stop_iteration`).
         Action::Pause
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let Phase::AwaitingBody { .. } = &self.phase else { return Action::Continue };
+        let Phase::AwaitingBody(_) = &self.phase else { return Action::Continue };
         let limit = self.settings.as_ref().map_or(0, |s| s.max_request_body_bytes);
         if body_size as u64 > limit {
             let reason = format!("the request body exceeds Warden's limit of {limit} bytes (max_request_body_bytes)");
@@ -329,24 +332,15 @@ impl HttpContext for WardenRequest {
         if !end_of_stream {
             return Action::Pause;
         }
-        let Phase::AwaitingBody {
-            key,
-            endpoint,
-            query,
-            generation,
-            control_plane_up,
-            include,
-            mcp,
-            key_hash,
-            agent_key,
-        } = std::mem::replace(&mut self.phase, Phase::Idle)
-        else {
+        let Phase::AwaitingBody(awaiting) = std::mem::replace(&mut self.phase, Phase::Idle) else {
             return Action::Continue;
         };
+        let Awaiting { key, endpoint, query, generation, control_plane_up, include, mcp, key_hash, agent_key } =
+            *awaiting;
         if let Some(secret) = agent_key {
             // Agent mode governs each step the hub sends back through the gateway, not this.
             host::set_request_header(AGENT_KEY_HEADER, &secret);
-            return self.to_hub(&key_hash, Some(mcp::AGENT_PATH));
+            return self.route_to_hub(&key_hash, Some(mcp::AGENT_PATH));
         }
         let body = host::request_body(body_size).unwrap_or_default();
         let now = host::now_ms();
@@ -362,7 +356,7 @@ impl HttpContext for WardenRequest {
                 }
             };
             let Some(call) = message.call else {
-                return self.to_hub(&key_hash, None);
+                return self.route_to_hub(&key_hash, None);
             };
             let id = message.id.unwrap_or_default();
             let (report, decision) = govern::mcp_tool_call(

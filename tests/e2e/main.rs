@@ -2,11 +2,13 @@
 //! provider, each started by the test and killed by pid when it ends. See README.md in this
 //! folder for what each scenario proves.
 
+mod agent;
 mod clients;
 mod fleet;
 mod governance;
 mod ledger;
 mod lifecycle;
 mod mcp;
+mod mcp_server;
 mod resilience;
 mod scale;

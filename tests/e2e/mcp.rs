@@ -18,7 +18,7 @@ fn everything_http(stack: &Stack, port: u16) -> Proc {
     Proc::spawn("server-everything", cmd, &stack.log_dir())
 }
 
-fn edge_http(stack: &Stack, port: u16) -> Proc {
+pub fn edge_http(stack: &Stack, port: u16) -> Proc {
     let mut cmd = Command::new(python_bin());
     cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/mcp/edge_server.py")).args([
         "--transport",
@@ -31,7 +31,7 @@ fn edge_http(stack: &Stack, port: u16) -> Proc {
     Proc::spawn("edge-server", cmd, &stack.log_dir())
 }
 
-async fn wait_listening(stack: &Stack, what: &str, port: u16) {
+pub async fn wait_listening(stack: &Stack, what: &str, port: u16) {
     stack
         .wait_for(what, Duration::from_secs(30), || async move {
             tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
@@ -40,7 +40,7 @@ async fn wait_listening(stack: &Stack, what: &str, port: u16) {
 }
 
 /// Waits until every named client is connected, and returns the clients as listed.
-async fn wait_connected(stack: &Stack, names: &[&str]) -> Vec<Value> {
+pub async fn wait_connected(stack: &Stack, names: &[&str]) -> Vec<Value> {
     let listed = || async {
         let (_, body) = stack.admin_call(Method::GET, "/api/mcp/clients", None).await;
         body["clients"].as_array().cloned().unwrap_or_default()
@@ -54,7 +54,7 @@ async fn wait_connected(stack: &Stack, names: &[&str]) -> Vec<Value> {
     listed().await
 }
 
-async fn add_client(stack: &Stack, body: Value) -> String {
+pub async fn add_client(stack: &Stack, body: Value) -> String {
     let (status, created) = stack.admin_call(Method::POST, "/api/mcp/client", Some(body)).await;
     assert_eq!(status, 201, "{created}");
     created["client"]["config"]["client_id"].as_str().unwrap().to_owned()

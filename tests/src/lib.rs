@@ -56,6 +56,11 @@ pub fn mcp_server_bin(var: &str, under_tools: &str) -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools").join(under_tools))
 }
 
+/// A test tool's file in this crate's folder, e.g. `mcp/mcp_client.py`.
+pub fn test_file(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")

@@ -147,6 +147,7 @@ impl Stack {
         cmd.args(["serve", "--admin-addr", &format!("127.0.0.1:{admin_port}")])
             .args(["--xds-addr", &format!("127.0.0.1:{xds_port}")])
             .args(["--hub-addr", "127.0.0.1:0"])
+            .args(["--gateway-url", &format!("http://127.0.0.1:{}", self.gateway_port)])
             .arg("--data-dir")
             .arg(self.dir.path().join("data"))
             .args(["--admin-token", ADMIN_TOKEN])

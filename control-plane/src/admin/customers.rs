@@ -145,9 +145,7 @@ pub async fn delete(
         ))),
         Deletion::Deleted { entity, detached_teams, detached_keys } => {
             publish_teams(&state.cache, &detached_teams);
-            for key in &detached_keys {
-                state.publish(key);
-            }
+            state.publish(&detached_keys).await?;
             state.cache.remove(&RecordKind::Customer.name(&entity.id));
             tracing::info!(
                 id = %entity.id,

@@ -6,7 +6,7 @@ use super::AppState;
 use super::audit::Before;
 use super::error::ApiError;
 use super::json::{ValidJson, page};
-use crate::model::{ConnectionType, McpClient, REDACTED, StdioConfig};
+use crate::model::{ConnectionType, McpClient, REDACTED, StdioConfig, TOOL_MANAGER_SETTING, ToolManagerConfig};
 use crate::store::KeyQuery;
 use axum::Extension;
 use axum::Json;
@@ -104,9 +104,29 @@ async fn all_keys(state: &AppState) -> Result<Vec<crate::model::VirtualKey>, Api
     Ok(state.store.virtual_keys(&KeyQuery::default()).await?.0)
 }
 
-/// Makes the hub follow the store.
+/// Makes the hub follow the store; keys' records name clients (through their Virtual MCPs).
 async fn apply(state: &AppState) -> Result<(), ApiError> {
-    Ok(state.hub.follow(state.store.as_ref()).await?)
+    state.hub.follow(state.store.as_ref()).await?;
+    Ok(state.publish_all_keys().await?)
+}
+
+/// `GET /api/settings/mcp/tool-manager-config`.
+pub async fn tool_manager(State(state): State<AppState>) -> Json<ToolManagerConfig> {
+    Json(state.hub.agent.config())
+}
+
+/// `PUT /api/settings/mcp/tool-manager-config`: absent fields take their defaults.
+pub async fn put_tool_manager(
+    State(state): State<AppState>,
+    ValidJson(config): ValidJson<ToolManagerConfig>,
+) -> Result<(Extension<Before>, Json<Value>), ApiError> {
+    config.validate()?;
+    let before = Before(serde_json::to_value(state.hub.agent.config()).unwrap_or(Value::Null));
+    let text = serde_json::to_string(&config).unwrap_or_default();
+    state.store.put_setting(TOOL_MANAGER_SETTING, &text).await?;
+    state.hub.agent.set_config(config.clone());
+    tracing::info!(?config, "tool manager settings updated");
+    Ok((Extension(before), Json(json!({"message": "Tool manager settings updated", "config": config}))))
 }
 
 pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<Value>, ApiError> {

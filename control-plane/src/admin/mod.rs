@@ -17,6 +17,7 @@ pub mod sync;
 mod teams;
 mod usage;
 mod virtual_keys;
+mod virtual_mcps;
 
 #[cfg(test)]
 mod governance_tests;
@@ -32,8 +33,8 @@ pub use prices::publish_prices;
 pub use providers::publish_providers;
 pub use publish::publish_governance;
 
-use crate::model::VirtualKey;
-use crate::store::Store;
+use crate::model::{Bundles, VirtualKey};
+use crate::store::{KeyQuery, Store, StoreError};
 use crate::xds::resources::filter_config;
 use crate::xds::{Cache, NodeRegistry};
 use axum::extract::{Request, State};
@@ -92,18 +93,29 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Sends a key's current record to every filter.
-    pub fn publish(&self, key: &VirtualKey) {
-        publish_keys(&self.cache, std::slice::from_ref(key));
+    /// Sends keys' current records to every filter.
+    pub async fn publish(&self, keys: &[VirtualKey]) -> Result<(), StoreError> {
+        publish_keys(&self.cache, keys, &self.bundles().await?);
+        Ok(())
+    }
+
+    /// Sends every key's record to every filter: after a change of the Virtual MCPs.
+    pub async fn publish_all_keys(&self) -> Result<(), StoreError> {
+        let (keys, _) = self.store.virtual_keys(&KeyQuery::default()).await?;
+        self.publish(&keys).await
+    }
+
+    /// The Virtual MCPs, as the grants they give keys.
+    pub async fn bundles(&self) -> Result<Bundles, StoreError> {
+        Ok(Bundles::new(&self.store.virtual_mcps().await?, &self.store.mcp_clients().await?))
     }
 }
 
 /// Puts keys' records into the cache, named by the key hash.
-pub fn publish_keys(cache: &Cache, keys: &[VirtualKey]) {
-    cache.upsert(
-        keys.iter()
-            .filter_map(|k| Some((RecordKind::VirtualKey.name(&k.value_hash), serde_json::to_vec(&k.record()).ok()?))),
-    );
+pub fn publish_keys(cache: &Cache, keys: &[VirtualKey], bundles: &Bundles) {
+    cache.upsert(keys.iter().filter_map(|k| {
+        Some((RecordKind::VirtualKey.name(&k.value_hash), serde_json::to_vec(&k.record(bundles)).ok()?))
+    }));
 }
 
 pub fn token_hash(token: &str) -> [u8; 32] {
@@ -162,6 +174,16 @@ pub fn router(state: AppState) -> Router {
         .route("/api/mcp/client", axum::routing::post(mcp::create))
         .route("/api/mcp/client/{id}", get(mcp::get).put(mcp::update).delete(mcp::delete))
         .route("/api/mcp/client/{id}/reconnect", axum::routing::post(mcp::reconnect))
+        .route("/api/mcp/virtual-mcps", get(virtual_mcps::list).post(virtual_mcps::create))
+        .route(
+            "/api/mcp/virtual-mcps/{id}",
+            get(virtual_mcps::get).put(virtual_mcps::update).delete(virtual_mcps::delete),
+        )
+        .route(
+            "/api/mcp/virtual-mcps/{id}/virtual-keys/{vk_id}",
+            axum::routing::post(virtual_mcps::attach).delete(virtual_mcps::detach),
+        )
+        .route("/api/settings/mcp/tool-manager-config", get(mcp::tool_manager).put(mcp::put_tool_manager))
         .route("/api/envoy/nodes", get(envoy::nodes))
         .route("/api/envoy/filter-settings", get(envoy::filter_settings).put(envoy::put_filter_settings))
         .fallback(not_found)

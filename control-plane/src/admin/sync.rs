@@ -47,7 +47,7 @@ async fn publish_store(state: &AppState) -> anyhow::Result<()> {
 async fn publish_everything(state: &AppState) -> anyhow::Result<()> {
     let store = state.store.as_ref();
     let (keys, _) = store.virtual_keys(&KeyQuery::default()).await?;
-    publish_keys(&state.cache, &keys);
+    publish_keys(&state.cache, &keys, &state.bundles().await?);
     publish_governance(&state.cache, store).await?;
     let providers = store.providers().await?;
     publish_providers(state, &providers);

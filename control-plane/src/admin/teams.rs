@@ -160,9 +160,7 @@ pub async fn delete(
              to clear their team_id"
         ))),
         Deletion::Deleted { entity, detached_keys, .. } => {
-            for key in &detached_keys {
-                state.publish(key);
-            }
+            state.publish(&detached_keys).await?;
             state.cache.remove(&RecordKind::Team.name(&entity.id));
             tracing::info!(id = %entity.id, detached_keys = detached_keys.len(), "team deleted");
             Ok((Extension(Before(view(&entity))), Json(json!({"message": "Team deleted successfully"}))))

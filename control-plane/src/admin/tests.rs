@@ -334,7 +334,7 @@ async fn a_key_can_carry_its_own_prices() {
     assert_eq!(created["virtual_key"]["prices"]["gpt-4o"]["output_per_mtok"], 2);
     let id = created["virtual_key"]["id"].as_str().unwrap();
     let key = state.store.virtual_key(id).await.unwrap().unwrap();
-    assert_eq!(key.record().prices["gpt-4o"].input_per_mtok, 1, "the filters get the key's prices");
+    assert_eq!(key.record(&Default::default()).prices["gpt-4o"].input_per_mtok, 1, "the filters get the key's prices");
     let bad = r#"{"name":"bad","prices":{"gpt-4o":{"input_per_mtok":1,"output_per_mtok":2,"per_token":3}}}"#;
     assert_eq!(call(&app, Method::POST, "/api/governance/virtual-keys", Some(bad)).await.0, StatusCode::BAD_REQUEST);
 }

@@ -91,7 +91,7 @@ struct Run {
 
 /// `POST /v1/agent/chat/completions`, routed here by the filter.
 pub async fn chat(State(hub): State<Arc<Hub>>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(caller) = Caller::of(&headers, mcp::AGENT_PATH, &hub.cache()) else {
+    let Some(caller) = Caller::of(&headers, mcp::AGENT_PATH, hub.cache()) else {
         return refuse(&Denial::KeyNotFound);
     };
     let Some(secret) = headers.get(AGENT_KEY_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned) else {
@@ -167,17 +167,17 @@ impl Run {
             usage.add(&answer["usage"]);
             let message = answer["choices"][0]["message"].clone();
             let calls: Vec<Value> = message["tool_calls"].as_array().cloned().unwrap_or_default();
-            let (auto, pending): (Vec<Value>, Vec<Value>) = calls.into_iter().partition(|c| self.auto(c));
-            let done = auto.is_empty() || !pending.is_empty() || round >= self.config.max_agent_depth;
-            if done {
-                if !pending.is_empty() && !executed.is_empty() {
-                    answer = summary(answer, &executed, pending);
+            let mixed = calls.iter().any(|c| !self.auto(c));
+            if calls.is_empty() || mixed || round >= self.config.max_agent_depth {
+                // A batch with a call the caller must run is left whole to the caller.
+                if mixed && !executed.is_empty() {
+                    answer = summary(answer, &executed, calls);
                 }
                 answer["usage"] = usage.json();
                 return Ok((answer, round + 1));
             }
             round += 1;
-            let results = join_all(auto.iter().map(|call| self.execute(call, round))).await;
+            let results = join_all(calls.iter().map(|call| self.execute(call, round))).await;
             let messages = request.entry("messages").or_insert_with(|| Value::Array(Vec::new()));
             if let Value::Array(messages) = messages {
                 messages.push(message);
@@ -191,8 +191,7 @@ impl Run {
     fn auto(&self, call: &Value) -> bool {
         let name = call["function"]["name"].as_str().unwrap_or_default();
         let Some((client, tool)) = name.split_once(mcp::SEPARATOR) else { return false };
-        let cache = self.hub.cache();
-        let Some(client) = Published(&cache).mcp_client(client) else { return false };
+        let Some(client) = Published(self.hub.cache()).mcp_client(client) else { return false };
         client.tools.iter().any(|t| t.name == tool)
             && mcp::auto_executes(&self.caller.key.mcp_configs, &client, tool, &self.caller.include)
     }

@@ -9,7 +9,7 @@ use rmcp::model::{
 use rmcp::service::{ClientLifecycleMode, ClientServiceExt, NotificationContext, Peer, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
-use rmcp::{ClientHandler, RoleClient};
+use rmcp::{ClientHandler, RoleClient, ServiceError};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -282,7 +282,8 @@ impl Upstream {
             }
         };
         match tokio::time::timeout(Duration::from_secs(5), probe).await {
-            Ok(Ok(())) => Ok(()),
+            // Any answer proves the server alive: 2026-07-28 servers may not know `ping`.
+            Ok(Ok(())) | Ok(Err(ServiceError::McpError(_))) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("no answer within 5 s".into()),
         }

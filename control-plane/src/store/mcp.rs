@@ -1,7 +1,7 @@
 //! The store's half for MCP clients, composed into [`super::Store`].
 
 use super::StoreError;
-use crate::model::McpClient;
+use crate::model::{McpClient, VirtualMcp};
 use async_trait::async_trait;
 
 #[async_trait]
@@ -14,4 +14,12 @@ pub trait McpStore: Send + Sync {
     async fn mcp_client(&self, id: &str) -> Result<Option<McpClient>, StoreError>;
     /// Every client, by name.
     async fn mcp_clients(&self) -> Result<Vec<McpClient>, StoreError>;
+    /// Adds a Virtual MCP; a taken slug is a conflict on `endpoint_slug`.
+    async fn insert_virtual_mcp(&self, vmcp: &VirtualMcp) -> Result<(), StoreError>;
+    /// Replaces a Virtual MCP by id; `false` if there is none.
+    async fn update_virtual_mcp(&self, vmcp: &VirtualMcp) -> Result<bool, StoreError>;
+    async fn delete_virtual_mcp(&self, id: &str) -> Result<Option<VirtualMcp>, StoreError>;
+    async fn virtual_mcp(&self, id: &str) -> Result<Option<VirtualMcp>, StoreError>;
+    /// Every Virtual MCP, by slug.
+    async fn virtual_mcps(&self) -> Result<Vec<VirtualMcp>, StoreError>;
 }
