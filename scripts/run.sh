@@ -31,7 +31,8 @@ trap "exit 130" INT TERM
 
 "$WARDEN_BIN" mock-provider --addr "$MOCK" > "$DATA/logs/mock-provider.log" 2>&1 & pids+=($!)
 "$WARDEN_BIN" serve --admin-addr "$ADMIN" --xds-addr "$XDS" --data-dir "$DATA" \
-  --admin-token-file "$DATA/admin-token" --filter-wasm "$WARDEN_WASM" > "$DATA/logs/warden.log" 2>&1 & pids+=($!)
+  --admin-token-file "$DATA/admin-token" --filter-wasm "$WARDEN_WASM" --gateway-url "http://$LISTEN" \
+  > "$DATA/logs/warden.log" 2>&1 & pids+=($!)
 "$WARDEN_BIN" bootstrap --listen "$LISTEN" --admin "$ENVOY_ADMIN" --xds "$XDS" --out "$DATA/envoy.yaml"
 "$ENVOY_BIN" -c "$DATA/envoy.yaml" --concurrency 2 --use-dynamic-base-id > "$DATA/logs/envoy.log" 2>&1 & pids+=($!)
 
@@ -61,11 +62,12 @@ else
 fi
 
 # An MCP server for the demo: mcp-server-time over stdio (installed by `make tools`), a child of
-# the control plane; its get_current_time costs $0.001 a call.
+# the control plane; its get_current_time costs $0.001 a call and agent mode may run it unasked.
 if ! api "http://$ADMIN/api/mcp/clients?search=time" | grep -q '"name":"time"'; then
   api -X POST "http://$ADMIN/api/mcp/client" -d '{"name":"time","connection_type":"stdio",
     "stdio_config":{"command":"'"$WARDEN_MCP_TIME"'","args":["--local-timezone","UTC"]},
-    "tools_to_execute":["*"],"tool_pricing":{"get_current_time":0.001}}' > /dev/null
+    "tools_to_execute":["*"],"tools_to_auto_execute":["get_current_time"],
+    "tool_pricing":{"get_current_time":0.001}}' > /dev/null
 fi
 
 # The demo key's secret is shown once by the API, so keep it for the next `make run`.
@@ -99,7 +101,8 @@ Warden is running.
   Demo key:    $KEY
 
   Demo key: gpt-4o-mini only, 60 requests a minute, 100k tokens and \$1 a day; the MCP
-  server 'time' (mcp-server-time): its tools are added to the key's chat requests.
+  server 'time' (mcp-server-time): its tools are added to the key's chat requests, and agent
+  mode runs time-get_current_time by itself when the model asks for it.
 
 Try:
   curl -si http://$LISTEN/v1/chat/completions -H "authorization: Bearer $KEY" \\
@@ -109,6 +112,17 @@ Try:
   curl -s "http://$LISTEN/v1/mcp/tool/execute?format=chat" -H "authorization: Bearer $KEY" \\
     -d '{"id":"call_1","type":"function","function":{"name":"time-get_current_time","arguments":"{\\"timezone\\":\\"UTC\\"}"}}'
                                                                     # an MCP tool call, \$0.001 of the budget
+  curl -s http://$LISTEN/mcp -H "authorization: Bearer $KEY" -H 'content-type: application/json' \
+    -H 'accept: application/json, text/event-stream' -H 'mcp-protocol-version: 2026-07-28' -H 'mcp-method: tools/list' \
+    -d '{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{
+    "io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}'
+                                                                    # Warden as an MCP server: the key's tools
+  curl -s http://$MOCK/mock/script -H 'content-type: application/json' -d '[{"tool_calls":[{"id":"c1","type":"function","function":
+    {"name":"time-get_current_time","arguments":"{\"timezone\":\"UTC\"}"}}]},{"content":"It is tea time."}]'
+  curl -si http://$LISTEN/v1/chat/completions -H "authorization: Bearer $KEY" \
+    -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"What time is it?"}]}'
+                                     # agent mode: the mock asks for the time, Warden runs the tool
+                                     # and asks again (x-warden-agent-steps: 2); add "stream":true to stream
   curl -s http://$LISTEN/v1/models -H "authorization: Bearer $KEY"   # only what the key may use
   curl -s http://$LISTEN/v1/models                                   # 401 virtual_key_required
   curl -s http://$ADMIN/api/governance/virtual-keys/quota -H "x-bf-vk: $KEY"  # the key's own quota
