@@ -210,7 +210,7 @@ impl VirtualKey {
             virtual_mcps: Default::default(),
         };
         for (slug, grants) in bundles.of(&self.id) {
-            virtual_mcp::merge_grants(&mut record.mcp_configs, grants);
+            bundles.merge_into(&mut record.mcp_configs, grants);
             record.virtual_mcps.insert(slug.clone(), grants.clone());
         }
         record

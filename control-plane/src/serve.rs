@@ -172,8 +172,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .add_service(Unary(Lease(state.store.clone())))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(xds_listener), shutdown());
     let admin = axum::serve(admin_listener, admin::router(state)).with_graceful_shutdown(shutdown());
+    let stopping = hub.clone();
+    // Open `/mcp` streams would hold the graceful shutdown: they end as soon as it starts.
     let hub_server = axum::serve(hub_listener, crate::mcp::router(hub.clone(), args.mcp_allowed_origins.clone()))
-        .with_graceful_shutdown(shutdown());
+        .with_graceful_shutdown(async move {
+            shutdown().await;
+            stopping.shutdown();
+        });
     let served = tokio::select! {
         r = xds => r.context("xDS server"),
         r = admin => r.context("admin API"),

@@ -14,7 +14,7 @@ use warden_policy::inference::{Endpoint, SseUsage, json_usage};
 use warden_policy::keys::{find_key, key_headers, presented_secret};
 use warden_policy::ledger::UsageRecord;
 use warden_policy::limits::{self, RateReport};
-use warden_policy::mcp::{self, IncludeHeaders, McpClientRecord, McpIndex};
+use warden_policy::mcp::{self, AGENT_KEY_HEADER, IncludeHeaders, KEY_HASH_HEADER, McpClientRecord, McpIndex};
 use warden_policy::pricing::{Price, dollars};
 use warden_policy::records::{CustomerRecord, ModelRecord, ProviderRecord, TeamRecord};
 use warden_policy::rpc::{self, McpScope, RpcMessage};
@@ -23,12 +23,6 @@ use warden_policy::{Denial, FilterSettings, PolicyHealth, RecordKind, VirtualKey
 /// The header that tells the upstream which virtual key a request was admitted as. Trusted
 /// because every client-sent `x-warden-*` header is removed first.
 pub const KEY_ID_HEADER: &str = "x-warden-vk-id";
-/// The header that tells the hub which key's policy record (`vk:<hash>`) scopes an `/mcp`
-/// request or an agent-mode chat.
-const KEY_HASH_HEADER: &str = "x-warden-vk-hash";
-/// The caller's virtual key, given to the hub for agent mode: its steps go back through the
-/// gateway as the caller, governed and billed like any request of that key.
-const AGENT_KEY_HEADER: &str = "x-warden-agent-key";
 /// The most of a `/mcp` tool call's answer read to learn how it ended (the verdict comes first).
 const MAX_OUTCOME_PREFIX: usize = 64 << 10;
 /// The header the route table reads to pick the provider key's cluster.
@@ -134,6 +128,17 @@ impl WardenRequest {
     }
 
     fn deny(&mut self, denial: &Denial, report: &RateReport) -> Action {
+        self.refuse(denial, report, denial.status(), &denial.body())
+    }
+
+    /// Refuses an `/mcp` request as a JSON-RPC error answering `id`; the HTTP status is 200, so
+    /// MCP clients read it as the error of that call.
+    fn deny_rpc(&mut self, denial: &Denial, report: &RateReport, id: &serde_json::Value) -> Action {
+        self.refuse(denial, report, 200, &denial.rpc_body(id))
+    }
+
+    /// Answers locally with `status` and `body`, the denial's headers, audited.
+    fn refuse(&mut self, denial: &Denial, report: &RateReport, status: u16, body: &[u8]) -> Action {
         self.audit_refusal(denial);
         let mut headers: Vec<(&str, String)> = vec![("content-type", "application/json".into())];
         if let Some(seconds) = denial.retry_after_s() {
@@ -141,7 +146,7 @@ impl WardenRequest {
         }
         headers.extend(report.headers(host::now_ms()));
         let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        host::send_local_reply(denial.status(), &pairs, &denial.body());
+        host::send_local_reply(status, &pairs, body);
         self.phase = Phase::Idle;
         // Envoy sends the local reply once this callback returns.
         Action::Pause
@@ -164,8 +169,15 @@ impl WardenRequest {
         }
     }
 
-    fn dispatch(&mut self, key_id: String, dispatch: Dispatch, report: RateReport, body_size: usize) -> Action {
-        let dispatch_path = dispatch.path.clone();
+    /// Sends the admitted request where `dispatch` says; `rpc` marks an `/mcp` `tools/call`.
+    fn dispatch(
+        &mut self,
+        key_id: String,
+        dispatch: Dispatch,
+        report: RateReport,
+        body_size: usize,
+        rpc: bool,
+    ) -> Action {
         if let Some(body) = &dispatch.body {
             if host::replace_request_body(body_size, body).is_err() {
                 return self.deny(&Denial::BadRequest("the request body could not be rewritten".into()), &report);
@@ -191,7 +203,7 @@ impl WardenRequest {
             cost: None,
             charged: false,
             usage_dropped: self.metrics.usage_dropped,
-            rpc: McpScope::of(dispatch_path.as_bytes()).is_some(),
+            rpc,
         }));
         Action::Continue
     }
@@ -209,18 +221,6 @@ impl WardenRequest {
         host::increment(self.metrics.admitted, 1);
         self.phase = Phase::Idle;
         Action::Continue
-    }
-
-    /// Refuses an `/mcp` request as a JSON-RPC error answering `id` (the HTTP status is 200,
-    /// so MCP clients read it as the error of that call), audited like any refusal.
-    fn deny_rpc(&mut self, denial: &Denial, report: &RateReport, id: &serde_json::Value) -> Action {
-        self.audit_refusal(denial);
-        let mut headers: Vec<(&str, String)> = vec![("content-type", "application/json".into())];
-        headers.extend(report.headers(host::now_ms()));
-        let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        host::send_local_reply(200, &pairs, &denial.rpc_body(id));
-        self.phase = Phase::Idle;
-        Action::Pause
     }
 }
 
@@ -287,11 +287,16 @@ impl HttpContext for WardenRequest {
             if let Err(denial) = admitted.record.mcp_grants(scope) {
                 return self.deny(&denial, &none);
             }
+            // The hub serves exactly `/mcp` and `/mcp/<slug>`.
+            let normalized = match scope {
+                McpScope::All => "/mcp".to_owned(),
+                McpScope::Virtual(slug) => format!("/mcp/{slug}"),
+            };
             if header(":method") != b"POST" || end_of_stream {
-                return self.route_to_hub(&admitted.key.hash.to_hex(), None);
+                return self.route_to_hub(&admitted.key.hash.to_hex(), Some(&normalized));
             }
             mcp_post = Some(McpPost {
-                path: String::from_utf8_lossy(path).into_owned(),
+                path: normalized,
                 method: optional(rpc::METHOD_HEADER).map(<[u8]>::to_vec),
                 name: optional(rpc::NAME_HEADER).map(<[u8]>::to_vec),
             });
@@ -346,6 +351,7 @@ impl HttpContext for WardenRequest {
         let now = host::now_ms();
         let Some(settings) = self.settings.clone() else { return Action::Continue };
         let records = SharedRecords(generation);
+        let rpc = mcp.is_some();
         let (report, decision) = if let Some(post) = mcp {
             let message = match RpcMessage::parse(&body, post.method.as_deref(), post.name.as_deref()) {
                 Ok(message) => message,
@@ -356,7 +362,7 @@ impl HttpContext for WardenRequest {
                 }
             };
             let Some(call) = message.call else {
-                return self.route_to_hub(&key_hash, None);
+                return self.route_to_hub(&key_hash, Some(&post.path));
             };
             let id = message.id.unwrap_or_default();
             let (report, decision) = govern::mcp_tool_call(
@@ -415,7 +421,7 @@ impl HttpContext for WardenRequest {
             host::increment(self.metrics.budget_unleased, 1);
         }
         match decision {
-            Ok(dispatch) => self.dispatch(key.id.clone(), dispatch, report, body_size),
+            Ok(dispatch) => self.dispatch(key.id.clone(), dispatch, report, body_size, rpc),
             Err(denial) => self.deny(&denial, &report),
         }
     }
@@ -523,13 +529,14 @@ fn settle(d: &mut Dispatched) {
     if let Some(usage) = usage {
         limits::charge_tokens(&d.dispatch.reservation, usage.total(), &SharedCounters, now);
     }
+    // An `/mcp` call's HTTP status is 200 whatever happened: its JSON-RPC answer says.
+    let status = if d.rpc { rpc::call_outcome(&d.json).unwrap_or(d.status) } else { d.status };
     d.cost = match (usage, d.dispatch.price) {
         _ if d.dispatch.cluster == mcp::HUB_CLUSTER => {
-            let status = if d.rpc { rpc::call_outcome(&d.json) } else { d.status };
             Some(if mcp::call_is_charged(status) { d.dispatch.estimate_micros } else { 0 })
         }
         (Some(usage), Some(price)) => Some(price.cost(&usage)),
-        (None, _) if d.status >= 400 => Some(0),
+        (None, _) if status >= 400 => Some(0),
 
         _ => None,
     };
@@ -549,7 +556,7 @@ fn settle(d: &mut Dispatched) {
         cached_input_tokens: usage.cached_input_tokens,
         output_tokens: usage.output_tokens,
         cost_micros: actual,
-        status: u32::from(d.status),
+        status: u32::from(status),
         denial: String::new(),
     };
     if !ledger::record(&record) {

@@ -6,7 +6,7 @@ use crate::budgets::{self, BudgetReservation};
 use crate::counter::Counters;
 use crate::inference::{Endpoint, InferenceBody};
 use crate::limits::{self, RateReport, Reservation};
-use crate::mcp::{ExecuteFormat, IncludeHeaders, McpClientRecord, McpGrant, McpIndex, ToolCall};
+use crate::mcp::{ExecuteFormat, Grants, IncludeHeaders, McpClientRecord, McpIndex, ToolCall};
 use crate::pricing::Price;
 use crate::records::{CustomerRecord, ModelRecord, ProviderRecord, TeamRecord, provider_cluster};
 use crate::routing::{self, choose};
@@ -191,11 +191,11 @@ fn mcp_tools(
 ) -> Vec<serde_json::Value> {
     let Some(shape) = endpoint.tool_shape() else { return Vec::new() };
     let index = records.mcp_index().unwrap_or_default();
-    let clients: Vec<McpClientRecord> = crate::mcp::candidate_clients(&key.mcp_configs, &index, include)
+    let clients: Vec<McpClientRecord> = crate::mcp::candidate_clients(key.grants(), &index, include)
         .iter()
         .filter_map(|name| records.mcp_client(name))
         .collect();
-    crate::mcp::allowed_tools(&key.mcp_configs, &clients, include)
+    crate::mcp::allowed_tools(key.grants(), &clients, include)
         .into_iter()
         .map(|(client, tool)| crate::mcp::function_definition(client, tool, shape))
         .collect()
@@ -220,8 +220,7 @@ pub fn tool_execute(
         Err(denial) => return (RateReport::default(), Err(denial)),
     };
     let path = format!("/v1{}?format={}", Endpoint::ToolExecute.path(), format.as_str());
-    let judged =
-        ToolJudgement { grants: &key.mcp_configs, path, records, counters, now_ms, settings, control_plane_up };
+    let judged = ToolJudgement { grants: key.grants(), path, records, counters, now_ms, settings, control_plane_up };
     tool_call(key, &call, include, judged)
 }
 
@@ -251,7 +250,7 @@ pub fn mcp_tool_call(
 /// What judging a tool call needs besides the key, the call and the headers.
 struct ToolJudgement<'a, R, C> {
     /// The grants that decide which tools the key may call here.
-    grants: &'a [McpGrant],
+    grants: Grants<'a>,
     /// The hub's path for the call.
     path: String,
     records: &'a R,
@@ -333,9 +332,10 @@ fn tool_call<R: Records, C: Counters>(
 /// one agent mode runs by itself.
 pub fn agent_mode(key: &VirtualKeyRecord, records: &impl Records, include: &IncludeHeaders) -> bool {
     let index = records.mcp_index().unwrap_or_default();
-    crate::mcp::candidate_clients(&key.mcp_configs, &index, include).iter().filter_map(|c| records.mcp_client(c)).any(
-        |client| client.tools.iter().any(|t| crate::mcp::auto_executes(&key.mcp_configs, &client, &t.name, include)),
-    )
+    crate::mcp::candidate_clients(key.grants(), &index, include)
+        .iter()
+        .filter_map(|c| records.mcp_client(c))
+        .any(|client| client.tools.iter().any(|t| crate::mcp::auto_executes(key.grants(), &client, &t.name, include)))
 }
 
 /// The `/v1/models` answer for a key: only what it may use.
@@ -690,6 +690,16 @@ mod tests {
         assert_eq!(run("/mcp/readers", "fs-read").unwrap(), "/mcp/readers");
         assert_eq!(run("/mcp/readers", "fs-write").unwrap_err().kind(), "mcp_tool_blocked");
         assert_eq!(run("/mcp/writers", "fs-read").unwrap_err().kind(), "virtual_mcp_blocked");
+        // A bundle is exactly what it lists: no allow_by_default client leaks into it.
+        let mut open = fs_client(0);
+        open.name = "open".into();
+        open.allow_by_default = true;
+        w.mcp.push(open);
+        let run = |path: &str, name: &str| {
+            mcp_tool_call(&k, path, &call(name), &w, &w, 0, &SETTINGS, true, &NO_HEADERS).1.map(|d| d.path)
+        };
+        assert!(run("/mcp", "open-read").is_ok());
+        assert_eq!(run("/mcp/readers", "open-read").unwrap_err().kind(), "mcp_tool_blocked");
     }
 
     #[test]

@@ -18,6 +18,14 @@ pub const INDEX_ID: &str = "*";
 /// The Envoy cluster of the control plane's MCP hub, which executes tools.
 pub const HUB_CLUSTER: &str = "warden-hub";
 
+/// The header in which the filter tells the hub which key's record (`vk:<hash>`) scopes an
+/// `/mcp` request or an agent-mode chat. Trusted: the filter removes every client `x-warden-*`.
+pub const KEY_HASH_HEADER: &str = "x-warden-vk-hash";
+
+/// The caller's virtual key, handed to the hub for agent mode: its steps go back through the
+/// gateway as the caller, governed and billed like any request of that key.
+pub const AGENT_KEY_HEADER: &str = "x-warden-agent-key";
+
 /// The hub's route for chats that agent mode runs.
 pub const AGENT_PATH: &str = "/v1/agent/chat/completions";
 
@@ -163,31 +171,57 @@ impl IncludeHeaders {
     }
 }
 
-/// Whether agent mode may run `tool` of `client` by itself for a key with `grants`: the key may
-/// call it, and the client lists it in `tools_to_auto_execute`.
-pub fn auto_executes(grants: &[McpGrant], client: &McpClientRecord, tool: &str, headers: &IncludeHeaders) -> bool {
+/// The grants a request is judged by: a key's own, where a client without an entry falls back on
+/// its `allow_by_default`; or a Virtual MCP's bundle, which is exactly what it lists.
+#[derive(Debug, Clone, Copy)]
+pub struct Grants<'g> {
+    list: &'g [McpGrant],
+    defaults: bool,
+}
+
+impl<'g> Grants<'g> {
+    /// A key's own grants.
+    pub fn key(list: &'g [McpGrant]) -> Grants<'g> {
+        Grants { list, defaults: true }
+    }
+
+    /// A Virtual MCP's bundle.
+    pub fn bundle(list: &'g [McpGrant]) -> Grants<'g> {
+        Grants { list, defaults: false }
+    }
+
+    fn of(&self, client: &str) -> Option<&'g McpGrant> {
+        self.list.iter().find(|g| g.mcp_client_name == client)
+    }
+}
+
+/// Whether agent mode may run `tool` of `client` by itself: it may be called under `grants`, and
+/// the client lists it in `tools_to_auto_execute`.
+pub fn auto_executes(grants: Grants<'_>, client: &McpClientRecord, tool: &str, headers: &IncludeHeaders) -> bool {
     listed(&client.tools_to_auto_execute, tool) && allows(grants, client, tool, headers)
 }
 
-/// Whether a key with `grants` may call `tool` of `client` under these headers: the client's
-/// ceiling ∩ the key's grant (or the client's `allow_by_default`) ∩ the headers.
-pub fn allows(grants: &[McpGrant], client: &McpClientRecord, tool: &str, headers: &IncludeHeaders) -> bool {
+/// Whether `tool` of `client` may be called under `grants` and these headers: the client's
+/// ceiling ∩ the grant (or the client's `allow_by_default`, for a key's own grants) ∩ the headers.
+pub fn allows(grants: Grants<'_>, client: &McpClientRecord, tool: &str, headers: &IncludeHeaders) -> bool {
     let ceiling = listed(&client.tools_to_execute, tool);
-    let granted = match grants.iter().find(|g| g.mcp_client_name == client.name) {
+    let granted = match grants.of(&client.name) {
         Some(grant) => listed(&grant.tools_to_execute, tool),
-        None => client.allow_by_default,
+        None => grants.defaults && client.allow_by_default,
     };
     ceiling && granted && headers.admits(&client.name, Some(tool))
 }
 
-/// The clients whose tools a key might see: those it has a grant on and the `allow_by_default`
-/// ones, narrowed by the headers, without duplicates.
-pub fn candidate_clients(grants: &[McpGrant], index: &McpIndex, headers: &IncludeHeaders) -> Vec<String> {
+/// The clients whose tools may be seen under `grants`: those granted and (for a key's own grants)
+/// the `allow_by_default` ones, narrowed by the headers, without duplicates.
+pub fn candidate_clients(grants: Grants<'_>, index: &McpIndex, headers: &IncludeHeaders) -> Vec<String> {
+    let defaults = if grants.defaults { index.allow_by_default.as_slice() } else { &[] };
     let mut names: Vec<String> = grants
+        .list
         .iter()
         .filter(|g| !g.tools_to_execute.is_empty())
         .map(|g| g.mcp_client_name.clone())
-        .chain(index.allow_by_default.iter().filter(|c| !grants.iter().any(|g| &g.mcp_client_name == *c)).cloned())
+        .chain(defaults.iter().filter(|c| grants.of(c).is_none()).cloned())
         .filter(|c| headers.admits(c, None))
         .collect();
     names.sort_unstable();
@@ -200,10 +234,10 @@ pub fn exposed_name(client: &str, tool: &str) -> String {
     format!("{client}{SEPARATOR}{tool}")
 }
 
-/// Every tool of `clients` a key with `grants` may use under these headers, as
-/// `(client, tool)` pairs in client then catalog order.
+/// Every tool of `clients` usable under `grants` and these headers, as `(client, tool)` pairs in
+/// client then catalog order.
 pub fn allowed_tools<'c>(
-    grants: &[McpGrant],
+    grants: Grants<'_>,
     clients: &'c [McpClientRecord],
     headers: &IncludeHeaders,
 ) -> Vec<(&'c McpClientRecord, &'c McpTool)> {
@@ -436,7 +470,10 @@ mod tests {
     }
 
     fn names(grants: &[McpGrant], clients: &[McpClientRecord], h: &IncludeHeaders) -> Vec<String> {
-        allowed_tools(grants, clients, h).into_iter().map(|(c, t)| exposed_name(&c.name, &t.name)).collect()
+        allowed_tools(Grants::key(grants), clients, h)
+            .into_iter()
+            .map(|(c, t)| exposed_name(&c.name, &t.name))
+            .collect()
     }
 
     /// Every combination of a client's ceiling, a key's grant and the two headers, against the
@@ -496,11 +533,11 @@ mod tests {
     fn headers_narrow_but_never_widen() {
         let fs = client("fs", &["*"], false, &["read"]);
         // No grant and not allow_by_default: no header can open it.
-        assert!(!allows(&[], &fs, "read", &headers(Some("*"), Some("fs-read"))));
+        assert!(!allows(Grants::key(&[]), &fs, "read", &headers(Some("*"), Some("fs-read"))));
         // A grant on another client does not open this one.
-        assert!(!allows(&[grant("git", &["*"])], &fs, "read", &headers(None, None)));
-        assert!(allows(&[grant("fs", &["read"])], &fs, "read", &headers(None, None)));
-        assert!(!allows(&[grant("fs", &["read"])], &fs, "read", &headers(Some(""), None)));
+        assert!(!allows(Grants::key(&[grant("git", &["*"])]), &fs, "read", &headers(None, None)));
+        assert!(allows(Grants::key(&[grant("fs", &["read"])]), &fs, "read", &headers(None, None)));
+        assert!(!allows(Grants::key(&[grant("fs", &["read"])]), &fs, "read", &headers(Some(""), None)));
     }
 
     #[test]
@@ -508,10 +545,10 @@ mod tests {
         let index = McpIndex { allow_by_default: vec!["time".into(), "fs".into()] };
         let grants = [grant("fs", &[]), grant("git", &["*"])];
         // An explicit empty grant closes an allow_by_default client.
-        assert_eq!(candidate_clients(&grants, &index, &headers(None, None)), ["git", "time"]);
-        assert_eq!(candidate_clients(&grants, &index, &headers(Some("git"), None)), ["git"]);
-        assert_eq!(candidate_clients(&grants, &index, &headers(None, Some("time-*"))), ["time"]);
-        assert!(candidate_clients(&grants, &index, &headers(None, Some(""))).is_empty());
+        assert_eq!(candidate_clients(Grants::key(&grants), &index, &headers(None, None)), ["git", "time"]);
+        assert_eq!(candidate_clients(Grants::key(&grants), &index, &headers(Some("git"), None)), ["git"]);
+        assert_eq!(candidate_clients(Grants::key(&grants), &index, &headers(None, Some("time-*"))), ["time"]);
+        assert!(candidate_clients(Grants::key(&grants), &index, &headers(None, Some(""))).is_empty());
     }
 
     #[test]

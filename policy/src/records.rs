@@ -276,15 +276,20 @@ impl VirtualKeyRecord {
         }
     }
 
+    /// The key's own MCP grants.
+    pub fn grants(&self) -> crate::mcp::Grants<'_> {
+        crate::mcp::Grants::key(&self.mcp_configs)
+    }
+
     /// The grants that scope an `/mcp` request: the key's own, or a Virtual MCP's bundle if the
     /// key is attached to it (else refused: a key sees no bundle it is not attached to).
-    pub fn mcp_grants(&self, scope: crate::rpc::McpScope<'_>) -> Result<&[crate::mcp::McpGrant], Denial> {
+    pub fn mcp_grants(&self, scope: crate::rpc::McpScope<'_>) -> Result<crate::mcp::Grants<'_>, Denial> {
         match scope {
-            crate::rpc::McpScope::All => Ok(&self.mcp_configs),
+            crate::rpc::McpScope::All => Ok(self.grants()),
             crate::rpc::McpScope::Virtual(slug) => self
                 .virtual_mcps
                 .get(slug)
-                .map(Vec::as_slice)
+                .map(|bundle| crate::mcp::Grants::bundle(bundle))
                 .ok_or_else(|| Denial::VirtualMcpBlocked(slug.to_owned(), self.name.clone())),
         }
     }

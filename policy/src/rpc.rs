@@ -134,37 +134,56 @@ fn error_body(id: &Value, code: i64, message: &str, data: Option<Value>) -> Vec<
 }
 
 impl Denial {
-    /// The refusal as a JSON-RPC error answering request `id`: `data` carries the HTTP denial's
-    /// `type`, `code` and `status`, so an MCP client learns exactly what a REST client would.
-    pub fn rpc_body(&self, id: &Value) -> Vec<u8> {
-        let code = match self {
+    /// The refusal's JSON-RPC error code.
+    pub fn rpc_code(&self) -> i64 {
+        match self {
             Denial::BadRequest(_) | Denial::ToolUnknown(_) => INVALID_PARAMS,
             _ => REFUSED,
-        };
-        let data = json!({"type": self.kind(), "code": self.code(), "status": self.status()});
-        error_body(id, code, &self.message(), Some(data))
+        }
+    }
+
+    /// The refusal's JSON-RPC error `data`: the HTTP denial's `type`, `code` and `status`, so an
+    /// MCP client learns exactly what a REST client would.
+    pub fn rpc_data(&self) -> Value {
+        json!({"type": self.kind(), "code": self.code(), "status": self.status()})
+    }
+
+    /// The refusal as a JSON-RPC error answering request `id`.
+    pub fn rpc_body(&self, id: &Value) -> Vec<u8> {
+        error_body(id, self.rpc_code(), &self.message(), Some(self.rpc_data()))
     }
 }
 
 /// The HTTP status a `tools/call` answer stands for, read from the hub's answer (JSON, or SSE
-/// whose events carry JSON-RPC messages): 200 for a result, the `data.status` of a refusal, 502
-/// when the answer has neither. It decides whether the call is charged
-/// ([`crate::mcp::call_is_charged`]).
-pub fn call_outcome(body: &[u8]) -> u16 {
+/// whose events carry JSON-RPC messages): 200 for a result, the `data.status` of a refusal (400
+/// without one). `None` when the answer holds neither: it did not arrive, or only its first part
+/// was kept and that part does not say (see [`result_leads`]). It decides whether the call is
+/// charged ([`crate::mcp::call_is_charged`]).
+pub fn call_outcome(body: &[u8]) -> Option<u16> {
     let text = String::from_utf8_lossy(body);
     let messages =
         text.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim).chain(std::iter::once(text.trim()));
     for message in messages {
         let Ok(Value::Object(m)) = serde_json::from_str::<Value>(message) else { continue };
         if m.contains_key("result") {
-            return 200;
+            return Some(200);
         }
         if let Some(error) = m.get("error") {
             let status = error.get("data").and_then(|d| d.get("status")).and_then(Value::as_u64);
-            return status.and_then(|s| u16::try_from(s).ok()).unwrap_or(400);
+            return Some(status.and_then(|s| u16::try_from(s).ok()).unwrap_or(400));
         }
     }
-    502
+    result_leads(&text).then_some(200)
+}
+
+/// Whether a cut-off answer is a result: JSON-RPC answers name `result` or `error` before any
+/// content of their own, and refusals are small enough to be read whole.
+fn result_leads(text: &str) -> bool {
+    match (text.find("\"result\""), text.find("\"error\"")) {
+        (Some(result), Some(error)) => result < error,
+        (Some(_), None) => true,
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -217,11 +236,14 @@ mod tests {
             json!({"type": "mcp_tool_blocked", "code": "mcp_tool_blocked", "status": 403})
         );
         let timeout = Denial::ToolTimeout { tool: "a-b".into(), ms: 5 }.rpc_body(&json!(1));
-        assert_eq!(call_outcome(&timeout), 504);
+        assert_eq!(call_outcome(&timeout), Some(504));
         let sse =
             b"id: 0\ndata: \n\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"content\":[]}}\n\n";
-        assert_eq!(call_outcome(sse), 200);
-        assert_eq!(call_outcome(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"x"}}"#), 400);
-        assert_eq!(call_outcome(b""), 502);
+        assert_eq!(call_outcome(sse), Some(200));
+        assert_eq!(call_outcome(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"x"}}"#), Some(400));
+        // The first 64 KiB of a large result: cut off, but a result.
+        let cut = br#"data: {"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"aaaa"#;
+        assert_eq!(call_outcome(cut), Some(200));
+        assert_eq!(call_outcome(b""), None);
     }
 }

@@ -55,6 +55,26 @@ async fn inspector(stack: &Stack, key: &str, args: &[&str]) -> (i32, Value) {
     (output.status.code().unwrap_or(-1), json.unwrap_or_else(|| panic!("no JSON: {stdout} {stderr}")))
 }
 
+/// Connects a client to `/mcp` that waits for `list_changed`, runs `change`, and returns the
+/// client's report.
+async fn listen_while(stack: &Stack, key: &str, era: &str, change: impl std::future::Future<Output = ()>) -> Value {
+    let mut waiting = Command::new(python_bin())
+        .arg(test_file("mcp/mcp_client.py"))
+        .args(["--url", &stack.gateway("/mcp"), "--era", era, "--header", &format!("x-bf-vk: {key}")])
+        .args(["--wait-list-changed", "20"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(waiting.stdout.take().unwrap()).lines();
+    let first = lines.next_line().await.unwrap().unwrap_or_default();
+    assert!(first.contains("listening"), "{first}");
+    change.await;
+    let last = lines.next_line().await.unwrap().unwrap_or_default();
+    let _ = waiting.wait().await;
+    serde_json::from_str(&last).unwrap_or_else(|_| panic!("{last}"))
+}
+
 /// One raw JSON-RPC POST to the gateway's `/mcp`.
 async fn raw_post(stack: &Stack, key: &str, headers: &[(&str, &str)], body: Value) -> (u16, String) {
     let mut request = reqwest::Client::new()
@@ -179,31 +199,21 @@ async fn warden_is_an_mcp_server_for_each_key() {
     // A connected client hears when its tools change: here the server itself grows a tool.
     for era in ["legacy", "modern"] {
         let tool = format!("dyn_{era}");
-        let mut waiting = Command::new(python_bin())
-            .arg(test_file("mcp/mcp_client.py"))
-            .args(["--url", &stack.gateway("/mcp"), "--era", era, "--header", &format!("x-bf-vk: {}", full.secret)])
-            .args(["--wait-list-changed", "20"])
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(waiting.stdout.take().unwrap()).lines();
-        let first = lines.next_line().await.unwrap().unwrap_or_default();
-        assert!(first.contains("listening"), "{first}");
-        let add = json!({"id": "c", "type": "function", "function": {"name": "edge-add_tool", "arguments": json!({"name": tool}).to_string()}});
-        let response = reqwest::Client::new()
-            .post(stack.gateway("/v1/mcp/tool/execute"))
-            .bearer_auth(&full.secret)
-            .json(&add)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let last = lines.next_line().await.unwrap().unwrap_or_default();
-        let report: Value = serde_json::from_str(&last).unwrap_or_else(|_| panic!("{last}"));
+        let report = listen_while(&stack, &full.secret, era, async {
+            let add = json!({"id": "c", "type": "function",
+                             "function": {"name": "edge-add_tool", "arguments": json!({"name": tool}).to_string()}});
+            let response = reqwest::Client::new()
+                .post(stack.gateway("/v1/mcp/tool/execute"))
+                .bearer_auth(&full.secret)
+                .json(&add)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        })
+        .await;
         assert_eq!(report["list_changed"], true, "{era}: {report}");
         assert!(names(&report, "tools_after").contains(&format!("edge-{tool}")), "{report}");
-        let _ = waiting.wait().await;
     }
 
     // Virtual MCPs: a bundle at /mcp/<slug> for attached keys only; slugs are unique.
@@ -223,9 +233,15 @@ async fn warden_is_an_mcp_server_for_each_key() {
         .unwrap();
     assert_eq!(refused.status(), 403);
     assert!(refused.text().await.unwrap().contains("virtual_mcp_blocked"));
+    // Attaching it changes what the key sees on /mcp too: a connected client hears of it.
     let attach = format!("/api/mcp/virtual-mcps/{id}/virtual-keys/{}", adder.id);
-    let (status, body) = stack.admin_call(Method::POST, &attach, None).await;
-    assert_eq!(status, 200, "{body}");
+    let report = listen_while(&stack, &adder.secret, "legacy", async {
+        let (status, body) = stack.admin_call(Method::POST, &attach, None).await;
+        assert_eq!(status, 200, "{body}");
+    })
+    .await;
+    assert_eq!(report["list_changed"], true, "{report}");
+    assert_eq!(names(&report, "tools_after"), ["edge-add", "edge-slow"], "{report}");
     stack
         .wait_for("the adder key to reach its bundle", Duration::from_secs(10), || async {
             let output = Command::new(python_bin())

@@ -21,10 +21,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use warden_policy::Denial;
 use warden_policy::govern::Records;
-use warden_policy::mcp::{self, AGENT_STEP_HEADER, INCLUDE_CLIENTS_HEADER, INCLUDE_TOOLS_HEADER};
+use warden_policy::mcp::{self, AGENT_KEY_HEADER, AGENT_STEP_HEADER, INCLUDE_CLIENTS_HEADER, INCLUDE_TOOLS_HEADER};
 
-/// The header in which the filter hands over the caller's virtual key.
-const AGENT_KEY_HEADER: &str = "x-warden-agent-key";
 /// How many model calls the answer took.
 const STEPS_HEADER: &str = "x-warden-agent-steps";
 /// The longest one model step may take (the gateway's route timeout).
@@ -193,7 +191,7 @@ impl Run {
         let Some((client, tool)) = name.split_once(mcp::SEPARATOR) else { return false };
         let Some(client) = Published(self.hub.cache()).mcp_client(client) else { return false };
         client.tools.iter().any(|t| t.name == tool)
-            && mcp::auto_executes(&self.caller.key.mcp_configs, &client, tool, &self.caller.include)
+            && mcp::auto_executes(self.caller.key.grants(), &client, tool, &self.caller.include)
     }
 
     fn post(&self, path: &str, step: u32) -> reqwest::RequestBuilder {

@@ -31,22 +31,30 @@ where
             }
             event(&chunk)
         };
+        let report = |p: Progress| {
+            chunk(
+                json!({"warden_agent": {"round": p.round, "tool": p.tool, "tool_call_id": p.tool_call_id, "status": p.status}}),
+            )
+        };
         tokio::pin!(run);
         let outcome = loop {
             tokio::select! {
-                outcome = &mut run => break outcome,
+                biased;
+                // A caller that went away stops the loop: no more steps are spent for it.
+                () = events.closed() => return,
                 Some(p) = progress.recv() => {
-                    let report = json!({"round": p.round, "tool": p.tool, "tool_call_id": p.tool_call_id, "status": p.status});
-                    if events.send(chunk(json!({"warden_agent": report}))).await.is_err() {
+                    if events.send(report(p)).await.is_err() {
                         return;
                     }
                 }
+                outcome = &mut run => break outcome,
             }
         };
-        let frames = match outcome {
+        let mut frames: Vec<Bytes> = std::iter::from_fn(|| progress.try_recv().ok()).map(report).collect();
+        frames.extend(match outcome {
             Ok((answer, steps)) => answer_chunks(&answer, steps, &chunk),
             Err(failed) => vec![event(&failed.body)],
-        };
+        });
         for frame in frames.into_iter().chain(std::iter::once(Bytes::from_static(b"data: [DONE]\n\n"))) {
             if events.send(frame).await.is_err() {
                 return;

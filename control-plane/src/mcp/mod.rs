@@ -14,7 +14,7 @@ use crate::model::{McpClient, TOOL_MANAGER_SETTING, ToolManagerConfig};
 use crate::store::{Store, StoreError};
 use crate::xds::Cache;
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -32,12 +32,12 @@ use warden_policy::{Denial, RecordKind};
 
 /// The hub's routes, each reached only through Envoy (see [`from_envoy`]).
 pub fn router(hub: Arc<Hub>, allowed_origins: Vec<String>) -> Router {
-    let mcp = server::service(hub.clone(), allowed_origins);
     Router::new()
         .route("/v1/mcp/tool/execute", post(execute::execute))
         .route(warden_policy::mcp::AGENT_PATH, post(crate::agent::chat))
-        .route_service("/mcp", mcp.clone())
-        .route_service("/mcp/{slug}", mcp)
+        .merge(server::routes(hub.clone(), allowed_origins))
+        // As large as the filter lets bodies be (`max_request_body_bytes` is at most 64 MiB).
+        .layer(DefaultBodyLimit::max(64 << 20))
         .layer(middleware::from_fn_with_state(hub.clone(), from_envoy))
         .with_state(hub)
 }

@@ -6,15 +6,13 @@ use axum::http::HeaderMap;
 use serde::de::DeserializeOwned;
 use warden_policy::govern::Records;
 use warden_policy::mcp::{
-    self, INCLUDE_CLIENTS_HEADER, INCLUDE_TOOLS_HEADER, IncludeHeaders, McpClientRecord, McpGrant, McpIndex, McpTool,
+    self, Grants, INCLUDE_CLIENTS_HEADER, INCLUDE_TOOLS_HEADER, IncludeHeaders, KEY_HASH_HEADER, McpClientRecord,
+    McpIndex, McpTool,
 };
 use warden_policy::pricing::Price;
 use warden_policy::records::{CustomerRecord, ModelRecord, ProviderRecord, TeamRecord};
 use warden_policy::rpc::McpScope;
 use warden_policy::{Denial, KeyHash, RecordKind, VirtualKeyRecord};
-
-/// The header in which the filter names the admitted key's record (`vk:<hash>`).
-pub const KEY_HASH_HEADER: &str = "x-warden-vk-hash";
 
 /// The published records, as [`Records`].
 pub struct Published<'c>(pub &'c Cache);
@@ -60,6 +58,13 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The same caller with the key's record as it is now (grants and bundles change);
+    /// `None` once the key is gone.
+    pub fn refreshed(&self, cache: &Cache) -> Option<Caller> {
+        let key = Published(cache).get(RecordKind::VirtualKey, &self.key_hash)?;
+        Some(Caller { key, ..self.clone() })
+    }
+
     /// Reads the caller from the headers the filter set; `None` if the key is unknown here
     /// (the request did not come through the filter, or the key is gone).
     pub fn of(headers: &HeaderMap, path: &str, cache: &Cache) -> Option<Caller> {
@@ -76,7 +81,7 @@ impl Caller {
     }
 
     /// The grants that decide what this caller sees here.
-    pub fn grants(&self) -> Result<&[McpGrant], Denial> {
+    pub fn grants(&self) -> Result<Grants<'_>, Denial> {
         let scope = self.slug.as_deref().map_or(McpScope::All, McpScope::Virtual);
         self.key.mcp_grants(scope)
     }

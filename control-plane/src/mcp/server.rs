@@ -6,7 +6,12 @@
 
 use super::Hub;
 use super::records::{Caller, Published};
+use axum::Router;
+use axum::extract::{Request, State};
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use rmcp::handler::server::ServerHandler;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ErrorCode, ErrorData, Implementation, ListToolsResult,
@@ -16,15 +21,16 @@ use rmcp::service::{NotificationContext, RequestContext, RoleServer, Subscriptio
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::json;
-use std::sync::{Arc, OnceLock};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use warden_policy::Denial;
-use warden_policy::mcp::{self, exposed_name};
+use warden_policy::mcp::{self, KEY_HASH_HEADER, exposed_name};
 
 /// The Streamable HTTP service of `/mcp`. `allowed_origins` lists the browser origins that may
 /// call it; any other `Origin` is refused with 403 (DNS-rebinding protection; clients that are
 /// not browsers send none).
-pub fn service(hub: Arc<Hub>, allowed_origins: Vec<String>) -> StreamableHttpService<McpServer, LocalSessionManager> {
+fn service(hub: Arc<Hub>, allowed_origins: Vec<String>) -> StreamableHttpService<McpServer, LocalSessionManager> {
     let config = StreamableHttpServerConfig::default()
         .with_allowed_origins(allowed_origins)
         .enforce_origin_validation()
@@ -35,44 +41,98 @@ pub fn service(hub: Arc<Hub>, allowed_origins: Vec<String>) -> StreamableHttpSer
     StreamableHttpService::new(move || Ok(McpServer::new(hub.clone())), Arc::default(), config)
 }
 
+/// `/mcp` and `/mcp/<slug>`, each session bound to the key that opened it.
+pub fn routes<S: Clone + Send + Sync + 'static>(hub: Arc<Hub>, allowed_origins: Vec<String>) -> Router<S> {
+    let mcp = service(hub, allowed_origins);
+    Router::new()
+        .route_service("/mcp", mcp.clone())
+        .route_service("/mcp/{slug}", mcp)
+        .layer(middleware::from_fn_with_state(Arc::new(Sessions::default()), bind_sessions))
+}
+
+/// Which key opened each 2025-11-25 session. A session id is no credential: another key's
+/// request on it (a call, its GET stream, a DELETE) is answered as for an unknown session.
+#[derive(Default)]
+struct Sessions {
+    owners: Mutex<(HashMap<String, String>, VecDeque<String>)>,
+}
+
+/// Sessions remembered at most; the oldest are forgotten first (rmcp ends idle ones too).
+const MAX_SESSIONS: usize = 100_000;
+
+impl Sessions {
+    fn owner(&self, session: &str) -> Option<String> {
+        self.owners.lock().unwrap_or_else(|p| p.into_inner()).0.get(session).cloned()
+    }
+
+    fn open(&self, session: String, key: String) {
+        let mut guard = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+        let (owners, order) = &mut *guard;
+        if owners.insert(session.clone(), key).is_none() {
+            order.push_back(session);
+        }
+        while order.len() > MAX_SESSIONS {
+            if let Some(oldest) = order.pop_front() {
+                owners.remove(&oldest);
+            }
+        }
+    }
+
+    fn close(&self, session: &str) {
+        let mut guard = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+        guard.0.remove(session);
+        guard.1.retain(|s| s != session);
+    }
+}
+
+async fn bind_sessions(State(sessions): State<Arc<Sessions>>, request: Request, next: Next) -> Response {
+    let text = |v: &HeaderValue| v.to_str().ok().map(str::to_owned);
+    let key = request.headers().get(KEY_HASH_HEADER).and_then(text).unwrap_or_default();
+    let session = request.headers().get(SESSION_HEADER).and_then(text);
+    if let Some(session) = &session
+        && sessions.owner(session).is_some_and(|owner| owner != key)
+    {
+        return (StatusCode::NOT_FOUND, "Session not found").into_response();
+    }
+    let deleting = request.method() == Method::DELETE;
+    let response = next.run(request).await;
+    if let Some(opened) = response.headers().get(SESSION_HEADER).and_then(text) {
+        sessions.open(opened, key);
+    }
+    if let (true, Some(session)) = (deleting && response.status().is_success(), session) {
+        sessions.close(&session);
+    }
+    response
+}
+
+const SESSION_HEADER: &str = "mcp-session-id";
+
 /// One MCP session (2025-11-25) or one request (2026-07-28).
 #[derive(Clone)]
 pub struct McpServer {
     hub: Arc<Hub>,
-    /// The key that opened the session: a session id is no credential, so another key's
-    /// requests on it are refused.
-    owner: Arc<OnceLock<String>>,
 }
 
-/// A refusal as a JSON-RPC error whose `data` carries the HTTP denial's `type`, `code` and
-/// `status`, as the filter words its own refusals.
+/// A refusal as the JSON-RPC error the filter would have answered.
 fn refusal(denial: &Denial) -> ErrorData {
-    let code = match denial {
-        Denial::BadRequest(_) | Denial::ToolUnknown(_) => ErrorCode::INVALID_PARAMS,
-        _ => ErrorCode(-32001),
-    };
-    let data = json!({"type": denial.kind(), "code": denial.code(), "status": denial.status()});
-    ErrorData::new(code, denial.message(), Some(data))
+    ErrorData::new(ErrorCode(denial.rpc_code() as i32), denial.message(), Some(denial.rpc_data()))
 }
 
 impl McpServer {
     fn new(hub: Arc<Hub>) -> McpServer {
-        McpServer { hub, owner: Arc::default() }
+        McpServer { hub }
     }
 
     fn caller(&self, extensions: &rmcp::model::Extensions) -> Result<Caller, ErrorData> {
         let unknown = || refusal(&Denial::KeyNotFound);
         let parts = extensions.get::<Parts>().ok_or_else(unknown)?;
-        let caller = Caller::of(&parts.headers, parts.uri.path(), &self.hub.cache).ok_or_else(unknown)?;
-        if *self.owner.get_or_init(|| caller.key_hash.clone()) != caller.key_hash {
-            let why = "this MCP session was opened with another virtual key; initialize a session of your own";
-            return Err(refusal(&Denial::BadRequest(why.into())));
-        }
-        Ok(caller)
+        Caller::of(&parts.headers, parts.uri.path(), &self.hub.cache).ok_or_else(unknown)
     }
 
-    /// The names this caller sees now: what a change notification is judged by.
+    /// The names this caller sees now (its key's grants and bundles as they are now): what a
+    /// change notification is judged by. None once the key is gone.
     fn visible(&self, caller: &Caller) -> Vec<String> {
+        let Some(caller) = caller.refreshed(&self.hub.cache) else { return Vec::new() };
         caller
             .tools(&Published(&self.hub.cache))
             .unwrap_or_default()

@@ -20,6 +20,10 @@ pub struct ToolManagerConfig {
     /// Code Mode's file layout: one `.d.ts` per server, or per tool.
     #[serde(default)]
     pub code_mode_binding_level: BindingLevel,
+    /// Bifrost's switch to stop injecting MCP tools into chats; accepted and kept so that
+    /// Bifrost configurations load, not applied (keys and include headers decide injection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_auto_tool_inject: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -44,6 +48,7 @@ impl Default for ToolManagerConfig {
             max_agent_depth: default_depth(),
             tool_execution_timeout: default_timeout(),
             code_mode_binding_level: BindingLevel::Server,
+            disable_auto_tool_inject: None,
         }
     }
 }
@@ -67,7 +72,7 @@ impl ToolManagerConfig {
         let duration = match unit {
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
+            "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(invalid)?),
             _ => return Err(invalid()),
         };
         if duration.is_zero() || duration > Duration::from_secs(3600) {
@@ -86,7 +91,7 @@ mod tests {
         let with = |t: &str| ToolManagerConfig { tool_execution_timeout: t.into(), ..Default::default() };
         assert_eq!(with("1500ms").tool_timeout().unwrap(), Duration::from_millis(1500));
         assert_eq!(with("2m").tool_timeout().unwrap(), Duration::from_secs(120));
-        for bad in ["", "30", "s", "0s", "2h", "-1s"] {
+        for bad in ["", "30", "s", "0s", "2h", "-1s", "999999999999999999m"] {
             assert!(with(bad).validate().is_err(), "{bad}");
         }
         assert!(ToolManagerConfig { max_agent_depth: 0, ..Default::default() }.validate().is_err());

@@ -67,6 +67,9 @@ impl VirtualMcp {
 #[derive(Debug, Default)]
 pub struct Bundles {
     by_key: BTreeMap<String, Vec<(String, Vec<McpGrant>)>>,
+    /// The `allow_by_default` clients: a key without a grant of its own already has all of
+    /// their tools, which a bundle's grant must not narrow.
+    defaults: Vec<String>,
 }
 
 impl Bundles {
@@ -90,28 +93,30 @@ impl Bundles {
                 by_key.entry(key.clone()).or_default().push((vmcp.endpoint_slug.clone(), grants.clone()));
             }
         }
-        Bundles { by_key }
+        let defaults = clients.iter().filter(|c| c.allow_by_default).map(|c| c.name.clone()).collect();
+        Bundles { by_key, defaults }
+    }
+
+    /// A key's own grants with its bundles' tools added (a bundle grants what it bundles).
+    pub fn merge_into(&self, own: &mut Vec<McpGrant>, bundled: &[McpGrant]) {
+        for grant in bundled {
+            match own.iter_mut().find(|g| g.mcp_client_name == grant.mcp_client_name) {
+                Some(mine) => {
+                    for tool in &grant.tools_to_execute {
+                        if !mine.tools_to_execute.contains(tool) {
+                            mine.tools_to_execute.push(tool.clone());
+                        }
+                    }
+                }
+                None if self.defaults.contains(&grant.mcp_client_name) => {}
+                None => own.push(grant.clone()),
+            }
+        }
     }
 
     /// The bundles attached to a key, by slug.
     pub fn of(&self, key_id: &str) -> &[(String, Vec<McpGrant>)] {
         self.by_key.get(key_id).map(Vec::as_slice).unwrap_or_default()
-    }
-}
-
-/// A key's own grants with its bundles' tools added (a bundle grants what it bundles).
-pub fn merge_grants(own: &mut Vec<McpGrant>, bundled: &[McpGrant]) {
-    for grant in bundled {
-        match own.iter_mut().find(|g| g.mcp_client_name == grant.mcp_client_name) {
-            Some(mine) => {
-                for tool in &grant.tools_to_execute {
-                    if !mine.tools_to_execute.contains(tool) {
-                        mine.tools_to_execute.push(tool.clone());
-                    }
-                }
-            }
-            None => own.push(grant.clone()),
-        }
     }
 }
 
@@ -128,9 +133,11 @@ mod tests {
     }
 
     #[test]
-    fn bundles_add_to_a_keys_grants() {
+    fn bundles_add_to_a_keys_grants_and_never_narrow_them() {
+        let bundles = Bundles { defaults: vec!["open".into()], ..Bundles::default() };
         let mut own = vec![grant("fs", &["read"])];
-        merge_grants(&mut own, &[grant("fs", &["write", "read"]), grant("time", &["*"])]);
+        bundles.merge_into(&mut own, &[grant("fs", &["write", "read"]), grant("time", &["*"]), grant("open", &["a"])]);
+        // `open` is allow_by_default: the key keeps all of it rather than a grant of `a` only.
         assert_eq!(own, vec![grant("fs", &["read", "write"]), grant("time", &["*"])]);
     }
 
