@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod agent;
 pub mod bootstrap;
+pub mod codemode;
 pub mod mcp;
 pub mod mock_provider;
 pub mod model;

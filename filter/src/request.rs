@@ -59,8 +59,10 @@ struct Awaiting {
     mcp: Option<McpPost>,
     /// The key's hash, which names its record for the hub.
     key_hash: String,
-    /// A chat that agent mode runs: the caller's key, for the hub.
-    agent_key: Option<String>,
+    /// A chat that agent mode runs.
+    agent: bool,
+    /// The caller's key, for the hub when it acts as the caller.
+    caller_key: Option<String>,
 }
 
 /// What an `/mcp` POST's body is judged with.
@@ -305,12 +307,14 @@ impl HttpContext for WardenRequest {
             return self
                 .deny(&Denial::BadRequest("the request has no body; it needs a JSON body with 'model'".into()), &none);
         }
-        let agent_key = (endpoint == Endpoint::ChatCompletions
+        let agent = endpoint == Endpoint::ChatCompletions
             && !agent_step
-            && govern::agent_mode(&admitted.record, &SharedRecords(generation), &include))
-        .then(|| presented_secret(pairs, admitted.key.source))
-        .flatten()
-        .map(|secret| String::from_utf8_lossy(secret).into_owned());
+            && govern::agent_mode(&admitted.record, &SharedRecords(generation), &include);
+        // The hub acts as the caller for agent mode and Code Mode's programs.
+        let caller_key = (agent || matches!(endpoint, Endpoint::ToolExecute | Endpoint::Mcp))
+            .then(|| presented_secret(pairs, admitted.key.source))
+            .flatten()
+            .map(|secret| String::from_utf8_lossy(secret).into_owned());
         let query = path.splitn(2, |b| *b == b'?').nth(1).unwrap_or_default();
         self.phase = Phase::AwaitingBody(Box::new(Awaiting {
             key: admitted.record,
@@ -321,7 +325,8 @@ impl HttpContext for WardenRequest {
             include,
             mcp: mcp_post,
             key_hash: admitted.key.hash.to_hex(),
-            agent_key,
+            agent,
+            caller_key,
         }));
         // Routing waits for `model` in the body (needs `allow_on_headers_stop_iteration`).
         Action::Pause
@@ -340,11 +345,11 @@ impl HttpContext for WardenRequest {
         let Phase::AwaitingBody(awaiting) = std::mem::replace(&mut self.phase, Phase::Idle) else {
             return Action::Continue;
         };
-        let Awaiting { key, endpoint, query, generation, control_plane_up, include, mcp, key_hash, agent_key } =
+        let Awaiting { key, endpoint, query, generation, control_plane_up, include, mcp, key_hash, agent, caller_key } =
             *awaiting;
-        if let Some(secret) = agent_key {
+        if agent && let Some(secret) = &caller_key {
             // Agent mode governs each step the hub sends back through the gateway, not this.
-            host::set_request_header(AGENT_KEY_HEADER, &secret);
+            host::set_request_header(AGENT_KEY_HEADER, secret);
             return self.route_to_hub(&key_hash, Some(mcp::AGENT_PATH));
         }
         let body = host::request_body(body_size).unwrap_or_default();
@@ -419,6 +424,12 @@ impl HttpContext for WardenRequest {
         };
         if unleased {
             host::increment(self.metrics.budget_unleased, 1);
+        }
+        if let (Ok(dispatch), Some(secret)) = (&decision, &caller_key)
+            && dispatch.acts_as_caller
+        {
+            host::set_request_header(KEY_HASH_HEADER, &key_hash);
+            host::set_request_header(AGENT_KEY_HEADER, secret);
         }
         match decision {
             Ok(dispatch) => self.dispatch(key.id.clone(), dispatch, report, body_size, rpc),

@@ -60,6 +60,9 @@ pub struct Dispatch {
     pub estimate_micros: u64,
     /// Who is charged and for what, for the usage ledger.
     pub charged: Charged,
+    /// The hub acts as the caller (a Code Mode meta-tool: its program's tool calls go back
+    /// through the gateway with the caller's key).
+    pub acts_as_caller: bool,
 }
 
 /// The owners and the model a request is charged to.
@@ -177,6 +180,7 @@ pub fn inference(
             provider: route.provider.name.clone(),
             model: route.model.clone(),
         },
+        acts_as_caller: false,
     };
     (report, Ok(dispatch))
 }
@@ -195,10 +199,29 @@ fn mcp_tools(
         .iter()
         .filter_map(|name| records.mcp_client(name))
         .collect();
-    crate::mcp::allowed_tools(key.grants(), &clients, include)
+    let allowed = crate::mcp::allowed_tools(key.grants(), &clients, include);
+    // Code-mode clients' tools hide behind the meta-tools.
+    let code_mode = allowed.iter().any(|(client, _)| client.is_code_mode_client);
+    let mut definitions: Vec<serde_json::Value> = allowed
         .into_iter()
+        .filter(|(client, _)| !client.is_code_mode_client)
         .map(|(client, tool)| crate::mcp::function_definition(client, tool, shape))
-        .collect()
+        .collect();
+    if code_mode {
+        definitions.extend(crate::codemode::definitions(shape));
+    }
+    definitions
+}
+
+/// Whether `grants` under these headers reach some tool of a code-mode client: the meta-tools
+/// are offered and callable then.
+fn sees_code_mode(grants: Grants<'_>, records: &impl Records, include: &IncludeHeaders) -> bool {
+    let index = records.mcp_index().unwrap_or_default();
+    crate::mcp::candidate_clients(grants, &index, include)
+        .iter()
+        .filter_map(|name| records.mcp_client(name))
+        .filter(|client| client.is_code_mode_client)
+        .any(|client| client.tools.iter().any(|t| crate::mcp::allows(grants, &client, &t.name, include)))
 }
 
 /// Judges one `/v1/mcp/tool/execute` call of an admitted key (see [`tool_call`]).
@@ -270,6 +293,28 @@ fn tool_call<R: Records, C: Counters>(
     j: ToolJudgement<'_, R, C>,
 ) -> (RateReport, Result<Dispatch, Denial>) {
     let none = RateReport::default();
+    if crate::codemode::is_meta(&call.name) {
+        if !sees_code_mode(j.grants, j.records, include) {
+            return (none, Err(Denial::ToolBlocked(call.name.clone(), key.name.clone())));
+        }
+        // The meta-tools cost nothing themselves; the tool calls of a program are judged one by one.
+        let dispatch = Dispatch {
+            cluster: crate::mcp::HUB_CLUSTER.into(),
+            path: j.path,
+            timeout_ms: None,
+            body: None,
+            reservation: Reservation::default(),
+            holds_slot: false,
+            stream: false,
+            hide_usage_chunk: false,
+            price: None,
+            budgets: BudgetReservation::default(),
+            estimate_micros: 0,
+            charged: charged(key, j.records, &call.name),
+            acts_as_caller: true,
+        };
+        return (none, Ok(dispatch));
+    }
     let Some((client_name, tool)) = call.split() else {
         return (none, Err(Denial::ToolUnknown(call.name.clone())));
     };
@@ -317,15 +362,22 @@ fn tool_call<R: Records, C: Counters>(
         price: None,
         budgets: held,
         estimate_micros: price,
-        charged: Charged {
-            key_id: key.id.clone(),
-            team_id: key.team_id.clone(),
-            customer_id: customer_id.map(str::to_owned),
-            provider: crate::mcp::LEDGER_PROVIDER.into(),
-            model: call.name.clone(),
-        },
+        charged: charged(key, j.records, &call.name),
+        acts_as_caller: false,
     };
     (report, Ok(dispatch))
+}
+
+/// The owners a tool call of `key` is charged to.
+fn charged(key: &VirtualKeyRecord, records: &impl Records, tool: &str) -> Charged {
+    let team_customer = || key.team_id.as_deref().and_then(|id| records.team(id)).and_then(|t| t.customer_id);
+    Charged {
+        key_id: key.id.clone(),
+        team_id: key.team_id.clone(),
+        customer_id: key.customer_id.clone().or_else(team_customer),
+        provider: crate::mcp::LEDGER_PROVIDER.into(),
+        model: tool.to_owned(),
+    }
 }
 
 /// Whether a chat of this key goes to agent mode: some tool it may see under these headers is
@@ -594,6 +646,7 @@ mod tests {
             name: name.into(),
             description: format!("{name} a file"),
             input_schema: serde_json::json!({"type": "object"}),
+            output_schema: None,
         };
         McpClientRecord {
             name: "fs".into(),
@@ -601,6 +654,7 @@ mod tests {
             allow_by_default: false,
             tool_pricing: [("read".to_owned(), price_micros)].into(),
             tools_to_auto_execute: vec!["read".into()],
+            is_code_mode_client: false,
             tools: vec![tool("read"), tool("write")],
         }
     }

@@ -8,6 +8,7 @@
 
 pub mod admission;
 pub mod budgets;
+pub mod codemode;
 pub mod counter;
 pub mod denial;
 pub mod govern;

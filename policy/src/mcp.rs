@@ -48,6 +48,9 @@ pub struct McpClientRecord {
     /// Usable by every key without an entry in its `mcp_configs`.
     #[serde(default)]
     pub allow_by_default: bool,
+    /// Its tools hide behind the Code Mode meta-tools.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_code_mode_client: bool,
     /// The tools agent mode runs by itself (`*` = all); only those also in `tools_to_execute`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tools_to_auto_execute: Vec<String>,
@@ -70,6 +73,9 @@ pub struct McpTool {
     /// Its arguments: a JSON Schema object.
     #[serde(default = "empty_object_schema")]
     pub input_schema: Value,
+    /// Its structured result, when the server declares one (Code Mode types results with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<Value>,
 }
 
 fn empty_object_schema() -> Value {
@@ -449,10 +455,16 @@ mod tests {
             tools_to_execute: ceiling.iter().map(|s| s.to_string()).collect(),
             allow_by_default: by_default,
             tools_to_auto_execute: Vec::new(),
+            is_code_mode_client: false,
             tool_pricing: BTreeMap::new(),
             tools: tools
                 .iter()
-                .map(|t| McpTool { name: t.to_string(), description: String::new(), input_schema: json!({}) })
+                .map(|t| McpTool {
+                    name: t.to_string(),
+                    description: String::new(),
+                    input_schema: json!({}),
+                    output_schema: None,
+                })
                 .collect(),
         }
     }

@@ -7,6 +7,7 @@
 
 mod stream;
 
+use crate::codemode;
 use crate::mcp::Hub;
 use crate::mcp::records::{Caller, Published};
 use crate::model::ToolManagerConfig;
@@ -20,6 +21,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use warden_policy::Denial;
+use warden_policy::codemode::{EXECUTE_TOOL_CODE, calls_are_static, is_meta, static_calls};
 use warden_policy::govern::Records;
 use warden_policy::mcp::{self, AGENT_KEY_HEADER, AGENT_STEP_HEADER, INCLUDE_CLIENTS_HEADER, INCLUDE_TOOLS_HEADER};
 
@@ -50,6 +52,16 @@ impl Agent {
 
     pub fn set_config(&self, config: ToolManagerConfig) {
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+    }
+
+    /// The gateway's base URL.
+    pub fn gateway(&self) -> &str {
+        &self.gateway
+    }
+
+    /// The client that reaches the gateway.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 }
 
@@ -188,10 +200,38 @@ impl Run {
     /// Whether a tool call is one this key may have run without asking.
     fn auto(&self, call: &Value) -> bool {
         let name = call["function"]["name"].as_str().unwrap_or_default();
+        if is_meta(name) {
+            return self.meta_auto(name, call);
+        }
         let Some((client, tool)) = name.split_once(mcp::SEPARATOR) else { return false };
         let Some(client) = Published(self.hub.cache()).mcp_client(client) else { return false };
         client.tools.iter().any(|t| t.name == tool)
             && mcp::auto_executes(self.caller.key.grants(), &client, tool, &self.caller.include)
+    }
+
+    /// Code Mode's read-only meta-tools always run by themselves; a program only when every
+    /// tool it calls, as far as can be seen without running it, does.
+    fn meta_auto(&self, name: &str, call: &Value) -> bool {
+        let servers = codemode::servers(&self.hub, &self.caller);
+        if servers.is_empty() {
+            return false;
+        }
+        if name != EXECUTE_TOOL_CODE {
+            return true;
+        }
+        let arguments: Value = call["function"]["arguments"]
+            .as_str()
+            .and_then(|a| serde_json::from_str(a).ok())
+            .unwrap_or_else(|| call["function"]["arguments"].clone());
+        let code = arguments["code"].as_str().unwrap_or_default();
+        let names: Vec<&str> = servers.iter().map(|(s, _)| s.as_str()).collect();
+        let records = Published(self.hub.cache());
+        calls_are_static(code, &names)
+            && static_calls(code, &names).iter().all(|(server, tool)| {
+                records.mcp_client(server).is_some_and(|client| {
+                    mcp::auto_executes(self.caller.key.grants(), &client, tool, &self.caller.include)
+                })
+            })
     }
 
     fn post(&self, path: &str, step: u32) -> reqwest::RequestBuilder {

@@ -2,13 +2,29 @@
 //! headers and reserved its price.
 
 use super::Hub;
+use super::records::Caller;
+use crate::codemode::{self, Gateway};
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use warden_policy::Denial;
-use warden_policy::mcp::{ExecuteFormat, ToolCall, ToolOutput};
+use warden_policy::codemode::is_meta;
+use warden_policy::mcp::{
+    AGENT_KEY_HEADER, ExecuteFormat, INCLUDE_CLIENTS_HEADER, INCLUDE_TOOLS_HEADER, ToolCall, ToolOutput,
+};
+
+/// How a Code Mode program reaches the gateway as its caller: the key the filter handed over,
+/// and the caller's include headers.
+pub fn gateway_of(headers: &HeaderMap) -> Option<Gateway> {
+    let secret = headers.get(AGENT_KEY_HEADER)?.to_str().ok()?.to_owned();
+    let include = [INCLUDE_CLIENTS_HEADER, INCLUDE_TOOLS_HEADER]
+        .into_iter()
+        .filter_map(|name| headers.get(name).map(|v| (name, v.clone())))
+        .collect();
+    Some(Gateway { secret, include })
+}
 
 fn answer(status: StatusCode, body: Vec<u8>) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
@@ -18,13 +34,29 @@ fn refuse(denial: &Denial) -> Response {
     answer(StatusCode::from_u16(denial.status()).unwrap_or(StatusCode::BAD_GATEWAY), denial.body())
 }
 
-pub(super) async fn execute(State(hub): State<Arc<Hub>>, RawQuery(query): RawQuery, body: Bytes) -> Response {
+pub(super) async fn execute(
+    State(hub): State<Arc<Hub>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let call = ExecuteFormat::of_query(query.as_deref().unwrap_or_default())
         .and_then(|format| Ok((format, ToolCall::parse(format, &body)?)));
     let (format, call) = match call {
         Ok(parsed) => parsed,
         Err(denial) => return refuse(&denial),
     };
+    if is_meta(&call.name) {
+        let Some(caller) = Caller::of(&headers, "", hub.cache()) else { return refuse(&Denial::KeyNotFound) };
+        let Some(gateway) = gateway_of(&headers) else { return refuse(&Denial::KeyRequired) };
+        return match codemode::call(&hub, &caller, gateway, &call.name, &call.arguments).await {
+            Ok((content, is_error)) => {
+                let body = ToolOutput { content, is_error }.body(format, &call);
+                answer(StatusCode::OK, serde_json::to_vec(&body).unwrap_or_default())
+            }
+            Err(denial) => refuse(&denial),
+        };
+    }
     let Some((client, tool)) = call.split() else { return refuse(&Denial::ToolUnknown(call.name.clone())) };
     match hub.call(client, tool, call.arguments.clone()).await {
         Ok(result) => {

@@ -5,7 +5,9 @@
 //! admitted; it sees exactly the tools it may use, and every call is checked here again.
 
 use super::Hub;
+use super::execute::gateway_of;
 use super::records::{Caller, Published};
+use crate::codemode;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
@@ -25,6 +27,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use warden_policy::Denial;
+use warden_policy::codemode::{META_TOOLS, is_meta, meta_tool};
 use warden_policy::mcp::{self, KEY_HASH_HEADER, exposed_name};
 
 /// The Streamable HTTP service of `/mcp`. `allowed_origins` lists the browser origins that may
@@ -129,16 +132,60 @@ impl McpServer {
         Caller::of(&parts.headers, parts.uri.path(), &self.hub.cache).ok_or_else(unknown)
     }
 
-    /// The names this caller sees now (its key's grants and bundles as they are now): what a
-    /// change notification is judged by. None once the key is gone.
+    /// The tools this caller is offered, as `tools/list` entries: its tools by exposed name,
+    /// those of code-mode servers replaced by the meta-tools.
+    fn offered(&self, caller: &Caller) -> Result<Vec<serde_json::Value>, Denial> {
+        let tools = caller.tools(&Published(&self.hub.cache))?;
+        let code_mode = tools.iter().any(|(c, _)| c.is_code_mode_client);
+        let mut offered: Vec<serde_json::Value> = tools
+            .iter()
+            .filter(|(c, _)| !c.is_code_mode_client)
+            .map(|(client, tool)| {
+                let mut entry = json!({
+                    "name": exposed_name(&client.name, &tool.name),
+                    "description": tool.description,
+                    "inputSchema": tool.input_schema,
+                });
+                if let Some(output) = &tool.output_schema {
+                    entry["outputSchema"] = output.clone();
+                }
+                entry
+            })
+            .collect();
+        if code_mode {
+            offered.extend(META_TOOLS.iter().filter_map(|name| {
+                let (description, schema) = meta_tool(name)?;
+                Some(json!({"name": name, "description": description, "inputSchema": schema}))
+            }));
+        }
+        Ok(offered)
+    }
+
+    /// A meta-tool call: its answer as a tool result (an error result for a failed program).
+    async fn call_meta(
+        &self,
+        caller: &Caller,
+        extensions: &rmcp::model::Extensions,
+        name: &str,
+        arguments: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        if codemode::servers(&self.hub, caller).is_empty() {
+            return Err(refusal(&Denial::ToolBlocked(name.to_owned(), caller.key.name.clone())));
+        }
+        let gateway = extensions.get::<Parts>().and_then(|p| gateway_of(&p.headers));
+        let gateway = gateway.ok_or_else(|| refusal(&Denial::KeyRequired))?;
+        let (text, is_error) =
+            codemode::call(&self.hub, caller, gateway, name, &arguments).await.map_err(|d| refusal(&d))?;
+        let content = vec![rmcp::model::ContentBlock::text(text)];
+        Ok(if is_error { CallToolResult::error(content) } else { CallToolResult::success(content) }.into())
+    }
+
+    /// The names this caller is offered now (its key's grants and bundles as they are now):
+    /// what a change notification is judged by. None once the key is gone.
     fn visible(&self, caller: &Caller) -> Vec<String> {
         let Some(caller) = caller.refreshed(&self.hub.cache) else { return Vec::new() };
-        caller
-            .tools(&Published(&self.hub.cache))
-            .unwrap_or_default()
-            .iter()
-            .map(|(c, t)| exposed_name(&c.name, &t.name))
-            .collect()
+        let offered = self.offered(&caller).unwrap_or_default();
+        offered.iter().filter_map(|t| t["name"].as_str().map(str::to_owned)).collect()
     }
 
     /// Waits until what `caller` sees differs from `seen`; returns the new list.
@@ -170,18 +217,8 @@ impl ServerHandler for McpServer {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let caller = self.caller(&context.extensions)?;
-        let tools = caller.tools(&Published(&self.hub.cache)).map_err(|d| refusal(&d))?;
-        let tools = tools
-            .iter()
-            .filter_map(|(client, tool)| {
-                let tool = json!({
-                    "name": exposed_name(&client.name, &tool.name),
-                    "description": tool.description,
-                    "inputSchema": tool.input_schema,
-                });
-                serde_json::from_value::<Tool>(tool).ok()
-            })
-            .collect();
+        let tools = self.offered(&caller).map_err(|d| refusal(&d))?;
+        let tools = tools.into_iter().filter_map(|tool| serde_json::from_value::<Tool>(tool).ok()).collect();
         Ok(ListToolsResult::with_all_items(tools))
     }
 
@@ -192,6 +229,9 @@ impl ServerHandler for McpServer {
     ) -> Result<CallToolResponse, ErrorData> {
         let caller = self.caller(&context.extensions)?;
         let name = request.name.to_string();
+        if is_meta(&name) {
+            return self.call_meta(&caller, &context.extensions, &name, request.arguments.unwrap_or_default()).await;
+        }
         let records = Published(&self.hub.cache);
         let visible = caller.tools(&records).map_err(|d| refusal(&d))?;
         let Some((client, tool)) = visible.iter().find(|(c, t)| exposed_name(&c.name, &t.name) == name) else {

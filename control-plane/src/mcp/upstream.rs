@@ -302,6 +302,7 @@ impl Upstream {
                 name: t.name.to_string(),
                 description: t.description.map(|d| d.to_string()).unwrap_or_default(),
                 input_schema: serde_json::Value::Object((*t.input_schema).clone()),
+                output_schema: t.output_schema.map(|o| serde_json::Value::Object((*o).clone())),
             })
             .collect();
         let changed = {

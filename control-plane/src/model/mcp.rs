@@ -164,6 +164,7 @@ impl McpClient {
             tools_to_execute: self.tools_to_execute.clone(),
             allow_by_default: self.allow_by_default,
             tools_to_auto_execute: self.tools_to_auto_execute.clone(),
+            is_code_mode_client: self.is_code_mode_client,
             tool_pricing: self.tool_pricing.iter().map(|(t, usd)| (t.clone(), (usd * 1e6).round() as u64)).collect(),
             tools,
         }

@@ -1,0 +1,147 @@
+//! Code Mode (contract §8): the tools of code-mode clients hide behind four meta-tools. The
+//! model lists and reads TypeScript declarations generated from exactly the tools its key may
+//! use, then sends one program that calls many of them; the program runs in a QuickJS sandbox,
+//! and each of its tool calls goes back through the gateway as the caller, judged, priced and
+//! written to the ledger like a direct call.
+
+mod files;
+mod sandbox;
+mod typescript;
+
+pub use files::ToolFiles;
+pub use sandbox::{Failure, Limits, Outcome, ToolCaller, execute};
+
+use crate::mcp::Hub;
+use crate::mcp::records::{Caller, Published};
+use axum::http::HeaderValue;
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+use warden_policy::Denial;
+use warden_policy::codemode::{EXECUTE_TOOL_CODE, GET_TOOL_DOCS, LIST_TOOL_FILES, READ_TOOL_FILE};
+use warden_policy::mcp::{McpTool, exposed_name};
+
+/// The code-mode servers a caller may use, with their tools.
+pub fn servers(hub: &Hub, caller: &Caller) -> Vec<(String, Vec<McpTool>)> {
+    let tools = caller.tools(&Published(hub.cache())).unwrap_or_default();
+    let mut servers: Vec<(String, Vec<McpTool>)> = Vec::new();
+    for (client, tool) in tools.into_iter().filter(|(c, _)| c.is_code_mode_client) {
+        match servers.iter_mut().find(|(name, _)| *name == client.name) {
+            Some((_, list)) => list.push(tool),
+            None => servers.push((client.name.clone(), vec![tool])),
+        }
+    }
+    servers
+}
+
+/// Where a program's tool calls go: the gateway, as the caller.
+pub struct Gateway {
+    pub secret: String,
+    /// The caller's include headers.
+    pub include: Vec<(&'static str, HeaderValue)>,
+}
+
+/// Runs one meta-tool for `caller`: its text answer, and whether it is an error the model
+/// should read (a bad file name, a failed program).
+pub async fn call(
+    hub: &Arc<Hub>,
+    caller: &Caller,
+    gateway: Gateway,
+    name: &str,
+    arguments: &Map<String, Value>,
+) -> Result<(String, bool), Denial> {
+    let servers = servers(hub, caller);
+    let config = hub.agent.config();
+    let files = || ToolFiles::new(&servers, config.code_mode_binding_level);
+    let text = |field: &str| arguments.get(field).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let line = |field: &str| arguments.get(field).and_then(Value::as_u64);
+    Ok(match name {
+        LIST_TOOL_FILES => (files().list(), false),
+        READ_TOOL_FILE => match files().read(&text("fileName"), line("startLine"), line("endLine")) {
+            Ok(content) => (content, false),
+            Err(why) => (why, true),
+        },
+        GET_TOOL_DOCS => match files().docs(&text("server"), &text("tool")) {
+            Ok(content) => (content, false),
+            Err(why) => (why, true),
+        },
+        EXECUTE_TOOL_CODE => {
+            let code = text("code");
+            if code.trim().is_empty() {
+                return Err(Denial::BadRequest("executeToolCode needs 'code'".into()));
+            }
+            let names: Vec<(String, Vec<String>)> =
+                servers.iter().map(|(s, tools)| (s.clone(), tools.iter().map(|t| t.name.clone()).collect())).collect();
+            let limits =
+                Limits { timeout: config.tool_timeout().unwrap_or(Limits::default().timeout), ..Limits::default() };
+            let outcome = execute(code, names.clone(), tool_caller(hub, gateway), limits).await;
+            render(&outcome, &names)
+        }
+        _ => return Err(Denial::ToolUnknown(name.to_owned())),
+    })
+}
+
+/// Each call of the program: `/v1/mcp/tool/execute` on the gateway with the caller's key.
+fn tool_caller(hub: &Arc<Hub>, gateway: Gateway) -> ToolCaller {
+    let hub = hub.clone();
+    let gateway = Arc::new(gateway);
+    Arc::new(move |name: String, arguments: String| {
+        let (hub, gateway) = (hub.clone(), gateway.clone());
+        Box::pin(async move {
+            let call =
+                json!({"id": "codemode", "type": "function", "function": {"name": name, "arguments": arguments}});
+            let mut request = hub
+                .agent
+                .http()
+                .post(format!("{}/v1/mcp/tool/execute?format=chat", hub.agent.gateway()))
+                .header("x-bf-vk", &gateway.secret)
+                .json(&call);
+            for (header, value) in &gateway.include {
+                request = request.header(*header, value.as_bytes());
+            }
+            let response =
+                request.send().await.map_err(|_| format!("tool '{name}': the gateway could not be reached"))?;
+            let ok = response.status().is_success();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            if !ok {
+                return Err(body["error"]["message"].as_str().unwrap_or("the tool call was refused").to_owned());
+            }
+            let content = body["content"].as_str().unwrap_or_default().to_owned();
+            if body["is_error"].as_bool() == Some(true) { Err(content) } else { Ok(content) }
+        })
+    })
+}
+
+/// The contract's text for an execution: console output, then the returned value or the
+/// failure with hints.
+fn render(outcome: &Outcome, servers: &[(String, Vec<String>)]) -> (String, bool) {
+    let mut out = String::new();
+    if !outcome.console.is_empty() {
+        out.push_str("Console output:\n");
+        out.push_str(&outcome.console.join("\n"));
+        out.push_str("\n\n");
+    }
+    match &outcome.result {
+        Ok(value) => {
+            out.push_str(&format!("Execution completed successfully.\nReturn value: {value}"));
+            (out, false)
+        }
+        Err((failure, message)) => {
+            let available: Vec<String> = servers
+                .iter()
+                .map(|(s, tools)| {
+                    format!("{s} ({})", tools.iter().map(|t| exposed_name(s, t)).collect::<Vec<_>>().join(", "))
+                })
+                .collect();
+            out.push_str(&format!("Execution {} error: {message}\n\nHints:\n", failure.name()));
+            out.push_str(&format!(
+                "- Servers you can call: {}. Call a tool as `await server.tool({{...}})`; `return` the result.\n",
+                if available.is_empty() { "none".to_owned() } else { available.join("; ") }
+            ));
+            out.push_str("- listToolFiles and readToolFile show each tool's input and output types.\n");
+            if *failure == Failure::Limit || *failure == Failure::Timeout {
+                out.push_str("- Do less per execution: fewer calls, smaller results (filter before returning).\n");
+            }
+            (out, true)
+        }
+    }
+}
