@@ -4,6 +4,7 @@
 
 mod agent;
 mod clients;
+mod codemode;
 mod fleet;
 mod governance;
 mod ledger;

@@ -14,7 +14,7 @@ use warden_tests::stack::Stack;
 use warden_tests::{free_port, mcp_server_bin, python_bin, test_file};
 
 /// Runs the Python MCP client once; its JSON report.
-async fn python_client(stack: &Stack, key: &str, era: &str, path: &str, extra: &[&str]) -> Value {
+pub async fn python_client(stack: &Stack, key: &str, era: &str, path: &str, extra: &[&str]) -> Value {
     let output = Command::new(python_bin())
         .arg(test_file("mcp/mcp_client.py"))
         .args(["--url", &stack.gateway(path), "--era", era, "--header", &format!("x-bf-vk: {key}")])
@@ -29,7 +29,7 @@ async fn python_client(stack: &Stack, key: &str, era: &str, path: &str, extra: &
     serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|_| panic!("not JSON: {stdout}"))
 }
 
-fn names(report: &Value, field: &str) -> Vec<String> {
+pub fn names(report: &Value, field: &str) -> Vec<String> {
     report[field].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_owned()).collect()
 }
 

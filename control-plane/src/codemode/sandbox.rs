@@ -82,7 +82,8 @@ pub struct Outcome {
 }
 
 /// The program's view of the servers, built before it runs: `server.tool(input)` calls
-/// `__callTool("server-tool", JSON)` and decodes the answer.
+/// `__callTool("server-tool", JSON)` and decodes the answer. Any tool name makes a call, so a
+/// tool the key may not use fails with the gateway's reason, not "is not a function".
 fn prelude(servers: &[(String, Vec<String>)]) -> String {
     let mut out = String::from(
         r#"(() => {
@@ -97,14 +98,15 @@ fn prelude(servers: &[(String, Vec<String>)]) -> String {
     const out = await __callTool(name, JSON.stringify(input === undefined ? {} : input));
     try { return JSON.parse(out); } catch { return out; }
   };
-  const server = (name, tools) => Object.freeze(Object.fromEntries(tools.map((t) => [t, (input) => call(name + '-' + t, input)])));
+  const server = (name) => new Proxy({}, {
+    get: (_, tool) => (typeof tool === 'string' && tool !== 'then') ? (input) => call(name + '-' + tool, input) : undefined,
+  });
 "#,
     );
-    for (name, tools) in servers {
-        let tools = serde_json::to_string(tools).unwrap_or_else(|_| "[]".into());
-        out.push_str(&format!("  globalThis[{}] = server({0}, {tools});\n", serde_json::Value::from(name.clone())));
+    for (name, _) in servers {
+        out.push_str(&format!("  globalThis[{}] = server({0});\n", serde_json::Value::from(name.clone())));
     }
-    out.push_str("  delete globalThis.__log_unused;\n})();\n");
+    out.push_str("})();\n");
     out
 }
 
@@ -398,6 +400,12 @@ mod tests {
     async fn a_denied_tool_throws_inside_the_program() {
         let code = "try { await math.secret({}); } catch (e) { return e.message; }";
         assert_eq!(run(code).await.result, Ok(r#""MCP tool 'math-secret' is not allowed for virtual key 'k'""#.into()));
+        // A tool the key's files do not show fails the same way, with the gateway's reason.
+        let guessed = run("try { await math.delete_everything({}); } catch (e) { return e.message; }").await;
+        assert_eq!(
+            guessed.result,
+            Ok(r#""MCP tool 'math-delete_everything' is not allowed for virtual key 'k'""#.into())
+        );
         let uncaught = run("await math.secret({}); return 1;").await;
         let (failure, message) = uncaught.result.unwrap_err();
         assert_eq!(failure, Failure::Runtime);
