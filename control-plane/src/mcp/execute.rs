@@ -51,7 +51,7 @@ pub(super) async fn execute(
         let Some(gateway) = gateway_of(&headers) else { return refuse(&Denial::KeyRequired) };
         return match codemode::call(&hub, &caller, gateway, &call.name, &call.arguments).await {
             Ok((content, is_error)) => {
-                let body = ToolOutput { content, is_error }.body(format, &call);
+                let body = ToolOutput { content, is_error, structured: None }.body(format, &call);
                 answer(StatusCode::OK, serde_json::to_vec(&body).unwrap_or_default())
             }
             Err(denial) => refuse(&denial),
