@@ -6,6 +6,7 @@
 //!   the context;
 //! - Code Mode: the four meta-tools; the model lists the files, reads the ones it needs, sends
 //!   one program, and gets back only what the program returns.
+//!
 //! Every request body is built with Warden's own code (the injected definitions, the `.d.ts`
 //! files) and counted with o200k_base. Results go to stdout and, with `--readme`, into the
 //! README between the `codemode:begin`/`codemode:end` markers.
@@ -76,6 +77,8 @@ async fn real_servers(args: &Args, dir: &std::path::Path) -> anyhow::Result<Serv
 
 /// A property: name, JSON type, description, an enum if any.
 type Field = (&'static str, &'static str, &'static str, &'static [&'static str]);
+/// An entity of a generated server and its fields.
+type Entity = (&'static str, &'static [Field]);
 
 fn schema(fields: &[Field], required: &[&str]) -> Value {
     let properties: serde_json::Map<String, Value> = fields
@@ -102,7 +105,7 @@ fn generated_servers() -> Servers {
         ("per_page", "integer", "Results per page (max 100)", &[]),
         ("cursor", "string", "Opaque cursor from the previous page's next_cursor", &[]),
     ];
-    let specs: [(&str, &[(&str, &[Field])]); 6] = [
+    let specs: [(&str, &[Entity]); 6] = [
         (
             "github",
             &[

@@ -32,7 +32,7 @@ async fn code_mode_hides_tools_behind_meta_tools_and_governs_every_call() {
     let edge_port = free_port();
     let _edge = edge_http(&stack, edge_port);
     wait_listening(&stack, "the edge MCP server", edge_port).await;
-    add_client(
+    let edge = add_client(
         &stack,
         json!({"name": "edge", "connection_type": "http", "is_code_mode_client": true,
                "connection_string": format!("http://127.0.0.1:{edge_port}/mcp"),
@@ -132,6 +132,54 @@ async fn code_mode_hides_tools_behind_meta_tools_and_governs_every_call() {
     ];
     assert_eq!(names(&report, "tools"), offered, "{report}");
     assert_eq!(report["call"]["text"], "Execution completed successfully.\nReturn value: 42", "{report}");
+    // Limits trip through the gateway too, with their kind, and the next program runs.
+    let settings = json!({"tool_execution_timeout": "2s"});
+    let (status, body) = stack.admin_call(Method::PUT, "/api/settings/mcp/tool-manager-config", Some(settings)).await;
+    assert_eq!(status, 200, "{body}");
+    for (code, kind) in [("while (true) {}", "timeout"), ("let s = 'x'; while (true) { s = s + s; }", "limit")] {
+        let ran = meta(&stack, &key.secret, "executeToolCode", json!({"code": code})).await;
+        let text = ran["content"].as_str().unwrap();
+        assert!(ran["is_error"] == true && text.starts_with(&format!("Execution {kind} error:")), "{ran}");
+    }
+    let ran = meta(&stack, &key.secret, "executeToolCode", json!({"code": "return 1 + 1;"})).await;
+    assert_eq!(ran["content"], "Execution completed successfully.\nReturn value: 2");
+
+    // Agent mode runs a program by itself when every tool it spells out is auto-executable.
+    let auto = json!({"tools_to_auto_execute": ["add"]});
+    let (status, body) = stack.admin_call(Method::PUT, &format!("/api/mcp/client/{edge}"), Some(auto)).await;
+    assert_eq!(status, 200, "{body}");
+    let agent_chat = || async {
+        http.post(stack.gateway("/v1/chat/completions")).bearer_auth(&key.secret).json(&chat).send().await.unwrap()
+    };
+    stack
+        .wait_for("agent mode for the key", Duration::from_secs(10), || async {
+            agent_chat().await.headers().contains_key("x-warden-agent-steps")
+        })
+        .await;
+    let program = |code: &str| json!({"id": "p1", "type": "function", "function": {"name": "executeToolCode", "arguments": json!({"code": code}).to_string()}});
+    let script = |replies: Value| {
+        let (http, stack) = (&http, &stack);
+        async move {
+            http.delete(stack.mock("/mock/requests")).send().await.unwrap();
+            http.post(stack.mock("/mock/script")).json(&replies).send().await.unwrap();
+        }
+    };
+    script(json!([{"tool_calls": [program("return (await edge.add({a: 2, b: 2})).result;")]}, {"content": "four"}]))
+        .await;
+    let answered = agent_chat().await;
+    assert_eq!(answered.headers()["x-warden-agent-steps"], "2");
+    let body: Value = answered.json().await.unwrap();
+    assert_eq!(body["choices"][0]["message"]["content"], "four", "{body}");
+    let seen: Value = http.get(stack.mock("/mock/requests")).send().await.unwrap().json().await.unwrap();
+    let result = &seen[1]["body"]["messages"].as_array().unwrap().last().unwrap()["content"];
+    assert_eq!(result, "Execution completed successfully.\nReturn value: 4");
+    // `slow` is not auto-executable: the program goes back to the caller unrun.
+    script(json!([{"tool_calls": [program("return await edge.slow({seconds: 0});")]}])).await;
+    let answered = agent_chat().await;
+    assert_eq!(answered.headers()["x-warden-agent-steps"], "1");
+    let body: Value = answered.json().await.unwrap();
+    assert_eq!(body["choices"][0]["finish_reason"], "tool_calls", "{body}");
+
     // A key without a code-mode server may not call the meta-tools.
     let other = stack
         .create_key(json!({"name": "plain", "mcp_configs": [{"mcp_client_name": "time", "tools_to_execute": ["*"]}]}))
