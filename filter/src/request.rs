@@ -61,6 +61,8 @@ struct Awaiting {
     key_hash: String,
     /// A chat that agent mode runs.
     agent: bool,
+    /// A request agent mode sent (one of its steps).
+    agent_step: bool,
     /// The caller's key, for the hub when it acts as the caller.
     caller_key: Option<String>,
 }
@@ -326,6 +328,7 @@ impl HttpContext for WardenRequest {
             mcp: mcp_post,
             key_hash: admitted.key.hash.to_hex(),
             agent,
+            agent_step,
             caller_key,
         }));
         // Routing waits for `model` in the body (needs `allow_on_headers_stop_iteration`).
@@ -345,8 +348,19 @@ impl HttpContext for WardenRequest {
         let Phase::AwaitingBody(awaiting) = std::mem::replace(&mut self.phase, Phase::Idle) else {
             return Action::Continue;
         };
-        let Awaiting { key, endpoint, query, generation, control_plane_up, include, mcp, key_hash, agent, caller_key } =
-            *awaiting;
+        let Awaiting {
+            key,
+            endpoint,
+            query,
+            generation,
+            control_plane_up,
+            include,
+            mcp,
+            key_hash,
+            agent,
+            agent_step,
+            caller_key,
+        } = *awaiting;
         if agent && let Some(secret) = &caller_key {
             // Agent mode governs each step the hub sends back through the gateway, not this.
             host::set_request_header(AGENT_KEY_HEADER, secret);
@@ -382,10 +396,7 @@ impl HttpContext for WardenRequest {
                 &include,
             );
             match decision {
-                Ok(dispatch) => {
-                    host::set_request_header(KEY_HASH_HEADER, &key_hash);
-                    (report, Ok(dispatch))
-                }
+                Ok(dispatch) => (report, Ok(dispatch)),
                 Err(denial) => return self.deny_rpc(&denial, &report, &id),
             }
         } else if endpoint == Endpoint::ToolExecute {
@@ -425,11 +436,20 @@ impl HttpContext for WardenRequest {
         if unleased {
             host::increment(self.metrics.budget_unleased, 1);
         }
-        if let (Ok(dispatch), Some(secret)) = (&decision, &caller_key)
-            && dispatch.acts_as_caller
+        if let Ok(dispatch) = &decision
+            && dispatch.cluster == mcp::HUB_CLUSTER
         {
             host::set_request_header(KEY_HASH_HEADER, &key_hash);
-            host::set_request_header(AGENT_KEY_HEADER, secret);
+            if dispatch.acts_as_caller
+                && let Some(secret) = &caller_key
+            {
+                host::set_request_header(AGENT_KEY_HEADER, secret);
+                if agent_step {
+                    // Agent mode runs this program unasked: the hub lets it call only
+                    // auto-executable tools.
+                    host::set_request_header(mcp::AGENT_STEP_HEADER, "1");
+                }
+            }
         }
         match decision {
             Ok(dispatch) => self.dispatch(key.id.clone(), dispatch, report, body_size, rpc),

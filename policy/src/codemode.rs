@@ -1,6 +1,6 @@
 //! Code Mode's meta-tools (contract §8): the tools of code-mode clients are hidden behind these
 //! four, whose names and shapes Bifrost's callers know. The hub implements them; the filter
-//! injects and authorises them like any tool.
+//! injects them and lets through keys that see a code-mode tool.
 
 use crate::mcp::ToolShape;
 use serde_json::{Value, json};

@@ -297,7 +297,8 @@ fn tool_call<R: Records, C: Counters>(
         if !sees_code_mode(j.grants, j.records, include) {
             return (none, Err(Denial::ToolBlocked(call.name.clone(), key.name.clone())));
         }
-        // The meta-tools cost nothing themselves; the tool calls of a program are judged one by one.
+        // The meta-tools cost nothing themselves and have no limits of their own: a program's
+        // tool calls are judged one by one, and the hub bounds the programs running at once.
         let dispatch = Dispatch {
             cluster: crate::mcp::HUB_CLUSTER.into(),
             path: j.path,
@@ -311,7 +312,7 @@ fn tool_call<R: Records, C: Counters>(
             budgets: BudgetReservation::default(),
             estimate_micros: 0,
             charged: charged(key, j.records, &call.name),
-            acts_as_caller: true,
+            acts_as_caller: call.name == crate::codemode::EXECUTE_TOOL_CODE,
         };
         return (none, Ok(dispatch));
     }

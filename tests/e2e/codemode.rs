@@ -180,6 +180,16 @@ async fn code_mode_hides_tools_behind_meta_tools_and_governs_every_call() {
     let body: Value = answered.json().await.unwrap();
     assert_eq!(body["choices"][0]["finish_reason"], "tool_calls", "{body}");
 
+    // A program that hides its call from that check runs, but may call only auto tools.
+    script(json!([{"tool_calls": [program("return await globalThis.edge.slow({seconds: 0});")]}, {"content": "held"}]))
+        .await;
+    let answered = agent_chat().await;
+    assert_eq!(answered.headers()["x-warden-agent-steps"], "2");
+    let seen: Value = http.get(stack.mock("/mock/requests")).send().await.unwrap().json().await.unwrap();
+    let result =
+        seen[1]["body"]["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap().to_owned();
+    assert!(result.contains("'edge-slow' is not auto-executable"), "{result}");
+
     // A key without a code-mode server may not call the meta-tools.
     let other = stack
         .create_key(json!({"name": "plain", "mcp_configs": [{"mcp_client_name": "time", "tools_to_execute": ["*"]}]}))

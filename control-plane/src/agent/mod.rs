@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use warden_policy::Denial;
 use warden_policy::codemode::{EXECUTE_TOOL_CODE, calls_are_static, is_meta, static_calls};
 use warden_policy::govern::Records;
-use warden_policy::mcp::{self, AGENT_KEY_HEADER, AGENT_STEP_HEADER, INCLUDE_CLIENTS_HEADER, INCLUDE_TOOLS_HEADER};
+use warden_policy::mcp::{self, AGENT_KEY_HEADER, AGENT_STEP_HEADER};
 
 /// How many model calls the answer took.
 const STEPS_HEADER: &str = "x-warden-agent-steps";
@@ -54,14 +54,13 @@ impl Agent {
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
     }
 
-    /// The gateway's base URL.
-    pub fn gateway(&self) -> &str {
-        &self.gateway
-    }
-
-    /// The client that reaches the gateway.
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
+    /// A POST to the gateway as a caller: its key and include headers.
+    pub fn post(&self, path: &str, secret: &str, include: &[(&'static str, HeaderValue)]) -> reqwest::RequestBuilder {
+        let mut request = self.http.post(format!("{}{path}", self.gateway)).header("x-bf-vk", secret);
+        for (name, value) in include {
+            request = request.header(*name, value.as_bytes());
+        }
+        request
     }
 }
 
@@ -117,10 +116,7 @@ pub async fn chat(State(hub): State<Arc<Hub>>, headers: HeaderMap, body: Bytes) 
     };
     let streaming = request.remove("stream").and_then(|v| v.as_bool()).unwrap_or(false);
     request.remove("stream_options");
-    let include = [INCLUDE_CLIENTS_HEADER, INCLUDE_TOOLS_HEADER]
-        .into_iter()
-        .filter_map(|name| headers.get(name).map(|v| (name, v.clone())))
-        .collect();
+    let include = crate::mcp::include_headers(&headers);
     let config = hub.agent.config();
     let mut run = Run { hub, caller, secret, include, config, progress: None };
     if !streaming {
@@ -235,19 +231,7 @@ impl Run {
     }
 
     fn post(&self, path: &str, step: u32) -> reqwest::RequestBuilder {
-        let mut request = self
-            .http()
-            .post(format!("{}{path}", self.hub.agent.gateway))
-            .header("x-bf-vk", &self.secret)
-            .header(AGENT_STEP_HEADER, step.to_string());
-        for (name, value) in &self.include {
-            request = request.header(*name, value.as_bytes());
-        }
-        request
-    }
-
-    fn http(&self) -> &reqwest::Client {
-        &self.hub.agent.http
+        self.hub.agent.post(path, &self.secret, &self.include).header(AGENT_STEP_HEADER, step.to_string())
     }
 
     /// One model call through the gateway.
@@ -272,7 +256,11 @@ impl Run {
         let id = call["id"].as_str().unwrap_or_default().to_owned();
         let tool = call["function"]["name"].as_str().unwrap_or_default().to_owned();
         self.report(round, &tool, &id, "running").await;
-        let timeout = self.config.tool_timeout().unwrap_or(Duration::from_secs(30));
+        let mut timeout = self.config.tool_timeout().unwrap_or(Duration::from_secs(30));
+        if tool == EXECUTE_TOOL_CODE {
+            // A program gets the same budget in the sandbox; its own timeout answer should win.
+            timeout += Duration::from_secs(5);
+        }
         let sent = self.post("/v1/mcp/tool/execute?format=chat", round).json(call).timeout(timeout).send().await;
         let (status, content, is_error) = match sent {
             Err(e) if e.is_timeout() => {

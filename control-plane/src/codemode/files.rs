@@ -33,10 +33,8 @@ struct Declaration {
     method: String,
 }
 
-fn declare(tool: &McpTool) -> Declaration {
-    let base = pascal(&tool.name);
-    let base =
-        if base.starts_with(|c: char| c.is_ascii_digit()) || base.is_empty() { format!("T{base}") } else { base };
+/// `base` is unique within the server's file (`get-sum` and `get_sum` both make `GetSum`).
+fn declare(tool: &McpTool, base: String) -> Declaration {
     let input = Types::new(&tool.input_schema).of(&tool.input_schema, 0);
     let output = match &tool.output_schema {
         Some(schema) => Types::new(schema).of(schema, 0),
@@ -72,12 +70,38 @@ impl ToolFiles {
         for (server, tools) in servers.iter().filter(|(_, t)| !t.is_empty()) {
             let mut tools: Vec<&McpTool> = tools.iter().collect();
             tools.sort_by(|a, b| a.name.cmp(&b.name));
-            let declared: Vec<(&McpTool, Declaration)> = tools.iter().map(|t| (*t, declare(t))).collect();
+            let mut bases: Vec<String> = Vec::new();
+            let declared: Vec<(&McpTool, Declaration)> = tools
+                .iter()
+                .map(|t| {
+                    let pascal = pascal(&t.name);
+                    let mut base = if pascal.starts_with(|c: char| c.is_ascii_digit()) || pascal.is_empty() {
+                        format!("T{pascal}")
+                    } else {
+                        pascal
+                    };
+                    let stem = base.clone();
+                    let mut n = 2;
+                    while bases.contains(&base) {
+                        base = format!("{stem}{n}");
+                        n += 1;
+                    }
+                    bases.push(base.clone());
+                    (*t, declare(t, base))
+                })
+                .collect();
             for (tool, d) in &declared {
                 let docs = format!("{}declare const {server}: {{\n{}}};\n", d.types, d.method);
                 out.docs.insert((server.clone(), tool.name.clone()), docs.clone());
                 if level == BindingLevel::Tool {
-                    let path = format!("servers/{server}/{}.d.ts", tool.name.replace('-', "_"));
+                    // `-` becomes `_` in file names; a name that then collides gets a number.
+                    let stem = format!("servers/{server}/{}", tool.name.replace('-', "_"));
+                    let mut path = format!("{stem}.d.ts");
+                    let mut n = 2;
+                    while out.files.contains_key(&path) {
+                        path = format!("{stem}_{n}.d.ts");
+                        n += 1;
+                    }
                     out.files.insert(path, header(server, &tool.name) + &docs);
                 }
             }
@@ -95,10 +119,6 @@ impl ToolFiles {
             }
         }
         out
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
     }
 
     /// `listToolFiles`: the tree, two spaces per level.
@@ -178,7 +198,14 @@ mod tests {
         let add = json!({"type": "object", "required": ["a", "b"], "properties": {
             "a": {"type": "number", "description": "First number"}, "b": {"type": "number"}}});
         vec![
-            ("math".into(), vec![tool("add", "Adds two numbers", add), tool("get-sum", "", json!({"type": "object"}))]),
+            (
+                "math".into(),
+                vec![
+                    tool("add", "Adds two numbers", add),
+                    tool("get-sum", "", json!({"type": "object"})),
+                    tool("get_sum", "", json!({"type": "object"})),
+                ],
+            ),
             ("empty".into(), vec![]),
         ]
     }
@@ -196,6 +223,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("\"get-sum\"(input: GetSumInput)"), "{text}");
+        assert!(text.contains("get_sum(input: GetSum2Input)"), "{text}");
         assert_eq!(
             files.read("servers/math.d.ts", Some(1), Some(1)).unwrap(),
             "// Tools of the MCP server \"math\" that this key may use. In executeToolCode:\n"
@@ -210,7 +238,7 @@ mod tests {
     #[test]
     fn tool_files_one_per_tool_and_stable() {
         let files = ToolFiles::new(&servers(), BindingLevel::Tool);
-        assert_eq!(files.list(), "servers/\n  math/\n    add.d.ts\n    get_sum.d.ts\n");
+        assert_eq!(files.list(), "servers/\n  math/\n    add.d.ts\n    get_sum.d.ts\n    get_sum_2.d.ts\n");
         assert!(files.read("math/get_sum", None, None).unwrap().contains("math[\"get-sum\"]"));
         assert_eq!(files, ToolFiles::new(&servers(), BindingLevel::Tool));
     }

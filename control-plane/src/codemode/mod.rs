@@ -15,10 +15,13 @@ use crate::mcp::Hub;
 use crate::mcp::records::{Caller, Published};
 use axum::http::HeaderValue;
 use serde_json::{Map, Value, json};
+use std::collections::HashSet;
 use std::sync::Arc;
+use tokio::sync::Semaphore;
 use warden_policy::Denial;
 use warden_policy::codemode::{EXECUTE_TOOL_CODE, GET_TOOL_DOCS, LIST_TOOL_FILES, READ_TOOL_FILE};
-use warden_policy::mcp::{McpTool, exposed_name};
+use warden_policy::govern::Records;
+use warden_policy::mcp::{self, McpTool, exposed_name};
 
 /// The code-mode servers a caller may use, with their tools.
 pub fn servers(hub: &Hub, caller: &Caller) -> Vec<(String, Vec<McpTool>)> {
@@ -38,14 +41,26 @@ pub struct Gateway {
     pub secret: String,
     /// The caller's include headers.
     pub include: Vec<(&'static str, HeaderValue)>,
+    /// Agent mode runs the program unasked: only auto-executable tools may be called.
+    pub unattended: bool,
 }
 
+/// Programs running at once on this hub, at most: each holds a thread, a core while busy and
+/// up to 32 MiB.
+pub const MAX_PROGRAMS: usize = 4;
+/// Tool calls of one program in flight at once, at most.
+const MAX_CALLS_IN_FLIGHT: usize = 8;
+/// A tool call's arguments, at most.
+const MAX_ARGUMENT_BYTES: usize = 1 << 20;
+/// A tool's answer read by a program, at most.
+const MAX_ANSWER_BYTES: usize = 4 << 20;
+
 /// Runs one meta-tool for `caller`: its text answer, and whether it is an error the model
-/// should read (a bad file name, a failed program).
+/// should read (a bad file name, a failed program). `gateway` is needed by `executeToolCode`.
 pub async fn call(
     hub: &Arc<Hub>,
     caller: &Caller,
-    gateway: Gateway,
+    gateway: Option<Gateway>,
     name: &str,
     arguments: &Map<String, Value>,
 ) -> Result<(String, bool), Denial> {
@@ -69,39 +84,80 @@ pub async fn call(
             if code.trim().is_empty() {
                 return Err(Denial::BadRequest("executeToolCode needs 'code'".into()));
             }
+            let gateway = gateway.ok_or(Denial::KeyRequired)?;
+            let Ok(_running) = hub.programs.clone().try_acquire_owned() else {
+                let busy = format!(
+                    "Execution limit error: {MAX_PROGRAMS} programs are already running on this gateway; retry shortly."
+                );
+                return Ok((busy, true));
+            };
             let names: Vec<(String, Vec<String>)> =
                 servers.iter().map(|(s, tools)| (s.clone(), tools.iter().map(|t| t.name.clone()).collect())).collect();
+            let callable = callable(hub, caller, &servers, gateway.unattended);
             let limits =
                 Limits { timeout: config.tool_timeout().unwrap_or(Limits::default().timeout), ..Limits::default() };
-            let outcome = execute(code, names.clone(), tool_caller(hub, gateway), limits).await;
+            let outcome = execute(code, names.clone(), tool_caller(hub, caller, gateway, callable), limits).await;
             render(&outcome, &names)
         }
         _ => return Err(Denial::ToolUnknown(name.to_owned())),
     })
 }
 
-/// Each call of the program: `/v1/mcp/tool/execute` on the gateway with the caller's key.
-fn tool_caller(hub: &Arc<Hub>, gateway: Gateway) -> ToolCaller {
+/// The exposed names a program may call: the caller's code-mode tools in this scope, and only
+/// the auto-executable ones when agent mode runs it unasked.
+fn callable(hub: &Hub, caller: &Caller, servers: &[(String, Vec<McpTool>)], unattended: bool) -> HashSet<String> {
+    let records = Published(hub.cache());
+    servers
+        .iter()
+        .flat_map(|(server, tools)| tools.iter().map(move |t| (server, t)))
+        .filter(|(server, tool)| {
+            !unattended
+                || records
+                    .mcp_client(server)
+                    .is_some_and(|client| mcp::auto_executes(caller.key.grants(), &client, &tool.name, &caller.include))
+        })
+        .map(|(server, tool)| exposed_name(server, &tool.name))
+        .collect()
+}
+
+/// Each call of the program: checked against what it may call, then `/v1/mcp/tool/execute` on
+/// the gateway with the caller's key, where it is judged and priced like a direct call.
+fn tool_caller(hub: &Arc<Hub>, caller: &Caller, gateway: Gateway, callable: HashSet<String>) -> ToolCaller {
     let hub = hub.clone();
-    let gateway = Arc::new(gateway);
+    let key_name = caller.key.name.clone();
+    let shared = Arc::new((gateway, callable, Semaphore::new(MAX_CALLS_IN_FLIGHT)));
     Arc::new(move |name: String, arguments: String| {
-        let (hub, gateway) = (hub.clone(), gateway.clone());
+        let (hub, shared, key_name) = (hub.clone(), shared.clone(), key_name.clone());
         Box::pin(async move {
+            let (gateway, callable, in_flight) = &*shared;
+            if !callable.contains(&name) {
+                let why = match gateway.unattended {
+                    true => format!(
+                        "MCP tool '{name}' is not auto-executable; agent mode runs only programs whose every call is"
+                    ),
+                    false => Denial::ToolBlocked(name, key_name).message(),
+                };
+                return Err(why);
+            }
+            if arguments.len() > MAX_ARGUMENT_BYTES {
+                return Err(format!("tool '{name}': arguments over {MAX_ARGUMENT_BYTES} bytes"));
+            }
+            let _slot = in_flight.acquire().await.map_err(|e| e.to_string())?;
             let call =
                 json!({"id": "codemode", "type": "function", "function": {"name": name, "arguments": arguments}});
-            let mut request = hub
-                .agent
-                .http()
-                .post(format!("{}/v1/mcp/tool/execute?format=chat", hub.agent.gateway()))
-                .header("x-bf-vk", &gateway.secret)
-                .json(&call);
-            for (header, value) in &gateway.include {
-                request = request.header(*header, value.as_bytes());
-            }
-            let response =
+            let mut request = hub.agent.post("/v1/mcp/tool/execute?format=chat", &gateway.secret, &gateway.include);
+            request = request.json(&call);
+            let mut response =
                 request.send().await.map_err(|_| format!("tool '{name}': the gateway could not be reached"))?;
             let ok = response.status().is_success();
-            let body: Value = response.json().await.unwrap_or(Value::Null);
+            let mut bytes = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(|e| format!("tool '{name}': {e}"))? {
+                bytes.extend_from_slice(&chunk);
+                if bytes.len() > MAX_ANSWER_BYTES {
+                    return Err(format!("tool '{name}': its answer is over {MAX_ANSWER_BYTES} bytes"));
+                }
+            }
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             if !ok {
                 return Err(body["error"]["message"].as_str().unwrap_or("the tool call was refused").to_owned());
             }
@@ -138,7 +194,7 @@ fn render(outcome: &Outcome, servers: &[(String, Vec<String>)]) -> (String, bool
                 .collect();
             out.push_str(&format!("Execution {} error: {message}\n\nHints:\n", failure.name()));
             out.push_str(&format!(
-                "- Servers you can call: {}. Call a tool as `await server.tool({{...}})`; `return` the result.\n",
+                "- Tools you can call: {}. Call one as `await server.tool({{...}})`; `return` the result.\n",
                 if available.is_empty() { "none".to_owned() } else { available.join("; ") }
             ));
             out.push_str("- listToolFiles and readToolFile show each tool's input and output types.\n");

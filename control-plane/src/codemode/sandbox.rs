@@ -46,7 +46,7 @@ pub type ToolCaller =
 /// Why an execution failed, as the model is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
-    /// The code does not parse (as TypeScript, nor as JavaScript).
+    /// The code does not parse (TypeScript is a superset of JavaScript: one parse for both).
     Syntax,
     /// TypeScript the stripper rejected.
     TypeStrip,
@@ -81,37 +81,95 @@ pub struct Outcome {
     pub tool_calls: usize,
 }
 
-/// The program's view of the servers, built before it runs: `server.tool(input)` calls
-/// `__callTool("server-tool", JSON)` and decodes the answer. Any tool name makes a call, so a
-/// tool the key may not use fails with the gateway's reason, not "is not a function".
+/// Array methods that loop in C over a length a program can forge (`{length: 2**53}`) without
+/// ever reaching the interrupt check: each gets a guard on the length.
+const GUARDED_ARRAY_METHODS: &str =
+    "join,toString,toLocaleString,indexOf,lastIndexOf,includes,fill,copyWithin,reverse,slice,splice,concat";
+
+/// Names the prelude needs or the language defines: a server by such a name is not bound.
+const RESERVED: &[&str] =
+    &["console", "JSON", "Promise", "Object", "Array", "Math", "globalThis", "Proxy", "Error", "String"];
+
+/// The program's view of the servers, built before it runs: `server.tool(input)` calls the
+/// bridge with `server-tool` and decodes the answer. Any tool name makes a call, so a tool the
+/// key may not use fails with the gateway's reason, not "is not a function". The bridge itself
+/// is kept in the prelude's closure, out of the program's reach.
 fn prelude(servers: &[(String, Vec<String>)]) -> String {
-    let mut out = String::from(
-        r#"(() => {
-  const fmt = (v) => {
+    let mut out = format!(
+        r#"(() => {{
+  const raw = __callTool, log = __log;
+  delete globalThis.__callTool;
+  delete globalThis.__log;
+  for (const name of "{GUARDED_ARRAY_METHODS}".split(',')) {{
+    const original = Array.prototype[name];
+    Object.defineProperty(Array.prototype, name, {{ writable: true, configurable: true, value: function (...a) {{
+      if (Number(this?.length) > 1e7) throw new RangeError(`Array.prototype.${{name}} on more than 10,000,000 elements`);
+      return original.apply(this, a);
+    }} }});
+  }}
+  const fmt = (v) => {{
     if (typeof v === 'string') return v;
-    if (v instanceof Error) return `${v.name}: ${v.message}`;
-    try { const s = JSON.stringify(v); return s === undefined ? String(v) : s; } catch { return String(v); }
-  };
-  const mk = (level) => (...a) => __log(level, a.map(fmt).join(' '));
-  globalThis.console = { log: mk('log'), info: mk('info'), warn: mk('warn'), error: mk('error'), debug: mk('debug') };
-  const call = async (name, input) => {
-    const out = await __callTool(name, JSON.stringify(input === undefined ? {} : input));
-    try { return JSON.parse(out); } catch { return out; }
-  };
-  const server = (name) => new Proxy({}, {
-    get: (_, tool) => (typeof tool === 'string' && tool !== 'then') ? (input) => call(name + '-' + tool, input) : undefined,
-  });
-"#,
+    if (v instanceof Error) return `${{v.name}}: ${{v.message}}`;
+    try {{ const s = JSON.stringify(v); return s === undefined ? String(v) : s; }} catch {{ return String(v); }}
+  }};
+  const mk = (level) => (...a) => log(level, a.map(fmt).join(' '));
+  globalThis.console = {{ log: mk('log'), info: mk('info'), warn: mk('warn'), error: mk('error'), debug: mk('debug') }};
+  const call = async (name, input) => {{
+    const out = await raw(name, JSON.stringify(input === undefined ? {{}} : input));
+    try {{ return JSON.parse(out); }} catch {{ return out; }}
+  }};
+  const special = new Set(['then', 'toJSON', 'toString', 'valueOf', 'constructor', 'inspect']);
+  const server = (name) => new Proxy({{}}, {{
+    get: (_, tool) => (typeof tool === 'string' && !special.has(tool)) ? (input) => call(name + '-' + tool, input) : undefined,
+  }});
+"#
     );
-    for (name, _) in servers {
+    for (name, _) in servers.iter().filter(|(name, _)| !RESERVED.contains(&name.as_str())) {
         out.push_str(&format!("  globalThis[{}] = server({0});\n", serde_json::Value::from(name.clone())));
     }
     out.push_str("})();\n");
     out
 }
 
+/// The deepest nesting of brackets in `code`, strings and comments aside, roughly: the parser
+/// recurses per level, so absurd nesting is refused before it is parsed.
+fn nesting(code: &str) -> usize {
+    let (mut depth, mut deepest, mut quote) = (0usize, 0usize, None::<char>);
+    let mut chars = code.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(_), '\\') => {
+                chars.next();
+            }
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'' | '`') => quote = Some(c),
+            (None, '/') if chars.peek() == Some(&'/') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            (None, '(' | '[' | '{') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (None, ')' | ']' | '}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// Deeper than this, a program is refused as a syntax error.
+const MAX_NESTING: usize = 256;
+
 /// TypeScript to JavaScript; plain JavaScript passes through unchanged in meaning.
 pub fn strip_types(code: &str) -> Result<String, (Failure, String)> {
+    if nesting(code) > MAX_NESTING {
+        return Err((Failure::Syntax, format!("the code nests brackets more than {MAX_NESTING} levels deep")));
+    }
     use oxc::allocator::Allocator;
     use oxc::codegen::Codegen;
     use oxc::parser::Parser;
@@ -144,17 +202,35 @@ pub fn strip_types(code: &str) -> Result<String, (Failure, String)> {
     Ok(Codegen::new().build(&program).code)
 }
 
-/// Runs `code` against `servers` (`(server, its tool names)`, already filtered for the caller).
-/// Runs on a blocking thread of its own: the QuickJS runtime is not `Send`, and a busy program
-/// must not hold a worker of the async runtime.
+/// Runs `code` against `servers` (`(server, its tool names)`, already filtered for the caller)
+/// on a thread of its own: the QuickJS runtime is not `Send`, a busy program must not hold a
+/// worker of the async runtime, and the TypeScript parser recurses per nesting level.
 pub async fn execute(code: String, servers: Vec<(String, Vec<String>)>, tools: ToolCaller, limits: Limits) -> Outcome {
     let handle = tokio::runtime::Handle::current();
-    let joined = tokio::task::spawn_blocking(move || handle.block_on(run(code, servers, tools, limits))).await;
-    joined.unwrap_or_else(|e| Outcome {
-        console: Vec::new(),
-        result: Err((Failure::Runtime, format!("the sandbox failed: {e}"))),
-        tool_calls: 0,
-    })
+    let (done, outcome) = tokio::sync::oneshot::channel();
+    let started = std::thread::Builder::new().name("codemode".into()).stack_size(16 << 20).spawn(move || {
+        let _ = done.send(handle.block_on(run(code, servers, tools, limits)));
+    });
+    let failed = |why: String| Outcome { console: Vec::new(), result: Err((Failure::Runtime, why)), tool_calls: 0 };
+    match started {
+        Err(e) => failed(format!("the sandbox could not start: {e}")),
+        Ok(_) => outcome.await.unwrap_or_else(|_| failed("the sandbox stopped without an answer".into())),
+    }
+}
+
+/// At most this much of an error message reaches the model.
+const MAX_MESSAGE_BYTES: usize = 4 << 10;
+
+fn cut(mut text: String) -> String {
+    if text.len() > MAX_MESSAGE_BYTES {
+        let mut end = MAX_MESSAGE_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str(" […]");
+    }
+    text
 }
 
 struct Console {
@@ -175,7 +251,8 @@ async fn run(code: String, servers: Vec<(String, Vec<String>)>, tools: ToolCalle
     let result = match strip_types(&code) {
         Ok(js) => run_js(js, &servers, tools, limits, console.clone(), calls.clone()).await,
         Err(failure) => Err(failure),
-    };
+    }
+    .map_err(|(failure, message)| (failure, cut(message)));
     let console = std::mem::replace(
         &mut *console.lock().unwrap_or_else(|p| p.into_inner()),
         Console { lines: Vec::new(), bytes: 0, max_bytes: 0, truncated: false },
@@ -442,6 +519,20 @@ mod tests {
         assert_eq!(kind(&syntax).map(|k| k.0), Some(Failure::Syntax), "{syntax:?}");
         let thrown = run("throw new TypeError('bad input');").await;
         assert_eq!(kind(&thrown), Some((Failure::Runtime, "TypeError: bad input".into())));
+        // Loops in C over a forged length are refused before they start.
+        let forged = run("return Array.prototype.join.call({length: 2 ** 53 - 1}, '');").await;
+        assert!(kind(&forged).unwrap().1.contains("more than 10,000,000 elements"), "{forged:?}");
+        // Nesting that would exhaust the parser's stack is refused as a syntax error.
+        let nested = format!("return {}1{};", "(".repeat(5000), ")".repeat(5000));
+        assert_eq!(kind(&run(&nested).await).map(|k| k.0), Some(Failure::Syntax));
+        // The bridge is out of the program's reach.
+        assert_eq!(
+            run("return [typeof __callTool, typeof __log];").await.result,
+            Ok(r#"["undefined","undefined"]"#.into())
+        );
+        // A huge thrown message reaches the model cut.
+        let loud = run("throw new Error('x'.repeat(1 << 20));").await;
+        assert!(kind(&loud).unwrap().1.len() < 5_000);
         // The sandbox is fresh each time: nothing leaks from one run into the next.
         run("globalThis.leak = 1; return 1;").await;
         assert_eq!(run("return typeof leak;").await.result, Ok(r#""undefined""#.into()));

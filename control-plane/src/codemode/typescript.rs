@@ -61,9 +61,22 @@ impl<'s> Types<'s> {
         for (keyword, joiner) in [("anyOf", " | "), ("oneOf", " | "), ("allOf", " & ")] {
             if let Some(Value::Array(parts)) = schema.get(keyword) {
                 let types: Vec<String> = parts.iter().map(|p| self.ty(p, depth + 1, indent)).collect();
-                return join(types, joiner);
+                let combined = join(types, joiner);
+                // Sibling keywords (`type`, `properties`) still hold: `{path?, url?} & (A | B)`.
+                let mut rest = schema.clone();
+                rest.remove(keyword);
+                let base = self.plain(&rest, depth, indent);
+                return match base.as_str() {
+                    "unknown" => combined,
+                    _ => join(vec![base, combined], " & "),
+                };
             }
         }
+        self.plain(schema, depth, indent)
+    }
+
+    /// A schema's type from `type`, `properties` or `items` alone.
+    fn plain(&mut self, schema: &Map<String, Value>, depth: usize, indent: usize) -> String {
         match schema.get("type") {
             Some(Value::String(t)) => self.typed(t, schema, depth, indent),
             Some(Value::Array(types)) => {
@@ -126,7 +139,7 @@ impl<'s> Types<'s> {
         match schema.get("items") {
             Some(items) => {
                 let item = self.ty(items, depth + 1, indent);
-                if item.contains(' ') && !item.starts_with('{') { format!("({item})[]") } else { format!("{item}[]") }
+                if top_level_operator(&item) { format!("({item})[]") } else { format!("{item}[]") }
             }
             None => "unknown[]".into(),
         }
@@ -164,6 +177,23 @@ impl<'s> Types<'s> {
         out.push('}');
         out
     }
+}
+
+/// Whether a type has a `|` or `&` outside brackets (and so needs parentheses before `[]`).
+fn top_level_operator(ty: &str) -> bool {
+    let mut depth = 0i32;
+    let mut in_string = false;
+    for c in ty.chars() {
+        match c {
+            '"' => in_string = !in_string,
+            _ if in_string => {}
+            '{' | '(' | '[' | '<' => depth += 1,
+            '}' | ')' | ']' | '>' => depth -= 1,
+            '|' | '&' if depth == 0 => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 fn join(mut types: Vec<String>, joiner: &str) -> String {
@@ -267,6 +297,10 @@ mod tests {
             ),
             "({\n  a: string;\n}) & ({\n  b?: number;\n})"
         );
+        // A combinator beside properties narrows them; it does not replace them.
+        let either = json!({"type": "object", "properties": {"path": {"type": "string"}, "url": {"type": "string"}},
+            "anyOf": [{"required": ["path"]}, {"required": ["url"]}]});
+        assert_eq!(ts(either), "({\n  path?: string;\n  url?: string;\n}) & (unknown)");
         assert_eq!(ts(json!(true)), "unknown");
         assert_eq!(ts(json!(false)), "never");
         assert_eq!(ts(json!({})), "unknown");
@@ -282,6 +316,13 @@ mod tests {
         );
         assert_eq!(ts(json!({"type": "array", "items": [{"type": "boolean"}]})), "[boolean]");
         assert_eq!(ts(json!({"type": "array"})), "unknown[]");
+        let nullable_objects =
+            json!({"type": "array", "items": {"type": ["object", "null"], "properties": {"a": {"type": "string"}}}});
+        assert_eq!(ts(nullable_objects), "({\n  a?: string;\n} | null)[]");
+        assert_eq!(
+            ts(json!({"type": "array", "items": {"type": "object", "properties": {"a": {"type": "string"}}}})),
+            "{\n  a?: string;\n}[]"
+        );
     }
 
     #[test]

@@ -12,18 +12,24 @@ use std::sync::Arc;
 use warden_policy::Denial;
 use warden_policy::codemode::is_meta;
 use warden_policy::mcp::{
-    AGENT_KEY_HEADER, ExecuteFormat, INCLUDE_CLIENTS_HEADER, INCLUDE_TOOLS_HEADER, ToolCall, ToolOutput,
+    AGENT_KEY_HEADER, AGENT_STEP_HEADER, ExecuteFormat, INCLUDE_CLIENTS_HEADER, INCLUDE_TOOLS_HEADER, ToolCall,
+    ToolOutput,
 };
 
-/// How a Code Mode program reaches the gateway as its caller: the key the filter handed over,
-/// and the caller's include headers.
+/// How a Code Mode program reaches the gateway as its caller: the key the filter handed over
+/// (for `executeToolCode` only), the caller's include headers, and whether agent mode runs it.
 pub fn gateway_of(headers: &HeaderMap) -> Option<Gateway> {
     let secret = headers.get(AGENT_KEY_HEADER)?.to_str().ok()?.to_owned();
-    let include = [INCLUDE_CLIENTS_HEADER, INCLUDE_TOOLS_HEADER]
+    let unattended = headers.contains_key(AGENT_STEP_HEADER);
+    Some(Gateway { secret, include: include_headers(headers), unattended })
+}
+
+/// The caller's include headers, to send on with calls made as the caller.
+pub fn include_headers(headers: &HeaderMap) -> Vec<(&'static str, axum::http::HeaderValue)> {
+    [INCLUDE_CLIENTS_HEADER, INCLUDE_TOOLS_HEADER]
         .into_iter()
         .filter_map(|name| headers.get(name).map(|v| (name, v.clone())))
-        .collect();
-    Some(Gateway { secret, include })
+        .collect()
 }
 
 fn answer(status: StatusCode, body: Vec<u8>) -> Response {
@@ -48,8 +54,7 @@ pub(super) async fn execute(
     };
     if is_meta(&call.name) {
         let Some(caller) = Caller::of(&headers, "", hub.cache()) else { return refuse(&Denial::KeyNotFound) };
-        let Some(gateway) = gateway_of(&headers) else { return refuse(&Denial::KeyRequired) };
-        return match codemode::call(&hub, &caller, gateway, &call.name, &call.arguments).await {
+        return match codemode::call(&hub, &caller, gateway_of(&headers), &call.name, &call.arguments).await {
             Ok((content, is_error)) => {
                 let body = ToolOutput { content, is_error, structured: None }.body(format, &call);
                 answer(StatusCode::OK, serde_json::to_vec(&body).unwrap_or_default())

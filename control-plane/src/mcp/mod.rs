@@ -8,6 +8,7 @@ pub mod records;
 mod server;
 mod upstream;
 
+pub use execute::include_headers;
 pub use upstream::{State, Status};
 
 use crate::model::{McpClient, TOOL_MANAGER_SETTING, ToolManagerConfig};
@@ -78,6 +79,8 @@ pub struct Hub {
     /// Cancelled at shutdown: ends `/mcp` sessions and streams.
     stopping: CancellationToken,
     pub agent: crate::agent::Agent,
+    /// Code Mode programs running now (see [`crate::codemode::MAX_PROGRAMS`]).
+    pub programs: Arc<tokio::sync::Semaphore>,
 }
 
 impl Hub {
@@ -91,6 +94,7 @@ impl Hub {
             endpoint: HubEndpoint { advertise, token },
             stopping: CancellationToken::new(),
             agent: crate::agent::Agent::new(gateway),
+            programs: Arc::new(tokio::sync::Semaphore::new(crate::codemode::MAX_PROGRAMS)),
         }
     }
 
