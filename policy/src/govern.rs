@@ -242,7 +242,10 @@ pub fn tool_execute(
         Ok(parsed) => parsed,
         Err(denial) => return (RateReport::default(), Err(denial)),
     };
-    let path = format!("/v1{}?format={}", Endpoint::ToolExecute.path(), format.as_str());
+    let mut path = format!("/v1{}?format={}", Endpoint::ToolExecute.path(), format.as_str());
+    if ExecuteFormat::wants_structured(query) {
+        path.push_str("&structured=true");
+    }
     let judged = ToolJudgement { grants: key.grants(), path, records, counters, now_ms, settings, control_plane_up };
     tool_call(key, &call, include, judged)
 }
@@ -726,6 +729,19 @@ mod tests {
         assert_eq!(run(&k, "fs-write", 0).unwrap_err(), Denial::ToolBlocked("fs-write".into(), "team-a".into()));
         assert_eq!(run(&k, "fs-delete", 0).unwrap_err(), Denial::ToolUnknown("fs-delete".into()));
         assert_eq!(run(&k, "nohyphen", 0).unwrap_err().status(), 404);
+        let structured = tool_execute(
+            &k,
+            "format=chat&structured=true",
+            call("fs-read").as_bytes(),
+            &w,
+            &w,
+            // Two days on: a fresh budget window.
+            2 * 86_400_000,
+            &SETTINGS,
+            true,
+            &NO_HEADERS,
+        );
+        assert_eq!(structured.1.unwrap().path, "/v1/mcp/tool/execute?format=chat&structured=true");
         let bad = tool_execute(&k, "format=xml", b"{}", &w, &w, 0, &SETTINGS, true, &NO_HEADERS).1;
         assert_eq!(bad.unwrap_err().status(), 400);
     }

@@ -322,6 +322,12 @@ impl ExecuteFormat {
         }
     }
 
+    /// Whether the query asks for the server's `structuredContent` too (`structured=true`, a
+    /// Warden extension: Code Mode programs receive typed results through it).
+    pub fn wants_structured(query: &str) -> bool {
+        query.split('&').any(|pair| pair == "structured=true")
+    }
+
     /// The query value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -389,8 +395,8 @@ pub struct ToolOutput {
     pub content: String,
     /// The server reported a tool error (`isError`).
     pub is_error: bool,
-    /// The server's `structuredContent`, passed on as `structured_content` (Code Mode programs
-    /// receive it in place of the text).
+    /// The server's `structuredContent`, passed on as `structured_content` when asked for
+    /// ([`ExecuteFormat::wants_structured`]).
     pub structured: Option<Value>,
 }
 

@@ -145,7 +145,8 @@ fn tool_caller(hub: &Arc<Hub>, caller: &Caller, gateway: Gateway, callable: Hash
             let _slot = in_flight.acquire().await.map_err(|e| e.to_string())?;
             let call =
                 json!({"id": "codemode", "type": "function", "function": {"name": name, "arguments": arguments}});
-            let mut request = hub.agent.post("/v1/mcp/tool/execute?format=chat", &gateway.secret, &gateway.include);
+            let mut request =
+                hub.agent.post("/v1/mcp/tool/execute?format=chat&structured=true", &gateway.secret, &gateway.include);
             request = request.json(&call);
             let mut response =
                 request.send().await.map_err(|_| format!("tool '{name}': the gateway could not be reached"))?;

@@ -65,7 +65,11 @@ pub(super) async fn execute(
     let Some((client, tool)) = call.split() else { return refuse(&Denial::ToolUnknown(call.name.clone())) };
     match hub.call(client, tool, call.arguments.clone()).await {
         Ok(result) => {
-            let body = ToolOutput::of_result(&result).body(format, &call);
+            let mut output = ToolOutput::of_result(&result);
+            if !ExecuteFormat::wants_structured(query.as_deref().unwrap_or_default()) {
+                output.structured = None;
+            }
+            let body = output.body(format, &call);
             answer(StatusCode::OK, serde_json::to_vec(&body).unwrap_or_default())
         }
         Err(denial) => refuse(&denial),
