@@ -38,8 +38,8 @@ pub struct ServeArgs {
     /// `--hub-addr` when unset.
     #[arg(long)]
     pub hub_advertise: Option<String>,
-    /// Browser origins that may call `/mcp` (e.g. `http://localhost:6274` for the MCP
-    /// Inspector's web UI); requests with any other `Origin` are refused with 403.
+    /// Browser origins that may call `/mcp` (CORS preflights answered for them); requests with
+    /// any other `Origin` are refused with 403.
     #[arg(long = "mcp-allowed-origin")]
     pub mcp_allowed_origins: Vec<String>,
     /// The gateway (Envoy's listener) as the hub reaches it: agent mode sends each step's

@@ -254,6 +254,11 @@ impl HttpContext for WardenRequest {
         let header = |name: &str| optional(name).unwrap_or_default();
         let generation = status.as_ref().map_or(0, |s| s.generation);
         let lookup = |hash: &warden_policy::KeyHash| shared::record(RecordKind::VirtualKey, &hash.to_hex(), generation);
+        if header(":method") == b"OPTIONS" && McpScope::of(header(":path")).is_some() {
+            // A browser's CORS preflight carries no key: the hub answers it, for the origins
+            // it admits.
+            return self.route_to_hub("", None);
+        }
         let admitted = match admit(pairs.clone(), health, status.as_ref(), lookup, host::now_ms()) {
             Ok(admitted) => admitted,
             Err(denial) => {

@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
-use warden_tests::stack::Stack;
+use warden_tests::stack::{MCP_ALLOWED_ORIGIN, Stack};
 use warden_tests::{free_port, mcp_server_bin, python_bin, test_file};
 
 /// Runs the Python MCP client once; its JSON report.
@@ -182,6 +182,34 @@ async fn warden_is_an_mcp_server_for_each_key() {
     assert_eq!(status, 403, "{body}");
     let response = reqwest::Client::new().post(stack.gateway("/mcp")).json(&call).send().await.unwrap();
     assert_eq!(response.status(), 401);
+    // A page of an admitted origin gets its CORS preflight answered and may call; others not.
+    let gateway = stack.gateway("/mcp");
+    let preflight = |origin: &'static str| {
+        let gateway = gateway.clone();
+        async move {
+            reqwest::Client::new()
+                .request(Method::OPTIONS, gateway)
+                .header("origin", origin)
+                .header("access-control-request-method", "POST")
+                .header("access-control-request-headers", "x-bf-vk,content-type,mcp-protocol-version")
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let allowed = preflight(MCP_ALLOWED_ORIGIN).await;
+    assert!(allowed.status().is_success(), "{}", allowed.status());
+    assert_eq!(allowed.headers()["access-control-allow-origin"], MCP_ALLOWED_ORIGIN);
+    let foreign = preflight("http://evil.example").await;
+    assert!(!foreign.headers().contains_key("access-control-allow-origin"));
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientInfo": {"name": "page", "version": "1"},
+                      "io.modelcontextprotocol/clientCapabilities": {}});
+    let list = json!({"jsonrpc": "2.0", "id": 6, "method": "tools/list", "params": {"_meta": meta}});
+    let headers = [("origin", MCP_ALLOWED_ORIGIN), ("mcp-method", "tools/list")];
+    let (status, body) = raw_post(&stack, &adder.secret, &headers, list).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("edge-add"), "{body}");
 
     // The MCP Inspector CLI lists and calls through Warden.
     let (code, listed) = inspector(&stack, &adder.secret, &["--method", "tools/list"]).await;

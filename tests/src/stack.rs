@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789";
+/// The browser origin `/mcp` admits in every node.
+pub const MCP_ALLOWED_ORIGIN: &str = "http://localhost:6274";
 
 /// Ports and files of one node. Dropping it kills the processes (printing their logs if the
 /// test failed) before the folder goes, and a failed test's folder is kept for a post-mortem.
@@ -148,6 +150,7 @@ impl Stack {
             .args(["--xds-addr", &format!("127.0.0.1:{xds_port}")])
             .args(["--hub-addr", "127.0.0.1:0"])
             .args(["--gateway-url", &format!("http://127.0.0.1:{}", self.gateway_port)])
+            .args(["--mcp-allowed-origin", MCP_ALLOWED_ORIGIN])
             .arg("--data-dir")
             .arg(self.dir.path().join("data"))
             .args(["--admin-token", ADMIN_TOKEN])

@@ -11,7 +11,7 @@ use crate::codemode;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use rmcp::handler::server::ServerHandler;
@@ -26,6 +26,7 @@ use serde_json::json;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use warden_policy::Denial;
 use warden_policy::codemode::{META_TOOLS, is_meta, meta_tool};
 use warden_policy::mcp::{self, KEY_HASH_HEADER, exposed_name};
@@ -46,11 +47,37 @@ fn service(hub: Arc<Hub>, allowed_origins: Vec<String>) -> StreamableHttpService
 
 /// `/mcp` and `/mcp/<slug>`, each session bound to the key that opened it.
 pub fn routes<S: Clone + Send + Sync + 'static>(hub: Arc<Hub>, allowed_origins: Vec<String>) -> Router<S> {
+    let cors = cors(&allowed_origins);
     let mcp = service(hub, allowed_origins);
     Router::new()
         .route_service("/mcp", mcp.clone())
         .route_service("/mcp/{slug}", mcp)
         .layer(middleware::from_fn_with_state(Arc::new(Sessions::default()), bind_sessions))
+        .layer(cors)
+}
+
+/// CORS for the browser origins `/mcp` admits: preflights answered, the session header exposed.
+fn cors(allowed_origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    let headers = [
+        "content-type",
+        "accept",
+        "authorization",
+        "x-bf-vk",
+        "x-api-key",
+        "mcp-session-id",
+        "mcp-protocol-version",
+        "mcp-method",
+        "mcp-name",
+        "last-event-id",
+        "x-bf-mcp-include-clients",
+        "x-bf-mcp-include-tools",
+    ];
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers(headers.map(HeaderName::from_static))
+        .expose_headers([HeaderName::from_static(SESSION_HEADER)])
 }
 
 /// Which key opened each 2025-11-25 session. A session id is no credential: another key's
