@@ -125,7 +125,11 @@ async fn bind_sessions(State(sessions): State<Arc<Sessions>>, request: Request, 
         return (StatusCode::NOT_FOUND, "Session not found").into_response();
     }
     let deleting = request.method() == Method::DELETE;
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    // rmcp ends a session with 202; clients (the Python SDK) expect 200 or 204 and warn.
+    if deleting && response.status() == StatusCode::ACCEPTED {
+        *response.status_mut() = StatusCode::NO_CONTENT;
+    }
     if let Some(opened) = response.headers().get(SESSION_HEADER).and_then(text) {
         sessions.open(opened, key);
     }
