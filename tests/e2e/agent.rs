@@ -3,11 +3,10 @@
 //! final answer, as JSON or as an SSE stream with tool progress, with usage summed and every
 //! model step in the key's ledger.
 
-use super::mcp::{add_client, edge_http, wait_connected, wait_listening};
+use super::mcp::edge_clients;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
-use warden_tests::free_port;
 use warden_tests::stack::{MOCK_PROVIDER, Stack};
 
 fn call(id: &str, name: &str, arguments: Value) -> Value {
@@ -57,18 +56,7 @@ fn tool_messages(request: &Value) -> Vec<Value> {
 #[tokio::test]
 async fn agent_mode_runs_the_tools_a_key_may_auto_execute() {
     let stack = Stack::start().await;
-    let edge_port = free_port();
-    let _edge = edge_http(&stack, edge_port);
-    wait_listening(&stack, "the edge MCP server", edge_port).await;
-    add_client(
-        &stack,
-        json!({"name": "edge", "connection_type": "http",
-               "connection_string": format!("http://127.0.0.1:{edge_port}/mcp"),
-               "headers": {"x-edge-token": "edge-secret"},
-               "tools_to_execute": ["*"], "tools_to_auto_execute": ["add", "slow"], "tool_pricing": {"add": 0.01}}),
-    )
-    .await;
-    wait_connected(&stack, &["edge"]).await;
+    let (_edge, _) = edge_clients(&stack, json!({"tools_to_auto_execute": ["add", "slow"]}), false).await;
     let key = stack
         .create_key(json!({"name": "agent", "mcp_configs": [{"mcp_client_name": "edge", "tools_to_execute": ["*"]}]}))
         .await;

@@ -3,14 +3,13 @@
 //! calls several tools at once, each call judged, priced and in the ledger; a tool the key may
 //! not use throws inside the program with the gateway's reason.
 
-use super::mcp::{add_client, edge_http, wait_connected, wait_listening};
+use super::mcp::edge_clients;
 use super::mcp_server::{names, python_client};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use warden_tests::stack::{MOCK_PROVIDER, Stack};
-use warden_tests::{free_port, mcp_server_bin};
 
 async fn meta(stack: &Stack, key: &str, name: &str, arguments: Value) -> Value {
     let call = json!({"id": "m", "type": "function", "function": {"name": name, "arguments": arguments.to_string()}});
@@ -29,25 +28,7 @@ async fn meta(stack: &Stack, key: &str, name: &str, arguments: Value) -> Value {
 #[tokio::test]
 async fn code_mode_hides_tools_behind_meta_tools_and_governs_every_call() {
     let stack = Stack::start().await;
-    let edge_port = free_port();
-    let _edge = edge_http(&stack, edge_port);
-    wait_listening(&stack, "the edge MCP server", edge_port).await;
-    let edge = add_client(
-        &stack,
-        json!({"name": "edge", "connection_type": "http", "is_code_mode_client": true,
-               "connection_string": format!("http://127.0.0.1:{edge_port}/mcp"),
-               "headers": {"x-edge-token": "edge-secret"},
-               "tools_to_execute": ["*"], "tool_pricing": {"add": 0.01}}),
-    )
-    .await;
-    let time = mcp_server_bin("WARDEN_MCP_TIME", "venv/bin/mcp-server-time");
-    add_client(
-        &stack,
-        json!({"name": "time", "connection_type": "stdio", "tools_to_execute": ["*"],
-               "stdio_config": {"command": time, "args": ["--local-timezone", "UTC"]}}),
-    )
-    .await;
-    wait_connected(&stack, &["edge", "time"]).await;
+    let (_edge, edge) = edge_clients(&stack, json!({"is_code_mode_client": true}), true).await;
     let key = stack
         .create_key(json!({"name": "coder", "mcp_configs": [
             {"mcp_client_name": "edge", "tools_to_execute": ["add", "slow"]},

@@ -60,6 +60,33 @@ pub async fn add_client(stack: &Stack, body: Value) -> String {
     created["client"]["config"]["client_id"].as_str().unwrap().to_owned()
 }
 
+/// The edge server over Streamable HTTP as the client `edge` (all tools, `add` at $0.01), with
+/// the `extra` config fields; with `time`, mcp-server-time over stdio as the client `time` too.
+/// Waits until they are connected; the edge server's process and the edge client's id.
+pub async fn edge_clients(stack: &Stack, extra: Value, time: bool) -> (Proc, String) {
+    let edge_port = free_port();
+    let edge = edge_http(stack, edge_port);
+    wait_listening(stack, "the edge MCP server", edge_port).await;
+    let mut config = json!({"name": "edge", "connection_type": "http",
+        "connection_string": format!("http://127.0.0.1:{edge_port}/mcp"), "headers": {"x-edge-token": "edge-secret"},
+        "tools_to_execute": ["*"], "tool_pricing": {"add": 0.01}});
+    if let (Value::Object(config), Value::Object(extra)) = (&mut config, extra) {
+        config.extend(extra);
+    }
+    let id = add_client(stack, config).await;
+    if time {
+        let program = mcp_server_bin("WARDEN_MCP_TIME", "venv/bin/mcp-server-time");
+        add_client(
+            stack,
+            json!({"name": "time", "connection_type": "stdio", "tools_to_execute": ["*"],
+                   "stdio_config": {"command": program, "args": ["--local-timezone", "UTC"]}}),
+        )
+        .await;
+    }
+    wait_connected(stack, if time { &["edge", "time"] } else { &["edge"] }).await;
+    (edge, id)
+}
+
 /// The tools Envoy forwarded to the provider in the latest chat request.
 async fn injected(stack: &Stack, key: &str, headers: &[(&str, &str)]) -> BTreeSet<String> {
     let http = reqwest::Client::new();

@@ -3,7 +3,7 @@
 //! JSON-RPC refusals, `list_changed` pushed to a connected client, Origin and header checks, and
 //! Virtual MCPs at `/mcp/<slug>`.
 
-use super::mcp::{add_client, edge_http, wait_connected, wait_listening};
+use super::mcp::edge_clients;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::process::Stdio;
@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use warden_tests::stack::{MCP_ALLOWED_ORIGIN, Stack};
-use warden_tests::{free_port, mcp_server_bin, python_bin, test_file};
+use warden_tests::{mcp_server_bin, python_bin, test_file};
 
 /// Runs the Python MCP client once; its JSON report.
 pub async fn python_client(stack: &Stack, key: &str, era: &str, path: &str, extra: &[&str]) -> Value {
@@ -93,25 +93,7 @@ async fn raw_post(stack: &Stack, key: &str, headers: &[(&str, &str)], body: Valu
 #[tokio::test]
 async fn warden_is_an_mcp_server_for_each_key() {
     let stack = Stack::start().await;
-    let edge_port = free_port();
-    let _edge = edge_http(&stack, edge_port);
-    wait_listening(&stack, "the edge MCP server", edge_port).await;
-    let edge = add_client(
-        &stack,
-        json!({"name": "edge", "connection_type": "http",
-               "connection_string": format!("http://127.0.0.1:{edge_port}/mcp"),
-               "headers": {"x-edge-token": "edge-secret"},
-               "tools_to_execute": ["*"], "tool_pricing": {"add": 0.01}}),
-    )
-    .await;
-    let time = mcp_server_bin("WARDEN_MCP_TIME", "venv/bin/mcp-server-time");
-    add_client(
-        &stack,
-        json!({"name": "time", "connection_type": "stdio", "tools_to_execute": ["*"],
-               "stdio_config": {"command": time, "args": ["--local-timezone", "UTC"]}}),
-    )
-    .await;
-    wait_connected(&stack, &["edge", "time"]).await;
+    let (_edge, edge) = edge_clients(&stack, json!({}), true).await;
     let full = stack
         .create_key(json!({"name": "full", "mcp_configs": [
             {"mcp_client_name": "edge", "tools_to_execute": ["*"]},
