@@ -60,6 +60,7 @@ async fn agent_mode_runs_the_tools_a_key_may_auto_execute() {
     let key = stack
         .create_key(json!({"name": "agent", "mcp_configs": [{"mcp_client_name": "edge", "tools_to_execute": ["*"]}]}))
         .await;
+    stack.wait_for_status(&key.secret, 200, Duration::from_secs(10)).await;
 
     // A two-step plan runs to the final answer: each step's tool result reaches the model.
     let plan = json!([

@@ -34,6 +34,7 @@ async fn code_mode_hides_tools_behind_meta_tools_and_governs_every_call() {
             {"mcp_client_name": "edge", "tools_to_execute": ["add", "slow"]},
             {"mcp_client_name": "time", "tools_to_execute": ["*"]}]}))
         .await;
+    stack.wait_for_status(&key.secret, 200, Duration::from_secs(10)).await;
 
     // The chat carries time's tools and the meta-tools, not edge's.
     let http = reqwest::Client::new();
@@ -175,6 +176,7 @@ async fn code_mode_hides_tools_behind_meta_tools_and_governs_every_call() {
     let other = stack
         .create_key(json!({"name": "plain", "mcp_configs": [{"mcp_client_name": "time", "tools_to_execute": ["*"]}]}))
         .await;
+    stack.wait_for_status(&other.secret, 200, Duration::from_secs(10)).await;
     let call = json!({"id": "m", "type": "function", "function": {"name": "listToolFiles", "arguments": "{}"}});
     let refused =
         http.post(stack.gateway("/v1/mcp/tool/execute")).bearer_auth(&other.secret).json(&call).send().await.unwrap();

@@ -99,9 +99,11 @@ async fn warden_is_an_mcp_server_for_each_key() {
             {"mcp_client_name": "edge", "tools_to_execute": ["*"]},
             {"mcp_client_name": "time", "tools_to_execute": ["get_current_time"]}]}))
         .await;
+    stack.wait_for_status(&full.secret, 200, Duration::from_secs(10)).await;
     let adder = stack
         .create_key(json!({"name": "adder", "mcp_configs": [{"mcp_client_name": "edge", "tools_to_execute": ["add"]}]}))
         .await;
+    stack.wait_for_status(&adder.secret, 200, Duration::from_secs(10)).await;
 
     // Each key sees exactly its tools, sorted, in both eras, narrowed by the include headers.
     let edge_tools =
