@@ -75,6 +75,11 @@ async fn listen_while(stack: &Stack, key: &str, era: &str, change: impl std::fut
     serde_json::from_str(&last).unwrap_or_else(|_| panic!("{last}"))
 }
 
+/// One JSON-RPC POST with no MCP headers at all, as a key.
+async fn post_plain(stack: &Stack, path: &str, key: &str, body: &Value) -> reqwest::Response {
+    reqwest::Client::new().post(stack.gateway(path)).header("x-bf-vk", key).json(body).send().await.unwrap()
+}
+
 /// One raw JSON-RPC POST to the gateway's `/mcp`.
 async fn raw_post(stack: &Stack, key: &str, headers: &[(&str, &str)], body: Value) -> (u16, String) {
     let mut request = reqwest::Client::new()
@@ -236,13 +241,7 @@ async fn warden_is_an_mcp_server_for_each_key() {
     let id = created["virtual_mcp"]["id"].as_str().unwrap().to_owned();
     let (status, conflict) = stack.admin_call(Method::POST, "/api/mcp/virtual-mcps", Some(bundle)).await;
     assert_eq!(status, 409, "{conflict}");
-    let refused = reqwest::Client::new()
-        .post(stack.gateway("/mcp/adders"))
-        .header("x-bf-vk", &adder.secret)
-        .json(&call)
-        .send()
-        .await
-        .unwrap();
+    let refused = post_plain(&stack, "/mcp/adders", &adder.secret, &call).await;
     assert_eq!(refused.status(), 403);
     assert!(refused.text().await.unwrap().contains("virtual_mcp_blocked"));
     // Attaching it changes what the key sees on /mcp too: a connected client hears of it.
@@ -274,25 +273,13 @@ async fn warden_is_an_mcp_server_for_each_key() {
     let report = python_client(&stack, &adder.secret, "modern", "/mcp", &[]).await;
     assert_eq!(names(&report, "tools"), ["edge-add", "edge-slow"], "{report}");
     // The full key is not attached: refused, as a 403 at the door.
-    let refused = reqwest::Client::new()
-        .post(stack.gateway("/mcp/adders"))
-        .header("x-bf-vk", &full.secret)
-        .json(&call)
-        .send()
-        .await
-        .unwrap();
+    let refused = post_plain(&stack, "/mcp/adders", &full.secret, &call).await;
     assert_eq!(refused.status(), 403);
     let (status, _) = stack.admin_call(Method::DELETE, &attach, None).await;
     assert_eq!(status, 200);
     stack
         .wait_for("the detached key to lose its bundle", Duration::from_secs(10), || async {
-            let response = reqwest::Client::new()
-                .post(stack.gateway("/mcp/adders"))
-                .header("x-bf-vk", &adder.secret)
-                .json(&call)
-                .send()
-                .await
-                .unwrap();
+            let response = post_plain(&stack, "/mcp/adders", &adder.secret, &call).await;
             response.status() == 403
         })
         .await;

@@ -68,10 +68,10 @@ pub struct UpdateClient {
 
 #[derive(Deserialize)]
 pub struct ListQuery {
-    search: Option<String>,
-    limit: Option<u32>,
+    pub(super) search: Option<String>,
+    pub(super) limit: Option<u32>,
     #[serde(default)]
-    offset: u32,
+    pub(super) offset: u32,
 }
 
 fn not_found(id: &str) -> ApiError {

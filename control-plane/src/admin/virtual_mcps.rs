@@ -6,6 +6,7 @@ use super::AppState;
 use super::audit::Before;
 use super::error::ApiError;
 use super::json::{ValidJson, page};
+use super::mcp::ListQuery;
 use crate::model::{BundledTools, VirtualMcp};
 use axum::Extension;
 use axum::Json;
@@ -36,14 +37,6 @@ pub struct UpdateVirtualMcp {
     description: Option<String>,
     enabled: Option<bool>,
     tools: Option<Vec<BundledTools>>,
-}
-
-#[derive(Deserialize)]
-pub struct ListQuery {
-    search: Option<String>,
-    limit: Option<u32>,
-    #[serde(default)]
-    offset: u32,
 }
 
 fn not_found(id: &str) -> ApiError {
