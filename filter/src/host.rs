@@ -92,7 +92,12 @@ pub fn replace_request_body(size: usize, body: &[u8]) -> Result<(), HostError> {
 
 /// The current chunk of the response body (`on_http_response_body`).
 pub fn response_body(size: usize) -> Option<Vec<u8>> {
-    hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).ok().flatten()
+    response_body_range(0, size)
+}
+
+/// `size` bytes of the current response body chunk from `start`.
+pub fn response_body_range(start: usize, size: usize) -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::HttpResponseBody, start, size).ok().flatten()
 }
 
 /// Replaces the first `size` bytes of the response body chunk.
@@ -100,9 +105,9 @@ pub fn replace_response_body(size: usize, body: &[u8]) -> Result<(), HostError> 
     Ok(hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, body)?)
 }
 
-/// One response header, raw.
-pub fn response_header(name: &str) -> Option<Vec<u8>> {
-    hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name).ok().flatten()
+/// Every response header as `(lower-case name, raw value)`: one crossing for all of them.
+pub fn response_headers() -> Vec<(String, Vec<u8>)> {
+    hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default()
 }
 
 pub fn set_response_header(name: &str, value: &str) {
@@ -190,7 +195,7 @@ pub fn record(metric: Option<u32>, value: u64) {
 }
 
 pub fn increment(metric: Option<u32>, by: i64) {
-    if let Some(id) = metric {
+    if let Some(id) = metric.filter(|_| by != 0) {
         let _ = hostcalls::increment_metric(id, by);
     }
 }

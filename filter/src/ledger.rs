@@ -1,8 +1,10 @@
-//! The usage ledger's filter side. Every worker puts a record per finished request on a shared
-//! queue (constant cost per request); the leader VM drains the queue into an unacknowledged
-//! list in shared data (so a crashed leader's successor resends it), reports that list to the
-//! control plane in batches, and drops only what the control plane acknowledges. The list is
-//! bounded: records that find it full are dropped and counted (`warden_usage_dropped`).
+//! The usage ledger's filter side. Every VM keeps the records of its finished requests and puts
+//! them on a shared queue as one item per tick (an enqueue wakes the VM that drains the queue,
+//! on another thread: once per tick, not once per request). The leader VM drains the queue into
+//! an unacknowledged list in shared data (so a crashed leader's successor resends it), reports
+//! that list to the control plane in batches, and drops only what the control plane
+//! acknowledges. The list is bounded: records that find it full are dropped and counted
+//! (`warden_usage_dropped`).
 
 use crate::metrics::Metrics;
 use crate::{host, shared};
@@ -18,21 +20,47 @@ const VM_ID: &str = "warden";
 const MAX_UNACKED: usize = 8 << 20;
 /// Records per report (the control plane takes up to 5,000).
 const BATCH: usize = 2_000;
+/// A VM's records are enqueued before its tick once they reach this size.
+const MAX_HELD: usize = 64 << 10;
 const REPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
 thread_local! {
     static QUEUE_ID: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+    // This VM's records not yet enqueued, length-delimited.
+    static HELD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Puts a record on the queue; `false` when there is no queue yet (no leader has ever run).
-pub fn record(usage: &UsageRecord) -> bool {
-    let id = QUEUE_ID.with(|q| {
+/// Keeps a record for the next enqueue; returns how many records were lost (none when a leader
+/// has ever run, so there is a queue).
+pub fn record(usage: &UsageRecord) -> i64 {
+    if queue().is_none() {
+        return 1;
+    }
+    let held = HELD.with(|held| {
+        let mut held = held.borrow_mut();
+        held.extend(usage.encode_length_delimited_to_vec());
+        held.len()
+    });
+    if held < MAX_HELD { 0 } else { enqueue_held() }
+}
+
+fn queue() -> Option<u32> {
+    QUEUE_ID.with(|q| {
         if q.get().is_none() {
             q.set(host::resolve_queue(VM_ID, QUEUE));
         }
         q.get()
-    });
-    id.is_some_and(|id| host::enqueue(id, &usage.encode_to_vec()))
+    })
+}
+
+/// Puts this VM's kept records on the queue as one item (every tick, and when the VM ends);
+/// returns how many were lost.
+pub fn enqueue_held() -> i64 {
+    let held = HELD.with(|held| std::mem::take(&mut *held.borrow_mut()));
+    if held.is_empty() || queue().is_some_and(|id| host::enqueue(id, &held)) {
+        return 0;
+    }
+    i64::try_from(decode_all(&held).len()).unwrap_or(i64::MAX)
 }
 
 fn decode_all(mut bytes: &[u8]) -> Vec<UsageRecord> {
@@ -75,14 +103,16 @@ impl Reporter {
         let mut dropped = 0i64;
         let mut drained = false;
         while let Some(item) = host::dequeue(queue) {
-            let Ok(record) = UsageRecord::decode(item.as_slice()) else { continue };
-            if bytes + item.len() > MAX_UNACKED {
-                dropped += 1;
-                continue;
+            for record in decode_all(&item) {
+                let size = record.encoded_len();
+                if bytes + size > MAX_UNACKED {
+                    dropped += 1;
+                    continue;
+                }
+                bytes += size;
+                pending.push(record);
+                drained = true;
             }
-            bytes += item.len();
-            pending.push(record);
-            drained = true;
         }
         host::increment(metrics.usage_dropped, dropped);
         if drained {

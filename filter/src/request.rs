@@ -8,9 +8,8 @@ use crate::{host, ledger, random};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
-use warden_policy::budgets;
 use warden_policy::govern::{self, Dispatch, Records};
-use warden_policy::inference::{Endpoint, SseUsage, json_usage};
+use warden_policy::inference::{Endpoint, SseUsage, USAGE_TAIL, json_usage};
 use warden_policy::keys::{find_key, key_headers, presented_secret};
 use warden_policy::ledger::UsageRecord;
 use warden_policy::limits::{self, RateReport};
@@ -18,6 +17,7 @@ use warden_policy::mcp::{self, AGENT_KEY_HEADER, IncludeHeaders, KEY_HASH_HEADER
 use warden_policy::pricing::{Price, dollars};
 use warden_policy::records::{CustomerRecord, ModelRecord, ProviderRecord, TeamRecord};
 use warden_policy::rpc::{self, McpScope, RpcMessage};
+use warden_policy::settlement::{self, Answer};
 use warden_policy::{Denial, FilterSettings, PolicyHealth, RecordKind, VirtualKeyRecord, admit};
 
 /// The header that tells the upstream which virtual key a request was admitted as. Trusted
@@ -27,11 +27,13 @@ pub const KEY_ID_HEADER: &str = "x-warden-vk-id";
 const MAX_OUTCOME_PREFIX: usize = 64 << 10;
 /// The header the route table reads to pick the provider key's cluster.
 const CLUSTER_HEADER: &str = "x-warden-cluster";
-/// A JSON response larger than this is passed on without reading its usage (its estimate stays
-/// charged).
-const MAX_USAGE_BODY: usize = 8 << 20;
 /// What the response cost, in dollars.
 const COST_HEADER: &str = "x-warden-cost-usd";
+/// A client that wants [`COST_HEADER`] on JSON answers sends this request header (`true`). The
+/// cost of a JSON answer is known only at its end, so its headers are held until then: a pause
+/// the client opts into. Streams carry the cost in their closing comment, and every cost is in
+/// the ledger, asked for or not.
+const WANT_COST_HEADER: &str = "x-warden-include-cost";
 /// What is left of the tightest budget once this request's estimate is reserved, in dollars.
 const BUDGET_HEADER: &str = "x-warden-budget-remaining-usd";
 
@@ -65,6 +67,8 @@ struct Awaiting {
     agent_step: bool,
     /// The caller's key, for the hub when it acts as the caller.
     caller_key: Option<String>,
+    /// The client asked for the cost header on a JSON answer.
+    want_cost: bool,
 }
 
 /// What an `/mcp` POST's body is judged with.
@@ -79,8 +83,12 @@ struct Dispatched {
     dispatch: Dispatch,
     report: RateReport,
     sse: Option<SseUsage>,
+    /// The end of a JSON answer (its last [`USAGE_TAIL`] bytes), or the start of an `/mcp`
+    /// call's answer.
     json: Vec<u8>,
     status: u16,
+    /// Hold the answer's headers until its cost is known.
+    want_cost: bool,
     /// The response's cost, µ$, once settled and known.
     cost: Option<u64>,
     charged: bool,
@@ -89,6 +97,17 @@ struct Dispatched {
     /// An `/mcp` `tools/call`: the answer is always 200, its JSON-RPC message says how the
     /// call ended, so the first [`MAX_OUTCOME_PREFIX`] bytes are kept in `json`.
     rpc: bool,
+}
+
+impl Dispatched {
+    /// Keeps what the usage is read from: the end of a JSON answer.
+    fn keep_tail(&mut self, body_size: usize) {
+        let start = body_size.saturating_sub(USAGE_TAIL);
+        let chunk = host::response_body_range(start, body_size - start).unwrap_or_default();
+        let keep = USAGE_TAIL.saturating_sub(chunk.len()).min(self.json.len());
+        self.json.drain(..self.json.len() - keep);
+        self.json.extend(chunk);
+    }
 }
 
 pub struct WardenRequest {
@@ -168,9 +187,7 @@ impl WardenRequest {
             denial: format!("{}/{}", denial.kind(), denial.code()),
             ..UsageRecord::default()
         };
-        if !ledger::record(&record) {
-            host::increment(self.metrics.usage_dropped, 1);
-        }
+        host::increment(self.metrics.usage_dropped, ledger::record(&record));
     }
 
     /// Sends the admitted request where `dispatch` says; `rpc` marks an `/mcp` `tools/call`.
@@ -181,6 +198,7 @@ impl WardenRequest {
         report: RateReport,
         body_size: usize,
         rpc: bool,
+        want_cost: bool,
     ) -> Action {
         if let Some(body) = &dispatch.body {
             if host::replace_request_body(body_size, body).is_err() {
@@ -204,6 +222,7 @@ impl WardenRequest {
             sse,
             json: Vec::new(),
             status: 0,
+            want_cost,
             cost: None,
             charged: false,
             usage_dropped: self.metrics.usage_dropped,
@@ -248,7 +267,8 @@ impl HttpContext for WardenRequest {
             return self.deny(&Denial::PolicyMissing, &none);
         };
         let health = PolicyHealth { bound_ms: settings.staleness_bound_ms };
-        let status = shared::sync_status();
+        let now = host::now_ms();
+        let status = shared::sync_status(now);
         let pairs = headers.iter().map(|(name, value)| (name.as_str(), value.as_slice()));
         let optional = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice());
         let header = |name: &str| optional(name).unwrap_or_default();
@@ -259,7 +279,7 @@ impl HttpContext for WardenRequest {
             // it admits.
             return self.route_to_hub("", None);
         }
-        let admitted = match admit(pairs.clone(), health, status.as_ref(), lookup, host::now_ms()) {
+        let admitted = match admit(pairs.clone(), health, status.as_ref(), lookup, now) {
             Ok(admitted) => admitted,
             Err(denial) => {
                 let denial = match Endpoint::of(header(":method"), header(":path")) {
@@ -328,13 +348,14 @@ impl HttpContext for WardenRequest {
             endpoint,
             query: String::from_utf8_lossy(query).into_owned(),
             generation,
-            control_plane_up: status.as_ref().is_some_and(|s| s.control_plane_up(host::now_ms())),
+            control_plane_up: status.as_ref().is_some_and(|s| s.control_plane_up(now)),
             include,
             mcp: mcp_post,
             key_hash: admitted.key.hash.to_hex(),
             agent,
             agent_step,
             caller_key,
+            want_cost: optional(WANT_COST_HEADER).is_some_and(|v| v.eq_ignore_ascii_case(b"true")),
         }));
         // Routing waits for `model` in the body (needs `allow_on_headers_stop_iteration`).
         Action::Pause
@@ -365,6 +386,7 @@ impl HttpContext for WardenRequest {
             agent,
             agent_step,
             caller_key,
+            want_cost,
         } = *awaiting;
         if agent && let Some(secret) = &caller_key {
             // Agent mode governs each step the hub sends back through the gateway, not this.
@@ -457,27 +479,30 @@ impl HttpContext for WardenRequest {
             }
         }
         match decision {
-            Ok(dispatch) => self.dispatch(key.id.clone(), dispatch, report, body_size, rpc),
+            Ok(dispatch) => self.dispatch(key.id.clone(), dispatch, report, body_size, rpc, want_cost),
             Err(denial) => self.deny(&denial, &report),
         }
     }
 
     fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
         let Phase::Dispatched(d) = &mut self.phase else { return Action::Continue };
-        for (name, value) in d.report.headers(host::now_ms()) {
+        let now = host::now_ms();
+        for (name, value) in d.report.headers(now) {
             host::set_response_header(name, &value);
         }
         if let Some(left) = d.dispatch.budgets.remaining_micros {
             host::set_response_header(BUDGET_HEADER, &dollars(left));
         }
-        d.status =
-            host::response_header(":status").and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok()).unwrap_or(0);
+        // One read for both headers this phase needs.
+        let headers = host::response_headers();
+        let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice());
+        d.status = header(":status").and_then(|s| std::str::from_utf8(s).ok()?.parse().ok()).unwrap_or(0);
         if d.rpc {
             // Its verdict is in the JSON-RPC answer, read as it passes.
             d.sse = None;
             return Action::Continue;
         }
-        let is_sse = host::response_header("content-type").is_some_and(|v| v.starts_with(b"text/event-stream"));
+        let is_sse = header("content-type").is_some_and(|v| v.starts_with(b"text/event-stream"));
         if is_sse {
             // Events are dropped and the cost is appended: the length changes.
             host::remove_response_header("content-length");
@@ -486,12 +511,12 @@ impl HttpContext for WardenRequest {
         }
         // A tool call's cost is its price, known once its status is: its body is not read.
         if end_of_stream || d.dispatch.cluster == mcp::HUB_CLUSTER {
-            settle(d);
+            settle(d, now);
             set_cost_header(d);
             return Action::Continue;
         }
-        // A JSON answer's headers wait for its body, whose usage gives the cost header.
-        if is_sse { Action::Continue } else { Action::Pause }
+        // A JSON answer's cost is known at its end: its headers wait only if the client asked.
+        if !is_sse && d.want_cost { Action::Pause } else { Action::Continue }
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -505,20 +530,26 @@ impl HttpContext for WardenRequest {
                 d.json.extend(host::response_body(body_size.min(room)).unwrap_or_default());
             }
             if end_of_stream {
-                settle(d);
+                settle(d, host::now_ms());
             }
             return Action::Continue;
         }
         if d.sse.is_none() {
-            // Envoy buffers the body while this pauses, so it is read once, whole.
-            if !end_of_stream {
-                return Action::Pause;
+            if d.want_cost {
+                // Envoy buffers the body while this pauses: its end is read once, whole.
+                if !end_of_stream {
+                    return Action::Pause;
+                }
+                d.keep_tail(body_size);
+                settle(d, host::now_ms());
+                set_cost_header(d);
+                return Action::Continue;
             }
-            if body_size <= MAX_USAGE_BODY {
-                d.json = host::response_body(body_size).unwrap_or_default();
+            // Chunks pass as they come; the end of each is kept, for the usage at the end.
+            d.keep_tail(body_size);
+            if end_of_stream {
+                settle(d, host::now_ms());
             }
-            settle(d);
-            set_cost_header(d);
             return Action::Continue;
         }
         let chunk = host::response_body(body_size).unwrap_or_default();
@@ -529,7 +560,7 @@ impl HttpContext for WardenRequest {
             }
             return Action::Continue;
         }
-        settle(d);
+        settle(d, host::now_ms());
         let mut bytes = replacement.unwrap_or(chunk);
         if let Some(cost) = d.cost {
             // Trailing headers do not reach most clients; an SSE comment does and is ignored.
@@ -542,7 +573,7 @@ impl HttpContext for WardenRequest {
     fn on_log(&mut self) {
         // Every stream ends here, completed, failed or cancelled: give back what it holds.
         if let Phase::Dispatched(d) = &mut self.phase {
-            settle(d);
+            settle(d, host::now_ms());
             if d.dispatch.holds_slot {
                 limits::release_slot(&d.key_id, &SharedCounters);
             }
@@ -550,54 +581,22 @@ impl HttpContext for WardenRequest {
     }
 }
 
-/// Charges the response's tokens and cost once: to the token limits, and in place of the
-/// budgets' reservation. An answer without usage stays charged its estimate, unless it failed.
-fn settle(d: &mut Dispatched) {
+/// Settles the answer once (see `warden_policy::settlement`) and puts its record in the ledger.
+fn settle(d: &mut Dispatched, now_ms: u64) {
     if d.charged {
         return;
     }
     d.charged = true;
     let usage = match &d.sse {
         Some(sse) => sse.usage,
+        None if d.rpc => None,
         None => json_usage(&d.json),
     };
-    let now = host::now_ms();
-    if let Some(usage) = usage {
-        limits::charge_tokens(&d.dispatch.reservation, usage.total(), &SharedCounters, now);
-    }
-    // An `/mcp` call's HTTP status is 200 whatever happened: its JSON-RPC answer says.
-    let status = if d.rpc { rpc::call_outcome(&d.json).unwrap_or(d.status) } else { d.status };
-    d.cost = match (usage, d.dispatch.price) {
-        _ if d.dispatch.cluster == mcp::HUB_CLUSTER => {
-            Some(if mcp::call_is_charged(status) { d.dispatch.estimate_micros } else { 0 })
-        }
-        (Some(usage), Some(price)) => Some(price.cost(&usage)),
-        (None, _) if status >= 400 => Some(0),
-
-        _ => None,
-    };
-    let actual = d.cost.unwrap_or(d.dispatch.estimate_micros);
-    budgets::settle(&d.dispatch.budgets, actual, &SharedCounters, now);
-    let usage = usage.unwrap_or_default();
-    let c = &d.dispatch.charged;
-    let record = UsageRecord {
-        id: format!("{:016x}{:016x}", random::next(), random::next()),
-        at_ms: now,
-        key_id: c.key_id.clone(),
-        team_id: c.team_id.clone().unwrap_or_default(),
-        customer_id: c.customer_id.clone().unwrap_or_default(),
-        provider: c.provider.clone(),
-        model: c.model.clone(),
-        input_tokens: usage.input_tokens,
-        cached_input_tokens: usage.cached_input_tokens,
-        output_tokens: usage.output_tokens,
-        cost_micros: actual,
-        status: u32::from(status),
-        denial: String::new(),
-    };
-    if !ledger::record(&record) {
-        host::increment(d.usage_dropped, 1);
-    }
+    let answer = Answer { status: d.status, usage, rpc: d.rpc.then_some(d.json.as_slice()) };
+    let mut settled = settlement::settle(&d.dispatch, answer, &SharedCounters, now_ms);
+    d.cost = settled.cost;
+    settled.record.id = format!("{:016x}{:016x}", random::next(), random::next());
+    host::increment(d.usage_dropped, ledger::record(&settled.record));
 }
 
 fn set_cost_header(d: &Dispatched) {

@@ -6,7 +6,7 @@ use crate::ledger::Reporter;
 use crate::metrics::Metrics;
 use crate::policy_stream::PolicyStream;
 use crate::request::WardenRequest;
-use crate::{host, leader, shared};
+use crate::{host, leader, ledger, shared};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::cell::Cell;
@@ -80,6 +80,7 @@ impl Context for WardenRoot {
     }
 
     fn on_done(&mut self) -> bool {
+        host::increment(self.metrics.usage_dropped, ledger::enqueue_held());
         self.stream.stop();
         if let Some(id) = &self.id {
             leader::release(id);
@@ -118,6 +119,7 @@ impl RootContext for WardenRoot {
             return;
         };
         let now = host::now_ms();
+        host::increment(self.metrics.usage_dropped, ledger::enqueue_held());
         if self.id.is_none() {
             self.id = leader::allocate_id();
         }
@@ -138,7 +140,7 @@ impl RootContext for WardenRoot {
             self.leases.stop();
         }
         HOLDS_STREAM.with(|h| h.set(self.stream.is_open()));
-        if let Some(status) = shared::sync_status() {
+        if let Some(status) = shared::sync_status(now) {
             host::record(self.metrics.policy_version, status.version.parse().unwrap_or(0));
             host::record(self.metrics.policy_age_ms, now.saturating_sub(status.heard_at_ms));
         }

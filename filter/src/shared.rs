@@ -72,16 +72,36 @@ pub fn record<T: DeserializeOwned + Clone + 'static>(kind: RecordKind, id: &str,
     record
 }
 
-pub fn sync_status() -> Option<SyncStatus> {
-    SyncStatus::decode(&host::shared_get(SYNC_KEY).0?)
+/// How long a VM trusts the sync status it last read. A change of policy reaches this VM's
+/// requests at most this much later; in exchange a warm request reads no shared data for it.
+const SYNC_FRESH_MS: u64 = 25;
+
+thread_local! {
+    // The sync status this VM last read or wrote, and when.
+    static SYNC: RefCell<Option<(u64, Option<SyncStatus>)>> = const { RefCell::new(None) };
+}
+
+/// The sync status, as read at most [`SYNC_FRESH_MS`] before `now_ms`.
+pub fn sync_status(now_ms: u64) -> Option<SyncStatus> {
+    let fresh = SYNC.with(|sync| match &*sync.borrow() {
+        Some((at, status)) if now_ms >= *at && now_ms - *at < SYNC_FRESH_MS => Some(status.clone()),
+        _ => None,
+    });
+    fresh.unwrap_or_else(|| {
+        let status = host::shared_get(SYNC_KEY).0.and_then(|v| SyncStatus::decode(&v));
+        SYNC.with(|sync| *sync.borrow_mut() = Some((now_ms, status.clone())));
+        status
+    })
 }
 
 /// Records contact with the control plane; `changed` bumps the generation after the leader
 /// has written changed records.
 pub fn heard(now_ms: u64, version: String, changed: bool) {
-    let generation = sync_status().map_or(0, |s| s.generation) + u64::from(changed);
+    let held = host::shared_get(SYNC_KEY).0.and_then(|v| SyncStatus::decode(&v));
+    let generation = held.map_or(0, |s| s.generation) + u64::from(changed);
     let status = SyncStatus { heard_at_ms: now_ms, version, generation };
     let _ = host::shared_set(SYNC_KEY, &status.encode(), None);
+    SYNC.with(|sync| *sync.borrow_mut() = Some((now_ms, Some(status))));
 }
 
 /// Stores a validated record. Only the leader writes records, so no CAS is needed.

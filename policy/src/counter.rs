@@ -18,6 +18,41 @@ pub trait Counters {
     fn write(&self, key: &str, value: &[u8], cas: u32) -> bool;
 }
 
+/// A counter store that reads each key from `inner` once per decision: reading is a crossing in
+/// the filter, and one decision looks at some counters more than once (a provider config's
+/// limits are checked to draw the provider, then counted). A write, won or lost, forgets the
+/// key, so every compare-and-swap is made against a fresh read.
+pub struct ReadOnce<'c, C: Counters> {
+    inner: &'c C,
+    seen: std::cell::RefCell<Vec<Read>>,
+}
+
+/// A key, its value and its CAS token, as read.
+type Read = (String, Option<Vec<u8>>, u32);
+
+impl<'c, C: Counters> ReadOnce<'c, C> {
+    /// A decision's view of `inner`.
+    pub fn new(inner: &'c C) -> Self {
+        ReadOnce { inner, seen: std::cell::RefCell::default() }
+    }
+}
+
+impl<C: Counters> Counters for ReadOnce<'_, C> {
+    fn read(&self, key: &str) -> (Option<Vec<u8>>, u32) {
+        if let Some((_, value, cas)) = self.seen.borrow().iter().find(|(k, ..)| k == key) {
+            return (value.clone(), *cas);
+        }
+        let (value, cas) = self.inner.read(key);
+        self.seen.borrow_mut().push((key.to_owned(), value.clone(), cas));
+        (value, cas)
+    }
+
+    fn write(&self, key: &str, value: &[u8], cas: u32) -> bool {
+        self.seen.borrow_mut().retain(|(k, ..)| k != key);
+        self.inner.write(key, value, cas)
+    }
+}
+
 /// How often a CAS is retried before the request is refused rather than counted wrongly.
 const CAS_ATTEMPTS: usize = 64;
 /// Grants kept per counter: the current window's and the next one's.
@@ -244,6 +279,39 @@ pub(crate) mod tests {
         assert_eq!(read(&map, "k").grant_in(1_000).map(|g| g.granted), Some(4));
         assert_eq!(give_back(&map, "k", W1, 0), None, "nothing left to give");
         assert_eq!(give_back(&map, "k", W2, 0), None, "no grant in that window");
+    }
+
+    /// Counts the reads that reach the store.
+    struct Counting<'m>(&'m Map, std::cell::Cell<u32>);
+
+    impl Counters for Counting<'_> {
+        fn read(&self, key: &str) -> (Option<Vec<u8>>, u32) {
+            self.1.set(self.1.get() + 1);
+            self.0.read(key)
+        }
+        fn write(&self, key: &str, value: &[u8], cas: u32) -> bool {
+            self.0.write(key, value, cas)
+        }
+    }
+
+    #[test]
+    fn read_once_reads_a_key_once_until_it_is_written() {
+        let map = Map::default();
+        let store = Counting(&map, std::cell::Cell::new(0));
+        let once = ReadOnce::new(&store);
+        assert_eq!(read(&once, "k").count_in(W1), 0);
+        assert_eq!(read(&once, "k").count_in(W1), 0);
+        assert_eq!(store.1.get(), 1, "the second read is remembered");
+        update(&once, "k", W1, |n, _| Some(n + 2)).unwrap();
+        assert_eq!(store.1.get(), 1, "the update swaps against the read it remembers");
+        assert_eq!(read(&once, "k").count_in(W1), 2, "a write is read afresh");
+        assert_eq!(store.1.get(), 2);
+        // A swap lost to another worker is retried against a fresh read, never the stale one.
+        let stale = ReadOnce::new(&map);
+        assert_eq!(read(&stale, "k").count_in(W1), 2);
+        update(&map, "k", W1, |n, _| Some(n + 1)).unwrap();
+        update(&stale, "k", W1, |n, _| Some(n + 1)).unwrap();
+        assert_eq!(read(&map, "k").count_in(W1), 4);
     }
 
     #[test]

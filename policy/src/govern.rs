@@ -3,7 +3,7 @@
 //! records and counters for it and applies the answer.
 
 use crate::budgets::{self, BudgetReservation};
-use crate::counter::Counters;
+use crate::counter::{Counters, ReadOnce};
 use crate::inference::{Endpoint, InferenceBody};
 use crate::limits::{self, RateReport, Reservation};
 use crate::mcp::{ExecuteFormat, Grants, IncludeHeaders, McpClientRecord, McpIndex, ToolCall};
@@ -100,6 +100,7 @@ pub fn inference(
         Ok(r) => r,
         Err(denial) => return (RateReport::default(), Err(denial)),
     };
+    let counters = &ReadOnce::new(counters);
     let mut names: Vec<&str> = key.provider_configs.iter().map(|g| g.provider.as_str()).collect();
     if let Some((prefix, _)) = request.model.split_once('/') {
         names.push(prefix);

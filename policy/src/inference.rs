@@ -186,14 +186,21 @@ fn usage_of(usage: &Value) -> Option<Usage> {
 }
 
 /// The tokens a JSON response body reports, if it reports any.
+///
+/// Providers put `usage` at the end of the answer, so it is found from the tail: the last
+/// `"usage":` key, and only the value after it is parsed. The body may be just the answer's
+/// last [`USAGE_TAIL`] bytes. Inside a JSON string a quote is escaped, so the bytes `"usage"`
+/// followed by a colon are always a key.
 pub fn json_usage(body: &[u8]) -> Option<Usage> {
-    #[derive(Deserialize)]
-    struct Usage {
-        usage: Option<Value>,
-    }
-    let peek: Usage = serde_json::from_slice(body).ok()?;
-    usage_of(&peek.usage?)
+    const KEY: &[u8] = b"\"usage\"";
+    let at = body.windows(KEY.len()).rposition(|w| w == KEY)?;
+    let rest = body[at + KEY.len()..].trim_ascii_start().strip_prefix(b":")?;
+    let value = serde_json::Deserializer::from_slice(rest).into_iter::<Value>().next()?.ok()?;
+    usage_of(&value)
 }
+
+/// How much of a JSON answer's end is kept to find its usage (see [`json_usage`]).
+pub const USAGE_TAIL: usize = 16 << 10;
 
 /// Reads a stream of server-sent events chunk by chunk as they pass: finds the event that
 /// reports usage (a chat chunk with `usage`, or the responses API's `response.completed`),
@@ -378,6 +385,14 @@ mod tests {
         assert_eq!(cached, Some(Usage { input_tokens: 10, cached_input_tokens: 8, output_tokens: 2 }));
         assert_eq!(json_usage(br#"{"id":"x"}"#), None);
         assert_eq!(json_usage(b"garbage"), None);
+        assert_eq!(json_usage(br#"{"usage":null}"#), None);
+        // Found from the tail: a cut-off head, a "usage" inside a string, one nested earlier.
+        let tail =
+            br#"ntent":"say \"usage\": {\"prompt_tokens\":99}"}],"usage": {"prompt_tokens":3,"completion_tokens":4}}"#;
+        assert_eq!(total(tail), Some(7));
+        let nested = br#"{"x":{"usage":{"prompt_tokens":50}},"usage":{"prompt_tokens":1,"completion_tokens":1}}"#;
+        assert_eq!(total(nested), Some(2));
+        assert_eq!(total(br#"{"usage":{"prompt_tokens":1,"completion"#), None, "a cut-off usage is no usage");
     }
 
     const STREAM: &str = concat!(

@@ -23,6 +23,7 @@ pub mod records;
 pub mod routing;
 pub mod rpc;
 pub mod settings;
+pub mod settlement;
 pub mod sync;
 pub mod window;
 

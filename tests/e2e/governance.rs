@@ -15,7 +15,11 @@ async fn burst(stack: &Stack, key: &str, body: Value, n: usize) -> Vec<(u16, req
     let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
     futures::stream::iter(0..n)
         .map(|_| {
-            let req = client.post(stack.gateway("/v1/chat/completions")).bearer_auth(key).json(&body);
+            let req = client
+                .post(stack.gateway("/v1/chat/completions"))
+                .bearer_auth(key)
+                .header("x-warden-include-cost", "true")
+                .json(&body);
             async move {
                 let resp = req.send().await.expect("Envoy reachable");
                 let status = resp.status().as_u16();
@@ -455,8 +459,15 @@ async fn a_large_answer_is_read_for_its_usage_and_passed_on_whole() {
     // 30,000 embeddings make an answer of about 3 MB, above Envoy's default 1 MiB buffer.
     let inputs: Vec<String> = (0..30_000).map(|i| format!("text {i}")).collect();
     let body = json!({"model": "text-embedding-3-small", "input": inputs});
-    let resp =
-        stack.http.post(stack.gateway("/v1/embeddings")).bearer_auth(&key.secret).json(&body).send().await.unwrap();
+    let resp = stack
+        .http
+        .post(stack.gateway("/v1/embeddings"))
+        .bearer_auth(&key.secret)
+        .header("x-warden-include-cost", "true")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     assert!(resp.headers().contains_key("x-warden-cost-usd"));
     let answer: Value = resp.json().await.unwrap();

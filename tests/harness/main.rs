@@ -3,6 +3,7 @@
 //! and the leader election, on a clock the tests control.
 
 mod governance;
+mod hot_path;
 mod policy_stream;
 mod requests;
 

@@ -124,6 +124,28 @@ pub struct Outcome {
     pub instructions: BTreeMap<String, u64>,
     /// Hostcalls the filter made, by import name.
     pub hostcalls: BTreeMap<String, u64>,
+    /// Hostcalls that returned data: each one re-enters the VM to allocate its copy, the
+    /// crossing that costs most on Envoy's V8.
+    pub data_returns: u64,
+    /// Header callbacks that stopped iteration: each one holds the stream in Envoy.
+    pub pauses: u64,
+}
+
+impl Outcome {
+    /// Wasm instructions over every callback of the exchange.
+    pub fn total_instructions(&self) -> u64 {
+        self.instructions.values().sum()
+    }
+
+    /// Hostcalls that returned no data.
+    pub fn other_hostcalls(&self) -> u64 {
+        self.hostcalls.values().sum::<u64>() - self.data_returns
+    }
+
+    /// Shared-queue enqueues: each one wakes the VM that drains the queue, on another thread.
+    pub fn enqueues(&self) -> u64 {
+        self.hostcalls.get("proxy_enqueue_shared_queue").copied().unwrap_or(0)
+    }
 }
 
 fn find(headers: &[(String, Vec<u8>)], name: &str) -> Option<String> {
@@ -171,6 +193,8 @@ pub struct VmState {
     instructions: BTreeMap<String, u64>,
     /// Hostcalls made since the exchange began, by import name.
     hostcalls: BTreeMap<String, u64>,
+    /// Of those, the ones that returned data.
+    data_returns: u64,
     reply: Option<LocalReply>,
     streams: BTreeMap<u32, GrpcStream>,
     /// Unary gRPC calls the filter made, by token: (service/method, request message).
@@ -234,6 +258,7 @@ impl Proxy {
             foreign_calls: Vec::new(),
             instructions: BTreeMap::new(),
             hostcalls: BTreeMap::new(),
+            data_returns: 0,
             reply: None,
             streams: BTreeMap::new(),
             calls: BTreeMap::new(),
@@ -307,11 +332,13 @@ impl Vm {
             state.foreign_calls.clear();
             state.instructions.clear();
             state.hostcalls.clear();
+            state.data_returns = 0;
         }
         self.call::<(i32, i32), ()>("proxy_on_context_create", (ctx, self.root as i32))?;
         let n = self.store.data().request_headers.len() as i32;
         let no_body = exchange.request_body.is_empty() as i32;
         let action: i32 = self.call("proxy_on_request_headers", (ctx, n, no_body))?;
+        let mut pauses = u64::from(action != CONTINUE && self.store.data().reply.is_none());
         let mut forwarded = action == CONTINUE && self.store.data().reply.is_none();
         let mut headers_sent = self.store.data().request_headers.clone();
         let mut body = Vec::new();
@@ -351,6 +378,7 @@ impl Vm {
             let n = state.response_headers.len() as i32;
             let no_body = exchange.response_body.is_empty() as i32;
             let paused: i32 = self.call("proxy_on_response_headers", (ctx, n, no_body))?;
+            pauses += u64::from(paused != CONTINUE);
             // Paused headers stay writable until the body lets them go (Envoy buffers it).
             self.store.data_mut().response_headers_readable = paused != CONTINUE;
             let chunks = exchange.response_body.len();
@@ -385,6 +413,8 @@ impl Vm {
             foreign_calls: state.foreign_calls.clone(),
             instructions: std::mem::take(&mut state.instructions),
             hostcalls: std::mem::take(&mut state.hostcalls),
+            data_returns: std::mem::take(&mut state.data_returns),
+            pauses,
         })
     }
 
@@ -478,6 +508,7 @@ fn give(caller: &mut Caller<'_, VmState>, data: &[u8], ret_ptr: i32, ret_len: i3
         Some(Extern::Func(f)) => f.typed::<i32, i32>(&*caller)?,
         _ => wasmtime::bail!("the module exports no allocator"),
     };
+    caller.data_mut().data_returns += 1;
     let addr = alloc.call(&mut *caller, data.len() as i32)?;
     write(caller, addr, data)?;
     write(caller, ret_ptr, &(addr as u32).to_le_bytes())?;
