@@ -6,12 +6,14 @@ use crate::ledger::Reporter;
 use crate::metrics::Metrics;
 use crate::policy_stream::PolicyStream;
 use crate::request::WardenRequest;
+use crate::shared::SharedCounters;
 use crate::{host, leader, ledger, shared};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::cell::Cell;
 use std::rc::Rc;
 use warden_policy::FilterSettings;
+use warden_policy::blocks;
 
 thread_local! {
     // One VM runs on one thread, so these are per VM.
@@ -81,6 +83,7 @@ impl Context for WardenRoot {
 
     fn on_done(&mut self) -> bool {
         host::increment(self.metrics.usage_dropped, ledger::enqueue_held());
+        blocks::give_back_all(&SharedCounters);
         self.stream.stop();
         if let Some(id) = &self.id {
             leader::release(id);
@@ -120,6 +123,8 @@ impl RootContext for WardenRoot {
         };
         let now = host::now_ms();
         host::increment(self.metrics.usage_dropped, ledger::enqueue_held());
+        // Capacity idles in a block for at most a tick.
+        blocks::give_back_all(&SharedCounters);
         if self.id.is_none() {
             self.id = leader::allocate_id();
         }

@@ -20,6 +20,7 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
+use warden_policy::blocks::Blocks;
 use warden_policy::counter::Counters;
 use warden_policy::{RecordKind, SyncStatus};
 
@@ -131,7 +132,12 @@ pub fn put(key: &str, value: &[u8]) {
     let _ = host::shared_set(key, value, None);
 }
 
-/// Shared data as the policy's counter store.
+thread_local! {
+    // This VM's blocks of the shared counters (`warden_policy::blocks`), given back each tick.
+    static BLOCKS: RefCell<Blocks> = RefCell::new(Blocks::default());
+}
+
+/// Shared data as the policy's counter store, with this VM's blocks.
 pub struct SharedCounters;
 
 impl Counters for SharedCounters {
@@ -142,6 +148,10 @@ impl Counters for SharedCounters {
 
     fn write(&self, key: &str, value: &[u8], cas: u32) -> bool {
         host::shared_set(key, value, (cas != 0).then_some(cas)).is_ok()
+    }
+
+    fn with_blocks<R>(&self, f: impl FnOnce(Option<&mut Blocks>) -> R) -> R {
+        BLOCKS.with(|blocks| f(Some(&mut blocks.borrow_mut())))
     }
 }
 

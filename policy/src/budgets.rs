@@ -7,13 +7,14 @@
 //! the reservation is replaced by the actual cost.
 
 use crate::Denial;
-use crate::counter::{self, Counters, Grant, Seen};
+use crate::blocks;
+use crate::counter::{Counters, Grant, Seen};
 use crate::lease::{leased, share_spent};
 use crate::limits::{Scope, seconds_until, window_of};
 use crate::pricing::dollars;
 use crate::records::BudgetLimit;
 use crate::settings::FailMode;
-use crate::window::{ResetDuration, Window};
+use crate::window::ResetDuration;
 
 /// The shared-data key of one budget's counter (and the name of its leases): a reset of the
 /// budget's usage starts a new counter.
@@ -107,16 +108,12 @@ pub fn reserve(
             let window = window_of(scope, span, now_ms);
             let key = budget_key(&scope.id, budget);
             let max = budget.max_micros;
-            let within = |spent: u64, limit: u64| spent < limit && spent.saturating_add(estimate) <= limit;
             let leased = |spent: u64, grant: Option<Grant>| leased(grant, max, spent, estimate, control_plane_up);
-            let fits = |spent: u64, grant: Option<Grant>| {
-                let limit = match grant {
-                    Some(g) if leased(spent, grant) => g.granted.min(max),
-                    _ => fallback(max, fail_mode)?,
-                };
-                within(spent, limit).then(|| spent + estimate)
+            let limit = |spent: u64, grant: Option<Grant>| match grant {
+                Some(g) if leased(spent, grant) => Some(g.granted.min(max)),
+                _ => fallback(max, fail_mode),
             };
-            let seen = counter::update(counters, &key, window, fits);
+            let seen = blocks::take(counters, &key, window, estimate, limit);
             if let Some(seen @ Seen { wrote: true, .. }) = seen {
                 // What is left to this Envoy: its lease's rest and what the fleet has not been granted.
                 let left = match seen.grant {
@@ -167,8 +164,7 @@ pub fn reserve(
 /// Gives back a reservation whose request was refused later on.
 pub fn release(reservation: &BudgetReservation, counters: &impl Counters) {
     for hold in &reservation.holds {
-        let window = Window { start_ms: hold.window_start, end_ms: u64::MAX };
-        let _ = counter::update(counters, &hold.key, window, |spent, _| Some(spent.saturating_sub(hold.reserved)));
+        blocks::refund(counters, &hold.key, hold.window_start, hold.reserved);
     }
 }
 
@@ -177,12 +173,12 @@ pub fn release(reservation: &BudgetReservation, counters: &impl Counters) {
 pub fn settle(reservation: &BudgetReservation, actual: u64, counters: &impl Counters, now_ms: u64) {
     for hold in &reservation.holds {
         let current = hold.span.window(now_ms, hold.anchor_ms, hold.calendar_aligned);
-        if current.start_ms == hold.window_start {
-            let _ = counter::update(counters, &hold.key, current, |spent, _| {
-                Some(spent.saturating_sub(hold.reserved).saturating_add(actual))
-            });
+        if current.start_ms != hold.window_start {
+            blocks::add(counters, &hold.key, current, actual, None);
+        } else if actual <= hold.reserved {
+            blocks::refund(counters, &hold.key, hold.window_start, hold.reserved - actual);
         } else {
-            let _ = counter::update(counters, &hold.key, current, |spent, _| Some(spent.saturating_add(actual)));
+            blocks::add(counters, &hold.key, current, actual - hold.reserved, None);
         }
     }
 }

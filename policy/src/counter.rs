@@ -16,6 +16,11 @@ pub trait Counters {
     fn read(&self, key: &str) -> (Option<Vec<u8>>, u32);
     /// Writes `value` if `key` is still at `cas` (`0`: unconditionally); `false` on a mismatch.
     fn write(&self, key: &str, value: &[u8], cas: u32) -> bool;
+    /// Runs `f` on this worker's blocks (`crate::blocks`), if it keeps any: the filter's workers
+    /// do; a store without them counts every request with a compare-and-swap.
+    fn with_blocks<R>(&self, f: impl FnOnce(Option<&mut crate::blocks::Blocks>) -> R) -> R {
+        f(None)
+    }
 }
 
 /// A counter store that reads each key from `inner` once per decision: reading is a crossing in
@@ -50,6 +55,10 @@ impl<C: Counters> Counters for ReadOnce<'_, C> {
     fn write(&self, key: &str, value: &[u8], cas: u32) -> bool {
         self.seen.borrow_mut().retain(|(k, ..)| k != key);
         self.inner.write(key, value, cas)
+    }
+
+    fn with_blocks<R>(&self, f: impl FnOnce(Option<&mut crate::blocks::Blocks>) -> R) -> R {
+        self.inner.with_blocks(f)
     }
 }
 
@@ -159,7 +168,7 @@ pub fn update(
     counters: &impl Counters,
     key: &str,
     window: Window,
-    change: impl Fn(u64, Option<Grant>) -> Option<u64>,
+    mut change: impl FnMut(u64, Option<Grant>) -> Option<u64>,
 ) -> Option<Seen> {
     for _ in 0..CAS_ATTEMPTS {
         let (value, cas) = counters.read(key);

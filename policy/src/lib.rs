@@ -7,6 +7,7 @@
 //! else is in the wrong room.
 
 pub mod admission;
+pub mod blocks;
 pub mod budgets;
 pub mod codemode;
 pub mod counter;

@@ -7,6 +7,7 @@
 //! are added when the response reports its usage, and a token limit refuses once
 //! `used ≥ max` (contract §4.2).
 
+use crate::blocks;
 use crate::counter::{self, Counters};
 use crate::lease::{LeasedLimit, leased, share_spent};
 use crate::records::{
@@ -346,6 +347,7 @@ pub(crate) fn seconds_until(at_ms: u64, now_ms: u64) -> u64 {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenMeter {
     key: String,
+    max: u64,
     span: ResetDuration,
     calendar_aligned: bool,
     anchor_ms: u64,
@@ -410,9 +412,10 @@ pub fn reserve(
         if let Some((max, span)) = rl.tokens() {
             let window = window_of(scope, span, now_ms);
             let key = counter_key(&scope.id, Dimension::Tokens);
-            let counter = counter::read(counters, &key);
-            let used = counter.count_in(window);
-            let grant = counter.grant_in(window.start_ms);
+            let (used, grant) = blocks::held_view(counters, &key, window.start_ms).unwrap_or_else(|| {
+                let counter = counter::read(counters, &key);
+                (counter.count_in(window), counter.grant_in(window.start_ms))
+            });
             RateReport::note(
                 &mut report.tokens,
                 Headroom { limit: max, remaining: max.saturating_sub(used), reset_ms: window.end_ms },
@@ -430,6 +433,7 @@ pub fn reserve(
             }
             held.tokens.push(TokenMeter {
                 key,
+                max,
                 span,
                 calendar_aligned: scope.calendar_aligned,
                 anchor_ms: scope.anchor_ms,
@@ -440,9 +444,11 @@ pub fn reserve(
             let key = counter_key(&scope.id, Dimension::Requests);
             // Refused by a token limit: look, but do not take a request from the count.
             let take = !token_over;
-            let seen = counter::update(counters, &key, window, |n, grant| {
-                (take && n < allowance(max, n, 1, grant, control_plane_up)).then_some(n + 1)
-            });
+            let seen = if take {
+                blocks::take(counters, &key, window, 1, |n, grant| Some(allowance(max, n, 1, grant, control_plane_up)))
+            } else {
+                counter::update(counters, &key, window, |_, _| None)
+            };
             let (count, wrote, grant) = seen.map_or((max, false, None), |s| (s.count, s.wrote, s.grant));
             let after = if wrote { count + 1 } else { count };
             RateReport::note(
@@ -486,9 +492,7 @@ pub fn reserve(
 /// Gives back the requests a reservation took (a later check refused the request).
 pub fn release(reservation: &Reservation, counters: &impl Counters) {
     for (key, start) in &reservation.requests {
-        let window = Window { start_ms: *start, end_ms: u64::MAX };
-        // A window that has rolled over since needs no refund.
-        let _ = update(counters, key, window, |n| n.checked_sub(1));
+        blocks::refund(counters, key, *start, 1);
     }
 }
 
@@ -499,7 +503,7 @@ pub fn charge_tokens(reservation: &Reservation, tokens: u64, counters: &impl Cou
     }
     for meter in &reservation.tokens {
         let window = meter.span.window(now_ms, meter.anchor_ms, meter.calendar_aligned);
-        let _ = update(counters, &meter.key, window, |n| Some(n.saturating_add(tokens)));
+        blocks::add(counters, &meter.key, window, tokens, Some(meter.max));
     }
 }
 
@@ -510,7 +514,15 @@ pub fn exhausted(scope: &Scope<'_>, counters: &impl Counters, now_ms: u64) -> bo
     let full = |dimension, limit: Option<(u64, ResetDuration)>| {
         limit.is_some_and(|(max, span)| {
             let window = window_of(scope, span, now_ms);
-            count_of(counters, &counter_key(&scope.id, dimension), window) >= max
+            let key = counter_key(&scope.id, dimension);
+            if blocks::looks_open(counters, &key, window.start_ms, now_ms) {
+                return false;
+            }
+            let full = count_of(counters, &key, window) >= max;
+            if !full {
+                blocks::saw_open(counters, &key, window.start_ms, now_ms);
+            }
+            full
         })
     };
     full(Dimension::Requests, rl.requests()) || full(Dimension::Tokens, rl.tokens())

@@ -76,7 +76,11 @@ fn chat(vm: &mut Vm) -> Outcome {
 #[test]
 fn a_warm_governed_chat_stays_within_its_crossing_budget() {
     let (_proxy, mut vm) = governed();
-    chat(&mut vm); // the first request pays one-off costs (allocator growth, compiled patterns)
+    // The first requests pay one-off costs (allocator growth, compiled patterns) and take this
+    // VM's blocks of the counters of both providers drawn.
+    for _ in 0..4 {
+        chat(&mut vm);
+    }
     let out = chat(&mut vm);
     assert!(out.forwarded && out.status() == 200, "{:?}", out.reply);
     let measured = [
@@ -104,4 +108,39 @@ fn a_warm_governed_chat_stays_within_its_crossing_budget() {
         }
     }
     assert!(failures.is_empty(), "tests/harness/hot_path.budget: {}", failures.join("; "));
+}
+
+/// Blocks (`warden_policy::blocks`) let a warm request count with no crossing, yet a limit
+/// stays exact across workers: far from the cap a VM takes 16 requests ahead, near it every
+/// request is counted, and a block idles for at most a tick.
+#[test]
+fn blocks_keep_a_request_limit_exact_across_vms() {
+    const N: u64 = 16 * 64 + 40;
+    let mut key = record("vk-blocks", true, None);
+    key.limits.rate_limit = Some(RateLimit {
+        request_max_limit: Some(N),
+        request_reset_duration: Some("1h".into()),
+        ..RateLimit::default()
+    });
+    let (proxy, mut leader, _) = with_keys(&[(K, key)]);
+    let (mut worker, _) = proxy.vm(SETTINGS).unwrap();
+    worker.tick().unwrap();
+    let bearer = format!("Bearer {K}");
+    let headers = [("authorization", bearer.as_str())];
+    let admitted = |vm: &mut Vm| crate::chat(vm, &headers).unwrap().status() == 200;
+
+    // The worker takes one request and a block of 16 ahead; the leader gets the rest.
+    assert!(admitted(&mut worker));
+    let mut served = 1;
+    while admitted(&mut leader) {
+        served += 1;
+    }
+    assert_eq!(served, N - 16, "the worker's block is spent to others until it is given back");
+    // The worker's tick gives its block back: the leader serves exactly up to the cap.
+    worker.tick().unwrap();
+    while admitted(&mut leader) {
+        served += 1;
+    }
+    assert_eq!(served, N);
+    assert!(!admitted(&mut worker) && !admitted(&mut leader));
 }
