@@ -44,8 +44,11 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Revocations to time.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 200)]
     revocations: usize,
+    /// Seconds per run of each unit-cost recipe (the empty filter making one kind of crossing).
+    #[arg(long, default_value_t = 5)]
+    unit_seconds: u64,
     /// The Python with the `mcp` package, to run the MCP server of the tool-call benchmark.
     #[arg(long)]
     python: PathBuf,
@@ -89,6 +92,8 @@ fn free_port() -> anyhow::Result<u16> {
 struct Measured {
     /// CPU time the proxy process spent per request (µs), when there is a proxy.
     cpu_us: Option<f64>,
+    /// CPU time the control plane spent per request (µs) meanwhile.
+    warden_cpu_us: Option<f64>,
     rps: f64,
     p50_us: f64,
     p99_us: f64,
@@ -132,6 +137,7 @@ fn oha(
     let ok = codes.get("200").and_then(Value::as_u64).unwrap_or(0);
     Ok(Measured {
         cpu_us: None,
+        warden_cpu_us: None,
         rps: report["summary"]["requestsPerSec"].as_f64().unwrap_or(0.0),
         p50_us: report["latencyPercentiles"]["p50"].as_f64().unwrap_or(f64::NAN) * 1e6,
         p99_us: report["latencyPercentiles"]["p99"].as_f64().unwrap_or(f64::NAN) * 1e6,
@@ -268,6 +274,7 @@ async fn main() -> anyhow::Result<()> {
     let padding = "x".repeat(900);
     let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": padding}]}).to_string();
 
+    let warden_pid = _warden.0.id();
     let variants = [
         ("mock provider, direct", None),
         ("Envoy, no filter", Some(("bare", None))),
@@ -281,34 +288,19 @@ async fn main() -> anyhow::Result<()> {
         let (url, pid) = match envoy {
             None => (format!("http://127.0.0.1:{mock_port}/v1/chat/completions"), None),
             Some((mode, wasm)) => {
-                let (listen, envoy_admin) = (free_port()?, free_port()?);
-                let bootstrap = dir.join(format!("envoy-{mode}.yaml"));
-                let mut render = Command::new(&args.warden);
-                render
-                    .args(["bootstrap", "--mode", mode, "--listen", &format!("127.0.0.1:{listen}")])
-                    .args(["--admin", &format!("127.0.0.1:{envoy_admin}"), "--xds", &format!("127.0.0.1:{xds_port}")])
-                    .arg("--out")
-                    .arg(&bootstrap);
+                let upstream = format!("http://127.0.0.1:{mock_port}");
+                let mut extra = vec!["--mode", mode];
                 if mode != "warden" {
-                    render.args(["--upstream", &format!("http://127.0.0.1:{mock_port}")]);
+                    extra.extend(["--upstream", upstream.as_str()]);
                 }
-                if let Some(wasm) = wasm {
-                    render.arg("--wasm").arg(wasm);
+                let wasm = wasm.map(|w| w.to_string_lossy().into_owned());
+                if let Some(wasm) = &wasm {
+                    extra.extend(["--wasm", wasm.as_str()]);
                 }
-                anyhow::ensure!(render.status()?.success(), "warden bootstrap failed");
-                let envoy = spawn(
-                    Command::new(&args.envoy).arg("-c").arg(&bootstrap).args([
-                        "--concurrency",
-                        "2",
-                        "--use-dynamic-base-id",
-                    ]),
-                    &dir.join(format!("envoy-{mode}.log")),
-                )?;
-                let chat = format!("http://127.0.0.1:{listen}/v1/chat/completions");
-                wait_chat(&http, &chat, &key, &body, Duration::from_secs(30)).await?;
+                let (envoy, url) = start_envoy(&args, &dir, mode, xds_port, &extra, &key, &body).await?;
                 let pid = envoy.0.id();
                 envoys.push(envoy);
-                (format!("http://127.0.0.1:{listen}/v1/chat/completions"), Some(pid))
+                (url, Some(pid))
             }
         };
         oha(&args, &url, Some(&key), &body, Some(args.rate), 2)?; // warm-up
@@ -321,13 +313,7 @@ async fn main() -> anyhow::Result<()> {
         // Flat out, the proxy's CPU time per request is what the filter costs, free of the
         // queueing that blurs latencies on two shared cores.
         for (_, url, pid, _, max) in &mut setups {
-            let before = pid.and_then(cpu_time_us);
-            let run = oha(&args, url, Some(&key), &body, None, args.seconds).map(|mut m| {
-                let after = pid.and_then(cpu_time_us);
-                m.cpu_us = before.zip(after).map(|(b, a)| (a - b) / m.total.max(1) as f64);
-                m
-            });
-            max.push(run);
+            max.push(flat_out(&args, url, &key, &body, *pid, warden_pid, args.seconds));
         }
     }
     let mut rows = Vec::new();
@@ -341,6 +327,7 @@ async fn main() -> anyhow::Result<()> {
         rows.push((name, url, fixed, max));
     }
 
+    let units = unit_costs(&args, &dir, xds_port, mock_port, &key, &body, warden_pid).await?;
     let mut revocations = Vec::new();
     let warden_url = rows.last().map(|r| r.1.clone()).context("no Warden set-up")?;
     let models = warden_url.replace("/chat/completions", "/models");
@@ -364,6 +351,7 @@ async fn main() -> anyhow::Result<()> {
     revocations.sort_by(f64::total_cmp);
     let mut table = render_table(&args, &rows, &revocations);
     table.push_str(&render_tools(&tools));
+    table.push_str(&render_units(&args, &units));
     println!("{table}");
     if let Some(readme) = &args.readme {
         let text = std::fs::read_to_string(readme)?;
@@ -375,6 +363,134 @@ async fn main() -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// One run flat out, with the CPU time the proxy (`pid`) and the control plane spent per request.
+fn flat_out(
+    args: &Args,
+    url: &str,
+    key: &str,
+    body: &str,
+    pid: Option<u32>,
+    warden_pid: u32,
+    seconds: u64,
+) -> anyhow::Result<Measured> {
+    let before = (pid.and_then(cpu_time_us), cpu_time_us(warden_pid));
+    let mut m = oha(args, url, Some(key), body, None, seconds)?;
+    let after = (pid.and_then(cpu_time_us), cpu_time_us(warden_pid));
+    let per_request = |b: Option<f64>, a: Option<f64>| b.zip(a).map(|(b, a)| (a - b) / m.total.max(1) as f64);
+    m.cpu_us = per_request(before.0, after.0);
+    m.warden_cpu_us = per_request(before.1, after.1);
+    Ok(m)
+}
+
+/// Starts an Envoy with `bootstrap` rendered by `warden bootstrap` from `extra` arguments and
+/// waits until it serves a chat; returns it and its chat URL.
+async fn start_envoy(
+    args: &Args,
+    dir: &Path,
+    name: &str,
+    xds_port: u16,
+    extra: &[&str],
+    key: &str,
+    body: &str,
+) -> anyhow::Result<(Proc, String)> {
+    let (listen, envoy_admin) = (free_port()?, free_port()?);
+    let bootstrap = dir.join(format!("envoy-{name}.yaml"));
+    let rendered = Command::new(&args.warden)
+        .args(["bootstrap", "--listen", &format!("127.0.0.1:{listen}")])
+        .args(["--admin", &format!("127.0.0.1:{envoy_admin}"), "--xds", &format!("127.0.0.1:{xds_port}")])
+        .args(extra)
+        .arg("--out")
+        .arg(&bootstrap)
+        .status()?;
+    anyhow::ensure!(rendered.success(), "warden bootstrap failed");
+    let envoy = spawn(
+        Command::new(&args.envoy).arg("-c").arg(&bootstrap).args(["--concurrency", "2", "--use-dynamic-base-id"]),
+        &dir.join(format!("envoy-{name}.log")),
+    )?;
+    let chat = format!("http://127.0.0.1:{listen}/v1/chat/completions");
+    wait_chat(&reqwest::Client::new(), &chat, key, body, Duration::from_secs(30)).await?;
+    Ok((envoy, chat))
+}
+
+/// The unit-cost recipes of `benches/empty-filter`: (recipe, crossings per request, what).
+const RECIPES: [(&str, u32, &str); 6] = [
+    ("shared_reads 10", 10, "shared-data read (64 bytes)"),
+    ("header_writes 10", 10, "request-header write"),
+    ("body_pause", 1, "request paused until its body is buffered"),
+    ("answer_pause", 1, "answer paused until its body is buffered"),
+    ("clear_route_cache", 1, "route chosen again"),
+    ("enqueue", 1, "shared-queue enqueue (drained by another VM)"),
+];
+
+/// A recipe's Envoy CPU per request and that of the empty filter, medians of interleaved runs.
+struct UnitCost {
+    recipe: &'static str,
+    crossings: u32,
+    what: &'static str,
+    cpu_us: f64,
+    empty_cpu_us: f64,
+}
+
+/// Prices each crossing: the empty filter making it, flat out, against the empty filter alone.
+async fn unit_costs(
+    args: &Args,
+    dir: &Path,
+    xds_port: u16,
+    mock_port: u16,
+    key: &str,
+    body: &str,
+    warden_pid: u32,
+) -> anyhow::Result<Vec<UnitCost>> {
+    let upstream = format!("http://127.0.0.1:{mock_port}");
+    let empty = args.empty_wasm.to_string_lossy().into_owned();
+    let mut envoys = Vec::new();
+    for (i, recipe) in std::iter::once("").chain(RECIPES.iter().map(|r| r.0)).enumerate() {
+        let extra = ["--mode", "wasm", "--upstream", &upstream, "--wasm", &empty, "--wasm-config", recipe];
+        envoys.push(start_envoy(args, dir, &format!("unit-{i}"), xds_port, &extra, key, body).await?);
+    }
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); envoys.len()];
+    for _ in 0..args.runs {
+        for (i, (envoy, url)) in envoys.iter().enumerate() {
+            let m = flat_out(args, url, key, body, Some(envoy.0.id()), warden_pid, args.unit_seconds)?;
+            anyhow::ensure!(m.ok == m.total, "unit-cost recipe {i}: non-200 answers");
+            cpu[i].push(m.cpu_us.unwrap_or(f64::NAN));
+        }
+    }
+    let medians: Vec<f64> = cpu
+        .into_iter()
+        .map(|mut runs| {
+            runs.sort_by(f64::total_cmp);
+            runs[runs.len() / 2]
+        })
+        .collect();
+    Ok(RECIPES
+        .iter()
+        .zip(&medians[1..])
+        .map(|(&(recipe, crossings, what), &cpu_us)| UnitCost {
+            recipe,
+            crossings,
+            what,
+            cpu_us,
+            empty_cpu_us: medians[0],
+        })
+        .collect())
+}
+
+fn render_units(args: &Args, units: &[UnitCost]) -> String {
+    let Some(first) = units.first() else { return String::new() };
+    let mut t = format!(
+        "\nWhat each crossing costs Envoy here: the empty filter making it on every request (`benches/empty-filter`), \
+         flat out, median of {} interleaved runs of {} s; the empty filter alone used {:.1} µs of Envoy CPU per request.\n\n\
+         | crossing | recipe | Envoy CPU per request | per crossing |\n|---|---|---|---|\n",
+        args.runs, args.unit_seconds, first.empty_cpu_us
+    );
+    for u in units {
+        let each = (u.cpu_us - u.empty_cpu_us) / f64::from(u.crossings);
+        t.push_str(&format!("| {} | `{}` | {:.1} µs | {each:+.1} µs |\n", u.what, u.recipe, u.cpu_us));
+    }
+    t
 }
 
 /// Starts the MCP server, connects the hub to it, grants a key its `add` tool, and times the
@@ -465,12 +581,21 @@ fn render_table(args: &Args, rows: &[(&str, Measured, Measured)], revocations: &
         args.seconds,
     );
     t.push_str(&format!(
-        "| set-up | p50 at {} rps | p99 at {} rps | max rps | proxy CPU per request |\n|---|---|---|---|---|\n",
+        "| set-up | p50 at {} rps | p99 at {} rps | max rps | proxy CPU per request | `warden` CPU per request |\n\
+         |---|---|---|---|---|---|\n",
         args.rate, args.rate
     ));
+    let micros = |v: Option<f64>| v.map_or("—".to_owned(), |c| format!("{c:.1} µs"));
     for (name, fixed, max) in rows {
-        let cpu = max.cpu_us.map_or("—".to_owned(), |c| format!("{c:.1} µs"));
-        t.push_str(&format!("| {name} | {:.0} µs | {:.0} µs | {:.0} | {cpu} |\n", fixed.p50_us, fixed.p99_us, max.rps));
+        // The control plane does per-request work only for the Warden row's requests.
+        let warden_cpu = if name.contains("Warden") { micros(max.warden_cpu_us) } else { "—".to_owned() };
+        t.push_str(&format!(
+            "| {name} | {:.0} µs | {:.0} µs | {:.0} | {} | {warden_cpu} |\n",
+            fixed.p50_us,
+            fixed.p99_us,
+            max.rps,
+            micros(max.cpu_us)
+        ));
     }
     if let [_, bare, empty, warden] = rows {
         t.push_str(&format!(
@@ -487,6 +612,18 @@ fn render_table(args: &Args, rows: &[(&str, Measured, Measured)], revocations: &
             100.0 * warden.2.rps / empty.2.rps,
             warden.2.cpu_us.zip(empty.2.cpu_us).map_or(f64::NAN, |(w, e)| w - e),
             warden.2.cpu_us.zip(bare.2.cpu_us).map_or(f64::NAN, |(w, b)| w - b),
+        ));
+        let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map_or(f64::NAN, |(a, b)| a / b);
+        let both = warden.2.cpu_us.zip(warden.2.warden_cpu_us).map(|(e, w)| e + w);
+        t.push_str(&format!(
+            "\nAgainst the targets (issue 14): Envoy CPU per governed request **{:.2}×** the empty filter's \
+             (≤ 1.25×); Envoy and `warden` together **{:.2}×** (≤ 1.5×); throughput **{:.0} %** of the empty \
+             filter's (≥ 80 %); p99 at {} rps **{:+.2} ms** over the empty filter's (≤ +1 ms).\n",
+            ratio(warden.2.cpu_us, empty.2.cpu_us),
+            ratio(both, empty.2.cpu_us),
+            100.0 * warden.2.rps / empty.2.rps,
+            args.rate,
+            (warden.1.p99_us - empty.1.p99_us) / 1e3,
         ));
     }
     if !revocations.is_empty() {

@@ -42,6 +42,9 @@ pub struct BootstrapArgs {
     /// The .wasm of `--mode wasm`.
     #[arg(long, required_if_eq("mode", "wasm"))]
     pub wasm: Option<PathBuf>,
+    /// The plugin configuration of `--mode wasm`'s filter, as text (the benchmark's recipes).
+    #[arg(long, default_value = "")]
+    pub wasm_config: String,
     /// Write here instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -86,7 +89,12 @@ pub fn render(args: &BootstrapArgs) -> anyhow::Result<String> {
             let (host, port) = host_port(authority.trim_end_matches('/'), "--upstream")?;
             let filters = match (args.mode, &args.wasm) {
                 (Mode::Wasm, Some(path)) => {
-                    wasm_filter.replace("{{WASM_PATH}}", &std::path::absolute(path)?.display().to_string())
+                    if args.wasm_config.contains(['\'', '\n']) {
+                        bail!("--wasm-config may not hold quotes or line breaks");
+                    }
+                    wasm_filter
+                        .replace("{{WASM_PATH}}", &std::path::absolute(path)?.display().to_string())
+                        .replace("{{WASM_CONFIG}}", &args.wasm_config)
                 }
                 (Mode::Wasm, None) => bail!("--wasm is required with --mode wasm"),
                 _ => String::new(),

@@ -72,6 +72,10 @@ impl Leases {
         for limit in registry.values().flatten() {
             let Some(window) = limit.current_window(now_ms) else { continue };
             let counter = counter::read(&SharedCounters, &limit.counter);
+            if counter.is_unreadable() {
+                // Nothing true to report; its requests are refused meanwhile.
+                continue;
+            }
             let last = self.last_counts.get(&limit.counter).copied();
             let reclaim = self.reclaim.remove(&limit.counter);
             for step in limit.steps(&counter, last, now_ms, reclaim) {

@@ -153,6 +153,11 @@ impl Counters for SharedCounters {
     fn with_blocks<R>(&self, f: impl FnOnce(Option<&mut Blocks>) -> R) -> R {
         BLOCKS.with(|blocks| f(Some(&mut blocks.borrow_mut())))
     }
+
+    fn unreadable(&self, key: &str) {
+        log::error!("warden: the counter '{key}' is unreadable; it counts as full until rewritten");
+        host::increment(host::counter("warden_counter_unreadable"), 1);
+    }
 }
 
 fn bucket_of(name: &str) -> String {

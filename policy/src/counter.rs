@@ -16,6 +16,9 @@ pub trait Counters {
     fn read(&self, key: &str) -> (Option<Vec<u8>>, u32);
     /// Writes `value` if `key` is still at `cas` (`0`: unconditionally); `false` on a mismatch.
     fn write(&self, key: &str, value: &[u8], cas: u32) -> bool;
+    /// Told when the value under `key` cannot be read: the counter then fails closed (it counts
+    /// as full and is never written), so the store can count and report it.
+    fn unreadable(&self, _key: &str) {}
     /// Runs `f` on this worker's blocks (`crate::blocks`), if it keeps any: the filter's workers
     /// do; a store without them counts every request with a compare-and-swap.
     fn with_blocks<R>(&self, f: impl FnOnce(Option<&mut crate::blocks::Blocks>) -> R) -> R {
@@ -60,6 +63,10 @@ impl<C: Counters> Counters for ReadOnce<'_, C> {
     fn with_blocks<R>(&self, f: impl FnOnce(Option<&mut crate::blocks::Blocks>) -> R) -> R {
         self.inner.with_blocks(f)
     }
+
+    fn unreadable(&self, key: &str) {
+        self.inner.unreadable(key);
+    }
 }
 
 /// How often a CAS is retried before the request is refused rather than counted wrongly.
@@ -88,12 +95,24 @@ pub struct Counter {
     window_start: u64,
     count: u64,
     grants: Vec<Grant>,
+    /// The stored value could not be read: the counter is full in every window, has no grant,
+    /// and is never written (a value read as zero would admit without limit).
+    unreadable: bool,
 }
 
 impl Counter {
-    /// Parses a stored value; anything unreadable is an empty counter.
+    /// Parses a stored value: none is an empty counter, one that does not parse is unreadable.
     pub fn parse(value: Option<&[u8]>) -> Counter {
-        value.and_then(|v| std::str::from_utf8(v).ok()).and_then(Self::parse_text).unwrap_or_default()
+        let Some(value) = value else { return Counter::default() };
+        std::str::from_utf8(value)
+            .ok()
+            .and_then(Self::parse_text)
+            .unwrap_or(Counter { unreadable: true, ..Counter::default() })
+    }
+
+    /// Whether the stored value could not be read.
+    pub fn is_unreadable(&self) -> bool {
+        self.unreadable
     }
 
     fn parse_text(text: &str) -> Option<Counter> {
@@ -105,7 +124,7 @@ impl Counter {
             let (granted, free, version) = (numbers.next()?.ok()?, numbers.next()?.ok()?, numbers.next()?.ok()?);
             grants.push(Grant { window_start: start.ok()?, granted, free, version });
         }
-        Some(Counter { window_start, count, grants })
+        Some(Counter { window_start, count, grants, unreadable: false })
     }
 
     /// The stored form.
@@ -117,9 +136,14 @@ impl Counter {
         text.into_bytes()
     }
 
-    /// The count in `window` (zero if it was last written in another window).
+    /// The count in `window` (zero if it was last written in another window; everything if
+    /// unreadable).
     pub fn count_in(&self, window: Window) -> u64 {
-        if self.window_start == window.start_ms { self.count } else { 0 }
+        match self.window_start == window.start_ms {
+            _ if self.unreadable => u64::MAX,
+            true => self.count,
+            false => 0,
+        }
     }
 
     /// The grant for the window starting at `window_start`.
@@ -130,7 +154,7 @@ impl Counter {
     /// This counter with `count` in `window`, and only the grants still to come.
     fn with_count(&self, window: Window, count: u64) -> Counter {
         let grants = self.grants.iter().filter(|g| g.window_start >= window.start_ms).copied().collect();
-        Counter { window_start: window.start_ms, count, grants }
+        Counter { window_start: window.start_ms, count, grants, unreadable: false }
     }
 
     /// This counter with `grant` in place of any other for its window, newest windows kept.
@@ -141,13 +165,17 @@ impl Counter {
         grants.sort_by_key(|g| std::cmp::Reverse(g.window_start));
         grants.truncate(GRANTS_KEPT);
         grants.reverse();
-        Counter { window_start: self.window_start, count: self.count, grants }
+        Counter { window_start: self.window_start, count: self.count, grants, unreadable: false }
     }
 }
 
 /// The counter under `key`.
 pub fn read(counters: &impl Counters, key: &str) -> Counter {
-    Counter::parse(counters.read(key).0.as_deref())
+    let counter = Counter::parse(counters.read(key).0.as_deref());
+    if counter.unreadable {
+        counters.unreadable(key);
+    }
+    counter
 }
 
 /// What an update saw.
@@ -173,6 +201,10 @@ pub fn update(
     for _ in 0..CAS_ATTEMPTS {
         let (value, cas) = counters.read(key);
         let counter = Counter::parse(value.as_deref());
+        if counter.unreadable {
+            counters.unreadable(key);
+            return None;
+        }
         let count = counter.count_in(window);
         let grant = counter.grant_in(window.start_ms);
         let Some(next) = change(count, grant) else { return Some(Seen { count, grant, wrote: false }) };
@@ -188,6 +220,10 @@ pub fn put_grant(counters: &impl Counters, key: &str, grant: Grant) -> bool {
     for _ in 0..CAS_ATTEMPTS {
         let (value, cas) = counters.read(key);
         let counter = Counter::parse(value.as_deref());
+        if counter.unreadable {
+            counters.unreadable(key);
+            return false;
+        }
         if counter.grant_in(grant.window_start).is_some_and(|held| held.version >= grant.version) {
             return true;
         }
@@ -205,6 +241,10 @@ pub fn give_back(counters: &impl Counters, key: &str, window: Window, margin: u6
     for _ in 0..CAS_ATTEMPTS {
         let (value, cas) = counters.read(key);
         let counter = Counter::parse(value.as_deref());
+        if counter.unreadable {
+            counters.unreadable(key);
+            return None;
+        }
         let grant = counter.grant_in(window.start_ms)?;
         let keep = counter.count_in(window).saturating_add(margin);
         if grant.granted <= keep {
@@ -250,13 +290,14 @@ pub(crate) mod tests {
     fn the_plain_form_reads_as_before_and_grants_round_trip() {
         assert_eq!(Counter::parse(Some(b"1000 7")).count_in(W1), 7);
         assert_eq!(Counter::parse(Some(b"1000 7")).count_in(W2), 0);
-        assert_eq!(Counter::parse(Some(b"garbage")), Counter::default());
+        assert!(Counter::parse(Some(b"garbage")).is_unreadable());
+        assert!(!Counter::parse(None).is_unreadable());
         let c = Counter::parse(Some(b"1000 7 1000 50 900 1 2000 20 880 2"));
         assert_eq!(c.grant_in(1_000), Some(Grant { window_start: 1_000, granted: 50, free: 900, version: 1 }));
         assert_eq!(c.grant_in(2_000).map(|g| g.granted), Some(20));
         assert_eq!(Counter::parse(Some(&c.encode())), c);
         // A truncated grant is unreadable, never half-read.
-        assert_eq!(Counter::parse(Some(b"1000 7 1000 50 900")), Counter::default());
+        assert!(Counter::parse(Some(b"1000 7 1000 50 900")).is_unreadable());
     }
 
     #[test]
@@ -301,6 +342,18 @@ pub(crate) mod tests {
         fn write(&self, key: &str, value: &[u8], cas: u32) -> bool {
             self.0.write(key, value, cas)
         }
+    }
+
+    #[test]
+    fn an_unreadable_counter_is_full_and_never_written() {
+        let map = Map::default();
+        map.write("k", b"12 not a count", 0);
+        let unreadable = read(&map, "k");
+        assert_eq!((unreadable.count_in(W1), unreadable.count_in(W2)), (u64::MAX, u64::MAX), "full in every window");
+        assert_eq!(update(&map, "k", W1, |n, _| Some(n + 1)), None, "refused, not counted from zero");
+        assert!(!put_grant(&map, "k", Grant { window_start: 1_000, granted: 5, free: 0, version: 1 }));
+        assert_eq!(give_back(&map, "k", W1, 0), None);
+        assert_eq!(map.read("k").0.as_deref(), Some(&b"12 not a count"[..]), "left as it was");
     }
 
     #[test]

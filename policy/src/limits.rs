@@ -423,7 +423,10 @@ pub fn reserve(
             if used >= allowance(max, used, 1, grant, control_plane_up) {
                 token_over = true;
                 let every = rl.token_reset_duration.as_deref().unwrap_or_default();
-                if used < max && share_spent(grant, max) {
+                if used == u64::MAX {
+                    resets.push(now_ms + 1);
+                    details.push("the token counter is unreadable".to_owned());
+                } else if used < max && share_spent(grant, max) {
                     resets.push(now_ms + 1);
                     details.push(format!("this gateway's share of the token limit is used ({used}, renewing)"));
                 } else {
@@ -460,7 +463,11 @@ pub fn reserve(
             } else if take || count >= max {
                 request_over = true;
                 let every = rl.request_reset_duration.as_deref().unwrap_or_default();
-                if count < max && share_spent(grant, max) {
+                if seen.is_none() {
+                    // Unreadable, or the swap kept losing: refused rather than counted wrongly.
+                    resets.push(now_ms + 1);
+                    details.push("the request counter could not be updated".to_owned());
+                } else if count < max && share_spent(grant, max) {
                     resets.push(now_ms + 1);
                     details.push(format!("this gateway's share of the request limit is used ({count}, renewing)"));
                 } else {

@@ -122,6 +122,24 @@ fn a_request_window_resets_exactly_on_time() {
 }
 
 #[test]
+fn an_unreadable_counter_fails_closed_and_is_counted() {
+    let (proxy, mut vm, _) = with_keys(&[(K, limited(Some((100, "1h")), Some((1_000, "1h"))))]);
+    assert!(chat(&mut vm, &[("x-bf-vk", K)]).unwrap().forwarded);
+    // A value no worker can read: never taken as zero.
+    proxy.set_shared_data("warden:rl:vk:vk-limited:req", b"\xff garbage");
+    let refused = chat(&mut vm, &[("x-bf-vk", K)]).unwrap();
+    assert_eq!((refused.status(), refused.json()["type"].as_str()), (429, Some("request_limited")));
+    let message = refused.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("the request counter could not be updated"), "{message}");
+    assert_eq!(proxy.shared_data("warden:rl:vk:vk-limited:req").as_deref(), Some(&b"\xff garbage"[..]));
+    proxy.set_shared_data("warden:rl:vk:vk-limited:tok", b"1 2 3");
+    let refused = chat(&mut vm, &[("x-bf-vk", K)]).unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.json()["error"]["message"].as_str().unwrap().contains("the token counter is unreadable"));
+    assert!(proxy.metric("warden_counter_unreadable") >= 2);
+}
+
+#[test]
 fn tokens_from_json_responses_trip_the_token_limit() {
     let (_proxy, mut vm, _) = with_keys(&[(K, limited(None, Some((20, "1h"))))]);
     // Each answer reports 12 tokens: 12 < 20 admits the second, 24 ≥ 20 refuses the third.

@@ -238,6 +238,12 @@ impl Proxy {
         self.shared.data.lock().unwrap().get(key).map(|(v, _)| v.clone())
     }
 
+    /// Overwrites a shared-data value, as another VM (or a bug) might.
+    pub fn set_shared_data(&self, key: &str, value: &[u8]) {
+        let cas = self.shared.cas.fetch_add(1, Ordering::SeqCst) + 1;
+        self.shared.data.lock().unwrap().insert(key.to_owned(), (value.to_vec(), cas));
+    }
+
     pub fn metric(&self, name: &str) -> i64 {
         self.shared.metrics.lock().unwrap().get(name).copied().unwrap_or(0)
     }
