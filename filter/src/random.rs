@@ -1,5 +1,6 @@
-//! Random numbers for weighted routing: xorshift64*, one state per VM, seeded from the clock.
-//! Not for secrets; a draw only has to be uniform and differ between VMs.
+//! Random numbers for weighted routing and ledger ids: xorshift64*, one state per VM, seeded
+//! from the host's random source (WASI `random_get`, through std's hasher keys) and the clock.
+//! Not for secrets; a draw only has to be uniform and differ between VMs and restarts.
 
 use std::cell::Cell;
 
@@ -11,7 +12,8 @@ pub fn next() -> u64 {
     STATE.with(|state| {
         let mut x = state.get();
         if x == 0 {
-            x = crate::host::now_ns() | 1;
+            use std::hash::BuildHasher;
+            x = std::hash::RandomState::new().hash_one(crate::host::now_ns()) | 1;
         }
         x ^= x >> 12;
         x ^= x << 25;

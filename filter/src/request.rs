@@ -11,7 +11,7 @@ use std::rc::Rc;
 use warden_policy::govern::{self, Dispatch, Records};
 use warden_policy::inference::{Endpoint, SseUsage, USAGE_TAIL, json_usage};
 use warden_policy::keys::{find_key, key_headers, presented_secret};
-use warden_policy::ledger::UsageRecord;
+use warden_policy::ledger::{UsageRecord, record_id};
 use warden_policy::limits::{self, RateReport};
 use warden_policy::mcp::{self, AGENT_KEY_HEADER, IncludeHeaders, KEY_HASH_HEADER, McpClientRecord, McpIndex};
 use warden_policy::pricing::{Price, dollars};
@@ -180,7 +180,7 @@ impl WardenRequest {
         let now = host::now_ms();
         // Every refusal reaches the control plane's audit log through the usage ledger.
         let record = UsageRecord {
-            id: format!("{:016x}{:016x}", random::next(), random::next()),
+            id: record_id(now, random::next()),
             at_ms: now,
             key_id: self.key_id.clone().unwrap_or_default(),
             status: u32::from(denial.status()),
@@ -595,7 +595,7 @@ fn settle(d: &mut Dispatched, now_ms: u64) {
     let answer = Answer { status: d.status, usage, rpc: d.rpc.then_some(d.json.as_slice()) };
     let mut settled = settlement::settle(&d.dispatch, answer, &SharedCounters, now_ms);
     d.cost = settled.cost;
-    settled.record.id = format!("{:016x}{:016x}", random::next(), random::next());
+    settled.record.id = record_id(now_ms, random::next());
     host::increment(d.usage_dropped, ledger::record(&settled.record));
 }
 
