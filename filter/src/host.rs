@@ -118,11 +118,6 @@ pub fn remove_response_header(name: &str) {
     let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, name);
 }
 
-/// Makes Envoy pick the route again, now that routing headers have changed.
-pub fn clear_route_cache() {
-    let _ = hostcalls::call_foreign_function("clear_route_cache", None);
-}
-
 /// Answers the request locally. Envoy sends it once the current callback returns.
 pub fn send_local_reply(status: u16, headers: &[(&str, &str)], body: &[u8]) {
     let _ = hostcalls::send_http_response(u32::from(status), headers.to_vec(), Some(body));

@@ -2,9 +2,12 @@
 //! VM, gauges shared by them.
 
 use crate::host;
+use std::cell::Cell;
 
 pub struct Metrics {
-    pub admitted: Option<u32>,
+    admitted: Option<u32>,
+    /// Admissions not yet added to `admitted`: one hostcall a tick instead of one a request.
+    admitted_since_tick: Cell<i64>,
     pub denied: Option<u32>,
     pub stream_opened: Option<u32>,
     pub records_applied: Option<u32>,
@@ -31,6 +34,7 @@ impl Metrics {
     pub fn define() -> Metrics {
         Metrics {
             admitted: host::counter("warden_requests_admitted"),
+            admitted_since_tick: Cell::new(0),
             denied: host::counter("warden_requests_denied"),
             stream_opened: host::counter("warden_policy_streams_opened"),
             records_applied: host::counter("warden_policy_records_applied"),
@@ -43,5 +47,15 @@ impl Metrics {
             policy_version: host::gauge("warden_policy_version"),
             policy_age_ms: host::gauge("warden_policy_age_ms"),
         }
+    }
+
+    /// Counts an admitted request; Envoy sees it at this VM's next tick.
+    pub fn admit(&self) {
+        self.admitted_since_tick.set(self.admitted_since_tick.get() + 1);
+    }
+
+    /// Adds what was counted since the last tick to Envoy's counters (each tick).
+    pub fn flush(&self) {
+        host::increment(self.admitted, self.admitted_since_tick.take());
     }
 }

@@ -69,6 +69,18 @@ struct Awaiting {
     caller_key: Option<String>,
     /// The client asked for the cost header on a JSON answer.
     want_cost: bool,
+    /// The client's `:path`, which the upstream path replaces only if they differ.
+    path: String,
+}
+
+/// What the answer's handling needs to know of the request as the client sent it.
+struct AsSent<'a> {
+    /// An `/mcp` `tools/call`.
+    rpc: bool,
+    /// The client asked for the cost header.
+    want_cost: bool,
+    /// The client's `:path`.
+    client_path: &'a str,
 }
 
 /// What an `/mcp` POST's body is judged with.
@@ -190,16 +202,16 @@ impl WardenRequest {
         host::increment(self.metrics.usage_dropped, ledger::record(&record));
     }
 
-    /// Sends the admitted request where `dispatch` says; `rpc` marks an `/mcp` `tools/call`.
+    /// Sends the admitted request where `dispatch` says.
     fn dispatch(
         &mut self,
         key_id: String,
         dispatch: Dispatch,
         report: RateReport,
         body_size: usize,
-        rpc: bool,
-        want_cost: bool,
+        request: AsSent<'_>,
     ) -> Action {
+        let AsSent { rpc, want_cost, client_path } = request;
         if let Some(body) = &dispatch.body {
             if host::replace_request_body(body_size, body).is_err() {
                 return self.deny(&Denial::BadRequest("the request body could not be rewritten".into()), &report);
@@ -207,13 +219,16 @@ impl WardenRequest {
             // Envoy does not fix the length of a rewritten body.
             host::set_request_header("content-length", &body.len().to_string());
         }
+        // Setting a request header makes Envoy choose the route again (1.40): no
+        // `clear_route_cache` crossing is needed.
         host::set_request_header(CLUSTER_HEADER, &dispatch.cluster);
-        host::set_request_header(":path", &dispatch.path);
+        if dispatch.path != client_path {
+            host::set_request_header(":path", &dispatch.path);
+        }
         if let Some(ms) = dispatch.timeout_ms {
             host::set_request_header("x-envoy-upstream-rq-timeout-ms", &ms.to_string());
         }
-        host::clear_route_cache();
-        host::increment(self.metrics.admitted, 1);
+        self.metrics.admit();
         let sse = dispatch.stream.then(|| SseUsage::new(dispatch.hide_usage_chunk));
         self.phase = Phase::Dispatched(Box::new(Dispatched {
             key_id,
@@ -239,9 +254,9 @@ impl WardenRequest {
             host::set_request_header(":path", path);
         }
         // Streams (`GET /mcp`, `subscriptions/listen`, agent chats) outlive any route timeout.
+        // Setting the headers makes Envoy choose the route again.
         host::set_request_header("x-envoy-upstream-rq-timeout-ms", "0");
-        host::clear_route_cache();
-        host::increment(self.metrics.admitted, 1);
+        self.metrics.admit();
         self.phase = Phase::Idle;
         Action::Continue
     }
@@ -304,7 +319,7 @@ impl HttpContext for WardenRequest {
             return self.deny(&Denial::UnknownRoute(String::from_utf8_lossy(path).into_owned()), &none);
         };
         if endpoint == Endpoint::Models {
-            host::increment(self.metrics.admitted, 1);
+            self.metrics.admit();
             let body = govern::models_body(&admitted.record, &SharedRecords(generation));
             host::send_local_reply(200, &[("content-type", "application/json")], &body);
             return Action::Pause;
@@ -356,6 +371,7 @@ impl HttpContext for WardenRequest {
             agent_step,
             caller_key,
             want_cost: optional(WANT_COST_HEADER).is_some_and(|v| v.eq_ignore_ascii_case(b"true")),
+            path: String::from_utf8_lossy(path).into_owned(),
         }));
         // Routing waits for `model` in the body (needs `allow_on_headers_stop_iteration`).
         Action::Pause
@@ -387,6 +403,7 @@ impl HttpContext for WardenRequest {
             agent_step,
             caller_key,
             want_cost,
+            path,
         } = *awaiting;
         if agent && let Some(secret) = &caller_key {
             // Agent mode governs each step the hub sends back through the gateway, not this.
@@ -479,7 +496,10 @@ impl HttpContext for WardenRequest {
             }
         }
         match decision {
-            Ok(dispatch) => self.dispatch(key.id.clone(), dispatch, report, body_size, rpc, want_cost),
+            Ok(dispatch) => {
+                let request = AsSent { rpc, want_cost, client_path: &path };
+                self.dispatch(key.id.clone(), dispatch, report, body_size, request)
+            }
             Err(denial) => self.deny(&denial, &report),
         }
     }
@@ -573,7 +593,9 @@ impl HttpContext for WardenRequest {
     fn on_log(&mut self) {
         // Every stream ends here, completed, failed or cancelled: give back what it holds.
         if let Phase::Dispatched(d) = &mut self.phase {
-            settle(d, host::now_ms());
+            if !d.charged {
+                settle(d, host::now_ms());
+            }
             if d.dispatch.holds_slot {
                 limits::release_slot(&d.key_id, &SharedCounters);
             }

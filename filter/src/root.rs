@@ -82,6 +82,7 @@ impl Context for WardenRoot {
     }
 
     fn on_done(&mut self) -> bool {
+        self.metrics.flush();
         host::increment(self.metrics.usage_dropped, ledger::enqueue_held());
         blocks::give_back_all(&SharedCounters);
         self.stream.stop();
@@ -122,6 +123,7 @@ impl RootContext for WardenRoot {
             return;
         };
         let now = host::now_ms();
+        self.metrics.flush();
         host::increment(self.metrics.usage_dropped, ledger::enqueue_held());
         // Capacity idles in a block for at most a tick.
         blocks::give_back_all(&SharedCounters);

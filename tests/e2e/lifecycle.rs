@@ -19,7 +19,12 @@ async fn key_lifecycle_through_envoy() {
                 && stack.envoy_stat("wasmcustom.warden_policy_age_ms").await < Some(2_000)
         })
         .await;
-    assert!(stack.envoy_stat("wasmcustom.warden_requests_admitted").await >= Some(1));
+    // Admissions reach Envoy's counter at each VM's next tick.
+    stack
+        .wait_for("the admitted counter", Duration::from_secs(3), || async {
+            stack.envoy_stat("wasmcustom.warden_requests_admitted").await >= Some(1)
+        })
+        .await;
 
     stack.update_key(&key.id, json!({"is_active": false})).await;
     let took = stack.wait_for_status(&key.secret, 403, Duration::from_secs(1)).await;
