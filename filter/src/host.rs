@@ -110,12 +110,14 @@ pub fn response_headers() -> Vec<(String, Vec<u8>)> {
     hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default()
 }
 
-pub fn set_response_header(name: &str, value: &str) {
-    let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
+/// Replaces every response header with `pairs`: one crossing for any number of changes (Envoy
+/// removes the headers it had, then adds these).
+pub fn set_response_headers(pairs: Vec<(&str, &[u8])>) {
+    let _ = hostcalls::set_map_bytes(MapType::HttpResponseHeaders, pairs);
 }
 
-pub fn remove_response_header(name: &str) {
-    let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, name);
+pub fn set_response_header(name: &str, value: &str) {
+    let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
 }
 
 /// Answers the request locally. Envoy sends it once the current callback returns.

@@ -507,36 +507,35 @@ impl HttpContext for WardenRequest {
     fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
         let Phase::Dispatched(d) = &mut self.phase else { return Action::Continue };
         let now = host::now_ms();
-        for (name, value) in d.report.headers(now) {
-            host::set_response_header(name, &value);
-        }
-        if let Some(left) = d.dispatch.budgets.remaining_micros {
-            host::set_response_header(BUDGET_HEADER, &dollars(left));
-        }
-        // One read for both headers this phase needs.
+        // One read for every header this phase needs, and one write for all it changes.
         let headers = host::response_headers();
         let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice());
         d.status = header(":status").and_then(|s| std::str::from_utf8(s).ok()?.parse().ok()).unwrap_or(0);
-        if d.rpc {
-            // Its verdict is in the JSON-RPC answer, read as it passes.
+        // An `/mcp` call's verdict is in its JSON-RPC answer, read as it passes.
+        let is_sse = !d.rpc && header("content-type").is_some_and(|v| v.starts_with(b"text/event-stream"));
+        if !is_sse {
             d.sse = None;
-            return Action::Continue;
         }
-        let is_sse = header("content-type").is_some_and(|v| v.starts_with(b"text/event-stream"));
-        if is_sse {
-            // Events are dropped and the cost is appended: the length changes.
-            host::remove_response_header("content-length");
-        } else {
-            d.sse = None;
+        let mut added = d.report.headers(now);
+        if let Some(left) = d.dispatch.budgets.remaining_micros {
+            added.push((BUDGET_HEADER, dollars(left)));
         }
         // A tool call's cost is its price, known once its status is: its body is not read.
-        if end_of_stream || d.dispatch.cluster == mcp::HUB_CLUSTER {
+        let settled = !d.rpc && (end_of_stream || d.dispatch.cluster == mcp::HUB_CLUSTER);
+        if settled {
             settle(d, now);
-            set_cost_header(d);
-            return Action::Continue;
+            if let Some(cost) = d.cost {
+                added.push((COST_HEADER, dollars(cost)));
+            }
+        }
+        // Events are dropped and the cost is appended to a stream: its length changes.
+        let dropped = |name: &str| (is_sse && name == "content-length") || added.iter().any(|(n, _)| *n == name);
+        if is_sse || !added.is_empty() {
+            let kept = headers.iter().filter(|(n, _)| !dropped(n)).map(|(n, v)| (n.as_str(), v.as_slice()));
+            host::set_response_headers(kept.chain(added.iter().map(|(n, v)| (*n, v.as_bytes()))).collect());
         }
         // A JSON answer's cost is known at its end: its headers wait only if the client asked.
-        if !is_sse && d.want_cost { Action::Pause } else { Action::Continue }
+        if d.rpc || settled || is_sse || !d.want_cost { Action::Continue } else { Action::Pause }
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {

@@ -652,6 +652,18 @@ fn define_host(linker: &mut Linker<VmState>) -> Result<()> {
     )?;
     linker.func_wrap(
         "env",
+        "proxy_set_header_map_pairs",
+        |mut c: Caller<'_, VmState>, map: i32, ptr: i32, len: i32| -> Result<i32> {
+            c.data_mut().count_hostcall("proxy_set_header_map_pairs");
+            let pairs = decode_map(&read(&mut c, ptr, len)?);
+            let Some(headers) = header_map(c.data_mut(), map) else { return Ok(BAD_ARGUMENT) };
+            // As Envoy does: every header removed, then the pairs added.
+            *headers = pairs.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+            Ok(OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
         "proxy_get_header_map_value",
         |mut c: Caller<'_, VmState>, map: i32, kp: i32, kl: i32, ret_ptr: i32, ret_len: i32| -> Result<i32> {
             c.data_mut().count_hostcall("proxy_get_header_map_value");
