@@ -49,7 +49,7 @@ enum Phase {
 
 /// An admitted request waiting for its body.
 struct Awaiting {
-    key: VirtualKeyRecord,
+    key: Rc<VirtualKeyRecord>,
     endpoint: Endpoint,
     query: String,
     generation: u64,
@@ -288,7 +288,8 @@ impl HttpContext for WardenRequest {
         let optional = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice());
         let header = |name: &str| optional(name).unwrap_or_default();
         let generation = status.as_ref().map_or(0, |s| s.generation);
-        let lookup = |hash: &warden_policy::KeyHash| shared::record(RecordKind::VirtualKey, &hash.to_hex(), generation);
+        let lookup =
+            |hash: &warden_policy::KeyHash| shared::shared_record(RecordKind::VirtualKey, &hash.to_hex(), generation);
         if header(":method") == b"OPTIONS" && McpScope::of(header(":path")).is_some() {
             // A browser's CORS preflight carries no key: the hub answers it, for the origins
             // it admits.
@@ -303,7 +304,7 @@ impl HttpContext for WardenRequest {
                 };
                 if matches!(denial, Denial::KeyInactive | Denial::KeyExpired) {
                     // The key exists: name it in the audit trail.
-                    self.key_id = find_key(pairs).and_then(|k| lookup(&k.hash)).map(|r| r.id);
+                    self.key_id = find_key(pairs).and_then(|k| lookup(&k.hash)).map(|r| r.id.clone());
                 }
                 return self.deny(&denial, &none);
             }

@@ -52,6 +52,11 @@ thread_local! {
 /// The record of one kind and id at policy `generation` (from this request's sync status), if
 /// this Envoy holds a readable one.
 pub fn record<T: DeserializeOwned + Clone + 'static>(kind: RecordKind, id: &str, generation: u64) -> Option<T> {
+    shared_record(kind, id, generation).map(|r: Rc<T>| T::clone(&r))
+}
+
+/// [`record`], shared with this VM's cache of parsed records instead of copied.
+pub fn shared_record<T: DeserializeOwned + 'static>(kind: RecordKind, id: &str, generation: u64) -> Option<Rc<T>> {
     let key = record_key(&kind.name(id));
     let cached = PARSED.with(|parsed| {
         let parsed = parsed.borrow();
@@ -59,15 +64,16 @@ pub fn record<T: DeserializeOwned + Clone + 'static>(kind: RecordKind, id: &str,
         (*at == generation).then(|| record.clone().map(|r| r.downcast::<T>().ok()))
     });
     if let Some(hit) = cached {
-        return hit.flatten().map(|r| T::clone(&r));
+        return hit.flatten();
     }
-    let record: Option<T> = host::shared_get(&key).0.and_then(|value| serde_json::from_slice(&value).ok());
+    let record: Option<Rc<T>> =
+        host::shared_get(&key).0.and_then(|value| serde_json::from_slice(&value).ok()).map(Rc::new);
     PARSED.with(|parsed| {
         let mut parsed = parsed.borrow_mut();
         if parsed.len() >= PARSED_RECORDS {
             parsed.clear();
         }
-        let stored: Option<Rc<dyn Any>> = record.clone().map(|r| Rc::new(r) as Rc<dyn Any>);
+        let stored: Option<Rc<dyn Any>> = record.clone().map(|r| r as Rc<dyn Any>);
         parsed.insert(key, (generation, stored));
     });
     record

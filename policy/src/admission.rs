@@ -1,14 +1,16 @@
 //! The admission decision for one request: key present, policy fresh, key known, key usable.
 
 use crate::{Denial, KeyHash, PolicyHealth, PresentedKey, SyncStatus, VirtualKeyRecord, keys::find_key};
+use std::rc::Rc;
 
 /// A request that may proceed, and the key it proceeds as.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Admitted {
     /// Where the key was found.
     pub key: PresentedKey,
-    /// The key's policy record.
-    pub record: VirtualKeyRecord,
+    /// The key's policy record, shared with the adapter's cache of parsed records (a key
+    /// record is large: it is not copied per request).
+    pub record: Rc<VirtualKeyRecord>,
 }
 
 /// Decides whether a request may proceed, in Bifrost's order: a missing key is refused before
@@ -21,7 +23,7 @@ pub fn admit<'h, I>(
     headers: I,
     health: PolicyHealth,
     status: Option<&SyncStatus>,
-    lookup: impl FnOnce(&KeyHash) -> Option<VirtualKeyRecord>,
+    lookup: impl FnOnce(&KeyHash) -> Option<Rc<VirtualKeyRecord>>,
     now_ms: u64,
 ) -> Result<Admitted, Denial>
 where
@@ -50,7 +52,8 @@ mod tests {
         stored: Option<VirtualKeyRecord>,
     ) -> Result<Admitted, Denial> {
         let good = KeyHash::of(b"sk-bf-good");
-        admit(headers.iter().map(|(n, v)| (*n, v.as_bytes())), HEALTH, status, |h| stored.filter(|_| *h == good), 500)
+        let lookup = |h: &KeyHash| stored.filter(|_| *h == good).map(Rc::new);
+        admit(headers.iter().map(|(n, v)| (*n, v.as_bytes())), HEALTH, status, lookup, 500)
     }
 
     #[test]
@@ -64,7 +67,7 @@ mod tests {
         let now_stale = |status| {
             let good = KeyHash::of(b"sk-bf-good");
             let headers = [("x-bf-vk", b"sk-bf-good".as_slice())];
-            admit(headers, HEALTH, Some(status), |h| (*h == good).then(|| record(true)), 1_001)
+            admit(headers, HEALTH, Some(status), |h| (*h == good).then(|| Rc::new(record(true))), 1_001)
         };
         assert_eq!(now_stale(&stale), Err(Denial::PolicyStale { age_ms: 1_001, bound_ms: 1_000 }));
         assert_eq!(run(&[("x-bf-vk", "sk-bf-other")], Some(&fresh), Some(record(true))), Err(Denial::KeyNotFound));
