@@ -611,7 +611,6 @@ fn settle(d: &mut Dispatched, now_ms: u64) {
     d.charged = true;
     let usage = match &d.sse {
         Some(sse) => sse.usage,
-        None if d.rpc => None,
         None => json_usage(&d.json),
     };
     let answer = Answer { status: d.status, usage, rpc: d.rpc.then_some(d.json.as_slice()) };

@@ -190,13 +190,17 @@ fn usage_of(usage: &Value) -> Option<Usage> {
 /// Providers put `usage` at the end of the answer, so it is found from the tail: the last
 /// `"usage":` key, and only the value after it is parsed. The body may be just the answer's
 /// last [`USAGE_TAIL`] bytes. Inside a JSON string a quote is escaped, so the bytes `"usage"`
-/// followed by a colon are always a key.
+/// followed by a colon are always a key (without the colon, a value such as `"type":"usage"`).
 pub fn json_usage(body: &[u8]) -> Option<Usage> {
     const KEY: &[u8] = b"\"usage\"";
-    let at = body.windows(KEY.len()).rposition(|w| w == KEY)?;
-    let rest = body[at + KEY.len()..].trim_ascii_start().strip_prefix(b":")?;
-    let value = serde_json::Deserializer::from_slice(rest).into_iter::<Value>().next()?.ok()?;
-    usage_of(&value)
+    let mut end = body.len();
+    while let Some(at) = body[..end].windows(KEY.len()).rposition(|w| w == KEY) {
+        end = at;
+        let Some(rest) = body[at + KEY.len()..].trim_ascii_start().strip_prefix(b":") else { continue };
+        let value = serde_json::Deserializer::from_slice(rest).into_iter::<Value>().next()?.ok()?;
+        return usage_of(&value);
+    }
+    None
 }
 
 /// How much of a JSON answer's end is kept to find its usage (see [`json_usage`]).
@@ -392,6 +396,8 @@ mod tests {
         assert_eq!(total(tail), Some(7));
         let nested = br#"{"x":{"usage":{"prompt_tokens":50}},"usage":{"prompt_tokens":1,"completion_tokens":1}}"#;
         assert_eq!(total(nested), Some(2));
+        let then_a_value = br#"{"usage":{"prompt_tokens":2,"completion_tokens":1},"object":"usage"}"#;
+        assert_eq!(total(then_a_value), Some(3), "a \"usage\" value after the key is skipped");
         assert_eq!(total(br#"{"usage":{"prompt_tokens":1,"completion"#), None, "a cut-off usage is no usage");
     }
 

@@ -412,10 +412,13 @@ pub fn reserve(
         if let Some((max, span)) = rl.tokens() {
             let window = window_of(scope, span, now_ms);
             let key = counter_key(&scope.id, Dimension::Tokens);
-            let (used, grant) = blocks::held_view(counters, &key, window.start_ms).unwrap_or_else(|| {
-                let counter = counter::read(counters, &key);
-                (counter.count_in(window), counter.grant_in(window.start_ms))
-            });
+            let (used, grant, unreadable) = match blocks::held_view(counters, &key, window.start_ms) {
+                Some((used, grant)) => (used, grant, false),
+                None => {
+                    let counter = counter::read(counters, &key);
+                    (counter.count_in(window), counter.grant_in(window.start_ms), counter.is_unreadable())
+                }
+            };
             RateReport::note(
                 &mut report.tokens,
                 Headroom { limit: max, remaining: max.saturating_sub(used), reset_ms: window.end_ms },
@@ -423,7 +426,7 @@ pub fn reserve(
             if used >= allowance(max, used, 1, grant, control_plane_up) {
                 token_over = true;
                 let every = rl.token_reset_duration.as_deref().unwrap_or_default();
-                if used == u64::MAX {
+                if unreadable {
                     resets.push(now_ms + 1);
                     details.push("the token counter is unreadable".to_owned());
                 } else if used < max && share_spent(grant, max) {
