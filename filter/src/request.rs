@@ -529,9 +529,12 @@ impl HttpContext for WardenRequest {
                 added.push((COST_HEADER, dollars(cost)));
             }
         }
-        // Events are dropped and the cost is appended to a stream: its length changes.
-        let dropped = |name: &str| (is_sse && name == "content-length") || added.iter().any(|(n, _)| *n == name);
-        if is_sse || !added.is_empty() {
+        // Events are dropped and the cost is appended to a stream: its length changes. The cost
+        // and budget headers are the filter's alone: an upstream's copy never reaches the client.
+        let owned = |name: &str| name == COST_HEADER || name == BUDGET_HEADER;
+        let dropped =
+            |name: &str| (is_sse && name == "content-length") || owned(name) || added.iter().any(|(n, _)| *n == name);
+        if is_sse || !added.is_empty() || headers.iter().any(|(n, _)| owned(n)) {
             let kept = headers.iter().filter(|(n, _)| !dropped(n)).map(|(n, v)| (n.as_str(), v.as_slice()));
             host::set_response_headers(kept.chain(added.iter().map(|(n, v)| (*n, v.as_bytes()))).collect());
         }

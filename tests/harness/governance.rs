@@ -269,8 +269,11 @@ fn budgets_reserve_settle_and_report_the_cost() {
     assert_eq!(first.pauses, 2, "the request for its body, the answer for its cost");
     assert_eq!(first.response_header("x-warden-budget-remaining-usd").as_deref(), Some("0.000003"));
     assert_eq!(first.response_header("x-warden-cost-usd").as_deref(), Some("0.000002"), "12 tokens at $0.1/M");
-    // Unasked, the answer passes without a pause and is charged all the same.
-    let second = vm.exchange(exchange(&headers)).unwrap();
+    // Unasked, the answer passes without a pause and is charged all the same; a cost header the
+    // upstream made up does not reach the client.
+    let mut spoofed = exchange(&headers);
+    spoofed.response_headers.push(("x-warden-cost-usd".into(), b"0.000000".to_vec()));
+    let second = vm.exchange(spoofed).unwrap();
     assert!(second.forwarded);
     assert_eq!((second.pauses, second.response_header("x-warden-cost-usd")), (1, None));
     assert_eq!(second.response_header("x-warden-budget-remaining-usd").as_deref(), Some("0.000001"));
