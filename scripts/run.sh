@@ -106,6 +106,9 @@ Warden is running.
 
 Try:
   curl -si http://$LISTEN/v1/chat/completions -H "authorization: Bearer $KEY" \\
+    -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'   # agent mode: x-warden-agent-steps
+  curl -si http://$LISTEN/v1/chat/completions -H "authorization: Bearer $KEY" \\
+    -H 'x-bf-mcp-include-clients: none' -H 'x-warden-include-cost: true' \\
     -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'   # x-ratelimit-*, x-warden-cost-usd
   curl -s http://$LISTEN/v1/chat/completions -H "authorization: Bearer $KEY" \\
     -d '{"model":"gpt-4o","messages":[]}'                             # 403 model_blocked
