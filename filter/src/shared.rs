@@ -37,16 +37,16 @@ fn record_key(name: &str) -> String {
     key
 }
 
-/// How many parsed records a VM keeps; beyond it the cache starts afresh.
+/// How many parsed records of one kind a VM keeps; beyond it they start afresh.
 const PARSED_RECORDS: usize = 4_096;
 
 /// A parsed record (or the knowledge that there is none) and the generation it was read at.
 type Parsed = (u64, Option<Rc<dyn Any>>);
 
 thread_local! {
-    // Records parsed by this VM, by shared-data key. While the policy generation stays the
-    // same, a record is neither read nor parsed again: no hostcall at all.
-    static PARSED: RefCell<HashMap<String, Parsed>> = RefCell::new(HashMap::new());
+    // Records parsed by this VM, by kind and id (found with no string built). While the policy
+    // generation stays the same, a record is neither read nor parsed again: no hostcall at all.
+    static PARSED: RefCell<HashMap<RecordKind, HashMap<String, Parsed>>> = RefCell::new(HashMap::new());
 }
 
 /// The record of one kind and id at policy `generation` (from this request's sync status), if
@@ -57,24 +57,26 @@ pub fn record<T: DeserializeOwned + Clone + 'static>(kind: RecordKind, id: &str,
 
 /// [`record`], shared with this VM's cache of parsed records instead of copied.
 pub fn shared_record<T: DeserializeOwned + 'static>(kind: RecordKind, id: &str, generation: u64) -> Option<Rc<T>> {
-    let key = record_key(&kind.name(id));
     let cached = PARSED.with(|parsed| {
         let parsed = parsed.borrow();
-        let (at, record) = parsed.get(&key)?;
+        let (at, record) = parsed.get(&kind)?.get(id)?;
         (*at == generation).then(|| record.clone().map(|r| r.downcast::<T>().ok()))
     });
     if let Some(hit) = cached {
         return hit.flatten();
     }
-    let record: Option<Rc<T>> =
-        host::shared_get(&key).0.and_then(|value| serde_json::from_slice(&value).ok()).map(Rc::new);
+    let record: Option<Rc<T>> = host::shared_get(&record_key(&kind.name(id)))
+        .0
+        .and_then(|value| serde_json::from_slice(&value).ok())
+        .map(Rc::new);
     PARSED.with(|parsed| {
         let mut parsed = parsed.borrow_mut();
-        if parsed.len() >= PARSED_RECORDS {
-            parsed.clear();
+        let of_kind = parsed.entry(kind).or_default();
+        if of_kind.len() >= PARSED_RECORDS {
+            of_kind.clear();
         }
         let stored: Option<Rc<dyn Any>> = record.clone().map(|r| r as Rc<dyn Any>);
-        parsed.insert(key, (generation, stored));
+        of_kind.insert(id.to_owned(), (generation, stored));
     });
     record
 }

@@ -14,13 +14,14 @@ use crate::limits::{Scope, seconds_until, window_of};
 use crate::pricing::dollars;
 use crate::records::BudgetLimit;
 use crate::settings::FailMode;
+use crate::text::concat;
 use crate::window::ResetDuration;
 
 /// The shared-data key of one budget's counter (and the name of its leases): a reset of the
 /// budget's usage starts a new counter.
 pub fn budget_key(scope_id: &str, budget: &BudgetLimit) -> String {
     match budget.reset_at_ms {
-        0 => format!("warden:budget:{scope_id}:{}", budget.reset_duration),
+        0 => concat(&["warden:budget:", scope_id, ":", &budget.reset_duration]),
         at => format!("warden:budget:{scope_id}:{}@{at}", budget.reset_duration),
     }
 }

@@ -166,23 +166,48 @@ impl<'b> InferenceBody<'b> {
     }
 }
 
-/// The tokens of a `usage` object (chat, completions, embeddings or responses shape).
-fn usage_of(usage: &Value) -> Option<Usage> {
-    let count = |names: [&str; 2]| names.iter().find_map(|n| usage.get(*n).and_then(Value::as_u64));
-    let input = count(["prompt_tokens", "input_tokens"]);
-    let output = count(["completion_tokens", "output_tokens"]);
-    let total = usage.get("total_tokens").and_then(Value::as_u64);
-    if input.is_none() && output.is_none() && total.is_none() {
-        return None;
+/// A `usage` object as providers send it (chat, completions, embeddings or responses shape),
+/// read field by field: a count that is not a whole number reads as absent.
+#[derive(Debug, Default, Deserialize)]
+struct WireUsage {
+    prompt_tokens: Option<Value>,
+    input_tokens: Option<Value>,
+    completion_tokens: Option<Value>,
+    output_tokens: Option<Value>,
+    total_tokens: Option<Value>,
+    prompt_tokens_details: Option<WireDetails>,
+    input_tokens_details: Option<WireDetails>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WireDetails {
+    cached_tokens: Option<Value>,
+}
+
+impl WireUsage {
+    /// The tokens it reports, if it reports any.
+    fn tokens(&self) -> Option<Usage> {
+        let count = |v: &Option<Value>| v.as_ref().and_then(Value::as_u64);
+        let input = count(&self.prompt_tokens).or_else(|| count(&self.input_tokens));
+        let output = count(&self.completion_tokens).or_else(|| count(&self.output_tokens));
+        let total = count(&self.total_tokens);
+        if input.is_none() && output.is_none() && total.is_none() {
+            return None;
+        }
+        let cached = [&self.prompt_tokens_details, &self.input_tokens_details]
+            .iter()
+            .find_map(|d| count(&d.as_ref()?.cached_tokens))
+            .unwrap_or(0);
+        let input = input.unwrap_or(0);
+        // A total without a split (embeddings report prompt and total only) counts as input.
+        let output = output.unwrap_or_else(|| total.unwrap_or(0).saturating_sub(input));
+        Some(Usage { input_tokens: input, cached_input_tokens: cached, output_tokens: output })
     }
-    let cached = ["prompt_tokens_details", "input_tokens_details"]
-        .iter()
-        .find_map(|d| usage.get(*d)?.get("cached_tokens")?.as_u64())
-        .unwrap_or(0);
-    let input = input.unwrap_or(0);
-    // A total without a split (embeddings report prompt and total only) counts as input.
-    let output = output.unwrap_or_else(|| total.unwrap_or(0).saturating_sub(input));
-    Some(Usage { input_tokens: input, cached_input_tokens: cached, output_tokens: output })
+}
+
+/// The tokens of a `usage` value, if it is an object that reports any.
+fn usage_of(usage: &Value) -> Option<Usage> {
+    WireUsage::deserialize(usage).ok()?.tokens()
 }
 
 /// The tokens a JSON response body reports, if it reports any.
@@ -197,8 +222,8 @@ pub fn json_usage(body: &[u8]) -> Option<Usage> {
     while let Some(at) = body[..end].windows(KEY.len()).rposition(|w| w == KEY) {
         end = at;
         let Some(rest) = body[at + KEY.len()..].trim_ascii_start().strip_prefix(b":") else { continue };
-        let value = serde_json::Deserializer::from_slice(rest).into_iter::<Value>().next()?.ok()?;
-        return usage_of(&value);
+        let usage = serde_json::Deserializer::from_slice(rest).into_iter::<WireUsage>().next()?.ok()?;
+        return usage.tokens();
     }
     None
 }

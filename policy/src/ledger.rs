@@ -6,6 +6,8 @@
 //! it is sent, and acknowledges only ids it has written, so a filter resends until acknowledged
 //! and a restart of either side neither loses nor doubles usage.
 
+use crate::text::push_hex;
+
 /// The gRPC service of usage reports.
 pub const LEDGER_SERVICE: &str = "warden.v1.Ledger";
 /// Its one method: a batch of records in, the ids written out.
@@ -61,7 +63,10 @@ pub struct UsageRecord {
 /// grow with time land at the end of the ledger's primary-key index, in SQLite and PostgreSQL
 /// alike, instead of at a random page of it.
 pub fn record_id(now_ms: u64, random: u64) -> String {
-    format!("{now_ms:012x}{random:016x}")
+    let mut id = String::with_capacity(28);
+    push_hex(&mut id, now_ms, 12);
+    push_hex(&mut id, random, 16);
+    id
 }
 
 /// Records sent together.

@@ -26,6 +26,7 @@ pub mod rpc;
 pub mod settings;
 pub mod settlement;
 pub mod sync;
+pub mod text;
 pub mod window;
 
 pub use admission::{Admitted, admit};

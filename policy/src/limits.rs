@@ -14,6 +14,7 @@ use crate::records::{
     BudgetLimit, CustomerRecord, Limits, ModelRecord, ProviderGrant, ProviderRecord, RateLimit, TeamRecord,
     VirtualKeyRecord,
 };
+use crate::text::concat;
 use crate::window::{ResetDuration, Window};
 use crate::{Denial, routing::Route};
 
@@ -80,12 +81,12 @@ pub fn counter_key(scope_id: &str, dimension: Dimension) -> String {
         Dimension::Requests => "req",
         Dimension::Tokens => "tok",
     };
-    format!("warden:rl:{scope_id}:{suffix}")
+    concat(&["warden:rl:", scope_id, ":", suffix])
 }
 
 /// The shared-data key of a key's in-flight counter.
 pub fn concurrency_key(key_id: &str) -> String {
-    format!("warden:inflight:{key_id}")
+    concat(&["warden:inflight:", key_id])
 }
 
 fn scope<'r>(entity: String, id: String, limits: &'r Limits) -> Option<Scope<'r>> {
@@ -105,7 +106,7 @@ fn scope<'r>(entity: String, id: String, limits: &'r Limits) -> Option<Scope<'r>
 impl VirtualKeyRecord {
     /// The key's own limits.
     pub fn scope(&self) -> Option<Scope<'_>> {
-        scope("VK".into(), format!("vk:{}", self.id), &self.limits)
+        scope("VK".into(), concat(&["vk:", &self.id]), &self.limits)
     }
 
     /// The key's call limit on one MCP tool (`client-tool`); windows laid out like the key's.
@@ -126,8 +127,8 @@ impl VirtualKeyRecord {
             return None;
         }
         Some(Scope {
-            entity: format!("provider config '{}'", grant.provider),
-            id: format!("pc:{}:{}", self.id, grant.provider),
+            entity: concat(&["provider config '", &grant.provider, "'"]),
+            id: concat(&["pc:", &self.id, ":", &grant.provider]),
             rate_limit: grant.rate_limit.as_ref(),
             budgets: &grant.budgets,
             calendar_aligned: self.limits.calendar_aligned,
@@ -139,21 +140,21 @@ impl VirtualKeyRecord {
 impl TeamRecord {
     /// The team's limits.
     pub fn scope(&self) -> Option<Scope<'_>> {
-        scope(format!("team '{}'", self.name), format!("team:{}", self.id), &self.limits)
+        scope(concat(&["team '", &self.name, "'"]), concat(&["team:", &self.id]), &self.limits)
     }
 }
 
 impl CustomerRecord {
     /// The customer's limits.
     pub fn scope(&self) -> Option<Scope<'_>> {
-        scope(format!("customer '{}'", self.name), format!("customer:{}", self.id), &self.limits)
+        scope(concat(&["customer '", &self.name, "'"]), concat(&["customer:", &self.id]), &self.limits)
     }
 }
 
 impl ProviderRecord {
     /// The provider-wide limits.
     pub fn scope(&self) -> Option<Scope<'_>> {
-        scope(format!("provider '{}'", self.name), format!("provider:{}", self.name), &self.limits)
+        scope(concat(&["provider '", &self.name, "'"]), concat(&["provider:", &self.name]), &self.limits)
     }
 }
 

@@ -5,6 +5,7 @@
 //! [`RecordKind`]); its body is the record as JSON. Unknown fields are ignored so that a newer
 //! control plane can add fields an older filter does not use yet.
 
+use crate::text::concat;
 use crate::{Denial, ResetDuration};
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub const POLICY_TYPE_URL: &str = "type.googleapis.com/warden.v1.Policy";
 
 /// What a record describes; the part of its name before the first `:`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RecordKind {
     /// `vk:<key hash>`: a [`VirtualKeyRecord`].
     VirtualKey,
@@ -422,7 +423,7 @@ pub struct ModelConfigRecord {
 /// The Envoy cluster of one provider API key; the control plane creates it (CDS) with the key
 /// injected from SDS, and the filter routes to it by name.
 pub fn provider_cluster(provider: &str, key_id: &str) -> String {
-    format!("warden-provider/{provider}/{key_id}")
+    concat(&["warden-provider/", provider, "/", key_id])
 }
 
 /// The SDS secret that holds one provider API key.

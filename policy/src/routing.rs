@@ -8,31 +8,31 @@ use std::collections::HashMap;
 
 /// One entry of `allowed_models` or `blacklisted_models`.
 #[derive(Debug, Clone)]
-pub enum ModelPattern {
+pub enum ModelPattern<'e> {
     /// `*`: every model of the provider's catalogue (any name when it has none).
     Any,
     /// An exact model name.
-    Exact(String),
+    Exact(&'e str),
     /// `regex:<pattern>`: a full, case-insensitive match.
     Regex(regex_lite::Regex),
 }
 
-impl ModelPattern {
+impl<'e> ModelPattern<'e> {
     /// Parses an entry; a `regex:` that does not compile is refused with the reason.
-    pub fn parse(entry: &str) -> Result<ModelPattern, String> {
+    pub fn parse(entry: &'e str) -> Result<ModelPattern<'e>, String> {
         match entry.strip_prefix("regex:") {
             Some(pattern) => regex_lite::Regex::new(&format!("(?i)^(?:{pattern})$"))
                 .map(ModelPattern::Regex)
                 .map_err(|e| format!("'{entry}' is not a valid regular expression: {e}")),
             None if entry == "*" => Ok(ModelPattern::Any),
-            None => Ok(ModelPattern::Exact(entry.to_owned())),
+            None => Ok(ModelPattern::Exact(entry)),
         }
     }
 
     fn matches(&self, model: &str, catalogue: &[String]) -> bool {
         match self {
             ModelPattern::Any => catalogue.is_empty() || catalogue.iter().any(|m| m == model),
-            ModelPattern::Exact(name) => name == model,
+            ModelPattern::Exact(name) => *name == model,
             ModelPattern::Regex(re) => re.is_match(model),
         }
     }
@@ -40,11 +40,47 @@ impl ModelPattern {
 
 /// How many compiled `regex:` patterns a thread keeps; beyond it the cache starts afresh.
 const COMPILED_PATTERNS: usize = 256;
+/// How many models' verdicts a compiled pattern remembers; beyond it they start afresh.
+const VERDICTS_PER_PATTERN: usize = 64;
+
+/// A `regex:` entry, compiled (`None` if it does not compile), and the verdicts it gave.
+struct CompiledPattern {
+    regex: Option<regex_lite::Regex>,
+    verdicts: HashMap<String, bool>,
+}
 
 thread_local! {
-    // Compiling a pattern costs far more than matching it, and a filter VM sees the same few
-    // patterns on every request: each VM (one thread) keeps them compiled.
-    static COMPILED: RefCell<HashMap<String, Option<ModelPattern>>> = RefCell::new(HashMap::new());
+    // Compiling a pattern costs far more than matching it, and matching costs more than the
+    // rest of a request's routing: a filter VM (one thread) sees the same few patterns and
+    // models on every request, so it keeps each pattern compiled and each verdict.
+    static COMPILED: RefCell<HashMap<String, CompiledPattern>> = RefCell::new(HashMap::new());
+}
+
+/// Whether a `regex:` entry matches a model, remembered per thread.
+fn regex_matches(entry: &str, model: &str) -> bool {
+    COMPILED.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if !cache.contains_key(entry) {
+            if cache.len() >= COMPILED_PATTERNS {
+                cache.clear();
+            }
+            let regex = match ModelPattern::parse(entry) {
+                Ok(ModelPattern::Regex(regex)) => Some(regex),
+                _ => None,
+            };
+            cache.insert(entry.to_owned(), CompiledPattern { regex, verdicts: HashMap::new() });
+        }
+        let Some(compiled) = cache.get_mut(entry) else { return false };
+        if let Some(verdict) = compiled.verdicts.get(model) {
+            return *verdict;
+        }
+        let verdict = compiled.regex.as_ref().is_some_and(|re| re.is_match(model));
+        if compiled.verdicts.len() >= VERDICTS_PER_PATTERN {
+            compiled.verdicts.clear();
+        }
+        compiled.verdicts.insert(model.to_owned(), verdict);
+        verdict
+    })
 }
 
 /// Whether any entry of `list` matches; an entry that does not parse matches nothing (the
@@ -52,14 +88,7 @@ thread_local! {
 fn any_matches(list: &[String], model: &str, catalogue: &[String]) -> bool {
     list.iter().any(|entry| match entry.strip_prefix("regex:") {
         None => ModelPattern::parse(entry).is_ok_and(|p| p.matches(model, catalogue)),
-        Some(_) => COMPILED.with(|cache| {
-            let mut cache = cache.borrow_mut();
-            if cache.len() >= COMPILED_PATTERNS && !cache.contains_key(entry) {
-                cache.clear();
-            }
-            let pattern = cache.entry(entry.clone()).or_insert_with(|| ModelPattern::parse(entry).ok());
-            pattern.as_ref().is_some_and(|p| p.matches(model, catalogue))
-        }),
+        Some(_) => regex_matches(entry, model),
     })
 }
 
@@ -256,6 +285,20 @@ mod tests {
         let g = grant("openai", Some(1.0), &[], &[], &["*"]);
         assert!(!grant_admits(&g, "gpt-4o", &catalogue), "empty allow-list admits nothing");
         assert!(ModelPattern::parse("regex:(").is_err());
+    }
+
+    #[test]
+    fn remembered_regex_verdicts_stay_per_pattern_and_per_model() {
+        let even = grant("p", Some(1.0), &["regex:m-[0-9]*[02468]"], &[], &["*"]);
+        let odd = grant("p", Some(1.0), &["regex:m-[0-9]*[13579]"], &[], &["*"]);
+        // Three rounds over more models than a pattern remembers: asked, remembered, forgotten.
+        for _ in 0..3 {
+            for n in 0..(VERDICTS_PER_PATTERN as u32 + 7) {
+                let model = format!("m-{n}");
+                assert_eq!(grant_admits(&even, &model, &[]), n % 2 == 0, "{model}");
+                assert_eq!(grant_admits(&odd, &model, &[]), n % 2 == 1, "{model}");
+            }
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! does not use trap, so a new hostcall shows up as a failing test, not a silent no-op.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use wasmtime::{Caller, Engine, Extern, Instance, Linker, Module, Store, TypedFunc};
@@ -221,8 +221,18 @@ impl Proxy {
         // filter's hot path (see `Outcome::instructions`).
         let mut config = wasmtime::Config::new();
         config.consume_fuel(true);
-        let engine = Engine::new(&config).unwrap_or_else(|e| panic!("wasmtime engine: {e}"));
-        let module = Module::from_file(&engine, path).unwrap_or_else(|e| panic!("loading {}: {e}", path.display()));
+        // Cranelift compiles each `.wasm` once per test process; every proxy shares the result.
+        static COMPILED: Mutex<BTreeMap<PathBuf, (Engine, Module)>> = Mutex::new(BTreeMap::new());
+        let mut compiled = COMPILED.lock().unwrap_or_else(|e| e.into_inner());
+        let (engine, module) = compiled
+            .entry(path.to_owned())
+            .or_insert_with(|| {
+                let engine = Engine::new(&config).unwrap_or_else(|e| panic!("wasmtime engine: {e}"));
+                let module =
+                    Module::from_file(&engine, path).unwrap_or_else(|e| panic!("loading {}: {e}", path.display()));
+                (engine, module)
+            })
+            .clone();
         Proxy { engine, module, shared: Arc::default() }
     }
 
