@@ -1,5 +1,5 @@
 //! `make bench`: the load benchmark. Starts the mock provider, the control plane and Envoy in
-//! four set-ups on 127.0.0.1, drives each with oha at a fixed rate and then flat out, measures
+//! five set-ups on 127.0.0.1, drives each with oha at a fixed rate and then flat out, measures
 //! revocation, and writes the table into the README between the `bench` markers.
 //!
 //! Numbers from one run on one machine are only comparable with each other: every variant runs
@@ -16,6 +16,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
+/// Sent with every request: the cluster the empty filter routes to when it stands in for Warden's
+/// (`warden_shell` in `benches/empty-filter`); every other set-up ignores it.
+const SHELL_CLUSTER_HEADER: &str = "x-bench-cluster";
 
 #[derive(Parser)]
 struct Args {
@@ -120,7 +123,8 @@ fn oha(
         "--output-format",
         "json",
     ])
-    .args(["-m", "POST", "-H", "content-type: application/json", "-d", body]);
+    .args(["-m", "POST", "-H", "content-type: application/json", "-d", body])
+    .args(["-H", &format!("{SHELL_CLUSTER_HEADER}: {}", shell_cluster())]);
     if let Some(rate) = rate {
         cmd.args(["-q", &rate.to_string()]);
     }
@@ -171,7 +175,12 @@ async fn wait_status(url: &str, key: &str, status: u16, limit: Duration) -> anyh
 async fn wait_chat(http: &reqwest::Client, url: &str, key: &str, body: &str, limit: Duration) -> anyhow::Result<()> {
     let start = Instant::now();
     loop {
-        let req = http.post(url).bearer_auth(key).header("content-type", "application/json").body(body.to_owned());
+        let req = http
+            .post(url)
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .header(SHELL_CLUSTER_HEADER, shell_cluster())
+            .body(body.to_owned());
         if req.send().await.is_ok_and(|r| r.status() == 200) {
             return Ok(());
         }
@@ -180,6 +189,49 @@ async fn wait_chat(http: &reqwest::Client, url: &str, key: &str, body: &str, lim
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The provider cluster the empty filter routes to in Warden's place.
+fn shell_cluster() -> String {
+    warden_policy::records::provider_cluster("mock", "main")
+}
+
+/// Starts `warden serve` serving `wasm` as the filter, with its own store and ports, and creates
+/// the benchmark's two providers on the mock; returns it, its admin URL and its xDS port.
+async fn start_warden(
+    args: &Args,
+    dir: &Path,
+    name: &str,
+    wasm: &Path,
+    mock_port: u16,
+) -> anyhow::Result<(Proc, String, u16)> {
+    let (admin_port, xds_port) = (free_port()?, free_port()?);
+    let warden = spawn(
+        Command::new(&args.warden)
+            .args(["serve", "--admin-addr", &format!("127.0.0.1:{admin_port}")])
+            .args(["--xds-addr", &format!("127.0.0.1:{xds_port}"), "--hub-addr", "127.0.0.1:0"])
+            .args(["--admin-token", ADMIN_TOKEN, "--data-dir"])
+            .arg(dir.join(format!("data-{name}")))
+            .arg("--filter-wasm")
+            .arg(wasm),
+        &dir.join(format!("{name}.log")),
+    )?;
+    let http = reqwest::Client::new();
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    let start = Instant::now();
+    while http.get(format!("{admin}/health")).send().await.is_err() {
+        if start.elapsed() > Duration::from_secs(20) {
+            bail!("warden ({name}) did not start; see {}", dir.display());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for provider in ["mock", "mock-b"] {
+        let body = json!({"name": provider, "base_url": format!("http://127.0.0.1:{mock_port}/v1"),
+                          "keys": [{"id": "main", "value": format!("sk-{provider}-provider-key")}]});
+        let resp = http.post(format!("{admin}/api/providers")).bearer_auth(ADMIN_TOKEN).json(&body).send().await?;
+        anyhow::ensure!(resp.status() == 201, "creating provider {provider}: {}", resp.text().await?);
+    }
+    Ok((warden, admin, xds_port))
 }
 
 /// The run with the median p99 (then throughput): a field-wise median would mix runs.
@@ -216,44 +268,15 @@ async fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("warden-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let http = reqwest::Client::new();
-    let (mock_port, admin_port, xds_port) = (free_port()?, free_port()?, free_port()?);
+    let mock_port = free_port()?;
     let _mock = spawn(
         Command::new(&args.warden).args(["mock-provider", "--addr", &format!("127.0.0.1:{mock_port}")]),
         &dir.join("mock.log"),
     )?;
-    let _warden = spawn(
-        Command::new(&args.warden)
-            .args([
-                "serve",
-                "--admin-addr",
-                &format!("127.0.0.1:{admin_port}"),
-                "--xds-addr",
-                &format!("127.0.0.1:{xds_port}"),
-                "--hub-addr",
-                "127.0.0.1:0",
-            ])
-            .args(["--admin-token", ADMIN_TOKEN, "--data-dir"])
-            .arg(dir.join("data"))
-            .arg("--filter-wasm")
-            .arg(&args.wasm),
-        &dir.join("warden.log"),
-    )?;
-    let admin = format!("http://127.0.0.1:{admin_port}");
-    let start = Instant::now();
-    while http.get(format!("{admin}/health")).send().await.is_err() {
-        if start.elapsed() > Duration::from_secs(20) {
-            bail!("warden did not start; see {}", dir.display());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // Full governance: two providers drawn by weight, a model allow-list with a regex, request
-    // and token limits on the key and on each of its provider configs (never reached).
-    for name in ["mock", "mock-b"] {
-        let provider = json!({"name": name, "base_url": format!("http://127.0.0.1:{mock_port}/v1"),
-                              "keys": [{"id": "main", "value": format!("sk-{name}-provider-key")}]});
-        let resp = http.post(format!("{admin}/api/providers")).bearer_auth(ADMIN_TOKEN).json(&provider).send().await?;
-        anyhow::ensure!(resp.status() == 201, "creating provider {name}: {}", resp.text().await?);
-    }
+    let (_warden, admin, xds_port) = start_warden(&args, &dir, "warden", &args.wasm, mock_port).await?;
+    // The same configuration served with the empty filter in Warden's place: what Warden's
+    // Envoy configuration costs before the filter does any work.
+    let (_shell_warden, _, shell_xds_port) = start_warden(&args, &dir, "shell", &args.empty_wasm, mock_port).await?;
     let limits = json!({"request_max_limit": 1_000_000_000u64, "request_reset_duration": "1h",
                         "token_max_limit": 1_000_000_000_000u64, "token_reset_duration": "1d"});
     let grant = |p: &str| {
@@ -275,11 +298,16 @@ async fn main() -> anyhow::Result<()> {
     let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": padding}]}).to_string();
 
     let warden_pid = _warden.0.id();
+    // The Warden row stays last (revocation and tool calls go through it).
     let variants = [
         ("mock provider, direct", None),
-        ("Envoy, no filter", Some(("bare", None))),
-        ("Envoy + empty proxy-wasm filter", Some(("wasm", Some(&args.empty_wasm)))),
-        ("Envoy + Warden filter, full governance", Some(("warden", None))),
+        ("Envoy, no filter", Some(("bare", None, xds_port))),
+        ("Envoy + empty proxy-wasm filter", Some(("wasm", Some(&args.empty_wasm), xds_port))),
+        (
+            "Envoy with Warden's configuration + the empty filter in Warden's place",
+            Some(("warden", None, shell_xds_port)),
+        ),
+        ("Envoy + Warden filter, full governance", Some(("warden", None, xds_port))),
     ];
     // Every set-up runs at once and the measurements interleave round by round, so a slow
     // moment of this shared machine hits all set-ups alike instead of one.
@@ -287,7 +315,7 @@ async fn main() -> anyhow::Result<()> {
     for (name, envoy) in variants {
         let (url, pid) = match envoy {
             None => (format!("http://127.0.0.1:{mock_port}/v1/chat/completions"), None),
-            Some((mode, wasm)) => {
+            Some((mode, wasm, xds_port)) => {
                 let upstream = format!("http://127.0.0.1:{mock_port}");
                 let mut extra = vec!["--mode", mode];
                 if mode != "warden" {
@@ -297,7 +325,8 @@ async fn main() -> anyhow::Result<()> {
                 if let Some(wasm) = &wasm {
                     extra.extend(["--wasm", wasm.as_str()]);
                 }
-                let (envoy, url) = start_envoy(&args, &dir, mode, xds_port, &extra, &key, &body).await?;
+                let name = if xds_port == shell_xds_port { "shell" } else { mode };
+                let (envoy, url) = start_envoy(&args, &dir, name, xds_port, &extra, &key, &body).await?;
                 let pid = envoy.0.id();
                 envoys.push(envoy);
                 (url, Some(pid))
@@ -588,7 +617,7 @@ fn render_table(args: &Args, rows: &[(&str, Measured, Measured)], revocations: &
     let micros = |v: Option<f64>| v.map_or("—".to_owned(), |c| format!("{c:.1} µs"));
     for (name, fixed, max) in rows {
         // The control plane does per-request work only for the Warden row's requests.
-        let warden_cpu = if name.contains("Warden") { micros(max.warden_cpu_us) } else { "—".to_owned() };
+        let warden_cpu = if name.starts_with("Envoy + Warden") { micros(max.warden_cpu_us) } else { "—".to_owned() };
         t.push_str(&format!(
             "| {name} | {:.0} µs | {:.0} µs | {:.0} | {} | {warden_cpu} |\n",
             fixed.p50_us,
@@ -597,7 +626,7 @@ fn render_table(args: &Args, rows: &[(&str, Measured, Measured)], revocations: &
             micros(max.cpu_us)
         ));
     }
-    if let [_, bare, empty, warden] = rows {
+    if let [_, bare, empty, shell, warden] = rows {
         t.push_str(&format!(
             "\nWarden's added latency at {} rps: over the empty proxy-wasm filter p50 **{:+.0} µs**, p99 **{:+.0} µs**; \
              over Envoy without a filter p50 **{:+.0} µs**, p99 **{:+.0} µs**. Throughput with Warden: **{:.0} %** of \
@@ -624,6 +653,15 @@ fn render_table(args: &Args, rows: &[(&str, Measured, Measured)], revocations: &
             100.0 * warden.2.rps / empty.2.rps,
             args.rate,
             (warden.1.p99_us - empty.1.p99_us) / 1e3,
+        ));
+        t.push_str(&format!(
+            "\nWhere Warden's Envoy CPU goes: the empty filter in Warden's place, on Warden's own Envoy configuration \
+             (the body held until buffered, the route chosen by header, per-key provider clusters with the credential \
+             injector), uses **{:.1} µs** (**{:.2}×** the empty filter's): the floor of this configuration before any \
+             governance. The Warden filter's own work adds **{:.1} µs** to it.\n",
+            shell.2.cpu_us.unwrap_or(f64::NAN),
+            ratio(shell.2.cpu_us, empty.2.cpu_us),
+            warden.2.cpu_us.zip(shell.2.cpu_us).map_or(f64::NAN, |(w, s)| w - s),
         ));
     }
     if !revocations.is_empty() {

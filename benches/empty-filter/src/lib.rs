@@ -12,6 +12,12 @@
 //! | `answer_pause` | the answer's headers paused until its body is buffered whole |
 //! | `clear_route_cache` | the route chosen again |
 //! | `enqueue` | one shared-queue enqueue, drained by the VM that registered the queue |
+//! | `warden_shell` | what Warden's own Envoy configuration needs of a filter, and nothing else: the request held until its body is buffered, then routed by setting `x-warden-cluster` to the request's `x-bench-cluster` |
+//!
+//! A configuration that is a JSON object is Warden's filter settings: `warden serve
+//! --filter-wasm <this>` serves this filter in Warden's place, and it acts as `warden_shell`. That
+//! prices Warden's Envoy configuration (per-key provider clusters, the credential injector, the
+//! route chosen by header, the body buffered) apart from the filter's own work.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -27,6 +33,7 @@ enum Recipe {
     AnswerPause,
     ClearRouteCache,
     Enqueue,
+    WardenShell,
 }
 
 impl Recipe {
@@ -40,6 +47,8 @@ impl Recipe {
             Some("answer_pause") => Recipe::AnswerPause,
             Some("clear_route_cache") => Recipe::ClearRouteCache,
             Some("enqueue") => Recipe::Enqueue,
+            Some("warden_shell") => Recipe::WardenShell,
+            Some(word) if word.starts_with('{') => Recipe::WardenShell,
             _ => Recipe::Pass,
         }
     }
@@ -106,7 +115,7 @@ impl HttpContext for Pass {
                     );
                 }
             }
-            Recipe::BodyPause if !end_of_stream => return Action::Pause,
+            Recipe::BodyPause | Recipe::WardenShell if !end_of_stream => return Action::Pause,
             Recipe::ClearRouteCache => {
                 let _ = hostcalls::call_foreign_function("clear_route_cache", None);
             }
@@ -122,7 +131,14 @@ impl HttpContext for Pass {
 
     fn on_http_request_body(&mut self, _: usize, end_of_stream: bool) -> Action {
         match self.recipe {
-            Recipe::BodyPause if !end_of_stream => Action::Pause,
+            Recipe::BodyPause | Recipe::WardenShell if !end_of_stream => Action::Pause,
+            Recipe::WardenShell => {
+                let request = proxy_wasm::types::MapType::HttpRequestHeaders;
+                if let Ok(Some(cluster)) = hostcalls::get_map_value(request, "x-bench-cluster") {
+                    let _ = hostcalls::set_map_value(request, "x-warden-cluster", Some(&cluster));
+                }
+                Action::Continue
+            }
             _ => Action::Continue,
         }
     }
