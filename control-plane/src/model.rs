@@ -58,24 +58,58 @@ pub struct VirtualKey {
 
 /// Which provider a key may use, with what models and limits (contract §2.2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "ProviderConfigWire")]
 pub struct ProviderConfig {
-    #[serde(default)]
     pub id: Option<u64>,
     pub provider: String,
     /// `null` keeps the provider out of weighted selection; `0` keeps it in the pool.
-    #[serde(default)]
     pub weight: Option<f64>,
-    #[serde(default)]
     pub allowed_models: Vec<String>,
-    #[serde(default)]
     pub blacklisted_models: Vec<String>,
-    #[serde(default)]
     pub key_ids: Vec<String>,
-    #[serde(default)]
     pub budgets: Vec<Budget>,
-    #[serde(default)]
     pub rate_limit: Option<RateLimit>,
+}
+
+/// [`ProviderConfig`] as clients send it: also the legacy singular `budget`, which joins
+/// `budgets` (as on keys, teams and customers).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProviderConfigWire {
+    #[serde(default)]
+    id: Option<u64>,
+    provider: String,
+    #[serde(default)]
+    weight: Option<f64>,
+    #[serde(default)]
+    allowed_models: Vec<String>,
+    #[serde(default)]
+    blacklisted_models: Vec<String>,
+    #[serde(default)]
+    key_ids: Vec<String>,
+    #[serde(default)]
+    budgets: Vec<Budget>,
+    #[serde(default)]
+    budget: Option<Budget>,
+    #[serde(default)]
+    rate_limit: Option<RateLimit>,
+}
+
+impl From<ProviderConfigWire> for ProviderConfig {
+    fn from(wire: ProviderConfigWire) -> ProviderConfig {
+        let mut budgets = wire.budgets;
+        budgets.extend(wire.budget);
+        ProviderConfig {
+            id: wire.id,
+            provider: wire.provider,
+            weight: wire.weight,
+            allowed_models: wire.allowed_models,
+            blacklisted_models: wire.blacklisted_models,
+            key_ids: wire.key_ids,
+            budgets,
+            rate_limit: wire.rate_limit,
+        }
+    }
 }
 
 /// Which tools of one MCP client a key may use (contract §2.1).

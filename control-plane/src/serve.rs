@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use warden_policy::FilterSettings;
-use warden_policy::settings::HEARTBEAT_INTERVAL_MS;
+use warden_policy::settings::{BudgetAdmission, HEARTBEAT_INTERVAL_MS};
 
 /// How often a control plane looks for changes made through another one on its database.
 const STORE_POLL: Duration = Duration::from_secs(1);
@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// Initial staleness bound of the filter's policy, until changed by the admin API.
     #[arg(long)]
     pub staleness_bound_ms: Option<u64>,
+    /// Initial budget admission (`spent`, Bifrost's; or `reserve`), until changed by the admin
+    /// API.
+    #[arg(long, value_parser = parse_admission)]
+    pub budget_admission: Option<BudgetAdmission>,
 }
 
 /// Where the store is; `serve` and `audit-verify` take the same flags.
@@ -122,6 +126,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let mut s = FilterSettings::for_cluster(&args.control_plane_cluster);
             if let Some(bound) = args.staleness_bound_ms {
                 s.staleness_bound_ms = bound;
+            }
+            if let Some(admission) = args.budget_admission {
+                s.budget_admission = admission;
             }
             s
         }
@@ -237,4 +244,9 @@ async fn shutdown() {
         _ = term => {},
     }
     tracing::info!("shutting down");
+}
+
+fn parse_admission(text: &str) -> Result<BudgetAdmission, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned()))
+        .map_err(|_| format!("'{text}' is not a budget admission: use spent or reserve"))
 }

@@ -20,20 +20,24 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// and it answers with any lease it wants back.
 const HEARTBEAT_MS: u64 = 10_000;
 
-/// Records the leased limits one applied policy batch brings (none: the record is gone).
-pub fn register<'a>(changes: impl IntoIterator<Item = (&'a str, Vec<LeasedLimit>)>) {
+/// Records the leased limits one applied policy batch brings (none: the record is gone);
+/// returns whether a limit is new or changed, and so needs a lease.
+pub fn register<'a>(changes: impl IntoIterator<Item = (&'a str, Vec<LeasedLimit>)>) -> bool {
     let mut registry = read_registry();
+    let mut needs_leases = false;
     for (name, budgets) in changes {
         if budgets.is_empty() {
             registry.remove(name);
-        } else {
+        } else if registry.get(name) != Some(&budgets) {
             registry.insert(name.to_owned(), budgets);
+            needs_leases = true;
         }
     }
     match serde_json::to_vec(&registry) {
         Ok(bytes) => shared::put(REGISTRY_KEY, &bytes),
         Err(e) => log::error!("warden: cannot store the lease registry: {e}"),
     }
+    needs_leases
 }
 
 fn read_registry() -> BTreeMap<String, Vec<LeasedLimit>> {
@@ -48,6 +52,9 @@ pub struct Leases {
     last_counts: HashMap<String, u64>,
     /// Counters whose leases the control plane asked back.
     reclaim: HashSet<String>,
+    /// A tick came while a call was in flight (new policy, say): tick again once it is answered,
+    /// rather than a whole tick later.
+    retick: bool,
 }
 
 impl Leases {
@@ -55,18 +62,26 @@ impl Leases {
         self.call == Some(token)
     }
 
+    /// Whether a call is in flight: what it asks for is not granted yet.
+    pub fn busy(&self) -> bool {
+        self.call.is_some()
+    }
+
     /// This VM no longer leads. A call in flight is still answered here: its grants are the
     /// control plane's and apply whoever leads.
     pub fn stop(&mut self) {
         self.last_counts.clear();
         self.reclaim.clear();
+        self.retick = false;
     }
 
     /// Works out every limit's step and sends what needs saying, unless a call is in flight.
     pub fn tick(&mut self, cluster: &str, now_ms: u64, metrics: &Metrics) {
         if self.call.is_some() {
+            self.retick = true;
             return;
         }
+        self.retick = false;
         let mut wants = Vec::new();
         let registry = read_registry();
         for limit in registry.values().flatten() {
@@ -105,17 +120,19 @@ impl Leases {
         }
     }
 
-    /// Stores the grants; a failed call is retried on the next tick.
-    pub fn on_response(&mut self, status: u32, size: usize, metrics: &Metrics) {
+    /// Stores the grants; a failed call is retried on the next tick. Returns whether a tick
+    /// waited for this answer (the caller ticks again at once).
+    pub fn on_response(&mut self, status: u32, size: usize, metrics: &Metrics) -> bool {
         self.call = None;
+        let retick = std::mem::take(&mut self.retick) && status == 0;
         if status != 0 {
             host::increment(metrics.lease_failures, 1);
             log::warn!("warden: lease call failed with gRPC status {status}");
-            return;
+            return false;
         }
         let Some(reply) = host::grpc_message(size).and_then(|b| LeaseReply::decode(b.as_slice()).ok()) else {
             host::increment(metrics.lease_failures, 1);
-            return;
+            return retick;
         };
         for grant in &reply.grants {
             counter::put_grant(&SharedCounters, &grant.counter, grant.grant());
@@ -123,5 +140,6 @@ impl Leases {
                 self.reclaim.insert(grant.counter.clone());
             }
         }
+        retick
     }
 }

@@ -26,6 +26,11 @@ pub struct PolicyStream {
     token: Option<u32>,
     failures: u32,
     retry_at_ms: u64,
+    /// Acknowledgements not sent yet (see [`PolicyStream::on_message`]), in the order of their
+    /// responses.
+    held_acks: Vec<Vec<u8>>,
+    /// One of them waits for leases: none is sent before those are granted.
+    acks_wait_for_leases: bool,
 }
 
 impl PolicyStream {
@@ -70,6 +75,8 @@ impl PolicyStream {
 
     /// Closes the stream (this VM is no longer the leader, or is going away).
     pub fn stop(&mut self) {
+        self.held_acks.clear();
+        self.acks_wait_for_leases = false;
         if let Some(token) = self.token.take() {
             host::cancel_grpc_stream(token);
         }
@@ -78,6 +85,8 @@ impl PolicyStream {
     pub fn on_close(&mut self, status: u32, now_ms: u64) {
         log::warn!("warden: policy stream closed with gRPC status {status}; reconnecting");
         self.token = None;
+        self.held_acks.clear();
+        self.acks_wait_for_leases = false;
         self.back_off(now_ms);
     }
 
@@ -87,9 +96,15 @@ impl PolicyStream {
         self.retry_at_ms = now_ms + delay;
     }
 
-    /// Takes one message; `true` when it changed records.
+    /// Takes one message; `true` when it brought a new or changed limit that spans Envoys. The
+    /// acknowledgement of changed records is held: the caller sends it with
+    /// [`PolicyStream::send_held_acks`], after the leases such limits need are granted, so that an
+    /// acknowledged change is one every worker can enforce (the control plane answers an admin
+    /// change once its Envoys acknowledged it).
     pub fn on_message(&mut self, size: usize, now_ms: u64, metrics: &Metrics) -> bool {
-        let Some(token) = self.token else { return false };
+        if self.token.is_none() {
+            return false;
+        }
         let Some(bytes) = host::grpc_message(size) else {
             return false;
         };
@@ -107,7 +122,7 @@ impl PolicyStream {
             shared::heard(now_ms, response.system_version_info, false);
             return false;
         }
-        let errors = apply(&response, metrics);
+        let (errors, needs_leases) = apply(&response, metrics);
         // Records changed: workers drop what they parsed before.
         shared::heard(now_ms, response.system_version_info.clone(), true);
         let error_detail = (!errors.is_empty()).then(|| {
@@ -122,20 +137,40 @@ impl PolicyStream {
             error_detail,
             ..Default::default()
         };
-        if host::send_grpc_message(token, &ack.encode_to_vec()).is_err() {
-            self.stop();
-            self.back_off(now_ms);
+        self.held_acks.push(ack.encode_to_vec());
+        self.acks_wait_for_leases |= needs_leases;
+        needs_leases
+    }
+
+    /// Whether the acknowledgements held wait for leases to be granted.
+    pub fn acks_wait_for_leases(&self) -> bool {
+        self.acks_wait_for_leases
+    }
+
+    /// Sends the acknowledgements held so far.
+    pub fn send_held_acks(&mut self, now_ms: u64) {
+        self.acks_wait_for_leases = false;
+        let Some(token) = self.token else {
+            self.held_acks.clear();
+            return;
+        };
+        for ack in std::mem::take(&mut self.held_acks) {
+            if host::send_grpc_message(token, &ack).is_err() {
+                self.stop();
+                self.back_off(now_ms);
+                return;
+            }
         }
-        true
     }
 }
 
-/// Writes a response's records into shared data; returns one message per record refused.
-fn apply(response: &DeltaDiscoveryResponse, metrics: &Metrics) -> Vec<String> {
+/// Writes a response's records into shared data; returns one message per record refused, and
+/// whether a limit that spans Envoys is new or changed.
+fn apply(response: &DeltaDiscoveryResponse, metrics: &Metrics) -> (Vec<String>, bool) {
     let mut errors = Vec::new();
     if response.type_url != POLICY_TYPE_URL {
         errors.push(format!("unknown type {}", response.type_url));
-        return errors;
+        return (errors, false);
     }
     let mut index: Vec<(&str, Option<&str>)> = Vec::with_capacity(response.resources.len());
     let mut leased = Vec::new();
@@ -170,10 +205,10 @@ fn apply(response: &DeltaDiscoveryResponse, metrics: &Metrics) -> Vec<String> {
         index.push((name, None));
         leased.push((name.as_str(), Vec::new()));
     }
-    leases::register(leased);
+    let needs_leases = leases::register(leased);
     host::increment(metrics.records_applied, i64::try_from(index.len()).unwrap_or(i64::MAX));
     shared::update_index(index);
-    errors
+    (errors, needs_leases)
 }
 
 fn validate(resource: &crate::xds::Resource) -> Result<&[u8], &'static str> {

@@ -18,7 +18,7 @@ use warden_policy::pricing::{Price, dollars};
 use warden_policy::records::{CustomerRecord, ModelRecord, ProviderRecord, TeamRecord};
 use warden_policy::rpc::{self, McpScope, RpcMessage};
 use warden_policy::settlement::{self, Answer};
-use warden_policy::{Denial, FilterSettings, PolicyHealth, RecordKind, VirtualKeyRecord, admit};
+use warden_policy::{Denial, FilterSettings, PolicyHealth, RecordKind, SyncStatus, VirtualKeyRecord, admit};
 
 /// The header that tells the upstream which virtual key a request was admitted as. Trusted
 /// because every client-sent `x-warden-*` header is removed first.
@@ -283,19 +283,34 @@ impl HttpContext for WardenRequest {
         };
         let health = PolicyHealth { bound_ms: settings.staleness_bound_ms };
         let now = host::now_ms();
-        let status = shared::sync_status(now);
+        let mut status = shared::sync_status(now);
         let pairs = headers.iter().map(|(name, value)| (name.as_str(), value.as_slice()));
         let optional = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice());
         let header = |name: &str| optional(name).unwrap_or_default();
-        let generation = status.as_ref().map_or(0, |s| s.generation);
-        let lookup =
-            |hash: &warden_policy::KeyHash| shared::shared_record(RecordKind::VirtualKey, &hash.to_hex(), generation);
+        let generation_of = |status: &Option<SyncStatus>| status.as_ref().map_or(0, |s| s.generation);
+        let lookup_at = |generation: u64| {
+            move |hash: &warden_policy::KeyHash| {
+                shared::shared_record(RecordKind::VirtualKey, &hash.to_hex(), generation)
+            }
+        };
         if header(":method") == b"OPTIONS" && McpScope::of(header(":path")).is_some() {
             // A browser's CORS preflight carries no key: the hub answers it, for the origins
             // it admits.
             return self.route_to_hub("", None);
         }
-        let admitted = match admit(pairs.clone(), health, status.as_ref(), lookup, now) {
+        let mut admission = admit(pairs.clone(), health, status.as_ref(), lookup_at(generation_of(&status)), now);
+        if admission == Err(Denial::KeyNotFound) {
+            // A key created a moment ago may be newer than the sync status this VM trusts: the
+            // control plane answers its creation once every Envoy holds it, so look again.
+            let latest = shared::reread_sync_status(now);
+            if generation_of(&latest) != generation_of(&status) {
+                status = latest;
+                admission = admit(pairs.clone(), health, status.as_ref(), lookup_at(generation_of(&status)), now);
+            }
+        }
+        let generation = generation_of(&status);
+        let lookup = lookup_at(generation);
+        let admitted = match admission {
             Ok(admitted) => admitted,
             Err(denial) => {
                 let denial = match Endpoint::of(header(":method"), header(":path")) {
@@ -444,32 +459,51 @@ impl HttpContext for WardenRequest {
                 Ok(dispatch) => (report, Ok(dispatch)),
                 Err(denial) => return self.deny_rpc(&denial, &report, &id),
             }
-        } else if endpoint == Endpoint::ToolExecute {
-            govern::tool_execute(
-                &key,
-                &query,
-                &body,
-                &records,
-                &SharedCounters,
-                now,
-                &settings,
-                control_plane_up,
-                &include,
-            )
         } else {
-            govern::inference(
-                &key,
-                endpoint,
-                &query,
-                &body,
-                &records,
-                &SharedCounters,
-                now,
-                random::next(),
-                &settings,
-                control_plane_up,
-                &include,
-            )
+            let decide = |key: &VirtualKeyRecord, records: &SharedRecords| {
+                if endpoint == Endpoint::ToolExecute {
+                    govern::tool_execute(
+                        key,
+                        &query,
+                        &body,
+                        records,
+                        &SharedCounters,
+                        now,
+                        &settings,
+                        control_plane_up,
+                        &include,
+                    )
+                } else {
+                    govern::inference(
+                        key,
+                        endpoint,
+                        &query,
+                        &body,
+                        records,
+                        &SharedCounters,
+                        now,
+                        random::next(),
+                        &settings,
+                        control_plane_up,
+                        &include,
+                    )
+                }
+            };
+            let first = decide(&key, &records);
+            match first.1 {
+                // A refusal under policy older than this VM trusts (a budget raised a moment
+                // ago, say) is decided again under the newest, once.
+                Err(_) => match shared::reread_sync_status(now).map(|s| s.generation) {
+                    Some(latest) if latest != generation => {
+                        match shared::shared_record::<VirtualKeyRecord>(RecordKind::VirtualKey, &key_hash, latest) {
+                            Some(key) => decide(&key, &SharedRecords(latest)),
+                            None => first,
+                        }
+                    }
+                    _ => first,
+                },
+                Ok(_) => first,
+            }
         };
         if !control_plane_up {
             host::increment(self.metrics.without_control_plane, 1);

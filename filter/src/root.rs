@@ -57,10 +57,14 @@ impl Context for WardenRoot {
     fn on_grpc_stream_message(&mut self, token_id: u32, message_size: usize) {
         if self.stream.owns(token_id) {
             let now = host::now_ms();
-            let changed = self.stream.on_message(message_size, now, &self.metrics);
-            // New budgets get their leases now rather than at the next tick.
-            if changed && let Some(settings) = &self.settings {
+            let needs_leases = self.stream.on_message(message_size, now, &self.metrics);
+            // New or changed limits get their leases now rather than at the next tick, and the
+            // change is acknowledged once they are granted.
+            if needs_leases && let Some(settings) = &self.settings {
                 self.leases.tick(&settings.control_plane_cluster, now, &self.metrics);
+            }
+            if !self.stream.acks_wait_for_leases() || !self.leases.busy() {
+                self.stream.send_held_acks(now);
             }
         }
     }
@@ -73,7 +77,14 @@ impl Context for WardenRoot {
 
     fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
         if self.leases.owns(token_id) {
-            self.leases.on_response(status_code, response_size, &self.metrics);
+            let now = host::now_ms();
+            let retick = self.leases.on_response(status_code, response_size, &self.metrics);
+            if retick && let Some(settings) = &self.settings {
+                self.leases.tick(&settings.control_plane_cluster, now, &self.metrics);
+            }
+            if !self.leases.busy() {
+                self.stream.send_held_acks(now);
+            }
         } else if self.reporter.owns(token_id)
             && let Some(settings) = &self.settings
         {
@@ -141,6 +152,9 @@ impl RootContext for WardenRoot {
             self.stream.ensure_open(&settings.control_plane_cluster, now, &self.metrics);
             self.reporter.flush(&settings.control_plane_cluster, &self.metrics);
             self.leases.tick(&settings.control_plane_cluster, now, &self.metrics);
+            if !self.leases.busy() {
+                self.stream.send_held_acks(now);
+            }
         } else {
             self.stream.stop();
             self.reporter.stop();

@@ -98,11 +98,14 @@ pub fn sync_status(now_ms: u64) -> Option<SyncStatus> {
         Some((at, status)) if now_ms >= *at && now_ms - *at < SYNC_FRESH_MS => Some(status.clone()),
         _ => None,
     });
-    fresh.unwrap_or_else(|| {
-        let status = host::shared_get(SYNC_KEY).0.and_then(|v| SyncStatus::decode(&v));
-        SYNC.with(|sync| *sync.borrow_mut() = Some((now_ms, status.clone())));
-        status
-    })
+    fresh.unwrap_or_else(|| reread_sync_status(now_ms))
+}
+
+/// The sync status as it is now, whatever this VM read last.
+pub fn reread_sync_status(now_ms: u64) -> Option<SyncStatus> {
+    let status = host::shared_get(SYNC_KEY).0.and_then(|v| SyncStatus::decode(&v));
+    SYNC.with(|sync| *sync.borrow_mut() = Some((now_ms, status.clone())));
+    status
 }
 
 /// Records contact with the control plane; `changed` bumps the generation after the leader

@@ -9,11 +9,11 @@
 use crate::Denial;
 use crate::blocks;
 use crate::counter::{Counters, Grant, Seen};
-use crate::lease::{leased, share_spent};
+use crate::lease::{elsewhere, leased, share_spent};
 use crate::limits::{Scope, seconds_until, window_of};
 use crate::pricing::dollars;
 use crate::records::BudgetLimit;
-use crate::settings::FailMode;
+use crate::settings::{BudgetAdmission, FailMode};
 use crate::text::concat;
 use crate::window::ResetDuration;
 
@@ -31,8 +31,12 @@ pub fn budget_key(scope_id: &str, budget: &BudgetLimit) -> String {
 pub struct BudgetViolation {
     /// The owner, as in rate-limit messages.
     pub entity: String,
-    /// Spent (and reserved) in the window so far, µ$.
+    /// Spent (and reserved) in the window so far, µ$, across the fleet as far as this Envoy
+    /// knows.
     pub spent_micros: u64,
+    /// What other Envoys hold of the budget beyond their spend (their leases), µ$: not free to
+    /// this request either.
+    pub held_elsewhere_micros: u64,
     /// This request's estimated cost, µ$.
     pub estimate_micros: u64,
     /// The budget, µ$.
@@ -42,12 +46,17 @@ pub struct BudgetViolation {
 }
 
 impl BudgetViolation {
-    /// The contract's message, with the reservation made explicit.
+    /// The contract's message, with the reservation (and what other Envoys hold) made explicit.
     pub fn message(&self) -> String {
+        let taken = self.spent_micros.saturating_add(self.held_elsewhere_micros).saturating_add(self.estimate_micros);
+        let held = match self.held_elsewhere_micros {
+            0 => String::new(),
+            held => format!(", held by other gateways {}", dollars(held)),
+        };
         format!(
-            "Budget exceeded: {} budget exceeded: {} >= {} dollars (spent {} + this request's estimate {})",
+            "Budget exceeded: {} budget exceeded: {} >= {} dollars (spent {}{held} + this request's estimate {})",
             self.entity,
-            dollars(self.spent_micros.saturating_add(self.estimate_micros)),
+            dollars(taken),
             dollars(self.max_micros),
             dollars(self.spent_micros),
             dollars(self.estimate_micros),
@@ -92,14 +101,15 @@ fn fallback(max: u64, fail_mode: FailMode) -> Option<u64> {
 }
 
 /// Reserves `estimate` µ$ in every budget of every scope, in order, against this Envoy's lease
-/// of each, or refuses with the first that cannot take it (giving back what was reserved).
-/// Past its lease, with `control_plane_up` false, a budget follows `fail_mode`.
+/// of each, or refuses with the first that cannot take it (giving back what was reserved);
+/// `admission` says whether the estimate must fit. Past its lease, with `control_plane_up`
+/// false, a budget follows `fail_mode`.
 pub fn reserve(
     scopes: &[Scope<'_>],
     estimate: u64,
     counters: &impl Counters,
     now_ms: u64,
-    fail_mode: FailMode,
+    (fail_mode, admission): (FailMode, BudgetAdmission),
     control_plane_up: bool,
 ) -> Result<BudgetReservation, Denial> {
     let mut held = BudgetReservation::default();
@@ -110,9 +120,16 @@ pub fn reserve(
             let key = budget_key(&scope.id, budget);
             let max = budget.max_micros;
             let leased = |spent: u64, grant: Option<Grant>| leased(grant, max, spent, estimate, control_plane_up);
-            let limit = |spent: u64, grant: Option<Grant>| match grant {
-                Some(g) if leased(spent, grant) => Some(g.granted.min(max)),
-                _ => fallback(max, fail_mode),
+            let limit = |spent: u64, grant: Option<Grant>| {
+                let cap = match grant {
+                    Some(g) if leased(spent, grant) => g.granted.min(max),
+                    _ => fallback(max, fail_mode)?,
+                };
+                Some(match admission {
+                    // Below the cap, the estimate is reserved whole even past it.
+                    BudgetAdmission::Spent if spent < cap => cap.max(spent.saturating_add(estimate)),
+                    _ => cap,
+                })
             };
             let seen = blocks::take(counters, &key, window, estimate, limit);
             if let Some(seen @ Seen { wrote: true, .. }) = seen {
@@ -137,25 +154,28 @@ pub fn reserve(
             }
             release(&held, counters);
             let entity = scope.entity.clone();
-            let exceeded = |spent_micros| {
+            let exceeded = |spent_micros, held_elsewhere_micros| {
                 Denial::BudgetExceeded(BudgetViolation {
                     entity: entity.clone(),
                     spent_micros,
+                    held_elsewhere_micros,
                     estimate_micros: estimate,
                     max_micros: max,
                     retry_after_s: seconds_until(window.end_ms, now_ms),
                 })
             };
-            let Some(seen) = seen else { return Err(exceeded(max)) };
+            let Some(seen) = seen else { return Err(exceeded(max, 0)) };
             return Err(match seen.grant {
-                // Every share is granted: at most what the others hold is spent there.
-                Some(g) if g.granted < max && g.free == 0 => exceeded(max - g.granted + seen.count),
+                // The control plane has budget left to grant, or the limit just changed: this
+                // Envoy's lease is being renewed.
+                grant if control_plane_up && share_spent(grant, max) => Denial::BudgetPending(entity),
                 _ if fail_mode == FailMode::Deny && !leased(seen.count, seen.grant) => {
                     Denial::BudgetUnavailable(entity)
                 }
-                // The fleet still has budget to grant: this Envoy's lease is being renewed.
-                grant if share_spent(grant, max) => Denial::BudgetPending(entity),
-                _ => exceeded(seen.count),
+                _ => {
+                    let (others_spent, others_hold) = seen.grant.map_or((0, 0), |g| elsewhere(g, max));
+                    exceeded(seen.count.saturating_add(others_spent), others_hold)
+                }
             });
         }
     }
@@ -187,9 +207,12 @@ pub fn settle(reservation: &BudgetReservation, actual: u64, counters: &impl Coun
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::counter::tests::Map;
+    use crate::counter::tests::{Map, grant};
     use crate::counter::{put_grant, read};
     use proptest::prelude::*;
+
+    const RESERVE_LOCAL: (FailMode, BudgetAdmission) = (FailMode::Local, BudgetAdmission::Reserve);
+    const RESERVE_DENY: (FailMode, BudgetAdmission) = (FailMode::Deny, BudgetAdmission::Reserve);
 
     fn scope<'r>(entity: &str, budgets: &'r [BudgetLimit]) -> Scope<'r> {
         Scope {
@@ -219,14 +242,14 @@ mod tests {
         let map = Map::default();
         let budgets = dollar_a_day();
         let s = [scope("VK", &budgets)];
-        let held = reserve(&s, 300_000, &map, 1_000, FailMode::Local, true).unwrap();
+        let held = reserve(&s, 300_000, &map, 1_000, RESERVE_LOCAL, true).unwrap();
         assert_eq!(held.remaining_micros, Some(700_000));
         assert_eq!(spent(&s[0], "1d", &map, 1_000), 300_000);
         settle(&held, 120_000, &map, 2_000);
         assert_eq!(spent(&s[0], "1d", &map, 2_000), 120_000);
         // An estimate that does not fit in what is left is refused, naming the amounts.
-        let _ = reserve(&s, 800_000, &map, 3_000, FailMode::Local, true).unwrap();
-        let Err(Denial::BudgetExceeded(v)) = reserve(&s, 100_000, &map, 3_000, FailMode::Local, true) else { panic!() };
+        let _ = reserve(&s, 800_000, &map, 3_000, RESERVE_LOCAL, true).unwrap();
+        let Err(Denial::BudgetExceeded(v)) = reserve(&s, 100_000, &map, 3_000, RESERVE_LOCAL, true) else { panic!() };
         assert_eq!((v.spent_micros, v.estimate_micros, v.max_micros), (920_000, 100_000, 1_000_000));
         assert_eq!(
             v.message(),
@@ -234,7 +257,27 @@ mod tests {
         );
         assert_eq!(Denial::BudgetExceeded(v).status(), 402);
         // The next day starts afresh.
-        assert!(reserve(&s, 100_000, &map, 86_400_000, FailMode::Local, true).is_ok());
+        assert!(reserve(&s, 100_000, &map, 86_400_000, RESERVE_LOCAL, true).is_ok());
+    }
+
+    #[test]
+    fn spent_admits_below_the_limit_whatever_the_estimate_and_reserve_never_passes_it() {
+        let map = Map::default();
+        let budgets = dollar_a_day();
+        let s = [scope("VK", &budgets)];
+        let spent_local = (FailMode::Local, BudgetAdmission::Spent);
+        settle(&reserve(&s, 0, &map, 0, RESERVE_LOCAL, true).unwrap(), 950_000, &map, 0);
+        // $0.05 left, an estimate of $0.10: refused under `reserve`, admitted under `spent`.
+        assert!(matches!(reserve(&s, 100_000, &map, 0, RESERVE_LOCAL, true), Err(Denial::BudgetExceeded(_))));
+        let held = reserve(&s, 100_000, &map, 0, spent_local, true).unwrap();
+        assert_eq!(held.remaining_micros, Some(0));
+        // While it runs, its reservation fills the budget: nothing else is admitted.
+        assert!(matches!(reserve(&s, 1, &map, 0, spent_local, true), Err(Denial::BudgetExceeded(_))));
+        // It cost $0.08: the budget ends $0.03 past its limit, and refuses from then on.
+        settle(&held, 80_000, &map, 0);
+        assert_eq!(spent(&s[0], "1d", &map, 0), 1_030_000);
+        let Err(Denial::BudgetExceeded(v)) = reserve(&s, 1, &map, 0, spent_local, true) else { panic!() };
+        assert_eq!(v.spent_micros, 1_030_000);
     }
 
     #[test]
@@ -243,13 +286,13 @@ mod tests {
         let (wide, narrow) =
             (dollar_a_day(), vec![BudgetLimit { max_micros: 50, reset_duration: "1h".into(), reset_at_ms: 0 }]);
         let s = [scope("VK", &wide), scope("team 'ml'", &narrow)];
-        let Err(Denial::BudgetExceeded(v)) = reserve(&s, 60, &map, 0, FailMode::Local, true) else { panic!() };
+        let Err(Denial::BudgetExceeded(v)) = reserve(&s, 60, &map, 0, RESERVE_LOCAL, true) else { panic!() };
         assert_eq!(v.entity, "team 'ml'");
         assert_eq!(spent(&s[0], "1d", &map, 0), 0, "the key's reservation was given back");
         // A spent budget refuses even a free request.
         let full = [scope("VK", &narrow)];
-        settle(&reserve(&full, 10, &map, 0, FailMode::Local, true).unwrap(), 50, &map, 0);
-        assert!(reserve(&full, 0, &map, 1, FailMode::Local, true).is_err());
+        settle(&reserve(&full, 10, &map, 0, RESERVE_LOCAL, true).unwrap(), 50, &map, 0);
+        assert!(reserve(&full, 0, &map, 1, RESERVE_LOCAL, true).is_err());
     }
 
     #[test]
@@ -259,31 +302,44 @@ mod tests {
         let s = [scope("VK", &budgets)];
         let key = budget_key("vk", &budgets[0]);
         // No lease yet: refused by default, the whole budget in this Envoy alone otherwise.
-        assert_eq!(reserve(&s, 10, &map, 0, FailMode::Deny, true), Err(Denial::BudgetUnavailable("VK".into())));
+        assert_eq!(reserve(&s, 10, &map, 0, RESERVE_DENY, true), Err(Denial::BudgetUnavailable("VK".into())));
         assert_eq!(Denial::BudgetUnavailable("VK".into()).status(), 503);
-        let local = reserve(&s, 10, &map, 0, FailMode::Local, true).unwrap();
+        let local = reserve(&s, 10, &map, 0, RESERVE_LOCAL, true).unwrap();
         assert!(local.unleased);
         release(&local, &map);
         // A lease of $0.30 while the control plane has more: spend it, then "retry shortly".
-        put_grant(&map, &key, Grant { window_start: 0, granted: 300_000, free: 200_000, version: 1 });
-        let held = reserve(&s, 250_000, &map, 0, FailMode::Deny, true).unwrap();
+        put_grant(&map, &key, grant(0, 300_000, 200_000, 1));
+        let held = reserve(&s, 250_000, &map, 0, RESERVE_DENY, true).unwrap();
         assert!(!held.unleased);
         assert_eq!(held.remaining_micros, Some(50_000 + 200_000));
-        assert_eq!(reserve(&s, 100_000, &map, 0, FailMode::Deny, true), Err(Denial::BudgetPending("VK".into())));
+        assert_eq!(reserve(&s, 100_000, &map, 0, RESERVE_DENY, true), Err(Denial::BudgetPending("VK".into())));
         assert_eq!(Denial::BudgetPending("VK".into()).status(), 429);
         // Nothing left to grant anywhere: the budget is spent, as far as this Envoy can tell.
-        put_grant(&map, &key, Grant { window_start: 0, granted: 300_000, free: 0, version: 2 });
-        let Err(Denial::BudgetExceeded(v)) = reserve(&s, 100_000, &map, 0, FailMode::Deny, true) else { panic!() };
+        put_grant(&map, &key, grant(0, 300_000, 0, 2));
+        let Err(Denial::BudgetExceeded(v)) = reserve(&s, 100_000, &map, 0, RESERVE_DENY, true) else { panic!() };
         assert_eq!((v.spent_micros, v.max_micros), (950_000, 1_000_000));
+        // A grant that says what the others spent: the refusal reports that, and what they hold.
+        let told = Grant { max: 1_000_000, others_used: 200_000, ..grant(0, 300_000, 0, 3) };
+        put_grant(&map, &key, told);
+        let Err(Denial::BudgetExceeded(v)) = reserve(&s, 100_000, &map, 0, RESERVE_DENY, true) else { panic!() };
+        assert_eq!((v.spent_micros, v.held_elsewhere_micros), (450_000, 500_000));
+        assert_eq!(
+            v.message(),
+            "Budget exceeded: VK budget exceeded: 1.050000 >= 1.000000 dollars (spent 0.450000, held by other \
+             gateways 0.500000 + this request's estimate 0.100000)"
+        );
+        // Granted under a budget since changed: stale, renewing.
+        put_grant(&map, &key, Grant { max: 2_000_000, ..grant(0, 300_000, 0, 4) });
+        assert_eq!(reserve(&s, 100_000, &map, 0, RESERVE_DENY, true), Err(Denial::BudgetPending("VK".into())));
         // The control plane unreachable: the lease is spent, then the fail mode decides.
-        put_grant(&map, &key, Grant { window_start: 0, granted: 400_000, free: 100_000, version: 3 });
-        assert!(reserve(&s, 100_000, &map, 0, FailMode::Deny, false).is_ok(), "within the lease");
-        assert_eq!(reserve(&s, 100_000, &map, 0, FailMode::Deny, false), Err(Denial::BudgetUnavailable("VK".into())));
-        let local = reserve(&s, 100_000, &map, 0, FailMode::Local, false).unwrap();
+        put_grant(&map, &key, grant(0, 400_000, 100_000, 5));
+        assert!(reserve(&s, 100_000, &map, 0, RESERVE_DENY, false).is_ok(), "within the lease");
+        assert_eq!(reserve(&s, 100_000, &map, 0, RESERVE_DENY, false), Err(Denial::BudgetUnavailable("VK".into())));
+        let local = reserve(&s, 100_000, &map, 0, RESERVE_LOCAL, false).unwrap();
         assert!(local.unleased, "decided without the control plane");
         // The lease never lets this Envoy pass the budget itself.
-        put_grant(&map, &key, Grant { window_start: 0, granted: 5_000_000, free: 0, version: 4 });
-        assert!(reserve(&s, 800_000, &map, 0, FailMode::Deny, true).is_err());
+        put_grant(&map, &key, grant(0, 5_000_000, 0, 6));
+        assert!(reserve(&s, 800_000, &map, 0, RESERVE_DENY, true).is_err());
     }
 
     proptest! {
@@ -296,7 +352,7 @@ mod tests {
             let s = [scope("VK", &budgets)];
             let mut open = Vec::new();
             for (estimate, fraction) in requests {
-                if let Ok(held) = reserve(&s, estimate, &map, 0, FailMode::Local, true) {
+                if let Ok(held) = reserve(&s, estimate, &map, 0, RESERVE_LOCAL, true) {
                     open.push((held, estimate * fraction / 100));
                 }
                 if open.len() > 3 {

@@ -2,9 +2,10 @@
 //! that span Envoys, the shares of the fleet-wide limit the control plane has granted this
 //! Envoy (its leases).
 //!
-//! Stored as `"<window start> <count>"` followed by up to two grants
-//! `" <window start> <granted> <free> <version>"`: the current window's and, fetched ahead, the
-//! next one's. Keeping the grant in the same value as the count makes "spend only what is granted"
+//! Stored as `"v2 <window start> <count>"` followed by up to two grants
+//! `" <window start> <granted> <free> <version> <max> <others used>"`: the current window's and,
+//! fetched ahead, the next one's. A value without the `v2` tag is the first layout, whose grants
+//! have only the first four numbers (they read with `max` and `others_used` zero: unknown). Keeping the grant in the same value as the count makes "spend only what is granted"
 //! and "give back what is not spent" single compare-and-swaps: no request can slip between a
 //! check and a change of the grant.
 
@@ -69,6 +70,9 @@ impl<C: Counters> Counters for ReadOnce<'_, C> {
     }
 }
 
+/// Opens every value in the current layout (see the module's documentation).
+const LAYOUT_TAG: &str = "v2 ";
+
 /// How often a CAS is retried before the request is refused rather than counted wrongly.
 const CAS_ATTEMPTS: usize = 64;
 /// Grants kept per counter: the current window's and the next one's.
@@ -87,6 +91,19 @@ pub struct Grant {
     /// The control plane's version of this lease: an answer older than the grant held (two
     /// leader VMs' calls crossing) is ignored.
     pub version: u64,
+    /// The limit the control plane granted it under; `0` when unknown. A grant under another
+    /// limit than the policy's is stale: the limit changed and the leader is asking again.
+    pub max: u64,
+    /// What the other Envoys had reported spent in the window when the control plane answered:
+    /// with this Envoy's count, the fleet's spend that a refusal reports.
+    pub others_used: u64,
+}
+
+impl Grant {
+    /// Whether it was granted under another limit than `max` (the policy changed since).
+    pub fn is_stale(&self, max: u64) -> bool {
+        self.max != 0 && self.max != max
+    }
 }
 
 /// A parsed counter.
@@ -116,22 +133,38 @@ impl Counter {
     }
 
     fn parse_text(text: &str) -> Option<Counter> {
+        let (text, tagged) = match text.strip_prefix(LAYOUT_TAG) {
+            Some(rest) => (rest, true),
+            None => (text, false),
+        };
         let mut numbers = text.split(' ').map(str::parse::<u64>);
-        let window_start = numbers.next()?.ok()?;
-        let count = numbers.next()?.ok()?;
+        let mut number = || numbers.next().map(|n| n.ok());
+        let window_start = number()??;
+        let count = number()??;
         let mut grants = Vec::new();
-        while let Some(start) = numbers.next() {
-            let (granted, free, version) = (numbers.next()?.ok()?, numbers.next()?.ok()?, numbers.next()?.ok()?);
-            grants.push(Grant { window_start: start.ok()?, granted, free, version });
+        while let Some(start) = number() {
+            let mut grant = Grant {
+                window_start: start?,
+                granted: number()??,
+                free: number()??,
+                version: number()??,
+                max: 0,
+                others_used: 0,
+            };
+            if tagged {
+                (grant.max, grant.others_used) = (number()??, number()??);
+            }
+            grants.push(grant);
         }
         Some(Counter { window_start, count, grants, unreadable: false })
     }
 
-    /// The stored form.
+    /// The stored form (always the current layout).
     pub fn encode(&self) -> Vec<u8> {
-        let mut text = format!("{} {}", self.window_start, self.count);
+        let mut text = format!("{LAYOUT_TAG}{} {}", self.window_start, self.count);
         for g in &self.grants {
-            text.push_str(&format!(" {} {} {} {}", g.window_start, g.granted, g.free, g.version));
+            let Grant { window_start, granted, free, version, max, others_used } = g;
+            text.push_str(&format!(" {window_start} {granted} {free} {version} {max} {others_used}"));
         }
         text.into_bytes()
     }
@@ -283,6 +316,11 @@ pub(crate) mod tests {
         }
     }
 
+    /// A grant whose limit and others' spend are unknown.
+    pub fn grant(window_start: u64, granted: u64, free: u64, version: u64) -> Grant {
+        Grant { window_start, granted, free, version, max: 0, others_used: 0 }
+    }
+
     const W1: Window = Window { start_ms: 1_000, end_ms: 2_000 };
     const W2: Window = Window { start_ms: 2_000, end_ms: 3_000 };
 
@@ -292,19 +330,28 @@ pub(crate) mod tests {
         assert_eq!(Counter::parse(Some(b"1000 7")).count_in(W2), 0);
         assert!(Counter::parse(Some(b"garbage")).is_unreadable());
         assert!(!Counter::parse(None).is_unreadable());
+        // The first layout: grants of four numbers, their limit and the others' spend unknown.
         let c = Counter::parse(Some(b"1000 7 1000 50 900 1 2000 20 880 2"));
-        assert_eq!(c.grant_in(1_000), Some(Grant { window_start: 1_000, granted: 50, free: 900, version: 1 }));
+        assert_eq!(c.grant_in(1_000), Some(grant(1_000, 50, 900, 1)));
         assert_eq!(c.grant_in(2_000).map(|g| g.granted), Some(20));
         assert_eq!(Counter::parse(Some(&c.encode())), c);
+        // The current layout keeps both.
+        let full = Grant { max: 5_000, others_used: 1_200, ..grant(1_000, 50, 900, 3) };
+        let c = Counter::parse(Some(b"v2 1000 7 1000 50 900 3 5000 1200"));
+        assert_eq!((c.count_in(W1), c.grant_in(1_000)), (7, Some(full)));
+        assert_eq!(c.encode(), b"v2 1000 7 1000 50 900 3 5000 1200");
+        assert!(full.is_stale(6_000) && !full.is_stale(5_000) && !grant(0, 1, 0, 1).is_stale(6_000));
         // A truncated grant is unreadable, never half-read.
         assert!(Counter::parse(Some(b"1000 7 1000 50 900")).is_unreadable());
+        assert!(Counter::parse(Some(b"v2 1000 7 1000 50 900 3 5000")).is_unreadable());
+        assert!(Counter::parse(Some(b"v2 1000 7 1000 50 900 1")).is_unreadable());
     }
 
     #[test]
     fn counts_keep_grants_and_a_new_window_finds_the_grant_fetched_ahead() {
         let map = Map::default();
-        assert!(put_grant(&map, "k", Grant { window_start: 1_000, granted: 10, free: 5, version: 1 }));
-        assert!(put_grant(&map, "k", Grant { window_start: 2_000, granted: 4, free: 1, version: 2 }));
+        assert!(put_grant(&map, "k", grant(1_000, 10, 5, 1)));
+        assert!(put_grant(&map, "k", grant(2_000, 4, 1, 2)));
         let seen = update(&map, "k", W1, |n, g| (n + 3 <= g?.granted).then_some(n + 3)).unwrap();
         assert_eq!((seen.count, seen.wrote, seen.grant.map(|g| g.granted)), (0, true, Some(10)));
         // The next window starts from zero with its own grant; the old one is dropped.
@@ -313,8 +360,8 @@ pub(crate) mod tests {
         let c = read(&map, "k");
         assert_eq!((c.count_in(W2), c.grant_in(1_000)), (3, None));
         // Only two grants are kept: the newest.
-        put_grant(&map, "k", Grant { window_start: 3_000, granted: 1, free: 0, version: 3 });
-        put_grant(&map, "k", Grant { window_start: 4_000, granted: 1, free: 0, version: 4 });
+        put_grant(&map, "k", grant(3_000, 1, 0, 3));
+        put_grant(&map, "k", grant(4_000, 1, 0, 4));
         let c = read(&map, "k");
         assert_eq!((c.grant_in(2_000), c.grant_in(3_000).is_some(), c.grant_in(4_000).is_some()), (None, true, true));
     }
@@ -322,7 +369,7 @@ pub(crate) mod tests {
     #[test]
     fn give_back_lowers_the_grant_to_the_count() {
         let map = Map::default();
-        put_grant(&map, "k", Grant { window_start: 1_000, granted: 10, free: 5, version: 1 });
+        put_grant(&map, "k", grant(1_000, 10, 5, 1));
         update(&map, "k", W1, |n, _| Some(n + 4));
         assert_eq!(give_back(&map, "k", W1, 2), Some(6), "keeping a margin");
         assert_eq!(give_back(&map, "k", W1, 0), Some(4));
@@ -351,7 +398,7 @@ pub(crate) mod tests {
         let unreadable = read(&map, "k");
         assert_eq!((unreadable.count_in(W1), unreadable.count_in(W2)), (u64::MAX, u64::MAX), "full in every window");
         assert_eq!(update(&map, "k", W1, |n, _| Some(n + 1)), None, "refused, not counted from zero");
-        assert!(!put_grant(&map, "k", Grant { window_start: 1_000, granted: 5, free: 0, version: 1 }));
+        assert!(!put_grant(&map, "k", grant(1_000, 5, 0, 1)));
         assert_eq!(give_back(&map, "k", W1, 0), None);
         assert_eq!(map.read("k").0.as_deref(), Some(&b"12 not a count"[..]), "left as it was");
     }
@@ -379,10 +426,10 @@ pub(crate) mod tests {
     #[test]
     fn an_answer_older_than_the_grant_held_is_ignored() {
         let map = Map::default();
-        put_grant(&map, "k", Grant { window_start: 1_000, granted: 10, free: 5, version: 3 });
-        put_grant(&map, "k", Grant { window_start: 1_000, granted: 90, free: 5, version: 2 });
+        put_grant(&map, "k", grant(1_000, 10, 5, 3));
+        put_grant(&map, "k", grant(1_000, 90, 5, 2));
         assert_eq!(read(&map, "k").grant_in(1_000).map(|g| g.granted), Some(10));
-        put_grant(&map, "k", Grant { window_start: 1_000, granted: 20, free: 5, version: 4 });
+        put_grant(&map, "k", grant(1_000, 20, 5, 4));
         assert_eq!(read(&map, "k").grant_in(1_000).map(|g| g.granted), Some(20));
     }
 }

@@ -142,8 +142,8 @@ pub fn inference(
             return (report, Err(Denial::PriceUnknown(route.model.clone())));
         }
     };
-    let held = match budgets::reserve(&scopes, estimate, counters, now_ms, settings.budget_fail_mode, control_plane_up)
-    {
+    let modes = (settings.budget_fail_mode, settings.budget_admission);
+    let held = match budgets::reserve(&scopes, estimate, counters, now_ms, modes, control_plane_up) {
         Ok(held) => held,
         Err(denial) => {
             limits::release(&reservation, counters);
@@ -347,8 +347,8 @@ fn tool_call<R: Records, C: Counters>(
         Err(denial) => return (report, Err(denial)),
     };
     let price = client.tool_pricing.get(tool).copied().unwrap_or(0);
-    let fail_mode = j.settings.budget_fail_mode;
-    let held = match budgets::reserve(&owners, price, j.counters, j.now_ms, fail_mode, j.control_plane_up) {
+    let modes = (j.settings.budget_fail_mode, j.settings.budget_admission);
+    let held = match budgets::reserve(&owners, price, j.counters, j.now_ms, modes, j.control_plane_up) {
         Ok(held) => held,
         Err(denial) => {
             limits::release(&reservation, j.counters);
@@ -413,12 +413,16 @@ pub fn models_body(key: &VirtualKeyRecord, records: &impl Records) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::records::{Limits, ModelConfigRecord, ProviderGrant, RateLimit};
-    use crate::settings::FailMode;
+    use crate::settings::{BudgetAdmission, FailMode};
     use std::sync::LazyLock;
 
-    /// Budgets here are judged within one Envoy; leases have their own tests.
-    static SETTINGS: LazyLock<FilterSettings> =
-        LazyLock::new(|| FilterSettings { budget_fail_mode: FailMode::Local, ..FilterSettings::for_cluster("warden") });
+    /// Budgets here are judged within one Envoy, and reserve (`budgets.rs` tests both
+    /// admissions); leases have their own tests.
+    static SETTINGS: LazyLock<FilterSettings> = LazyLock::new(|| FilterSettings {
+        budget_fail_mode: FailMode::Local,
+        budget_admission: BudgetAdmission::Reserve,
+        ..FilterSettings::for_cluster("warden")
+    });
     use std::cell::RefCell;
     use std::collections::HashMap;
 

@@ -83,6 +83,12 @@ pub struct LeaseGrant {
     /// Another Envoy wants more than is free: give back what this one does not need.
     #[prost(bool, tag = "6")]
     pub reclaim: bool,
+    /// The limit this grant was decided under (the want's).
+    #[prost(uint64, tag = "7")]
+    pub max: u64,
+    /// What the other Envoys had reported spent in the window.
+    #[prost(uint64, tag = "8")]
+    pub others_used: u64,
 }
 
 /// The control plane's answer: one grant per want, in order, then the leases it asks back that
@@ -101,16 +107,35 @@ pub fn leased(grant: Option<Grant>, max: u64, count: u64, need: u64, control_pla
     grant.is_some_and(|g| control_plane_up || count.saturating_add(need) <= g.granted.min(max))
 }
 
+/// What the other Envoys had reported spent, and what they hold beyond it, when `grant` was
+/// decided. A grant of the first counter layout does not say: all the others hold counts as
+/// spent.
+pub fn elsewhere(grant: Grant, max: u64) -> (u64, u64) {
+    let others = max.saturating_sub(grant.granted).saturating_sub(grant.free);
+    match grant.max {
+        0 => (others, 0),
+        _ => (grant.others_used, others.saturating_sub(grant.others_used)),
+    }
+}
+
 /// Whether a refusal under `grant` is only this Envoy's share running out while the control
-/// plane has more to grant (so a retry a moment later may pass).
+/// plane has more to grant, or the grant is stale (decided under another limit; the leader is
+/// asking again): a retry a moment later may pass.
 pub fn share_spent(grant: Option<Grant>, max: u64) -> bool {
-    grant.is_some_and(|g| g.granted < max && g.free > 0)
+    grant.is_some_and(|g| g.is_stale(max) || (g.granted < max && g.free > 0))
 }
 
 impl LeaseGrant {
     /// As kept beside the counter.
     pub fn grant(&self) -> Grant {
-        Grant { window_start: self.window_start_ms, granted: self.granted, free: self.free, version: self.version }
+        Grant {
+            window_start: self.window_start_ms,
+            granted: self.granted,
+            free: self.free,
+            version: self.version,
+            max: self.max,
+            others_used: self.others_used,
+        }
     }
 }
 
@@ -174,6 +199,8 @@ impl LeasedLimit {
     ///
     /// - No lease for the window, or half of it spent: ask for more (unless it already holds
     ///   the whole budget).
+    /// - The limit changed since the lease was decided: ask again under the new limit (for
+    ///   more, unless the lease already holds all of it), so a raised budget is usable at once.
     /// - The spend moved: report it, so the control plane knows what is used.
     /// - Asked to (`reclaim`: another Envoy wants more than is free): give back all but one
     ///   more tick's worth of spend, for busier Envoys.
@@ -189,6 +216,7 @@ impl LeasedLimit {
                 steps.push(Step::GiveBack { window, margin: since_last });
             }
             None => steps.push(Step::Send(self.want(window, used, true))),
+            Some(g) if g.is_stale(self.max) => steps.push(Step::Send(self.want(window, used, g.granted < self.max))),
             Some(g) if g.granted < self.max && used.saturating_mul(2) >= g.granted => {
                 steps.push(Step::Send(LeaseWant {
                     need: since_last.saturating_mul(2),
@@ -216,7 +244,7 @@ impl LeasedLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::counter::tests::Map;
+    use crate::counter::tests::{Map, grant};
     use crate::counter::{Counters, put_grant, read, update};
 
     const HOUR: u64 = 3_600_000;
@@ -251,7 +279,7 @@ mod tests {
         let (map, b) = (Map::default(), budget());
         let now = 1_000;
         assert_eq!(wants(&b.steps(&read(&map, &b.counter), None, now, false)), vec![(0, 0, true)]);
-        put_grant(&map, &b.counter, Grant { window_start: 0, granted: 100, free: 500, version: 1 });
+        put_grant(&map, &b.counter, grant(0, 100, 500, 1));
         spend(&map, 40, now);
         // Spent moved but less than half: report only.
         assert_eq!(wants(&b.steps(&read(&map, &b.counter), Some(0), now, false)), vec![(0, 40, false)]);
@@ -261,7 +289,7 @@ mod tests {
         assert_eq!(wants(&steps), vec![(0, 50, true)]);
         assert!(matches!(&steps[0], Step::Send(w) if w.need == 20), "twice the 10 spent since the last tick");
         // Holding the whole budget, it never asks.
-        put_grant(&map, &b.counter, Grant { window_start: 0, granted: 1_000, free: 0, version: 2 });
+        put_grant(&map, &b.counter, grant(0, 1_000, 0, 2));
         spend(&map, 900, now);
         assert_eq!(wants(&b.steps(&read(&map, &b.counter), Some(50), now, false)), vec![(0, 950, false)]);
     }
@@ -269,7 +297,7 @@ mod tests {
     #[test]
     fn it_gives_back_only_when_asked_keeping_a_tick_of_spend() {
         let (map, b) = (Map::default(), budget());
-        put_grant(&map, &b.counter, Grant { window_start: 0, granted: 300, free: 0, version: 1 });
+        put_grant(&map, &b.counter, grant(0, 300, 0, 1));
         spend(&map, 100, 5);
         assert!(b.steps(&read(&map, &b.counter), Some(100), 5, false).is_empty(), "idle, not asked: it keeps");
         let window = Window { start_ms: 0, end_ms: HOUR };
@@ -282,10 +310,10 @@ mod tests {
     #[test]
     fn the_next_window_is_fetched_ahead() {
         let (map, b) = (Map::default(), budget());
-        put_grant(&map, &b.counter, Grant { window_start: 0, granted: 100, free: 500, version: 1 });
+        put_grant(&map, &b.counter, grant(0, 100, 500, 1));
         let late = HOUR - AHEAD_MS / 2;
         assert_eq!(wants(&b.steps(&read(&map, &b.counter), Some(0), late, false)), vec![(HOUR, 0, true)]);
-        put_grant(&map, &b.counter, Grant { window_start: HOUR, granted: 100, free: 400, version: 2 });
+        put_grant(&map, &b.counter, grant(HOUR, 100, 400, 2));
         assert!(b.steps(&read(&map, &b.counter), Some(0), late, false).is_empty());
         assert!(map.read(&b.counter).0.is_some());
     }

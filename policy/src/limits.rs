@@ -430,7 +430,7 @@ pub fn reserve(
                 if unreadable {
                     resets.push(now_ms + 1);
                     details.push("the token counter is unreadable".to_owned());
-                } else if used < max && share_spent(grant, max) {
+                } else if used < max && control_plane_up && share_spent(grant, max) {
                     resets.push(now_ms + 1);
                     details.push(format!("this gateway's share of the token limit is used ({used}, renewing)"));
                 } else {
@@ -471,7 +471,7 @@ pub fn reserve(
                     // Unreadable, or the swap kept losing: refused rather than counted wrongly.
                     resets.push(now_ms + 1);
                     details.push("the request counter could not be updated".to_owned());
-                } else if count < max && share_spent(grant, max) {
+                } else if count < max && control_plane_up && share_spent(grant, max) {
                     resets.push(now_ms + 1);
                     details.push(format!("this gateway's share of the request limit is used ({count}, renewing)"));
                 } else {
@@ -558,7 +558,7 @@ pub fn release_slot(key_id: &str, counters: &impl Counters) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::counter::tests::Map;
+    use crate::counter::tests::{Map, grant};
 
     fn limit(requests: Option<(u64, &str)>, tokens: Option<(u64, &str)>) -> RateLimit {
         RateLimit {
@@ -584,12 +584,12 @@ mod tests {
 
     #[test]
     fn a_lease_caps_the_requests_and_tokens_this_envoy_counts() {
-        use crate::counter::{Grant, put_grant};
+        use crate::counter::put_grant;
         let map = Map::default();
         let rl = limit(Some((10, "1m")), Some((100, "1m")));
         let s = [scope("VK", &rl)];
         let start = 960_000;
-        put_grant(&map, "warden:rl:vk:req", Grant { window_start: start, granted: 2, free: 5, version: 1 });
+        put_grant(&map, "warden:rl:vk:req", grant(start, 2, 5, 1));
         assert!(reserve(&s, &map, T, true).1.is_ok());
         assert!(reserve(&s, &map, T, true).1.is_ok());
         let (_, outcome) = reserve(&s, &map, T, true);
@@ -599,7 +599,7 @@ mod tests {
         // The control plane unreachable: past its lease this Envoy counts up to the whole limit.
         assert!(reserve(&s, &map, T, false).1.is_ok());
         // Tokens: refused once this Envoy's share is used.
-        put_grant(&map, "warden:rl:vk:tok", Grant { window_start: start, granted: 50, free: 0, version: 1 });
+        put_grant(&map, "warden:rl:vk:tok", grant(start, 50, 0, 1));
         let held = reserve(&s, &map, T + 1, false).1.unwrap();
         charge_tokens(&held, 60, &map, T + 1);
         let (_, outcome) = reserve(&s, &map, T + 2, true);

@@ -34,6 +34,24 @@ pub struct FilterSettings {
     /// answered since the window began).
     #[serde(default)]
     pub budget_fail_mode: FailMode,
+    /// When a budget admits a request.
+    #[serde(default)]
+    pub budget_admission: BudgetAdmission,
+}
+
+/// When a budget admits a request. Either way the request's estimated cost is reserved while it
+/// runs and replaced by its actual cost when it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BudgetAdmission {
+    /// Bifrost's rule: admitted while the spend (with what requests in flight reserved) is below
+    /// the limit, whatever the estimate. A budget ends at most one request past its limit per
+    /// Envoy: the request admitted last, by what it cost beyond what was left.
+    #[default]
+    Spent,
+    /// Admitted only when the estimate fits in what is left: a budget never ends past its limit,
+    /// and ends short of it by less than one request's estimate.
+    Reserve,
 }
 
 /// What a fleet-wide limit does without a lease from the control plane.
@@ -94,6 +112,7 @@ impl FilterSettings {
             max_request_body_bytes: Self::default_max_request_body_bytes(),
             default_max_tokens: Self::default_max_tokens(),
             budget_fail_mode: FailMode::default(),
+            budget_admission: BudgetAdmission::default(),
         }
     }
 

@@ -78,7 +78,7 @@ mod tests {
     use crate::limits::Scope;
     use crate::pricing::Price;
     use crate::records::{BudgetLimit, RateLimit};
-    use crate::settings::FailMode;
+    use crate::settings::{BudgetAdmission, FailMode};
 
     const ESTIMATE: u64 = 500;
 
@@ -97,7 +97,8 @@ mod tests {
         };
         let scopes = [scope];
         let reservation = limits::reserve(&scopes, map, 0, true).1.unwrap();
-        let held = budgets::reserve(&scopes, ESTIMATE, map, 0, FailMode::Local, true).unwrap();
+        let held =
+            budgets::reserve(&scopes, ESTIMATE, map, 0, (FailMode::Local, BudgetAdmission::Reserve), true).unwrap();
         Dispatch {
             cluster: cluster.into(),
             path: "/v1/chat/completions".into(),

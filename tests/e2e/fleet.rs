@@ -109,7 +109,7 @@ fn check(what: &str, envoys: u64, spend: &Spend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_envoys_spend_one_dollar_budget_and_not_a_cent_more() {
-    let stack = Stack::start_with(Options { envoys: 3, ..Options::default() }).await;
+    let stack = Stack::start_with(Options { envoys: 3, budget_admission: Some("reserve"), ..Options::default() }).await;
     let spend = spend_the_budget(&stack).await;
     check("3 Envoys, 1 control plane", 3, &spend);
     let (_, leases) = stack.admin_call(Method::GET, "/api/leases?counter=warden:budget:vk:", None).await;
@@ -121,7 +121,13 @@ async fn three_envoys_spend_one_dollar_budget_and_not_a_cent_more() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_control_planes_on_postgresql_share_the_budget_and_lose_no_usage_when_one_dies() {
     let url = tokio::task::spawn_blocking(warden_test_support::fresh_database).await.unwrap();
-    let options = Options { envoys: 3, control_planes: 2, database_url: Some(url), ..Options::default() };
+    let options = Options {
+        envoys: 3,
+        control_planes: 2,
+        database_url: Some(url),
+        budget_admission: Some("reserve"),
+        ..Options::default()
+    };
     let stack = Stack::start_with(options).await;
     // The second control plane dies by SIGKILL a moment into the load: its Envoys' calls go to
     // the first, and what it had acknowledged is in the shared database.
@@ -148,7 +154,8 @@ async fn two_control_planes_on_postgresql_share_the_budget_and_lose_no_usage_whe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_control_plane_an_envoy_spends_its_lease_then_refuses() {
-    let mut stack = Stack::start_with(Options { envoys: 2, ..Options::default() }).await;
+    let mut stack =
+        Stack::start_with(Options { envoys: 2, budget_admission: Some("reserve"), ..Options::default() }).await;
     // Both Envoys have called in (a heartbeat at start): the control plane shares between them.
     let key = priced_key(&stack, "lease-then-deny", 0.1).await;
     let query = format!("/api/leases?counter=warden:budget:vk:{}:", key.id);
@@ -235,7 +242,7 @@ async fn reset_budget_usage_zeroes_the_spend_and_keeps_the_window() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_envoys_admit_a_request_limit_exactly() {
-    let stack = Stack::start_with(Options { envoys: 3, ..Options::default() }).await;
+    let stack = Stack::start_with(Options { envoys: 3, budget_admission: Some("reserve"), ..Options::default() }).await;
     let limit = json!({"request_max_limit": 300, "request_reset_duration": "1h"});
     let key = stack.create_key(json!({"name": "fleet-requests", "rate_limit": limit})).await;
     stack.wait_for_leases(&format!("warden:rl:vk:{}:", key.id)).await;

@@ -3,6 +3,7 @@
 //! folder for what each scenario proves.
 
 mod agent;
+mod changes;
 mod clients;
 mod codemode;
 mod fleet;

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
-use warden_tests::stack::{MOCK_PROVIDER, Stack};
+use warden_tests::stack::{MOCK_PROVIDER, Options, Stack};
 use warden_tests::{Proc, free_port, mcp_server_bin, python_bin};
 
 fn everything_http(stack: &Stack, port: u16) -> Proc {
@@ -142,7 +142,8 @@ fn set(names: &[&str]) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn the_mcp_gateway_end_to_end() {
-    let stack = Stack::start().await;
+    // Budgets reserve here: a paid call is refused once its price no longer fits.
+    let stack = Stack::start_with(Options { budget_admission: Some("reserve"), ..Options::default() }).await;
     let (everything_port, edge_port) = (free_port(), free_port());
     let mut everything = Some(everything_http(&stack, everything_port));
     let _edge = edge_http(&stack, edge_port);

@@ -277,11 +277,13 @@ fn budgets_reserve_settle_and_report_the_cost() {
     assert!(second.forwarded);
     assert_eq!((second.pauses, second.response_header("x-warden-cost-usd")), (1, None));
     assert_eq!(second.response_header("x-warden-budget-remaining-usd").as_deref(), Some("0.000001"));
-    // 4 µ$ spent: the third estimate (2 µ$) does not fit in the 1 µ$ left.
+    // 4 µ$ spent, below the 5 µ$ budget: the third is admitted though its estimate (2 µ$) passes
+    // the 1 µ$ left (admission `spent`, Bifrost's), and the budget ends 1 µ$ past its limit.
+    assert_eq!(vm.exchange(exchange(&headers)).unwrap().status(), 200);
     let refused = vm.exchange(exchange(&headers)).unwrap();
     assert_eq!((refused.status(), refused.json()["type"].as_str()), (402, Some("budget_exceeded")));
     let message = refused.json()["error"]["message"].as_str().unwrap().to_owned();
-    assert!(message.starts_with("Budget exceeded: VK budget exceeded: 0.000006 >= 0.000005 dollars"), "{message}");
+    assert!(message.starts_with("Budget exceeded: VK budget exceeded: 0.000008 >= 0.000005 dollars"), "{message}");
     let retry = refused.reply.unwrap().headers.into_iter().find(|(n, _)| n == "retry-after").map(|(_, v)| v);
     assert!(retry.is_some_and(|s| s.parse::<u64>().unwrap() > 0));
     // A model without a price is refused while a budget applies.
@@ -438,4 +440,74 @@ fn an_envoy_gives_back_what_it_does_not_need_when_the_control_plane_asks() {
     // And it no longer spends what it gave back: "retry shortly", since the fleet has some free.
     let out = vm.exchange(exchange).unwrap();
     assert_eq!((out.status(), out.json()["error"]["code"].as_str()), (429, Some("budget_lease_pending")));
+}
+
+/// Answers the leader's lease call in flight (made when records arrived) with `grant(want)`.
+fn answer_call_in_flight(vm: &mut Vm, grant: impl Fn(&LeaseWant) -> (u64, u64)) -> Vec<LeaseWant> {
+    let (token, message) = vm
+        .calls()
+        .iter()
+        .rev()
+        .find(|(_, (name, _))| name == "warden.v1.Quota/Lease")
+        .map(|(t, (_, m))| (*t, m.clone()))
+        .expect("a lease call");
+    let request = LeaseRequest::decode(message.as_slice()).unwrap();
+    let grants = request
+        .wants
+        .iter()
+        .map(|w| {
+            let (granted, free) = grant(w);
+            LeaseGrant {
+                counter: w.counter.clone(),
+                window_start_ms: w.window_start_ms,
+                granted,
+                free,
+                version: 100 + u64::from(token),
+                reclaim: false,
+                max: w.max,
+                others_used: 0,
+            }
+        })
+        .collect();
+    vm.answer_call(token, Ok(&LeaseReply { grants }.encode_to_vec())).unwrap();
+    request.wants
+}
+
+#[test]
+fn a_raised_budget_is_spendable_once_its_change_is_acknowledged() {
+    use warden_policy::pricing::Price;
+    use warden_policy::records::BudgetLimit;
+    let budget = |max_micros| vec![BudgetLimit { max_micros, reset_duration: "1d".into(), reset_at_ms: 0 }];
+    let mut key = record("vk-raise", true, None);
+    key.limits.budgets = budget(4);
+    let price =
+        Price { input_per_mtok: 100_000, output_per_mtok: 100_000, cached_input_per_mtok: None, per_request: 0 };
+    let (_proxy, mut vm, token) = with_keys(&[(K, key.clone())]);
+    vm.deliver(token, &response("2", vec![named("price:gpt-4o-mini", &price)], vec![])).unwrap();
+    answer_leases(&mut vm, |w| (w.max, 0));
+    let headers = [(":method", "POST"), (":path", "/v1/chat/completions"), ("x-bf-vk", K)];
+    let send =
+        |vm: &mut Vm| {
+            let exchange = Exchange::request(&headers, br#"{"model":"gpt-4o-mini","max_tokens":4,"messages":[]}"#)
+                .respond(200, "application/json", vec![USAGE_BODY.as_bytes().to_vec()]);
+            vm.exchange(exchange).unwrap()
+        };
+    // Each request reserves and costs 2 µ$: two pass, the third is refused with the true spend.
+    assert_eq!((send(&mut vm).status(), send(&mut vm).status()), (200, 200));
+    let refused = send(&mut vm);
+    assert_eq!((refused.status(), refused.json()["error"]["code"].as_str()), (402, Some("budget_exceeded")));
+    let message = refused.json()["error"]["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains("spent 0.000004 +"), "{message}");
+
+    // The budget is raised to 1,000 µ$: the leader asks again at once under the new limit, and
+    // acknowledges the change only once that lease is granted.
+    key.limits.budgets = budget(1_000);
+    let acks = vm.streams()[&token].sent.len();
+    vm.deliver(token, &response("3", vec![resource(K, &key)], vec![])).unwrap();
+    assert_eq!(vm.streams()[&token].sent.len(), acks, "no acknowledgement before the lease");
+    let wants = answer_call_in_flight(&mut vm, |w| (w.max, 0));
+    assert_eq!((wants[0].max, wants[0].used, wants[0].more), (1_000, 4, true));
+    let ack = last_sent(&vm, token);
+    assert_eq!((ack.response_nonce.as_str(), ack.error_detail.is_none()), ("3", true));
+    assert_eq!(send(&mut vm).status(), 200, "spendable once acknowledged");
 }

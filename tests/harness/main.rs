@@ -61,7 +61,9 @@ pub fn answer_leases_with(vm: &mut Vm, grant: impl Fn(&LeaseWant) -> (u64, u64),
                 // Every answer newer than the last: the answered calls so far number them.
                 let version = ANSWERED.with(|a| a.borrow().len() as u64);
                 let (counter, window_start_ms) = (w.counter.clone(), w.window_start_ms);
-                LeaseGrant { counter, window_start_ms, granted, free, version, reclaim }
+                // What is neither this Envoy's nor free was spent by the others.
+                let others_used = w.max.saturating_sub(granted).saturating_sub(free);
+                LeaseGrant { counter, window_start_ms, granted, free, version, reclaim, max: w.max, others_used }
             })
             .collect();
         vm.answer_call(token, Ok(&LeaseReply { grants }.encode_to_vec())).unwrap();

@@ -67,6 +67,8 @@ pub struct Options {
     pub control_planes: usize,
     /// Envoys (else one).
     pub envoys: usize,
+    /// The filter's budget admission, `spent` or `reserve` (else the default, `spent`).
+    pub budget_admission: Option<&'static str>,
 }
 
 /// The provider every node starts with: the mock, under this name, with one API key.
@@ -161,6 +163,9 @@ impl Stack {
         }
         if let Some(bound) = self.options.staleness_bound_ms {
             cmd.args(["--staleness-bound-ms", &bound.to_string()]);
+        }
+        if let Some(admission) = self.options.budget_admission {
+            cmd.args(["--budget-admission", admission]);
         }
         let proc = Proc::spawn(name, cmd, self.dir.path());
         let health = format!("http://127.0.0.1:{admin_port}/health");
@@ -280,7 +285,11 @@ impl Stack {
             id: created["virtual_key"]["id"].as_str().expect("id").to_owned(),
             secret: created["virtual_key"]["value"].as_str().expect("value").to_owned(),
         };
-        if created["virtual_key"]["budgets"].as_array().is_some_and(|b| !b.is_empty()) {
+        // Usable at once on the Envoys of the control plane that answered; those of another
+        // replica follow within its poll of the store.
+        if self.options.control_planes > 1
+            && created["virtual_key"]["budgets"].as_array().is_some_and(|b| !b.is_empty())
+        {
             self.wait_for_leases(&format!("warden:budget:vk:{}:", key.id)).await;
         }
         key

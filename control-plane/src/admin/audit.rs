@@ -5,10 +5,11 @@
 
 use super::AppState;
 use super::error::ApiError;
+use super::json::Query;
 use crate::store::AuditEvent;
 use axum::Json;
 use axum::body::{Body, to_bytes};
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};

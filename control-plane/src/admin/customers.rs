@@ -3,13 +3,14 @@
 use super::AppState;
 use super::audit::Before;
 use super::error::ApiError;
-use super::json::{ValidJson, merge_budgets, page, present};
+use super::json::{Path, Query, ValidJson, merge_budgets, page, present};
 use super::publish::{publish_customers, publish_teams};
+use super::relations::{self, plain};
 use crate::model::{Budget, Customer, RateLimit};
 use crate::store::{CustomerQuery, Deletion, OnReferenced};
 use axum::Extension;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
 use serde::Deserialize;
@@ -48,18 +49,18 @@ pub struct ListParams {
     #[serde(default)]
     offset: u32,
     search: Option<String>,
+    /// Bifrost's flag; Warden always reads the store.
+    #[serde(rename = "from_memory")]
+    _from_memory: Option<bool>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteParams {
-    /// Clear `customer_id` on the customer's teams and keys instead of refusing.
+    /// Refuse (409) while teams or keys belong to the customer, instead of clearing their
+    /// `customer_id` (Bifrost's behaviour, the default).
     #[serde(default)]
-    detach: bool,
-}
-
-fn view(customer: &Customer) -> Value {
-    serde_json::to_value(customer).unwrap_or(Value::Null)
+    strict: bool,
 }
 
 fn not_found() -> ApiError {
@@ -88,18 +89,22 @@ pub async fn create(
     state.store.insert_customer(&customer).await.map_err(ApiError::on_write("customer"))?;
     publish_customers(&state.cache, std::slice::from_ref(&customer));
     tracing::info!(id = %customer.id, name = %customer.name, "customer created");
-    Ok((StatusCode::OK, Json(json!({"message": "Customer created successfully", "customer": view(&customer)}))))
+    Ok((StatusCode::OK, Json(json!({"message": "Customer created successfully", "customer": plain(&customer)}))))
 }
 
 pub async fn list(State(state): State<AppState>, Query(params): Query<ListParams>) -> Result<Json<Value>, ApiError> {
     let query = CustomerQuery { search: params.search, limit: params.limit, offset: params.offset };
     let (customers, total) = state.store.customers(&query).await?;
-    Ok(Json(page("customers", customers.iter().map(view).collect(), total, params.limit, params.offset)))
+    let mut shown = Vec::with_capacity(customers.len());
+    for one in &customers {
+        shown.push(relations::customer(&state, one).await?);
+    }
+    Ok(Json(page("customers", shown, total, params.limit, params.offset)))
 }
 
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let customer = existing(&state, &id).await?;
-    Ok(Json(json!({"customer": view(&customer)})))
+    Ok(Json(json!({"customer": relations::customer(&state, &customer).await?})))
 }
 
 pub async fn update(
@@ -108,7 +113,7 @@ pub async fn update(
     ValidJson(req): ValidJson<UpdateCustomer>,
 ) -> Result<(Extension<Before>, Json<Value>), ApiError> {
     let mut customer = existing(&state, &id).await?;
-    let before = Before(view(&customer));
+    let before = Before(plain(&customer));
     if let Some(v) = req.name {
         customer.name = v;
     }
@@ -128,7 +133,7 @@ pub async fn update(
     }
     publish_customers(&state.cache, std::slice::from_ref(&customer));
     tracing::info!(id = %customer.id, "customer updated");
-    Ok((Extension(before), Json(json!({"message": "Customer updated successfully", "customer": view(&customer)}))))
+    Ok((Extension(before), Json(json!({"message": "Customer updated successfully", "customer": plain(&customer)}))))
 }
 
 pub async fn delete(
@@ -136,12 +141,12 @@ pub async fn delete(
     Path(id): Path<String>,
     Query(params): Query<DeleteParams>,
 ) -> Result<(Extension<Before>, Json<Value>), ApiError> {
-    let on_referenced = if params.detach { OnReferenced::Detach { at: Utc::now() } } else { OnReferenced::Refuse };
+    let on_referenced = if params.strict { OnReferenced::Refuse } else { OnReferenced::Detach { at: Utc::now() } };
     match state.store.delete_customer(&id, on_referenced).await? {
         Deletion::NotFound => Err(not_found()),
         Deletion::Referenced { teams, keys } => Err(ApiError::Conflict(format!(
             "Customer still has {teams} team(s) and {keys} virtual key(s); move or delete them first, or \
-             delete with ?detach=true to clear their customer_id"
+             delete without ?strict=true to clear their customer_id"
         ))),
         Deletion::Deleted { entity, detached_teams, detached_keys } => {
             publish_teams(&state.cache, &detached_teams);
@@ -153,7 +158,7 @@ pub async fn delete(
                 detached_keys = detached_keys.len(),
                 "customer deleted"
             );
-            Ok((Extension(Before(view(&entity))), Json(json!({"message": "Customer deleted successfully"}))))
+            Ok((Extension(Before(plain(&entity))), Json(json!({"message": "Customer deleted successfully"}))))
         }
     }
 }

@@ -82,7 +82,9 @@ async fn a_team_round_trips_and_its_record_follows() {
 
     let path = format!("{TEAMS}/{}", id(&team));
     let (status, got) = call(&app, Method::GET, &path, None).await;
-    assert_eq!((status, &got), (StatusCode::OK, &json!({"team": team})));
+    let mut embedded = team.clone();
+    (embedded["customer"], embedded["virtual_keys"]) = (customer.clone(), json!([]));
+    assert_eq!((status, &got), (StatusCode::OK, &json!({"team": embedded})));
 
     create(&app, TEAMS, "team", json!({"name": "research"})).await;
     let (_, all) = call(&app, Method::GET, TEAMS, None).await;
@@ -148,7 +150,9 @@ async fn a_customer_round_trips_and_its_record_follows() {
     assert_eq!(published.limits.rate_limit.unwrap().token_max_limit, Some(1000));
 
     let (_, got) = call(&app, Method::GET, &path, None).await;
-    assert_eq!(got, json!({"customer": updated["customer"]}));
+    let mut embedded = updated["customer"].clone();
+    (embedded["teams"], embedded["virtual_keys"]) = (json!([]), json!([]));
+    assert_eq!(got, json!({"customer": embedded}));
     let (_, listed) = call(&app, Method::GET, &format!("{CUSTOMERS}?search=cm"), None).await;
     assert_eq!((listed["count"].clone(), listed["customers"][0]["id"].clone()), (json!(1), customer["id"].clone()));
 
@@ -280,22 +284,22 @@ async fn unknown_ids_are_404() {
 }
 
 #[tokio::test]
-async fn a_team_with_keys_is_deleted_only_by_detaching_them() {
+async fn a_team_with_keys_is_deleted_and_they_are_detached_unless_strict() {
     let (app, state) = app().await;
     let team = create(&app, TEAMS, "team", json!({"name": "t"})).await;
     let key = create(&app, KEYS, "virtual_key", json!({"name": "k", "team_id": id(&team)})).await;
     assert_eq!(key_record(&state, &key).team_id.as_deref(), team["id"].as_str());
 
     let path = format!("{TEAMS}/{}", id(&team));
-    let (status, answer) = call(&app, Method::DELETE, &path, None).await;
+    let (status, answer) = call(&app, Method::DELETE, &format!("{path}?strict=true"), None).await;
     assert_eq!(status, StatusCode::CONFLICT, "{answer}");
-    assert!(message(&answer).contains("1 virtual key(s)") && message(&answer).contains("?detach=true"), "{answer}");
+    assert!(message(&answer).contains("1 virtual key(s)") && message(&answer).contains("?strict=true"), "{answer}");
     assert!(
         record::<TeamRecord>(&state, &RecordKind::Team.name(id(&team))).is_some(),
         "a refused delete changes nothing"
     );
 
-    let (status, answer) = call(&app, Method::DELETE, &format!("{path}?detach=true"), None).await;
+    let (status, answer) = call(&app, Method::DELETE, &path, None).await;
     assert_eq!((status, answer), (StatusCode::OK, json!({"message": "Team deleted successfully"})));
     let (_, got) = call(&app, Method::GET, &format!("{KEYS}/{}", id(&key)), None).await;
     assert_eq!(got["virtual_key"]["team_id"], Value::Null);
@@ -305,18 +309,18 @@ async fn a_team_with_keys_is_deleted_only_by_detaching_them() {
 }
 
 #[tokio::test]
-async fn a_customer_with_teams_or_keys_is_deleted_only_by_detaching_them() {
+async fn a_customer_with_teams_or_keys_is_deleted_and_they_are_detached_unless_strict() {
     let (app, state) = app().await;
     let customer = create(&app, CUSTOMERS, "customer", json!({"name": "c"})).await;
     let team = create(&app, TEAMS, "team", json!({"name": "t", "customer_id": id(&customer)})).await;
     let key = create(&app, KEYS, "virtual_key", json!({"name": "k", "customer_id": id(&customer)})).await;
 
     let path = format!("{CUSTOMERS}/{}", id(&customer));
-    let (status, answer) = call(&app, Method::DELETE, &path, None).await;
+    let (status, answer) = call(&app, Method::DELETE, &format!("{path}?strict=true"), None).await;
     assert_eq!(status, StatusCode::CONFLICT, "{answer}");
     assert!(message(&answer).contains("1 team(s) and 1 virtual key(s)"), "{answer}");
 
-    let (status, _) = call(&app, Method::DELETE, &format!("{path}?detach=true"), None).await;
+    let (status, _) = call(&app, Method::DELETE, &path, None).await;
     assert_eq!(status, StatusCode::OK);
     let (_, got) = call(&app, Method::GET, &format!("{TEAMS}/{}", id(&team)), None).await;
     assert_eq!(got["team"]["customer_id"], Value::Null);
@@ -362,4 +366,49 @@ async fn startup_publishes_what_the_store_holds() {
         };
         assert_eq!(served(&restarted), served(&state.cache), "{name} differs after a restart");
     }
+}
+
+#[tokio::test]
+async fn reads_embed_bifrost_relations() {
+    let (app, _state) = app().await;
+    let customer = create(&app, CUSTOMERS, "customer", json!({"name": "acme"})).await;
+    let team = create(&app, TEAMS, "team", json!({"name": "t", "customer_id": id(&customer)})).await;
+    let budget = json!({"max_limit": 5.0, "reset_duration": "1d"});
+    let in_team = create(&app, KEYS, "virtual_key", json!({"name": "a", "team_id": id(&team), "budget": budget})).await;
+    let direct = create(&app, KEYS, "virtual_key", json!({"name": "b", "customer_id": id(&customer)})).await;
+
+    let (_, got) = call(&app, Method::GET, &format!("{KEYS}/{}", id(&in_team)), None).await;
+    let key = &got["virtual_key"];
+    assert_eq!((key["team"]["id"].clone(), key["team"]["name"].clone()), (team["id"].clone(), json!("t")));
+    assert_eq!((key["customer"].clone(), key["budgets"][0]["max_limit"].clone()), (Value::Null, json!(5.0)));
+    let (_, listed) = call(&app, Method::GET, &format!("{KEYS}?customer_id={}", id(&customer)), None).await;
+    assert_eq!(listed["virtual_keys"][0]["customer"]["name"], "acme", "{listed}");
+
+    let (_, got) = call(&app, Method::GET, &format!("{TEAMS}/{}", id(&team)), None).await;
+    assert_eq!(got["team"]["customer"]["id"], customer["id"]);
+    let keys: Vec<&Value> = got["team"]["virtual_keys"].as_array().unwrap().iter().map(|k| &k["id"]).collect();
+    assert_eq!(keys, [&in_team["id"]]);
+
+    let (_, got) = call(&app, Method::GET, &format!("{CUSTOMERS}/{}", id(&customer)), None).await;
+    let names = |list: &Value| list.as_array().unwrap().iter().map(|e| e["name"].clone()).collect::<Vec<_>>();
+    assert_eq!(names(&got["customer"]["teams"]), [json!("t")]);
+    assert_eq!(got["customer"]["virtual_keys"][0]["id"], direct["id"]);
+    assert!(got["customer"]["virtual_keys"][0].get("value").is_none(), "no secret is embedded");
+}
+
+#[tokio::test]
+async fn query_and_path_rejections_use_the_error_shape_and_from_memory_is_accepted_everywhere() {
+    let (app, _state) = app().await;
+    for path in [TEAMS, CUSTOMERS, KEYS] {
+        let (status, body) = call(&app, Method::GET, &format!("{path}?from_memory=true"), None).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    let (status, body) = call(&app, Method::GET, &format!("{TEAMS}?limit=many"), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(message(&body).contains("limit"), "{body}");
+    assert_eq!(body["status_code"], 400, "{body}");
+    // The legacy singular `budget` is accepted on a provider config too.
+    let grant = json!({"provider": "openai", "budget": {"max_limit": 2.0, "reset_duration": "1M"}});
+    let key = create(&app, KEYS, "virtual_key", json!({"name": "legacy", "provider_configs": [grant]})).await;
+    assert_eq!(key["provider_configs"][0]["budgets"], json!([{"max_limit": 2.0, "reset_duration": "1M"}]), "{key}");
 }

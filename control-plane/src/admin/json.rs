@@ -1,13 +1,43 @@
-//! Request bodies: a JSON extractor whose every rejection is a 400 in the API's error shape,
-//! naming the field at fault (serde alone says "invalid type … at line 1 column 19"), and the
-//! body conventions the handlers share.
+//! What requests carry: a JSON extractor whose every rejection is a 400 in the API's error
+//! shape, naming the field at fault (serde alone says "invalid type … at line 1 column 19"),
+//! query and path extractors whose rejections take the same shape (axum's answer in plain
+//! text), and the body conventions the handlers share.
 
 use super::error::ApiError;
 use crate::model::Budget;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
+
+/// The query string, as axum's `Query`, refused in the API's error shape.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Query(value))
+            .map_err(|e| ApiError::BadRequest(e.body_text()))
+    }
+}
+
+/// Path parameters, as axum's `Path`, refused in the API's error shape.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Path(value))
+            .map_err(|e| ApiError::BadRequest(e.body_text()))
+    }
+}
 
 pub struct ValidJson<T>(pub T);
 

@@ -5,12 +5,12 @@
 use super::AppState;
 use super::audit::Before;
 use super::error::ApiError;
-use super::json::{ValidJson, page};
+use super::json::{Path, Query, ValidJson, page};
 use crate::model::{ConnectionType, McpClient, REDACTED, StdioConfig, TOOL_MANAGER_SETTING, ToolManagerConfig};
 use crate::store::KeyQuery;
 use axum::Extension;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
 use serde::Deserialize;

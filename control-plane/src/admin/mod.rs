@@ -9,10 +9,12 @@ mod mcp;
 mod metrics;
 mod model_configs;
 mod prices;
+mod propagation;
 mod providers;
 mod publish;
 mod quota;
 mod references;
+mod relations;
 pub mod sync;
 mod teams;
 mod usage;
@@ -187,6 +189,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/envoy/nodes", get(envoy::nodes))
         .route("/api/envoy/filter-settings", get(envoy::filter_settings).put(envoy::put_filter_settings))
         .fallback(not_found)
+        .route_layer(middleware::from_fn_with_state(state.clone(), propagation::wait_applied))
         .route_layer(middleware::from_fn_with_state(state.clone(), audit::record))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()

@@ -5,13 +5,13 @@
 use super::AppState;
 use super::audit::Before;
 use super::error::ApiError;
-use super::json::{ValidJson, merge_budgets, page, present};
+use super::json::{Path, Query, ValidJson, merge_budgets, page, present};
 use super::publish::publish_model;
 use crate::model::{Budget, ModelConfig, RateLimit};
 use crate::store::{ModelConfigQuery, StoreError};
 use axum::Extension;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
 use serde::Deserialize;

@@ -5,11 +5,11 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::json::ValidJson;
+use super::json::{Path, ValidJson};
 use crate::store::Store;
 use crate::xds::Cache;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use warden_policy::RecordKind;

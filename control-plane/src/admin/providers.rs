@@ -5,12 +5,12 @@
 use super::AppState;
 use super::audit::Before;
 use super::error::ApiError;
-use super::json::{ValidJson, merge_budgets, present};
+use super::json::{Path, ValidJson, merge_budgets, present};
 use crate::model::{Budget, Invalid, Provider, ProviderKey, ProviderKind, RateLimit, Timeouts};
 use crate::xds::resources::{hub_resources, provider_resources};
 use axum::Extension;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;

@@ -3,14 +3,15 @@
 use super::AppState;
 use super::audit::Before;
 use super::error::ApiError;
-use super::json::{ValidJson, merge_budgets, page, present};
+use super::json::{Path, Query, ValidJson, merge_budgets, page, present};
 use super::publish::publish_teams;
 use super::references;
+use super::relations::{self, plain};
 use crate::model::{Budget, RateLimit, Team};
 use crate::store::{Deletion, OnReferenced, TeamQuery};
 use axum::Extension;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
 use serde::Deserialize;
@@ -53,18 +54,18 @@ pub struct ListParams {
     offset: u32,
     search: Option<String>,
     customer_id: Option<String>,
+    /// Bifrost's flag; Warden always reads the store.
+    #[serde(rename = "from_memory")]
+    _from_memory: Option<bool>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteParams {
-    /// Clear `team_id` on the team's keys instead of refusing.
+    /// Refuse (409) while keys belong to the team, instead of clearing their `team_id`
+    /// (Bifrost's behaviour, the default).
     #[serde(default)]
-    detach: bool,
-}
-
-fn view(team: &Team) -> Value {
-    serde_json::to_value(team).unwrap_or(Value::Null)
+    strict: bool,
 }
 
 fn not_found() -> ApiError {
@@ -95,7 +96,7 @@ pub async fn create(
     state.store.insert_team(&team).await.map_err(ApiError::on_write("team"))?;
     publish_teams(&state.cache, std::slice::from_ref(&team));
     tracing::info!(id = %team.id, name = %team.name, "team created");
-    Ok((StatusCode::OK, Json(json!({"message": "Team created successfully", "team": view(&team)}))))
+    Ok((StatusCode::OK, Json(json!({"message": "Team created successfully", "team": plain(&team)}))))
 }
 
 pub async fn list(State(state): State<AppState>, Query(params): Query<ListParams>) -> Result<Json<Value>, ApiError> {
@@ -106,12 +107,16 @@ pub async fn list(State(state): State<AppState>, Query(params): Query<ListParams
         offset: params.offset,
     };
     let (teams, total) = state.store.teams(&query).await?;
-    Ok(Json(page("teams", teams.iter().map(view).collect(), total, params.limit, params.offset)))
+    let mut shown = Vec::with_capacity(teams.len());
+    for one in &teams {
+        shown.push(relations::team(&state, one).await?);
+    }
+    Ok(Json(page("teams", shown, total, params.limit, params.offset)))
 }
 
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let team = existing(&state, &id).await?;
-    Ok(Json(json!({"team": view(&team)})))
+    Ok(Json(json!({"team": relations::team(&state, &team).await?})))
 }
 
 pub async fn update(
@@ -120,7 +125,7 @@ pub async fn update(
     ValidJson(req): ValidJson<UpdateTeam>,
 ) -> Result<(Extension<Before>, Json<Value>), ApiError> {
     let mut team = existing(&state, &id).await?;
-    let before = Before(view(&team));
+    let before = Before(plain(&team));
     if let Some(v) = req.name {
         team.name = v;
     }
@@ -144,7 +149,7 @@ pub async fn update(
     }
     publish_teams(&state.cache, std::slice::from_ref(&team));
     tracing::info!(id = %team.id, "team updated");
-    Ok((Extension(before), Json(json!({"message": "Team updated successfully", "team": view(&team)}))))
+    Ok((Extension(before), Json(json!({"message": "Team updated successfully", "team": plain(&team)}))))
 }
 
 pub async fn delete(
@@ -152,18 +157,18 @@ pub async fn delete(
     Path(id): Path<String>,
     Query(params): Query<DeleteParams>,
 ) -> Result<(Extension<Before>, Json<Value>), ApiError> {
-    let on_referenced = if params.detach { OnReferenced::Detach { at: Utc::now() } } else { OnReferenced::Refuse };
+    let on_referenced = if params.strict { OnReferenced::Refuse } else { OnReferenced::Detach { at: Utc::now() } };
     match state.store.delete_team(&id, on_referenced).await? {
         Deletion::NotFound => Err(not_found()),
         Deletion::Referenced { keys, .. } => Err(ApiError::Conflict(format!(
-            "Team still has {keys} virtual key(s); move or delete them first, or delete with ?detach=true \
+            "Team still has {keys} virtual key(s); move or delete them first, or delete without ?strict=true \
              to clear their team_id"
         ))),
         Deletion::Deleted { entity, detached_keys, .. } => {
             state.publish(&detached_keys).await?;
             state.cache.remove(&RecordKind::Team.name(&entity.id));
             tracing::info!(id = %entity.id, detached_keys = detached_keys.len(), "team deleted");
-            Ok((Extension(Before(view(&entity))), Json(json!({"message": "Team deleted successfully"}))))
+            Ok((Extension(Before(plain(&entity))), Json(json!({"message": "Team deleted successfully"}))))
         }
     }
 }

@@ -3,10 +3,11 @@
 
 use super::AppState;
 use super::error::ApiError;
+use super::json::Query;
 use crate::model::Invalid;
 use crate::store::{GroupBy, UsageQuery, UsageTotals};
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use chrono::DateTime;
 use serde::Deserialize;
 use serde_json::{Value, json};

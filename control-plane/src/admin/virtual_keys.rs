@@ -5,13 +5,14 @@
 use super::AppState;
 use super::audit::Before;
 use super::error::ApiError;
-use super::json::{ValidJson, merge_budgets, page, present};
+use super::json::{Path, Query, ValidJson, merge_budgets, page, present};
 use super::references;
+use super::relations::{self, plain};
 use crate::model::{Budget, Invalid, McpConfig, ProviderConfig, RateLimit, VirtualKey};
 use crate::store::KeyQuery;
 use axum::Extension;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -119,10 +120,6 @@ fn new_secret() -> String {
     format!("{KEY_PREFIX}{}", uuid::Uuid::new_v4())
 }
 
-fn view(key: &VirtualKey) -> Value {
-    serde_json::to_value(key).unwrap_or(Value::Null)
-}
-
 pub async fn create(
     State(state): State<AppState>,
     ValidJson(req): ValidJson<CreateKey>,
@@ -163,7 +160,7 @@ pub async fn create(
     state.store.insert_virtual_key(&key).await?;
     state.publish(std::slice::from_ref(&key)).await?;
     tracing::info!(id = %key.id, name = %key.name, "virtual key created");
-    let mut shown = view(&key);
+    let mut shown = plain(&key);
     shown["value"] = Value::String(secret);
     Ok((StatusCode::OK, Json(json!({"message": "Virtual key created successfully", "virtual_key": shown}))))
 }
@@ -177,7 +174,11 @@ pub async fn list(State(state): State<AppState>, Query(params): Query<ListParams
         offset: params.offset,
     };
     let (keys, total) = state.store.virtual_keys(&query).await?;
-    Ok(Json(page("virtual_keys", keys.iter().map(view).collect(), total, params.limit, params.offset)))
+    let mut shown = Vec::with_capacity(keys.len());
+    for one in &keys {
+        shown.push(relations::key(&state, one).await?);
+    }
+    Ok(Json(page("virtual_keys", shown, total, params.limit, params.offset)))
 }
 
 async fn existing(state: &AppState, id: &str) -> Result<VirtualKey, ApiError> {
@@ -186,7 +187,7 @@ async fn existing(state: &AppState, id: &str) -> Result<VirtualKey, ApiError> {
 
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let key = existing(&state, &id).await?;
-    Ok(Json(json!({"virtual_key": view(&key)})))
+    Ok(Json(json!({"virtual_key": relations::key(&state, &key).await?})))
 }
 
 pub async fn update(
@@ -195,7 +196,7 @@ pub async fn update(
     ValidJson(req): ValidJson<UpdateKey>,
 ) -> Result<(Extension<Before>, Json<Value>), ApiError> {
     let mut key = existing(&state, &id).await?;
-    let before = Before(view(&key));
+    let before = Before(plain(&key));
     let now = Utc::now();
     // Only a new owner is checked: a key whose team predates the teams table stays editable.
     let owner_changed = req.team_id.is_some() || req.customer_id.is_some();
@@ -266,7 +267,7 @@ pub async fn update(
     }
     state.publish(std::slice::from_ref(&key)).await?;
     tracing::info!(id = %key.id, active = key.is_active, "virtual key updated");
-    Ok((Extension(before), Json(json!({"message": "Virtual key updated successfully", "virtual_key": view(&key)}))))
+    Ok((Extension(before), Json(json!({"message": "Virtual key updated successfully", "virtual_key": plain(&key)}))))
 }
 
 pub async fn delete(
@@ -277,5 +278,5 @@ pub async fn delete(
         state.store.delete_virtual_key(&id).await?.ok_or_else(|| ApiError::NotFound("Virtual key not found".into()))?;
     state.cache.remove(&RecordKind::VirtualKey.name(&key.value_hash));
     tracing::info!(id = %key.id, "virtual key deleted");
-    Ok((Extension(Before(view(&key))), Json(json!({"message": "Virtual key deleted successfully"}))))
+    Ok((Extension(Before(plain(&key))), Json(json!({"message": "Virtual key deleted successfully"}))))
 }

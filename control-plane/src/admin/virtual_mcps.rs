@@ -5,12 +5,12 @@
 use super::AppState;
 use super::audit::Before;
 use super::error::ApiError;
-use super::json::{ValidJson, page};
+use super::json::{Path, Query, ValidJson, page};
 use super::mcp::ListQuery;
 use crate::model::{BundledTools, VirtualMcp};
 use axum::Extension;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
 use serde::Deserialize;

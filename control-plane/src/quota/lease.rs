@@ -107,7 +107,14 @@ pub fn decide(want: &LeaseWant, node: &str, window: &mut LeaseWindow, fleet: u64
         free: left,
         version,
         reclaim: !want.more && reclaims(window, node, now_ms),
+        max: want.max,
+        others_used: others_used(&window.holders, node),
     }
+}
+
+/// What every Envoy but `node` reported spent (and reserved) in a window.
+pub fn others_used(holders: &[Holder], node: &str) -> u64 {
+    holders.iter().filter(|h| h.node != node).map(|h| h.used).fold(0, u64::saturating_add)
 }
 
 /// The method, bound to the store.

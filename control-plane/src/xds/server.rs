@@ -290,13 +290,22 @@ impl DeltaStream {
     }
 
     fn on_request(&mut self, request: DeltaDiscoveryRequest) {
+        let latest = request.response_nonce == self.nonce.to_string();
+        let seq = self.seq;
         if let Some(error) = request.error_detail {
             tracing::warn!(node = %self.node_id, nonce = %request.response_nonce, reason = %error.message, "policy records NACKed");
             let nack = Nack { version: request.response_nonce, reason: error.message, at: chrono::Utc::now() };
-            self.nodes.update(&self.node_id, |s| s.policy_nack = Some(nack));
-        } else if request.response_nonce == self.nonce.to_string() {
-            let seq = self.seq;
-            self.nodes.update(&self.node_id, |s| s.policy_acked_seq = Some(seq));
+            self.nodes.update(&self.node_id, |s| {
+                s.policy_nack = Some(nack);
+                if latest {
+                    s.policy_answered_seq = Some(seq);
+                }
+            });
+        } else if latest {
+            self.nodes.update(&self.node_id, |s| {
+                s.policy_acked_seq = Some(seq);
+                s.policy_answered_seq = Some(seq);
+            });
         }
     }
 

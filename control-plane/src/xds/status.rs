@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct NodeStatus {
@@ -16,6 +17,9 @@ pub struct NodeStatus {
     pub policy_streams: u32,
     /// The policy version (sequence number) this node last acknowledged.
     pub policy_acked_seq: Option<u64>,
+    /// The policy version this node last answered, acknowledged or refused.
+    #[serde(skip)]
+    pub policy_answered_seq: Option<u64>,
     pub policy_nack: Option<Nack>,
 }
 
@@ -38,6 +42,26 @@ pub struct Nack {
 #[derive(Default)]
 pub struct NodeRegistry {
     nodes: Mutex<BTreeMap<String, NodeStatus>>,
+    /// Woken by every update, for [`NodeRegistry::applied`].
+    updated: tokio::sync::Notify,
+}
+
+/// How far a policy version reached the Envoys connected to this control plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Propagation {
+    /// Nodes that acknowledged it (or a later version).
+    pub applied: usize,
+    /// Nodes with an open policy stream.
+    pub connected: usize,
+    /// How long it was waited for.
+    pub waited: Duration,
+}
+
+impl Propagation {
+    /// As the `x-warden-applied` header says it: `2/2 envoys in 3 ms`.
+    pub fn header(&self) -> String {
+        format!("{}/{} envoys in {} ms", self.applied, self.connected, self.waited.as_millis())
+    }
 }
 
 impl NodeRegistry {
@@ -49,9 +73,73 @@ impl NodeRegistry {
             .or_insert_with(|| NodeStatus { node_id: node_id.to_owned(), ..Default::default() });
         status.last_seen = Some(Utc::now());
         change(status);
+        drop(nodes);
+        self.updated.notify_waiters();
+    }
+
+    /// Waits until every node with an open policy stream has answered policy version `seq` (or
+    /// a later one), for at most `bound`; says how many applied it. An Envoy acknowledges a
+    /// version once its workers can enforce it, leases for new limits included.
+    pub async fn applied(&self, seq: u64, bound: Duration) -> Propagation {
+        let start = Instant::now();
+        loop {
+            let updated = self.updated.notified();
+            tokio::pin!(updated);
+            updated.as_mut().enable();
+            let (answered, applied, connected) = {
+                let nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+                let open: Vec<&NodeStatus> = nodes.values().filter(|n| n.policy_streams > 0).collect();
+                let reached = |v: Option<u64>| v.is_some_and(|v| v >= seq);
+                let answered = open.iter().filter(|n| reached(n.policy_answered_seq)).count();
+                let applied = open.iter().filter(|n| reached(n.policy_acked_seq)).count();
+                (answered, applied, open.len())
+            };
+            let waited = start.elapsed();
+            if answered == connected || waited >= bound {
+                return Propagation { applied, connected, waited };
+            }
+            let _ = tokio::time::timeout(bound - waited, updated).await;
+        }
     }
 
     pub fn all(&self) -> Vec<NodeStatus> {
         self.nodes.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn applied_waits_for_every_open_stream_and_no_longer_than_its_bound() {
+        let nodes = Arc::new(NodeRegistry::default());
+        let none = nodes.applied(7, Duration::from_secs(5)).await;
+        assert_eq!((none.applied, none.connected), (0, 0), "no Envoy: nothing to wait for");
+        nodes.update("a", |s| s.policy_streams = 1);
+        nodes.update("gone", |s| s.policy_acked_seq = Some(1));
+        let late = nodes.applied(7, Duration::from_millis(50)).await;
+        assert_eq!((late.applied, late.connected), (0, 1));
+        assert!(late.waited >= Duration::from_millis(50));
+        // Answered while waited for: the wait ends with it, and says so.
+        let answering = nodes.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            answering.update("a", |s| (s.policy_acked_seq, s.policy_answered_seq) = (Some(8), Some(8)));
+        });
+        let done = nodes.applied(7, Duration::from_secs(5)).await;
+        assert_eq!((done.applied, done.connected), (1, 1));
+        assert!(done.waited < Duration::from_secs(1), "{:?}", done.waited);
+        assert_eq!(done.header(), format!("1/1 envoys in {} ms", done.waited.as_millis()));
+        // A refusal (NACK) ends the wait too, without counting as applied.
+        nodes.update("a", |s| (s.policy_acked_seq, s.policy_answered_seq) = (Some(9), Some(9)));
+        nodes.update("b", |s| {
+            s.policy_streams = 1;
+            s.policy_answered_seq = Some(9);
+        });
+        let refused = nodes.applied(9, Duration::from_secs(5)).await;
+        assert_eq!((refused.applied, refused.connected), (1, 2));
+        assert!(refused.waited < Duration::from_secs(1), "{:?}", refused.waited);
     }
 }

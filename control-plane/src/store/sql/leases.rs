@@ -2,7 +2,7 @@
 
 use super::backend::{DbRow, sql};
 use super::{SqlStore, backend};
-use crate::quota::lease::{Holder, LeaseWindow, RECLAIM_MS, decide, free, reclaims};
+use crate::quota::lease::{Holder, LeaseWindow, RECLAIM_MS, decide, free, others_used, reclaims};
 use crate::store::leases::{ENDED_WINDOW_MEMORY_MS, FLEET_MEMORY_MS};
 use crate::store::{LeaseRow, LeaseStore, StoreError};
 use async_trait::async_trait;
@@ -159,13 +159,16 @@ impl LeaseStore for SqlStore {
                 tx.fetch_all(holders).await.map_err(backend)?.iter().map(holder_from_row).collect::<Result<_, _>>()?;
             let window = LeaseWindow { holders, wanted_ms: row.unsigned("wanted_ms")? };
             let Some(mine) = window.holders.iter().find(|h| h.node == node) else { continue };
+            let max = row.unsigned("max_micros")?;
             grants.push(LeaseGrant {
                 counter: counter.clone(),
                 window_start_ms: start,
                 granted: mine.granted,
-                free: free(row.unsigned("max_micros")?, &window.holders),
+                free: free(max, &window.holders),
                 version: mine.version,
                 reclaim: reclaims(&window, node, now_ms),
+                max,
+                others_used: others_used(&window.holders, node),
             });
         }
         tx.commit().await.map_err(backend)?;
