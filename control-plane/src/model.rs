@@ -135,14 +135,59 @@ impl McpConfig {
 }
 
 /// A dollar budget per window (contract §2.3).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Budget {
+    /// Given when the budget is first stored; names it in `/api/governance/budgets` and its
+    /// override route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     pub max_limit: f64,
     pub reset_duration: String,
     /// When its usage was last reset (`reset_budget_usage`); it counts afresh from then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reset: Option<DateTime<Utc>>,
+    /// An operator's override, USD, added to `max_limit` while it lasts (contract §2.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_amount: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_mode: Option<OverrideMode>,
+    /// For `cycles`: how many windows it lasts, counting the one it was applied in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_cycles_total: Option<u32>,
+    /// The start of the window it was applied in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_anchor_reset: Option<DateTime<Utc>>,
+    /// For `cycles`: when its last window ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_ends_at: Option<DateTime<Utc>>,
+}
+
+/// How long a budget override lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OverrideMode {
+    /// A number of windows.
+    Cycles,
+    /// Until removed.
+    Forever,
+}
+
+impl Budget {
+    /// The limit in force at `now_ms`, USD: `max_limit`, plus the override while it lasts.
+    pub fn effective_max_limit(&self, now_ms: u64) -> f64 {
+        match self.override_amount {
+            Some(amount) if self.override_ends_at.is_none_or(|end| now_ms < unix_ms(end)) => self.max_limit + amount,
+            _ => self.max_limit,
+        }
+    }
+}
+
+/// Gives every budget without an id one.
+pub fn budget_ids<'b>(budgets: impl IntoIterator<Item = &'b mut Budget>) {
+    for budget in budgets {
+        budget.id.get_or_insert_with(|| uuid::Uuid::new_v4().to_string());
+    }
 }
 
 /// A field that failed validation, and why; rendered as a 400 naming the field.
@@ -273,6 +318,8 @@ pub fn budget_limits(budgets: &[Budget]) -> Vec<BudgetLimit> {
             max_micros: (b.max_limit * 1e6).round() as u64,
             reset_duration: b.reset_duration.clone(),
             reset_at_ms: b.last_reset.map_or(0, unix_ms),
+            override_micros: b.override_amount.map_or(0, |a| (a * 1e6).round() as u64),
+            override_until_ms: b.override_ends_at.map_or(0, unix_ms),
         })
         .collect()
 }

@@ -118,7 +118,7 @@ pub fn reserve(
             let Ok(span) = ResetDuration::parse(&budget.reset_duration) else { continue };
             let window = window_of(scope, span, now_ms);
             let key = budget_key(&scope.id, budget);
-            let max = budget.max_micros;
+            let max = budget.max_at(window.start_ms);
             let leased = |spent: u64, grant: Option<Grant>| leased(grant, max, spent, estimate, control_plane_up);
             let limit = |spent: u64, grant: Option<Grant>| {
                 let cap = match grant {
@@ -229,12 +229,22 @@ mod tests {
     fn spent(scope: &Scope<'_>, reset_duration: &str, counters: &impl Counters, now_ms: u64) -> u64 {
         let Ok(span) = ResetDuration::parse(reset_duration) else { return 0 };
         let window = window_of(scope, span, now_ms);
-        let budget = BudgetLimit { max_micros: 0, reset_duration: reset_duration.into(), reset_at_ms: 0 };
+        let budget = BudgetLimit {
+            max_micros: 0,
+            reset_duration: reset_duration.into(),
+            reset_at_ms: 0,
+            ..BudgetLimit::default()
+        };
         read(counters, &budget_key(&scope.id, &budget)).count_in(window)
     }
 
     fn dollar_a_day() -> Vec<BudgetLimit> {
-        vec![BudgetLimit { max_micros: 1_000_000, reset_duration: "1d".into(), reset_at_ms: 0 }]
+        vec![BudgetLimit {
+            max_micros: 1_000_000,
+            reset_duration: "1d".into(),
+            reset_at_ms: 0,
+            ..BudgetLimit::default()
+        }]
     }
 
     #[test]
@@ -281,10 +291,31 @@ mod tests {
     }
 
     #[test]
+    fn an_override_raises_the_limit_in_the_windows_it_covers() {
+        let map = Map::default();
+        const DAY: u64 = 86_400_000;
+        let budgets = [BudgetLimit {
+            max_micros: 100,
+            reset_duration: "1d".into(),
+            override_micros: 1_000,
+            override_until_ms: 2 * DAY,
+            ..BudgetLimit::default()
+        }];
+        let s = [scope("VK", &budgets)];
+        // Days one and two: 1,100 µ$; day three: 100 again.
+        assert!(reserve(&s, 1_000, &map, 0, RESERVE_LOCAL, true).is_ok());
+        assert!(reserve(&s, 1_000, &map, DAY, RESERVE_LOCAL, true).is_ok());
+        let Err(Denial::BudgetExceeded(v)) = reserve(&s, 1_000, &map, 2 * DAY, RESERVE_LOCAL, true) else { panic!() };
+        assert_eq!(v.max_micros, 100);
+    }
+
+    #[test]
     fn levels_in_order_and_a_refusal_gives_back_earlier_reservations() {
         let map = Map::default();
-        let (wide, narrow) =
-            (dollar_a_day(), vec![BudgetLimit { max_micros: 50, reset_duration: "1h".into(), reset_at_ms: 0 }]);
+        let (wide, narrow) = (
+            dollar_a_day(),
+            vec![BudgetLimit { max_micros: 50, reset_duration: "1h".into(), reset_at_ms: 0, ..BudgetLimit::default() }],
+        );
         let s = [scope("VK", &wide), scope("team 'ml'", &narrow)];
         let Err(Denial::BudgetExceeded(v)) = reserve(&s, 60, &map, 0, RESERVE_LOCAL, true) else { panic!() };
         assert_eq!(v.entity, "team 'ml'");

@@ -620,7 +620,12 @@ mod tests {
         let mut w = world();
         let mut k = key();
         // $0.001 a day for the key.
-        k.limits.budgets = vec![BudgetLimit { max_micros: 1_000, reset_duration: "1d".into(), reset_at_ms: 0 }];
+        k.limits.budgets = vec![BudgetLimit {
+            max_micros: 1_000,
+            reset_duration: "1d".into(),
+            reset_at_ms: 0,
+            ..BudgetLimit::default()
+        }];
         let run = |w: &World, k: &VirtualKeyRecord, body: &[u8]| {
             inference(k, Endpoint::ChatCompletions, "", body, w, w, 0, 0, &SETTINGS, true, &NO_HEADERS).1
         };
@@ -707,7 +712,12 @@ mod tests {
         let mut w = world();
         w.mcp.push(fs_client(300));
         let mut k = key();
-        k.limits.budgets = vec![BudgetLimit { max_micros: 1_000, reset_duration: "1d".into(), reset_at_ms: 0 }];
+        k.limits.budgets = vec![BudgetLimit {
+            max_micros: 1_000,
+            reset_duration: "1d".into(),
+            reset_at_ms: 0,
+            ..BudgetLimit::default()
+        }];
         let mut g = grant(&["read"]);
         g.tool_call_limits.insert(
             "read".into(),

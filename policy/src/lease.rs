@@ -153,6 +153,12 @@ pub struct LeasedLimit {
     pub calendar_aligned: bool,
     /// Where rolling windows start.
     pub anchor_ms: u64,
+    /// A budget override (µ$), as `records::BudgetLimit` has it.
+    #[serde(default)]
+    pub override_micros: u64,
+    /// When the override ends (Unix ms); 0: it does not.
+    #[serde(default)]
+    pub override_until_ms: u64,
 }
 
 /// What the leader does about one budget on a tick.
@@ -180,12 +186,17 @@ impl LeasedLimit {
         ResetDuration::parse(&self.reset_duration).ok().map(|span| self.window(span, now_ms))
     }
 
+    /// The limit in `window`, override included.
+    pub fn max_in(&self, window: Window) -> u64 {
+        crate::records::limit_at(self.max, self.override_micros, self.override_until_ms, window.start_ms)
+    }
+
     fn want(&self, window: Window, used: u64, more: bool) -> LeaseWant {
         LeaseWant {
             counter: self.counter.clone(),
             window_start_ms: window.start_ms,
             window_end_ms: window.end_ms,
-            max: self.max,
+            max: self.max_in(window),
             used,
             more,
             keep: None,
@@ -211,13 +222,14 @@ impl LeasedLimit {
         let used = counter.count_in(window);
         let since_last = used.saturating_sub(last_count.unwrap_or(used));
         let mut steps = Vec::new();
+        let max = self.max_in(window);
         match counter.grant_in(window.start_ms) {
             Some(g) if reclaim && g.granted > used.saturating_add(since_last) => {
                 steps.push(Step::GiveBack { window, margin: since_last });
             }
             None => steps.push(Step::Send(self.want(window, used, true))),
-            Some(g) if g.is_stale(self.max) => steps.push(Step::Send(self.want(window, used, g.granted < self.max))),
-            Some(g) if g.granted < self.max && used.saturating_mul(2) >= g.granted => {
+            Some(g) if g.is_stale(max) => steps.push(Step::Send(self.want(window, used, g.granted < max))),
+            Some(g) if g.granted < max && used.saturating_mul(2) >= g.granted => {
                 steps.push(Step::Send(LeaseWant {
                     need: since_last.saturating_mul(2),
                     ..self.want(window, used, true)
@@ -256,6 +268,8 @@ mod tests {
             reset_duration: "1h".into(),
             calendar_aligned: false,
             anchor_ms: 0,
+            override_micros: 0,
+            override_until_ms: 0,
         }
     }
 

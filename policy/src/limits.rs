@@ -232,6 +232,8 @@ impl RecordLimits {
             reset_duration,
             calendar_aligned: scope.calendar_aligned,
             anchor_ms: scope.anchor_ms,
+            override_micros: 0,
+            override_until_ms: 0,
         }));
         self.leased.extend(scope.budgets.iter().map(|b| LeasedLimit {
             counter: crate::budgets::budget_key(&scope.id, b),
@@ -239,6 +241,8 @@ impl RecordLimits {
             reset_duration: b.reset_duration.clone(),
             calendar_aligned: scope.calendar_aligned,
             anchor_ms: scope.anchor_ms,
+            override_micros: b.override_micros,
+            override_until_ms: b.override_until_ms,
         }));
     }
 }

@@ -169,7 +169,7 @@ impl RateLimit {
 }
 
 /// A dollar budget per window, in micro-dollars.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct BudgetLimit {
     /// The most that may be spent per window (µ$).
     pub max_micros: u64,
@@ -179,13 +179,34 @@ pub struct BudgetLimit {
     /// from then, in a counter of its own.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub reset_at_ms: u64,
+    /// An operator's override (µ$), added to the limit in the windows that start before
+    /// `override_until_ms`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub override_micros: u64,
+    /// When the override ends (Unix ms); 0: it does not.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub override_until_ms: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// A limit with an override in force until a time (see [`BudgetLimit`]).
+pub fn limit_at(max: u64, override_micros: u64, override_until_ms: u64, window_start_ms: u64) -> u64 {
+    if override_micros > 0 && (override_until_ms == 0 || window_start_ms < override_until_ms) {
+        max.saturating_add(override_micros)
+    } else {
+        max
+    }
+}
+
 impl BudgetLimit {
+    /// The limit in the window starting at `window_start_ms`, override included.
+    pub fn max_at(&self, window_start_ms: u64) -> u64 {
+        limit_at(self.max_micros, self.override_micros, self.override_until_ms, window_start_ms)
+    }
+
     fn valid(&self) -> bool {
         self.max_micros > 0 && ResetDuration::parse(&self.reset_duration).is_ok()
     }

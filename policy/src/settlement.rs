@@ -86,7 +86,12 @@ mod tests {
     fn admitted(map: &Map, cluster: &str) -> Dispatch {
         let tokens =
             RateLimit { token_max_limit: Some(1_000), token_reset_duration: Some("1d".into()), ..RateLimit::default() };
-        let budgets = [BudgetLimit { max_micros: 1_000_000, reset_duration: "1d".into(), reset_at_ms: 0 }];
+        let budgets = [BudgetLimit {
+            max_micros: 1_000_000,
+            reset_duration: "1d".into(),
+            reset_at_ms: 0,
+            ..BudgetLimit::default()
+        }];
         let scope = Scope {
             entity: "VK".into(),
             id: "vk:k".into(),
@@ -117,7 +122,8 @@ mod tests {
     }
 
     fn spent(map: &Map) -> u64 {
-        let budget = BudgetLimit { max_micros: 0, reset_duration: "1d".into(), reset_at_ms: 0 };
+        let budget =
+            BudgetLimit { max_micros: 0, reset_duration: "1d".into(), reset_at_ms: 0, ..BudgetLimit::default() };
         let window = crate::window::Window { start_ms: 0, end_ms: 86_400_000 };
         crate::counter::read(map, &budgets::budget_key("vk:k", &budget)).count_in(window)
     }

@@ -3,6 +3,7 @@
 //! folder for what each scenario proves.
 
 mod agent;
+mod bifrost;
 mod changes;
 mod clients;
 mod codemode;

@@ -238,7 +238,7 @@ fn budgeted(id: &str, max_micros: u64) -> (Proxy, Vm) {
     use warden_policy::pricing::Price;
     use warden_policy::records::BudgetLimit;
     let mut key = record(id, true, None);
-    key.limits.budgets = vec![BudgetLimit { max_micros, reset_duration: "1d".into(), reset_at_ms: 0 }];
+    key.limits.budgets = vec![BudgetLimit { max_micros, reset_duration: "1d".into(), ..BudgetLimit::default() }];
     let price =
         Price { input_per_mtok: 100_000, output_per_mtok: 100_000, cached_input_per_mtok: None, per_request: 0 };
     let (proxy, mut vm, token) = with_keys(&[(K, key)]);
@@ -477,7 +477,7 @@ fn answer_call_in_flight(vm: &mut Vm, grant: impl Fn(&LeaseWant) -> (u64, u64)) 
 fn a_raised_budget_is_spendable_once_its_change_is_acknowledged() {
     use warden_policy::pricing::Price;
     use warden_policy::records::BudgetLimit;
-    let budget = |max_micros| vec![BudgetLimit { max_micros, reset_duration: "1d".into(), reset_at_ms: 0 }];
+    let budget = |max_micros| vec![BudgetLimit { max_micros, reset_duration: "1d".into(), ..BudgetLimit::default() }];
     let mut key = record("vk-raise", true, None);
     key.limits.budgets = budget(4);
     let price =

@@ -36,7 +36,12 @@ fn governed() -> (Proxy, Vm) {
     };
     let mut key = record("vk-bench", true, None);
     key.limits.rate_limit = Some(limits.clone());
-    key.limits.budgets = vec![BudgetLimit { max_micros: 1 << 40, reset_duration: "1d".into(), reset_at_ms: 0 }];
+    key.limits.budgets = vec![BudgetLimit {
+        max_micros: 1 << 40,
+        reset_duration: "1d".into(),
+        reset_at_ms: 0,
+        ..BudgetLimit::default()
+    }];
     key.provider_configs = ["mock", "mock-b"]
         .map(|p| {
             let mut g = grant(p, Some(0.5));

@@ -40,6 +40,9 @@ pub struct Replica {
 }
 
 /// A further Envoy with the filter, a node of its own.
+/// A port chosen for Envoy was taken by the time it bound it.
+struct PortTaken;
+
 pub struct FleetEnvoy {
     pub gateway_port: u16,
     pub admin_port: u16,
@@ -124,8 +127,17 @@ impl Stack {
         assert_eq!(status, 201, "create the mock provider: {body}");
         stack.start_envoy().await;
         for n in 1..stack.options.envoys {
-            let (gateway_port, admin_port) = (free_port(), free_port());
-            let proc = stack.spawn_envoy(&format!("envoy-{}", n + 1), gateway_port, admin_port).await;
+            let name = format!("envoy-{}", n + 1);
+            let (mut gateway_port, mut admin_port) = (free_port(), free_port());
+            let mut attempts = 0;
+            let proc = loop {
+                match stack.spawn_envoy(&name, gateway_port, admin_port).await {
+                    Ok(proc) => break proc,
+                    Err(PortTaken) if attempts < 3 => (gateway_port, admin_port) = (free_port(), free_port()),
+                    Err(PortTaken) => panic!("{name}: its ports were taken three times"),
+                }
+                attempts += 1;
+            };
             stack.fleet.push(FleetEnvoy { gateway_port, admin_port, proc });
         }
         stack
@@ -190,11 +202,23 @@ impl Stack {
     /// Starts Envoy and waits until it is ready, holds the provider keys' secrets and its filter
     /// has heard from the control plane.
     pub async fn start_envoy(&mut self) {
-        let proc = self.spawn_envoy("envoy", self.gateway_port, self.envoy_admin_port).await;
+        let mut attempts = 0;
+        let proc = loop {
+            match self.spawn_envoy("envoy", self.gateway_port, self.envoy_admin_port).await {
+                Ok(proc) => break proc,
+                Err(PortTaken) if attempts < 3 => {
+                    (self.gateway_port, self.envoy_admin_port) = (free_port(), free_port())
+                }
+                Err(PortTaken) => panic!("Envoy's ports were taken three times"),
+            }
+            attempts += 1;
+        };
         self.envoy = Some(proc);
     }
 
-    async fn spawn_envoy(&self, name: &str, gateway_port: u16, admin_port: u16) -> Proc {
+    /// Starts one Envoy on these ports; `Err` when another process took one of them between
+    /// [`free_port`] and Envoy's bind (the caller picks others).
+    async fn spawn_envoy(&self, name: &str, gateway_port: u16, admin_port: u16) -> Result<Proc, PortTaken> {
         let bootstrap = self.dir.path().join(format!("{name}.yaml"));
         let xds: Vec<String> = std::iter::once(self.xds_port)
             .chain(self.replicas.iter().map(|r| r.xds_port))
@@ -214,12 +238,22 @@ impl Stack {
         assert!(status.success(), "warden bootstrap failed");
         let mut cmd = Command::new(envoy_bin());
         cmd.arg("-c").arg(&bootstrap).args(["--concurrency", "2", "--use-dynamic-base-id", "-l", "info"]);
-        let proc = Proc::spawn(name, cmd, self.dir.path());
+        let mut proc = Proc::spawn(name, cmd, self.dir.path());
         let admin = |path: &str| format!("http://127.0.0.1:{admin_port}{path}");
-        self.wait_for(&format!("{name} to be ready"), Duration::from_secs(30), || async {
-            self.http.get(admin("/ready")).send().await.is_ok_and(|r| r.status().is_success())
-        })
-        .await;
+        let start = Instant::now();
+        while !self.http.get(admin("/ready")).send().await.is_ok_and(|r| r.status().is_success()) {
+            // The log gathers every attempt: only this one's end counts.
+            if proc.has_exited() && proc.log_tail(5).contains("Address already in use") {
+                return Err(PortTaken);
+            }
+            let logs = self.log_dir();
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "waited 30 s for {name} to be ready; logs in {}",
+                logs.display()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         self.wait_for("the provider key's secret", Duration::from_secs(10), || async {
             let dump = self.http.get(admin("/config_dump?resource=dynamic_active_secrets")).send().await;
             match dump {
@@ -232,7 +266,7 @@ impl Stack {
             stat(&self.http, admin_port, "wasmcustom.warden_policy_version").await.is_some_and(|v| v > 0)
         })
         .await;
-        proc
+        Ok(proc)
     }
 
     /// One section of Envoy's `/config_dump` as text.

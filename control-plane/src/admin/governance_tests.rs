@@ -410,5 +410,80 @@ async fn query_and_path_rejections_use_the_error_shape_and_from_memory_is_accept
     // The legacy singular `budget` is accepted on a provider config too.
     let grant = json!({"provider": "openai", "budget": {"max_limit": 2.0, "reset_duration": "1M"}});
     let key = create(&app, KEYS, "virtual_key", json!({"name": "legacy", "provider_configs": [grant]})).await;
-    assert_eq!(key["provider_configs"][0]["budgets"], json!([{"max_limit": 2.0, "reset_duration": "1M"}]), "{key}");
+    let budget = &key["provider_configs"][0]["budgets"][0];
+    assert_eq!((budget["max_limit"].clone(), budget["reset_duration"].clone()), (json!(2.0), json!("1M")), "{key}");
+}
+
+#[tokio::test]
+async fn budgets_and_rate_limits_are_listed_as_resources_and_take_overrides() {
+    let (app, state) = app().await;
+    let team =
+        create(&app, TEAMS, "team", json!({"name": "t", "budget": {"max_limit": 50.0, "reset_duration": "1M"}})).await;
+    let limit = json!({"request_max_limit": 100, "request_reset_duration": "1h"});
+    let body = json!({
+        "name": "k",
+        "team_id": id(&team),
+        "budgets": [{"max_limit": 1.0, "reset_duration": "1d"}],
+        "rate_limit": limit,
+        "provider_configs": [{"provider": "openai", "budget": {"max_limit": 0.5, "reset_duration": "1d"}}],
+    });
+    let key = create(&app, KEYS, "virtual_key", body).await;
+    let budget_id = key["budgets"][0]["id"].as_str().expect("a budget id").to_owned();
+    assert!(key["provider_configs"][0]["budgets"][0]["id"].is_string(), "{key}");
+
+    let (status, listed) = call(&app, Method::GET, "/api/governance/budgets", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["count"], 3, "the key's, its provider config's and the team's: {listed}");
+    let mine = listed["budgets"].as_array().unwrap().iter().find(|b| b["id"] == budget_id.as_str()).unwrap();
+    assert_eq!((mine["virtual_key_id"].clone(), mine["current_usage"].clone()), (key["id"].clone(), json!(0.0)));
+    assert_eq!(mine["effective_max_limit"], 1.0);
+    assert!(mine["resets_at"].is_string(), "{mine}");
+    let team_budget = listed["budgets"].as_array().unwrap().iter().find(|b| b["team_id"] == team["id"]).unwrap();
+    assert_eq!(team_budget["max_limit"], 50.0);
+
+    let (_, limits) = call(&app, Method::GET, "/api/governance/rate-limits", None).await;
+    assert_eq!(limits["count"], 1, "{limits}");
+    let rl = &limits["rate_limits"][0];
+    assert_eq!((rl["virtual_key_id"].clone(), rl["request_max_limit"].clone()), (key["id"].clone(), json!(100)));
+    assert_eq!(rl["request_current_usage"], 0);
+
+    // Two more dollars for three windows: the filter's record carries it, ending with the third.
+    let path = format!("{KEYS}/{}/budgets/{budget_id}/override", id(&key));
+    let (status, answer) =
+        call(&app, Method::PUT, &path, Some(r#"{"amount": 2.0, "mode": "cycles", "cycles": 3}"#)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        (answer["effective_max_limit"].clone(), answer["budget"]["override_mode"].clone()),
+        (json!(3.0), json!("cycles"))
+    );
+    let budget = &key_record(&state, &key).limits.budgets[0];
+    assert_eq!(budget.override_micros, 2_000_000);
+    let (start, end) = (
+        answer["budget"]["override_anchor_reset"].as_str().unwrap(),
+        answer["budget"]["override_ends_at"].as_str().unwrap(),
+    );
+    let days =
+        chrono::DateTime::parse_from_rfc3339(end).unwrap() - chrono::DateTime::parse_from_rfc3339(start).unwrap();
+    assert_eq!(days.num_days(), 3, "{start} .. {end}");
+    let now = crate::model::unix_ms(chrono::Utc::now());
+    assert_eq!((budget.max_at(now), budget.max_at(budget.override_until_ms)), (3_000_000, 1_000_000));
+    let (_, listed) = call(&app, Method::GET, "/api/governance/budgets", None).await;
+    let mine = listed["budgets"].as_array().unwrap().iter().find(|b| b["id"] == budget_id.as_str()).unwrap();
+    assert_eq!(
+        (mine["effective_max_limit"].clone(), mine["override_cycles_remaining"].clone()),
+        (json!(3.0), json!(3))
+    );
+
+    // Bad overrides are 400s; an unknown budget is a 404.
+    let (status, _) = call(&app, Method::PUT, &path, Some(r#"{"amount": -1, "mode": "forever"}"#)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = call(&app, Method::PUT, &path, Some(r#"{"amount": 1, "mode": "cycles"}"#)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let unknown = format!("{KEYS}/{}/budgets/nope/override", id(&key));
+    let (status, _) = call(&app, Method::PUT, &unknown, Some(r#"{"amount": 1, "mode": "forever"}"#)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, answer) = call(&app, Method::DELETE, &path, None).await;
+    assert_eq!((status, answer["effective_max_limit"].clone()), (StatusCode::OK, json!(1.0)));
+    assert_eq!(key_record(&state, &key).limits.budgets[0].override_micros, 0);
 }

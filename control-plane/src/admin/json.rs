@@ -73,8 +73,10 @@ pub fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<O
 }
 
 /// Bifrost's legacy singular `budget` joins `budgets` rather than being dropped (#5673).
+/// Every budget gets an id when first stored.
 pub fn merge_budgets(mut budgets: Vec<Budget>, legacy: Option<Budget>) -> Vec<Budget> {
     budgets.extend(legacy);
+    crate::model::budget_ids(&mut budgets);
     budgets
 }
 

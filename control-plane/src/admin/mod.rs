@@ -1,6 +1,7 @@
 //! The admin API (axum). Every route but `/health` needs the admin token.
 
 mod audit;
+mod budgets;
 mod customers;
 mod envoy;
 mod error;
@@ -155,6 +156,12 @@ pub fn router(state: AppState) -> Router {
     let protected = Router::new()
         .route(keys, get(virtual_keys::list).post(virtual_keys::create))
         .route(&format!("{keys}/{{id}}"), get(virtual_keys::get).put(virtual_keys::update).delete(virtual_keys::delete))
+        .route(
+            &format!("{keys}/{{id}}/budgets/{{budget_id}}/override"),
+            axum::routing::put(budgets::put_override).delete(budgets::delete_override),
+        )
+        .route("/api/governance/budgets", get(budgets::list_budgets))
+        .route("/api/governance/rate-limits", get(budgets::list_rate_limits))
         .route(TEAMS, get(teams::list).post(teams::create))
         .route(&format!("{TEAMS}/{{id}}"), get(teams::get).put(teams::update).delete(teams::delete))
         .route(CUSTOMERS, get(customers::list).post(customers::create))

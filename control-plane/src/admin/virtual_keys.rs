@@ -8,7 +8,7 @@ use super::error::ApiError;
 use super::json::{Path, Query, ValidJson, merge_budgets, page, present};
 use super::references;
 use super::relations::{self, plain};
-use crate::model::{Budget, Invalid, McpConfig, ProviderConfig, RateLimit, VirtualKey};
+use crate::model::{Budget, Invalid, McpConfig, ProviderConfig, RateLimit, VirtualKey, budget_ids};
 use crate::store::KeyQuery;
 use axum::Extension;
 use axum::Json;
@@ -132,7 +132,7 @@ pub async fn create(
         Some(v) => v,
         None => new_secret(),
     };
-    let key = VirtualKey {
+    let mut key = VirtualKey {
         id: uuid::Uuid::new_v4().to_string(),
         name: req.name,
         description: req.description,
@@ -156,6 +156,7 @@ pub async fn create(
         updated_at: now,
     };
     key.validate()?;
+    budget_ids(key.provider_configs.iter_mut().flat_map(|pc| pc.budgets.iter_mut()));
     references::owners_exist(&state, key.team_id.as_deref(), key.customer_id.as_deref()).await?;
     state.store.insert_virtual_key(&key).await?;
     state.publish(std::slice::from_ref(&key)).await?;
@@ -259,6 +260,7 @@ pub async fn update(
     }
     key.updated_at = now;
     key.validate()?;
+    budget_ids(key.provider_configs.iter_mut().flat_map(|pc| pc.budgets.iter_mut()));
     if owner_changed {
         references::owners_exist(&state, key.team_id.as_deref(), key.customer_id.as_deref()).await?;
     }

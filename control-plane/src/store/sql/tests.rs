@@ -141,7 +141,7 @@ fn team(id: &str, customer: Option<&str>) -> Team {
         id: id.into(),
         name: format!("Team {id}"),
         customer_id: customer.map(Into::into),
-        budgets: vec![crate::model::Budget { max_limit: 12.5, reset_duration: "1M".into(), last_reset: None }],
+        budgets: vec![crate::model::Budget { max_limit: 12.5, reset_duration: "1M".into(), ..Default::default() }],
         rate_limit: Some(warden_policy::RateLimit { request_max_limit: Some(10), ..Default::default() }),
         calendar_aligned: true,
         created_at: at(0),
