@@ -84,6 +84,8 @@ async fn a_team_round_trips_and_its_record_follows() {
     let (status, got) = call(&app, Method::GET, &path, None).await;
     let mut embedded = team.clone();
     (embedded["customer"], embedded["virtual_keys"]) = (customer.clone(), json!([]));
+    embedded["budget_id"] = team["budgets"][0]["id"].clone();
+    embedded["rate_limit_id"] = json!(format!("team_id:{}", id(&team)));
     assert_eq!((status, &got), (StatusCode::OK, &json!({"team": embedded})));
 
     create(&app, TEAMS, "team", json!({"name": "research"})).await;
@@ -152,6 +154,7 @@ async fn a_customer_round_trips_and_its_record_follows() {
     let (_, got) = call(&app, Method::GET, &path, None).await;
     let mut embedded = updated["customer"].clone();
     (embedded["teams"], embedded["virtual_keys"]) = (json!([]), json!([]));
+    (embedded["budget_id"], embedded["rate_limit_id"]) = (Value::Null, json!(format!("customer_id:{}", id(&customer))));
     assert_eq!(got, json!({"customer": embedded}));
     let (_, listed) = call(&app, Method::GET, &format!("{CUSTOMERS}?search=cm"), None).await;
     assert_eq!((listed["count"].clone(), listed["customers"][0]["id"].clone()), (json!(1), customer["id"].clone()));
@@ -444,6 +447,11 @@ async fn budgets_and_rate_limits_are_listed_as_resources_and_take_overrides() {
     let (_, limits) = call(&app, Method::GET, "/api/governance/rate-limits", None).await;
     assert_eq!(limits["count"], 1, "{limits}");
     let rl = &limits["rate_limits"][0];
+    let (_, got) = call(&app, Method::GET, &format!("{KEYS}/{}", id(&key)), None).await;
+    assert_eq!(
+        (got["virtual_key"]["budget_id"].as_str(), &got["virtual_key"]["rate_limit_id"]),
+        (Some(budget_id.as_str()), &rl["id"])
+    );
     assert_eq!((rl["virtual_key_id"].clone(), rl["request_max_limit"].clone()), (key["id"].clone(), json!(100)));
     assert_eq!(rl["request_current_usage"], 0);
 

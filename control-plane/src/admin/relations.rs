@@ -14,9 +14,21 @@ pub fn plain(entity: &impl Serialize) -> Value {
     serde_json::to_value(entity).unwrap_or(Value::Null)
 }
 
+/// The contract's `budget_id` and `rate_limit_id` on an owner read: its first budget's id (the
+/// one a single-budget client knows) and the id `/api/governance/rate-limits` lists its limit
+/// under.
+fn with_limit_ids(mut shown: Value, owner_field: &str, owner_id: &str) -> Value {
+    shown["budget_id"] = shown["budgets"][0]["id"].clone();
+    shown["rate_limit_id"] = match shown["rate_limit"].is_null() {
+        true => Value::Null,
+        false => Value::String(format!("{owner_field}:{owner_id}")),
+    };
+    shown
+}
+
 /// A key with its `team` and `customer` (`null` when it has none).
 pub async fn key(state: &AppState, key: &VirtualKey) -> Result<Value, ApiError> {
-    let mut shown = plain(key);
+    let mut shown = with_limit_ids(plain(key), "virtual_key_id", &key.id);
     let team = match &key.team_id {
         Some(id) => state.store.team(id).await?,
         None => None,
@@ -32,7 +44,7 @@ pub async fn key(state: &AppState, key: &VirtualKey) -> Result<Value, ApiError> 
 
 /// A team with its `customer` and `virtual_keys`.
 pub async fn team(state: &AppState, team: &Team) -> Result<Value, ApiError> {
-    let mut shown = plain(team);
+    let mut shown = with_limit_ids(plain(team), "team_id", &team.id);
     let customer = match &team.customer_id {
         Some(id) => state.store.customer(id).await?,
         None => None,
@@ -46,7 +58,7 @@ pub async fn team(state: &AppState, team: &Team) -> Result<Value, ApiError> {
 
 /// A customer with its `teams` and `virtual_keys`.
 pub async fn customer(state: &AppState, customer: &Customer) -> Result<Value, ApiError> {
-    let mut shown = plain(customer);
+    let mut shown = with_limit_ids(plain(customer), "customer_id", &customer.id);
     let (teams, _) =
         state.store.teams(&TeamQuery { customer_id: Some(customer.id.clone()), ..TeamQuery::default() }).await?;
     let query = KeyQuery { customer_id: Some(customer.id.clone()), ..KeyQuery::default() };
