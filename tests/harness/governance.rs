@@ -442,37 +442,6 @@ fn an_envoy_gives_back_what_it_does_not_need_when_the_control_plane_asks() {
     assert_eq!((out.status(), out.json()["error"]["code"].as_str()), (429, Some("budget_lease_pending")));
 }
 
-/// Answers the leader's lease call in flight (made when records arrived) with `grant(want)`.
-fn answer_call_in_flight(vm: &mut Vm, grant: impl Fn(&LeaseWant) -> (u64, u64)) -> Vec<LeaseWant> {
-    let (token, message) = vm
-        .calls()
-        .iter()
-        .rev()
-        .find(|(_, (name, _))| name == "warden.v1.Quota/Lease")
-        .map(|(t, (_, m))| (*t, m.clone()))
-        .expect("a lease call");
-    let request = LeaseRequest::decode(message.as_slice()).unwrap();
-    let grants = request
-        .wants
-        .iter()
-        .map(|w| {
-            let (granted, free) = grant(w);
-            LeaseGrant {
-                counter: w.counter.clone(),
-                window_start_ms: w.window_start_ms,
-                granted,
-                free,
-                version: 100 + u64::from(token),
-                reclaim: false,
-                max: w.max,
-                others_used: 0,
-            }
-        })
-        .collect();
-    vm.answer_call(token, Ok(&LeaseReply { grants }.encode_to_vec())).unwrap();
-    request.wants
-}
-
 #[test]
 fn a_raised_budget_is_spendable_once_its_change_is_acknowledged() {
     use warden_policy::pricing::Price;
@@ -505,7 +474,8 @@ fn a_raised_budget_is_spendable_once_its_change_is_acknowledged() {
     let acks = vm.streams()[&token].sent.len();
     vm.deliver(token, &response("3", vec![resource(K, &key)], vec![])).unwrap();
     assert_eq!(vm.streams()[&token].sent.len(), acks, "no acknowledgement before the lease");
-    let wants = answer_call_in_flight(&mut vm, |w| (w.max, 0));
+    // The call in flight was made when the records arrived.
+    let wants = answer_lease_call(&mut vm, |w| (w.max, 0), false);
     assert_eq!((wants[0].max, wants[0].used, wants[0].more), (1_000, 4, true));
     let ack = last_sent(&vm, token);
     assert_eq!((ack.response_nonce.as_str(), ack.error_detail.is_none()), ("3", true));

@@ -44,35 +44,42 @@ pub fn answer_leases(vm: &mut Vm, grant: impl Fn(&LeaseWant) -> (u64, u64)) -> V
 pub fn answer_leases_with(vm: &mut Vm, grant: impl Fn(&LeaseWant) -> (u64, u64), reclaim: bool) -> Vec<LeaseWant> {
     for _ in 0..4 {
         vm.tick().unwrap();
-        let (token, message) = vm
-            .calls()
-            .iter()
-            .rev()
-            .find(|(_, (name, _))| name == "warden.v1.Quota/Lease")
-            .map(|(t, (_, m))| (*t, m.clone()))
-            .expect("a lease call");
-        assert!(ANSWERED.with(|a| a.borrow_mut().insert(token)), "no new lease call");
-        let request = LeaseRequest::decode(message.as_slice()).unwrap();
-        let grants = request
-            .wants
-            .iter()
-            .map(|w| {
-                let (granted, free) = grant(w);
-                // Every answer newer than the last: the answered calls so far number them.
-                let version = ANSWERED.with(|a| a.borrow().len() as u64);
-                let (counter, window_start_ms) = (w.counter.clone(), w.window_start_ms);
-                // What is neither this Envoy's nor free was spent by the others.
-                let others_used = w.max.saturating_sub(granted).saturating_sub(free);
-                LeaseGrant { counter, window_start_ms, granted, free, version, reclaim, max: w.max, others_used }
-            })
-            .collect();
-        vm.answer_call(token, Ok(&LeaseReply { grants }.encode_to_vec())).unwrap();
+        let wants = answer_lease_call(vm, &grant, reclaim);
         // The leader's first call is a heartbeat with nothing in it; the wants come next.
-        if !request.wants.is_empty() {
-            return request.wants;
+        if !wants.is_empty() {
+            return wants;
         }
     }
     panic!("no lease call with wants");
+}
+
+/// Answers the leader's newest lease call, which must not have been answered yet, with
+/// `grant(want)` = (granted, free) for each want; returns the wants.
+pub fn answer_lease_call(vm: &mut Vm, grant: impl Fn(&LeaseWant) -> (u64, u64), reclaim: bool) -> Vec<LeaseWant> {
+    let (token, message) = vm
+        .calls()
+        .iter()
+        .rev()
+        .find(|(_, (name, _))| name == "warden.v1.Quota/Lease")
+        .map(|(t, (_, m))| (*t, m.clone()))
+        .expect("a lease call");
+    assert!(ANSWERED.with(|a| a.borrow_mut().insert(token)), "no new lease call");
+    let request = LeaseRequest::decode(message.as_slice()).unwrap();
+    let grants = request
+        .wants
+        .iter()
+        .map(|w| {
+            let (granted, free) = grant(w);
+            // Every answer newer than the last: the answered calls so far number them.
+            let version = ANSWERED.with(|a| a.borrow().len() as u64);
+            let (counter, window_start_ms) = (w.counter.clone(), w.window_start_ms);
+            // What is neither this Envoy's nor free was spent by the others.
+            let others_used = w.max.saturating_sub(granted).saturating_sub(free);
+            LeaseGrant { counter, window_start_ms, granted, free, version, reclaim, max: w.max, others_used }
+        })
+        .collect();
+    vm.answer_call(token, Ok(&LeaseReply { grants }.encode_to_vec())).unwrap();
+    request.wants
 }
 
 /// A key that may use every model of the mock provider.
