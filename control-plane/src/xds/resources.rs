@@ -11,7 +11,9 @@ use envoy_types::pb::envoy::config::core::v3::{
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
 };
+use envoy_types::pb::envoy::config::common::mutation_rules::v3::{HeaderMutation as Mutation, header_mutation};
 use envoy_types::pb::envoy::extensions::filters::http::credential_injector::v3::CredentialInjector;
+use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::{HeaderMutation, Mutations};
 use envoy_types::pb::envoy::extensions::filters::http::upstream_codec::v3::UpstreamCodec;
 use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{HttpFilter, http_filter};
@@ -168,6 +170,7 @@ fn key_cluster(name: &str, secret: &str, upstream: &Upstream, connect_timeout_ms
             },
         )),
         http_filters: vec![
+            filter("envoy.filters.http.header_mutation", pack_any(internal_headers_removed())),
             filter("envoy.filters.http.credential_injector", pack_any(injector)),
             filter("envoy.filters.http.upstream_codec", pack_any(UpstreamCodec {})),
         ],
@@ -222,3 +225,24 @@ fn key_cluster(name: &str, secret: &str, upstream: &Upstream, connect_timeout_ms
         ..Default::default()
     }
 }
+
+/// Every `x-warden-*` header, removed on the way to a provider: the route was chosen by one of
+/// them and the hub reads others, but a provider gets none (they name keys and the cluster).
+fn internal_headers_removed() -> HeaderMutation {
+    let warden_prefix = StringMatcher {
+        match_pattern: Some(string_matcher::MatchPattern::Prefix("x-warden-".into())),
+        ..Default::default()
+    };
+    HeaderMutation {
+        mutations: Some(Mutations {
+            request_mutations: vec![Mutation {
+                action: Some(header_mutation::Action::RemoveOnMatch(header_mutation::RemoveOnMatch {
+                    key_matcher: Some(warden_prefix),
+                })),
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
