@@ -6,10 +6,12 @@
 
 mod files;
 mod sandbox;
+mod slots;
 mod typescript;
 
 pub use files::ToolFiles;
 pub use sandbox::{Failure, Limits, Outcome, ToolCaller, execute};
+pub use slots::ProgramSlots;
 
 use crate::mcp::Hub;
 use crate::mcp::records::{Caller, Published};
@@ -45,9 +47,6 @@ pub struct Gateway {
     pub unattended: bool,
 }
 
-/// Programs running at once on this hub, at most: each holds a thread, a core while busy and
-/// up to 32 MiB.
-pub const MAX_PROGRAMS: usize = 4;
 /// Tool calls of one program in flight at once, at most.
 const MAX_CALLS_IN_FLIGHT: usize = 8;
 /// A tool call's arguments, at most.
@@ -85,11 +84,9 @@ pub async fn call(
                 return Err(Denial::BadRequest("executeToolCode needs 'code'".into()));
             }
             let gateway = gateway.ok_or(Denial::KeyRequired)?;
-            let Ok(_running) = hub.programs.clone().try_acquire_owned() else {
-                let busy = format!(
-                    "Execution limit error: {MAX_PROGRAMS} programs are already running on this gateway; retry shortly."
-                );
-                return Ok((busy, true));
+            let _running = match hub.programs.take(&caller.key.id) {
+                Ok(slot) => slot,
+                Err(busy) => return Ok((busy, true)),
             };
             let names: Vec<(String, Vec<String>)> =
                 servers.iter().map(|(s, tools)| (s.clone(), tools.iter().map(|t| t.name.clone()).collect())).collect();

@@ -164,9 +164,22 @@ fn nesting(code: &str) -> usize {
 
 /// Deeper than this, a program is refused as a syntax error.
 const MAX_NESTING: usize = 256;
+/// A program's source, at most. With [`SANDBOX_STACK_BYTES`] it bounds how deep the parser,
+/// the transformer and the code generator can recurse, whatever the code nests (brackets,
+/// template literals, `!!!…0`, `a = b = …`): a program can fail, never overflow the stack.
+pub const MAX_CODE_BYTES: usize = 64 << 10;
+/// The stack of a program's thread: room for the deepest recursion a [`MAX_CODE_BYTES`]
+/// program can cause (one level per byte at most, a few KiB a level in a debug build). Only the
+/// pages a program touches are ever resident.
+const SANDBOX_STACK_BYTES: usize = 1 << 30;
 
-/// TypeScript to JavaScript; plain JavaScript passes through unchanged in meaning.
+/// TypeScript to JavaScript; plain JavaScript passes through unchanged in meaning. Runs on a
+/// program's thread (see [`execute`]), whose stack bounds its recursion.
 pub fn strip_types(code: &str) -> Result<String, (Failure, String)> {
+    if code.len() > MAX_CODE_BYTES {
+        let size = code.len();
+        return Err((Failure::Syntax, format!("the program is {size} bytes; at most {MAX_CODE_BYTES} are run")));
+    }
     if nesting(code) > MAX_NESTING {
         return Err((Failure::Syntax, format!("the code nests brackets more than {MAX_NESTING} levels deep")));
     }
@@ -208,9 +221,10 @@ pub fn strip_types(code: &str) -> Result<String, (Failure, String)> {
 pub async fn execute(code: String, servers: Vec<(String, Vec<String>)>, tools: ToolCaller, limits: Limits) -> Outcome {
     let handle = tokio::runtime::Handle::current();
     let (done, outcome) = tokio::sync::oneshot::channel();
-    let started = std::thread::Builder::new().name("codemode".into()).stack_size(16 << 20).spawn(move || {
-        let _ = done.send(handle.block_on(run(code, servers, tools, limits)));
-    });
+    let started =
+        std::thread::Builder::new().name("codemode".into()).stack_size(SANDBOX_STACK_BYTES).spawn(move || {
+            let _ = done.send(handle.block_on(run(code, servers, tools, limits)));
+        });
     let failed = |why: String| Outcome { console: Vec::new(), result: Err((Failure::Runtime, why)), tool_calls: 0 };
     match started {
         Err(e) => failed(format!("the sandbox could not start: {e}")),
@@ -463,6 +477,31 @@ mod tests {
             run(probe).await.result,
             Ok(r#"["undefined","undefined","undefined","undefined","undefined","undefined"]"#.into())
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn programs_that_nest_without_brackets_fail_and_never_take_the_process_down() {
+        let syntax = |o: &Outcome| o.result.as_ref().err().map(|(f, m)| (*f, m.clone()));
+        // 300,000 `!` once killed `warden serve` with a stack overflow: now too large to run.
+        let huge = run(&format!("return {}0;", "!".repeat(300_000))).await;
+        let (failure, message) = syntax(&huge).expect("refused");
+        assert_eq!(failure, Failure::Syntax);
+        assert!(message.contains("at most 65536"), "{message}");
+        // As deep as the size allows: parsed and type-stripped on the program's own deep stack,
+        // or refused; what is too deep for QuickJS is its RangeError, a limit like the others.
+        let deep = MAX_CODE_BYTES - 16;
+        let bounded = |o: &Outcome| matches!(&o.result, Ok(_) | Err((Failure::Limit | Failure::Syntax, _)));
+        for code in [
+            format!("return {}0;", "!".repeat(deep)),
+            format!("let a; return {}1;", "a=".repeat(deep / 2)),
+            format!("return {}1{};", "`${".repeat(deep / 5), "}`".repeat(deep / 5)),
+            format!("return {}1;", "typeof ".repeat(deep / 7)),
+        ] {
+            let outcome = run(&code).await;
+            assert!(bounded(&outcome), "{:?}", outcome.result);
+        }
+        assert_eq!(run(&format!("return {}0;", "!".repeat(1_000))).await.result, Ok("false".into()));
+        assert_eq!(run("return 1 + 1;").await.result, Ok("2".into()), "and the next program runs");
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -79,8 +79,8 @@ pub struct Hub {
     /// Cancelled at shutdown: ends `/mcp` sessions and streams.
     stopping: CancellationToken,
     pub agent: crate::agent::Agent,
-    /// Code Mode programs running now (see [`crate::codemode::MAX_PROGRAMS`]).
-    pub programs: Arc<tokio::sync::Semaphore>,
+    /// Code Mode programs running now, by key.
+    pub programs: crate::codemode::ProgramSlots,
 }
 
 impl Hub {
@@ -94,7 +94,7 @@ impl Hub {
             endpoint: HubEndpoint { advertise, token },
             stopping: CancellationToken::new(),
             agent: crate::agent::Agent::new(gateway),
-            programs: Arc::new(tokio::sync::Semaphore::new(crate::codemode::MAX_PROGRAMS)),
+            programs: crate::codemode::ProgramSlots::default(),
         }
     }
 

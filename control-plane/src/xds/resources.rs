@@ -3,6 +3,7 @@
 use super::cache::{FilterConfig, ResourceSet, content_version};
 use crate::model::{Provider, Upstream};
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
+use envoy_types::pb::envoy::config::common::mutation_rules::v3::{HeaderMutation as Mutation, header_mutation};
 use envoy_types::pb::envoy::config::core::v3::{
     Address, AggregatedConfigSource, ApiVersion, AsyncDataSource, ConfigSource, DataSource, SocketAddress,
     TransportSocket, TypedExtensionConfig, address, async_data_source, config_source, data_source, socket_address,
@@ -11,7 +12,6 @@ use envoy_types::pb::envoy::config::core::v3::{
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
 };
-use envoy_types::pb::envoy::config::common::mutation_rules::v3::{HeaderMutation as Mutation, header_mutation};
 use envoy_types::pb::envoy::extensions::filters::http::credential_injector::v3::CredentialInjector;
 use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::{HeaderMutation, Mutations};
 use envoy_types::pb::envoy::extensions::filters::http::upstream_codec::v3::UpstreamCodec;
@@ -245,4 +245,3 @@ fn internal_headers_removed() -> HeaderMutation {
         ..Default::default()
     }
 }
-
