@@ -113,6 +113,13 @@ pub fn inference(
         Ok(route) => route,
         Err(denial) => return (RateReport::default(), Err(denial)),
     };
+    let tools = mcp_tools(key, endpoint, records, include);
+    let tool_bytes = tools.iter().map(|t| t.to_string().len()).sum();
+    // Before anything is reserved: a body that cannot be rewritten is refused.
+    let body = match request.rewrite(endpoint, &route.model, tools) {
+        Ok(body) => body,
+        Err(denial) => return (RateReport::default(), Err(denial)),
+    };
     let model = records.model(&route.model);
     let team = key.team_id.as_deref().and_then(|id| records.team(id));
     let customer_id = key.customer_id.as_deref().or_else(|| team.as_ref().and_then(|t| t.customer_id.as_deref()));
@@ -132,8 +139,6 @@ pub fn inference(
         .or_else(|| records.price(&route.model))
         .or_else(|| records.price("*"));
     let has_budget = scopes.iter().any(|s| !s.budgets.is_empty());
-    let tools = mcp_tools(key, endpoint, records, include);
-    let tool_bytes = tools.iter().map(|t| t.to_string().len()).sum();
     let estimate = match (price, has_budget) {
         (Some(p), _) => p.cost(&request.estimated_usage(settings.default_max_tokens, tool_bytes)),
         (None, false) => 0,
@@ -168,7 +173,7 @@ pub fn inference(
         timeout_ms: route.provider.request_timeout_ms,
         stream: request.stream,
         hide_usage_chunk: request.hide_usage_chunk(endpoint),
-        body: request.rewrite(endpoint, &route.model, tools),
+        body,
         reservation,
         holds_slot: key.max_concurrent_requests.is_some(),
         price,

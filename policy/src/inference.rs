@@ -85,7 +85,12 @@ pub struct InferenceBody<'b> {
     /// The most output tokens the client allows (`max_tokens`, `max_completion_tokens` or
     /// `max_output_tokens`).
     pub max_output_tokens: Option<u64>,
+    /// How many answers it asks for (`n`): each may be that long. 1 when absent or unreadable.
+    pub choices: u64,
 }
+
+/// The most answers one request is counted for (`n`), whatever it asks.
+const MAX_CHOICES: u64 = 128;
 
 /// The fields Warden reads. Everything else is skipped without being built, so reading a large
 /// prompt costs a scan, not a tree of allocations.
@@ -97,6 +102,7 @@ struct Peek {
     max_tokens: Option<Value>,
     max_completion_tokens: Option<Value>,
     max_output_tokens: Option<Value>,
+    n: Option<Value>,
 }
 
 impl<'b> InferenceBody<'b> {
@@ -117,22 +123,31 @@ impl<'b> InferenceBody<'b> {
         let max_output_tokens = [&peek.max_completion_tokens, &peek.max_tokens, &peek.max_output_tokens]
             .into_iter()
             .find_map(|v| v.as_ref().and_then(Value::as_u64));
-        Ok(InferenceBody { bytes, model, stream, client_wants_usage, max_output_tokens })
+        let choices = peek.n.as_ref().and_then(Value::as_u64).map_or(1, |n| n.clamp(1, MAX_CHOICES));
+        Ok(InferenceBody { bytes, model, stream, client_wants_usage, max_output_tokens, choices })
     }
 
     /// The body to send upstream, if it must change: `model` renamed for the provider,
     /// `stream_options.include_usage` added to streams so their tokens can be counted, and the
     /// MCP `tools` the request may use appended. `None` leaves the client's bytes untouched.
-    pub fn rewrite(&self, endpoint: Endpoint, upstream_model: &str, tools: Vec<Value>) -> Option<Vec<u8>> {
+    /// A body that must change but cannot be read whole (nested over 128 levels, a lone
+    /// surrogate, bytes that are not UTF-8) is refused: unchanged it would not be governed.
+    pub fn rewrite(
+        &self,
+        endpoint: Endpoint,
+        upstream_model: &str,
+        tools: Vec<Value>,
+    ) -> Result<Option<Vec<u8>>, Denial> {
         let rename = upstream_model != self.model;
         let ask_usage = self.stream && endpoint.usage_on_request() && !self.client_wants_usage;
         if !rename && !ask_usage && tools.is_empty() {
-            return None;
+            return Ok(None);
         }
-        let mut body: Map<String, Value> = serde_json::from_slice(self.bytes).ok()?;
+        let mut body: Map<String, Value> = serde_json::from_slice(self.bytes)
+            .map_err(|e| Denial::BadRequest(format!("the request body cannot be read whole: {e}")))?;
         let injected = crate::mcp::inject(&mut body, tools);
         if !rename && !ask_usage && !injected {
-            return None;
+            return Ok(None);
         }
         if rename {
             body.insert("model".into(), Value::String(upstream_model.to_owned()));
@@ -146,7 +161,9 @@ impl<'b> InferenceBody<'b> {
                 o.insert("include_usage".into(), Value::Bool(true));
             }
         }
-        serde_json::to_vec(&body).ok()
+        serde_json::to_vec(&body)
+            .map(Some)
+            .map_err(|e| Denial::BadRequest(format!("the request body cannot be rewritten: {e}")))
     }
 
     /// The usage to reserve a budget for: the prompt estimated from the body's size plus
@@ -156,7 +173,7 @@ impl<'b> InferenceBody<'b> {
         crate::pricing::Usage {
             input_tokens: crate::pricing::estimate_prompt_tokens(self.bytes.len() + added_bytes),
             cached_input_tokens: 0,
-            output_tokens: self.max_output_tokens.unwrap_or(default_output),
+            output_tokens: self.max_output_tokens.unwrap_or(default_output).saturating_mul(self.choices),
         }
     }
 
@@ -379,26 +396,53 @@ mod tests {
     fn rewrite_renames_and_asks_streams_for_usage() {
         let body = InferenceBody::parse(br#"{"model":"openai/gpt-4o","messages":[]}"#).unwrap();
         let out: Value =
-            serde_json::from_slice(&body.rewrite(Endpoint::ChatCompletions, "gpt-4o", Vec::new()).unwrap()).unwrap();
+            serde_json::from_slice(&body.rewrite(Endpoint::ChatCompletions, "gpt-4o", Vec::new()).unwrap().unwrap())
+                .unwrap();
         assert_eq!(out["model"], "gpt-4o");
         assert!(out.get("stream_options").is_none());
         let untouched = InferenceBody::parse(br#"{"model":"gpt-4o"}"#).unwrap();
-        assert_eq!(untouched.rewrite(Endpoint::ChatCompletions, "gpt-4o", Vec::new()), None);
+        assert_eq!(untouched.rewrite(Endpoint::ChatCompletions, "gpt-4o", Vec::new()), Ok(None));
         let stream = InferenceBody::parse(br#"{"model":"gpt-4o","stream":true}"#).unwrap();
         assert!(stream.hide_usage_chunk(Endpoint::ChatCompletions));
         let out: Value =
-            serde_json::from_slice(&stream.rewrite(Endpoint::ChatCompletions, "gpt-4o", Vec::new()).unwrap()).unwrap();
+            serde_json::from_slice(&stream.rewrite(Endpoint::ChatCompletions, "gpt-4o", Vec::new()).unwrap().unwrap())
+                .unwrap();
         assert_eq!(out["stream_options"]["include_usage"], true);
         let asked =
             InferenceBody::parse(br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#).unwrap();
         assert!(!asked.hide_usage_chunk(Endpoint::ChatCompletions));
-        assert_eq!(asked.rewrite(Endpoint::ChatCompletions, "m", Vec::new()), None);
+        assert_eq!(asked.rewrite(Endpoint::ChatCompletions, "m", Vec::new()), Ok(None));
         let responses = InferenceBody::parse(br#"{"model":"m","stream":true}"#).unwrap();
         assert_eq!(
             responses.rewrite(Endpoint::Responses, "m", Vec::new()),
-            None,
+            Ok(None),
             "the responses API always reports usage"
         );
+    }
+
+    #[test]
+    fn the_estimate_counts_every_answer_asked_for() {
+        let usage = |b: &[u8]| InferenceBody::parse(b).unwrap().estimated_usage(4096, 0).output_tokens;
+        assert_eq!(usage(br#"{"model":"m","max_tokens":100}"#), 100);
+        assert_eq!(usage(br#"{"model":"m","max_tokens":100,"n":3}"#), 300);
+        assert_eq!(usage(br#"{"model":"m","n":2}"#), 8192);
+        assert_eq!(usage(br#"{"model":"m","max_tokens":100,"n":1000000}"#), 12_800, "n is capped");
+        assert_eq!(usage(br#"{"model":"m","max_tokens":18446744073709551615,"n":5}"#), u64::MAX, "saturating");
+    }
+
+    #[test]
+    fn a_body_that_must_change_but_cannot_be_read_whole_is_refused() {
+        let deep = format!(r#"{{"model":"m","stream":true,"x":{}1{}}}"#, "[".repeat(200), "]".repeat(200));
+        let lone_surrogate = br#"{"model":"m","stream":true,"messages":[{"content":"\ud800"}]}"#.to_vec();
+        let raw_ff = [&br#"{"model":"m","stream":true,"messages":[{"content":""#[..], &[0xff], br#""}]}"#].concat();
+        for bytes in [deep.into_bytes(), lone_surrogate, raw_ff] {
+            // Its few fields read (the rest is skipped), so it is routed; a stream needs
+            // include_usage added, and that needs the whole body.
+            let body = InferenceBody::parse(&bytes).unwrap();
+            let refused = body.rewrite(Endpoint::ChatCompletions, "m", Vec::new()).unwrap_err();
+            assert_eq!(refused.status(), 400, "{}", String::from_utf8_lossy(&bytes));
+            assert!(refused.message().contains("cannot be read whole"), "{}", refused.message());
+        }
     }
 
     #[test]

@@ -7,10 +7,25 @@ use crate::store::{AuditEvent, Store};
 use std::sync::Arc;
 use tonic::Status;
 use tonic::codegen::BoxFuture;
-use warden_policy::ledger::{LEDGER_SERVICE, REPORT_METHOD, UsageAck, UsageBatch};
+use warden_policy::ledger::{LEDGER_SERVICE, REPORT_METHOD, UsageAck, UsageBatch, UsageRecord};
 
 /// The most records one report may carry.
 const MAX_BATCH: usize = 5_000;
+/// The most tokens of one kind, or micro-dollars, one record may count (2^36: 68 billion
+/// tokens, $68,719). A filter reports what a client asked for when an answer says nothing
+/// (`max_tokens` of 2^64 − 1): bounded, the ledger's sums cannot overflow before 134 million
+/// such records.
+pub const MAX_RECORDED: u64 = 1 << 36;
+
+/// A record with every count within [`MAX_RECORDED`].
+fn bounded(mut record: UsageRecord) -> UsageRecord {
+    for n in
+        [&mut record.input_tokens, &mut record.cached_input_tokens, &mut record.output_tokens, &mut record.cost_micros]
+    {
+        *n = (*n).min(MAX_RECORDED);
+    }
+    record
+}
 
 /// The method, bound to the store.
 #[derive(Clone)]
@@ -31,7 +46,8 @@ impl Method for Report {
             if batch.records.iter().any(|r| r.id.is_empty()) {
                 return Err(Status::invalid_argument("every usage record needs an id"));
             }
-            let written = store.write_usage(&batch.records).await.map_err(|e| {
+            let records: Vec<UsageRecord> = batch.records.into_iter().map(bounded).collect();
+            let written = store.write_usage(&records).await.map_err(|e| {
                 tracing::error!(error = %e, "usage not written; the filter will resend");
                 Status::unavailable("usage not written")
             })?;
@@ -57,5 +73,30 @@ impl Method for Report {
             tracing::debug!(records = written.ids.len(), new = written.new_ids.len(), "usage written");
             Ok(UsageAck { ids: written.ids })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::UsageQuery;
+
+    #[tokio::test]
+    async fn absurd_counts_are_bounded_and_the_sums_still_answer() {
+        let store: Arc<dyn Store> = Arc::new(crate::store::SqlStore::in_memory().await.unwrap());
+        let absurd = |id: &str| UsageRecord {
+            id: id.into(),
+            at_ms: 1,
+            key_id: "k".into(),
+            output_tokens: u64::MAX,
+            cost_micros: u64::MAX,
+            status: 200,
+            ..UsageRecord::default()
+        };
+        let batch = UsageBatch { records: vec![absurd("a"), absurd("b"), absurd("c")] };
+        let ack = Report(store.clone()).answer(batch).await.unwrap();
+        assert_eq!(ack.ids.len(), 3);
+        let totals = store.usage(&UsageQuery::default()).await.unwrap().into_iter().next().unwrap();
+        assert_eq!((totals.output_tokens, totals.cost_micros), (3 * MAX_RECORDED, 3 * MAX_RECORDED));
     }
 }
