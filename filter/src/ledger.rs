@@ -7,11 +7,11 @@
 //! (`warden_usage_dropped`).
 
 use crate::metrics::Metrics;
-use crate::{host, shared};
+use crate::{host, random, shared};
 use prost::Message;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
-use warden_policy::ledger::{LEDGER_SERVICE, REPORT_METHOD, UsageAck, UsageBatch, UsageRecord};
+use warden_policy::ledger::{LEDGER_SERVICE, REPORT_METHOD, UsageAck, UsageBatch, UsageRecord, record_id};
 
 /// The queue workers put records on; its VM id is the filter's (see the ECDS resource).
 const QUEUE: &str = "warden:usage";
@@ -23,8 +23,16 @@ const BATCH: usize = 2_000;
 /// A VM's records are enqueued before its tick once they reach this size.
 const MAX_HELD: usize = 64 << 10;
 const REPORT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Refusals of requests without a known key are recorded per this long, reason and VM.
+const ANONYMOUS_WINDOW_MS: u64 = 60_000;
+
+/// When, how and why anonymous requests were refused: (window start, status, denial).
+type AnonymousRefusal = (u64, u32, String);
 
 thread_local! {
+    // Anonymous refusals not recorded yet, and how many of each.
+    static ANONYMOUS: std::cell::RefCell<BTreeMap<AnonymousRefusal, u32>> =
+        const { std::cell::RefCell::new(BTreeMap::new()) };
     static QUEUE_ID: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
     // This VM's records not yet enqueued, length-delimited.
     static HELD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -42,6 +50,35 @@ pub fn record(usage: &UsageRecord) -> i64 {
         held.len()
     });
     if held < MAX_HELD { 0 } else { enqueue_held() }
+}
+
+/// Counts a refusal of a request that names no known key. A flood of them writes one record
+/// per minute and reason (with how many it stands for), not one row each.
+pub fn refused_anonymously(now_ms: u64, status: u32, denial: String) {
+    let window = now_ms - now_ms % ANONYMOUS_WINDOW_MS;
+    ANONYMOUS.with(|all| {
+        let mut all = all.borrow_mut();
+        let n = all.entry((window, status, denial)).or_default();
+        *n = n.saturating_add(1);
+    });
+}
+
+/// Records the anonymous refusals of the windows that have ended by `now_ms` (of every window
+/// when `all`); returns how many records were lost.
+pub fn record_anonymous(now_ms: u64, all: bool) -> i64 {
+    let ended = ANONYMOUS.with(|pending| {
+        let mut pending = pending.borrow_mut();
+        let open_from = if all { u64::MAX } else { now_ms - now_ms % ANONYMOUS_WINDOW_MS };
+        let still_open = pending.split_off(&(open_from, 0, String::new()));
+        std::mem::replace(&mut *pending, still_open)
+    });
+    ended
+        .into_iter()
+        .map(|((at_ms, status, denial), repeats)| {
+            let id = record_id(at_ms, random::next());
+            record(&UsageRecord { id, at_ms, status, denial, repeats, ..UsageRecord::default() })
+        })
+        .sum()
 }
 
 fn queue() -> Option<u32> {

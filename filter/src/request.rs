@@ -190,13 +190,19 @@ impl WardenRequest {
     fn audit_refusal(&mut self, denial: &Denial) {
         host::increment(self.metrics.denied, 1);
         let now = host::now_ms();
+        let reason = format!("{}/{}", denial.kind(), denial.code());
+        let Some(key_id) = self.key_id.clone() else {
+            // Without a known key a refusal costs nothing to send: counted, not written each.
+            ledger::refused_anonymously(now, u32::from(denial.status()), reason);
+            return;
+        };
         // Every refusal reaches the control plane's audit log through the usage ledger.
         let record = UsageRecord {
             id: record_id(now, random::next()),
             at_ms: now,
-            key_id: self.key_id.clone().unwrap_or_default(),
+            key_id,
             status: u32::from(denial.status()),
-            denial: format!("{}/{}", denial.kind(), denial.code()),
+            denial: reason,
             ..UsageRecord::default()
         };
         host::increment(self.metrics.usage_dropped, ledger::record(&record));

@@ -94,6 +94,7 @@ impl Context for WardenRoot {
 
     fn on_done(&mut self) -> bool {
         self.metrics.flush();
+        host::increment(self.metrics.usage_dropped, ledger::record_anonymous(host::now_ms(), true));
         host::increment(self.metrics.usage_dropped, ledger::enqueue_held());
         blocks::give_back_all(&SharedCounters);
         self.stream.stop();
@@ -135,6 +136,7 @@ impl RootContext for WardenRoot {
         };
         let now = host::now_ms();
         self.metrics.flush();
+        host::increment(self.metrics.usage_dropped, ledger::record_anonymous(now, false));
         host::increment(self.metrics.usage_dropped, ledger::enqueue_held());
         // Capacity idles in a block for at most a tick.
         blocks::give_back_all(&SharedCounters);

@@ -57,6 +57,10 @@ pub struct UsageRecord {
     /// empty for a request that was served. Refusals go to the audit log, not the usage.
     #[prost(string, tag = "13")]
     pub denial: String,
+    /// How many refusals it stands for: anonymous ones (no key, an unknown key) are reported
+    /// one record per minute and reason. 0 means 1.
+    #[prost(uint32, tag = "14")]
+    pub repeats: u32,
 }
 
 /// A usage record's idempotency id: when it was made (Unix ms), then 64 random bits. Ids that

@@ -65,7 +65,7 @@ pub fn settle(dispatch: &Dispatch, answer: Answer<'_>, counters: &impl Counters,
         output_tokens: usage.output_tokens,
         cost_micros: actual,
         status: u32::from(status),
-        denial: String::new(),
+        ..UsageRecord::default()
     };
     Settled { cost, record }
 }

@@ -358,29 +358,37 @@ fn usage_is_reported_until_acknowledged_and_never_lost() {
 fn refusals_are_reported_for_the_audit_log() {
     use prost::Message;
     use warden_policy::ledger::UsageBatch;
-    let (_proxy, mut vm, _) = with_keys(&[(K, record("vk-denied", true, None))]);
+    let (proxy, mut vm, _) = with_keys(&[(K, record("vk-denied", true, None))]);
     let headers = [(":method", "POST"), (":path", "/v1/chat/completions"), ("x-bf-vk", K)];
     let blocked = vm.exchange(Exchange::request(&headers, br#"{"model":"mock/gpt-4o","x":1}"#)).unwrap();
     assert!(blocked.forwarded);
     let refused = vm.exchange(Exchange::request(&headers, b"not json")).unwrap();
     assert_eq!(refused.status(), 400);
-    assert_eq!(chat(&mut vm, &[("x-bf-vk", "sk-bf-unknown-key")]).unwrap().status(), 401);
+    // 300 requests that name no known key: counted, and written as one record per minute and
+    // reason once the minute is over, not one row each.
+    for _ in 0..150 {
+        assert_eq!(chat(&mut vm, &[("x-bf-vk", "sk-bf-unknown-key")]).unwrap().status(), 401);
+        assert_eq!(chat(&mut vm, &[]).unwrap().status(), 401);
+    }
+    proxy.advance_ms(60_000);
     vm.tick().unwrap();
     let (_, (_, message)) = vm.calls().iter().next_back().expect("a report");
     let batch = UsageBatch::decode(message.as_slice()).unwrap();
-    let denials: Vec<(&str, u32, &str)> = batch
+    let denials: Vec<(&str, u32, &str, u32)> = batch
         .records
         .iter()
         .filter(|r| !r.denial.is_empty())
-        .map(|r| (r.denial.as_str(), r.status, r.key_id.as_str()))
+        .map(|r| (r.denial.as_str(), r.status, r.key_id.as_str(), r.repeats))
         .collect();
     assert_eq!(
         denials,
         [
-            ("invalid_request_error/invalid_request", 400, "vk-denied"),
-            ("virtual_key_not_found/virtual_key_not_found", 401, "")
+            ("invalid_request_error/invalid_request", 400, "vk-denied", 0),
+            ("virtual_key_not_found/virtual_key_not_found", 401, "", 150),
+            ("virtual_key_required/virtual_key_required", 401, "", 150),
         ]
     );
+    assert_eq!(proxy.metric("warden_requests_denied"), 301, "every refusal is counted");
 }
 
 #[test]

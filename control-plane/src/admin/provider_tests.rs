@@ -305,14 +305,21 @@ fn tls(cluster: &Cluster) -> Option<UpstreamTlsContext> {
     Some(unpack(any))
 }
 
-/// Checks the cluster's upstream filter chain (the credential injector, then the codec, which
-/// must come last) and returns the name of the secret it injects.
+/// Checks the cluster's upstream filter chain (x-warden-* removed, the credential injector, then
+/// the codec, which must come last) and returns the name of the secret it injects.
 fn injected_secret(cluster: &Cluster) -> String {
     let options = &cluster.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
     let options: HttpProtocolOptions = unpack(options);
     let filters: Vec<&str> = options.http_filters.iter().map(|f| f.name.as_str()).collect();
-    assert_eq!(filters, ["envoy.filters.http.credential_injector", "envoy.filters.http.upstream_codec"]);
-    let Some(http_filter::ConfigType::TypedConfig(any)) = &options.http_filters[0].config_type else {
+    assert_eq!(
+        filters,
+        [
+            "envoy.filters.http.header_mutation",
+            "envoy.filters.http.credential_injector",
+            "envoy.filters.http.upstream_codec"
+        ]
+    );
+    let Some(http_filter::ConfigType::TypedConfig(any)) = &options.http_filters[1].config_type else {
         panic!("untyped injector")
     };
     let injector: CredentialInjector = unpack(any);

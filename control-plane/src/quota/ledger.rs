@@ -54,7 +54,8 @@ impl Method for Report {
             for denial in &written.new_denials {
                 let detail = serde_json::json!({"id": denial.id, "at_ms": denial.at_ms, "model": denial.model,
                                                 "provider": denial.provider, "team_id": denial.team_id,
-                                                "customer_id": denial.customer_id});
+                                                "customer_id": denial.customer_id,
+                                                "repeats": denial.repeats.max(1)});
                 let event = AuditEvent {
                     actor: "filter".into(),
                     action: format!("denied {}", denial.denial),

@@ -89,7 +89,8 @@ pub fn provider_resources(providers: &[Provider], ca_file: &str) -> (ResourceSet
             let cluster = provider_cluster(&provider.name, &key.id);
             let secret = provider_secret(&provider.name, &key.id);
             let timeout = provider.timeouts.connect_ms;
-            clusters.insert(cluster.clone(), pack_any(key_cluster(&cluster, &secret, &upstream, timeout, ca_file)));
+            let built = key_cluster(&cluster, &secret, &upstream, timeout, ca_file, Audience::Provider);
+            clusters.insert(cluster.clone(), pack_any(built));
             secrets.insert(secret.clone(), pack_any(generic_secret(&secret, &key.value)));
         }
     }
@@ -101,7 +102,8 @@ pub fn provider_resources(providers: &[Provider], ca_file: &str) -> (ResourceSet
 pub fn hub_resources(advertise: &str, token: &str, clusters: &mut ResourceSet, secrets: &mut ResourceSet) {
     let Ok(upstream) = Upstream::parse(&format!("http://{advertise}")) else { return };
     let secret = "warden-hub-token";
-    clusters.insert(HUB_CLUSTER.into(), pack_any(key_cluster(HUB_CLUSTER, secret, &upstream, 1_000, "")));
+    clusters
+        .insert(HUB_CLUSTER.into(), pack_any(key_cluster(HUB_CLUSTER, secret, &upstream, 1_000, "", Audience::Hub)));
     secrets.insert(secret.into(), pack_any(generic_secret(secret, token)));
 }
 
@@ -118,7 +120,14 @@ fn generic_secret(name: &str, value: &str) -> Secret {
     }
 }
 
-fn key_cluster(name: &str, secret: &str, upstream: &Upstream, connect_timeout_ms: u64, ca_file: &str) -> Cluster {
+fn key_cluster(
+    name: &str,
+    secret: &str,
+    upstream: &Upstream,
+    connect_timeout_ms: u64,
+    ca_file: &str,
+    audience: Audience,
+) -> Cluster {
     let address = Address {
         address: Some(address::Address::SocketAddress(SocketAddress {
             address: upstream.host.clone(),
@@ -169,11 +178,15 @@ fn key_cluster(name: &str, secret: &str, upstream: &Upstream, connect_timeout_ms
                 ),
             },
         )),
-        http_filters: vec![
-            filter("envoy.filters.http.header_mutation", pack_any(internal_headers_removed())),
-            filter("envoy.filters.http.credential_injector", pack_any(injector)),
-            filter("envoy.filters.http.upstream_codec", pack_any(UpstreamCodec {})),
-        ],
+        http_filters: [
+            (audience == Audience::Provider)
+                .then(|| filter("envoy.filters.http.header_mutation", pack_any(internal_headers_removed()))),
+            Some(filter("envoy.filters.http.credential_injector", pack_any(injector))),
+            Some(filter("envoy.filters.http.upstream_codec", pack_any(UpstreamCodec {}))),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
         ..Default::default()
     };
     let transport_socket = upstream.tls.then(|| TransportSocket {
@@ -224,6 +237,14 @@ fn key_cluster(name: &str, secret: &str, upstream: &Upstream, connect_timeout_ms
         .into(),
         ..Default::default()
     }
+}
+
+/// Who a key cluster leads to: the hub reads Warden's own `x-warden-*` headers (the caller's
+/// key hash, agent mode's key), a provider never sees them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Audience {
+    Provider,
+    Hub,
 }
 
 /// Every `x-warden-*` header, removed on the way to a provider: the route was chosen by one of

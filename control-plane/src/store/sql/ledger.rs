@@ -15,7 +15,7 @@ use warden_policy::ledger::UsageRecord;
 const RECORDS_PER_STATEMENT: usize = 16;
 
 const COLUMNS: &str = "id, at_ms, key_id, team_id, customer_id, provider, model, input_tokens, cached_input_tokens, \
-                       output_tokens, cost_micros, status, denial";
+                       output_tokens, cost_micros, status, denial, repeats";
 
 /// The sums of a totals row. PostgreSQL sums BIGINTs into NUMERIC: cast back so both databases
 /// answer BIGINT.
@@ -33,7 +33,7 @@ fn non_empty(text: &str) -> Option<&str> {
 }
 
 /// A record's values, in [`COLUMNS`] order.
-fn values(r: &UsageRecord) -> [Param; 13] {
+fn values(r: &UsageRecord) -> [Param; 14] {
     [
         (&r.id).into(),
         signed(r.at_ms).into(),
@@ -48,6 +48,7 @@ fn values(r: &UsageRecord) -> [Param; 13] {
         signed(r.cost_micros).into(),
         i64::from(r.status).into(),
         (&r.denial).into(),
+        i64::from(r.repeats.max(1)).into(),
     ]
 }
 
@@ -135,8 +136,9 @@ impl LedgerStore for SqlStore {
     }
 
     async fn denials_by_type(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let sql =
-            sql!("SELECT denial, COUNT(*) AS n FROM usage_records WHERE denial <> '' GROUP BY denial ORDER BY denial");
+        let sql = sql!(
+            "SELECT denial, CAST(SUM(repeats) AS BIGINT) AS n FROM usage_records WHERE denial <> '' GROUP BY denial ORDER BY denial"
+        );
         let rows = self.pool.fetch_all(sql).await.map_err(backend)?;
         rows.iter().map(|row| Ok((row.get("denial")?, row.unsigned("n")?))).collect()
     }
