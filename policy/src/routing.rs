@@ -21,7 +21,10 @@ impl<'e> ModelPattern<'e> {
     /// Parses an entry; a `regex:` that does not compile is refused with the reason.
     pub fn parse(entry: &'e str) -> Result<ModelPattern<'e>, String> {
         match entry.strip_prefix("regex:") {
-            Some(pattern) => regex_lite::Regex::new(&format!("(?i)^(?:{pattern})$"))
+            // The pattern must stand alone before it is anchored: `a)|(b` would otherwise close
+            // the anchoring group and match any name that starts with `a` or ends with `b`.
+            Some(pattern) => regex_lite::Regex::new(pattern)
+                .and_then(|_| regex_lite::Regex::new(&format!("(?i)^(?:{pattern})$")))
                 .map(ModelPattern::Regex)
                 .map_err(|e| format!("'{entry}' is not a valid regular expression: {e}")),
             None if entry == "*" => Ok(ModelPattern::Any),
@@ -285,6 +288,9 @@ mod tests {
         let g = grant("openai", Some(1.0), &[], &[], &["*"]);
         assert!(!grant_admits(&g, "gpt-4o", &catalogue), "empty allow-list admits nothing");
         assert!(ModelPattern::parse("regex:(").is_err());
+        assert!(ModelPattern::parse("regex:a)|(b").is_err(), "a pattern may not break out of its anchors");
+        let g = grant("openai", Some(1.0), &["regex:a)|(b"], &[], &["*"]);
+        assert!(!grant_admits(&g, "anything-b", &catalogue), "an unanchorable entry admits nothing");
     }
 
     #[test]

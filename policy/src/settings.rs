@@ -66,6 +66,9 @@ pub enum FailMode {
     Local,
 }
 
+/// The longest a filter may go on judging by its last policy without the control plane.
+const MAX_STALENESS_BOUND_MS: u64 = 86_400_000;
+
 /// Why the filter refuses a configuration.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SettingsError {
@@ -124,7 +127,8 @@ impl FilterSettings {
         Ok(settings)
     }
 
-    fn validate(&self) -> Result<(), SettingsError> {
+    /// Checks every setting is in range.
+    pub fn validate(&self) -> Result<(), SettingsError> {
         let out = |field, reason| Err(SettingsError::OutOfRange { field, reason });
         if self.control_plane_cluster.trim().is_empty() {
             return out("control_plane_cluster", "must name an Envoy cluster");
@@ -141,6 +145,10 @@ impl FilterSettings {
         // Below two heartbeats a healthy stream would flap between fresh and stale.
         if self.staleness_bound_ms < 2 * HEARTBEAT_INTERVAL_MS {
             return out("staleness_bound_ms", "must be at least 2000 (two control-plane heartbeats)");
+        }
+        // Policy a day old is not policy: a revoked key would keep working that long.
+        if self.staleness_bound_ms > MAX_STALENESS_BOUND_MS {
+            return out("staleness_bound_ms", "must be at most 86400000 (a day)");
         }
         Ok(())
     }
@@ -161,6 +169,8 @@ mod tests {
         let err = FilterSettings::parse(br#"{"control_plane_cluster":"w","colour":1}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field `colour`"), "{err}");
         let err = FilterSettings::parse(br#"{"control_plane_cluster":"w","staleness_bound_ms":0}"#).unwrap_err();
+        assert!(matches!(err, SettingsError::OutOfRange { field: "staleness_bound_ms", .. }));
+        let err = FilterSettings::parse(br#"{"control_plane_cluster":"w","staleness_bound_ms":86400001}"#).unwrap_err();
         assert!(matches!(err, SettingsError::OutOfRange { field: "staleness_bound_ms", .. }));
         let err = FilterSettings::parse(br#"{"control_plane_cluster":" "}"#).unwrap_err();
         assert!(matches!(err, SettingsError::OutOfRange { field: "control_plane_cluster", .. }));

@@ -29,23 +29,36 @@ async fn envoy_keeps_enforcing_without_the_control_plane_and_resyncs_after_its_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_filter_settings_are_nacked_and_the_old_ones_keep_serving() {
-    let stack = Stack::start().await;
+    let mut stack = Stack::start().await;
     let key = stack.create_key(json!({"name": "k"})).await;
     stack.wait_for_status(&key.secret, 200, Duration::from_secs(5)).await;
 
-    let (status, body) = stack
-        .admin_call(
-            Method::PUT,
-            "/api/envoy/filter-settings",
-            Some(json!({"control_plane_cluster": "warden_xds", "staleness_bound_ms": 0})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let bad_version = body["filter_version"].as_str().unwrap().to_owned();
+    // The admin API refuses settings the filter would refuse…
+    let bad = json!({"control_plane_cluster": "warden_xds", "staleness_bound_ms": 0});
+    let (status, body) = stack.admin_call(Method::PUT, "/api/envoy/filter-settings", Some(bad.clone())).await;
+    assert_eq!((status, body["status_code"].clone()), (400, json!(400)), "{body}");
+    // …so they can only come from elsewhere (a store written by hand, an older control plane):
+    // the filter refuses them and Envoy NACKs them.
+    stack.kill_warden();
+    let database = stack.log_dir().join("data/warden.db");
+    let script = "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); \
+                  db.execute('INSERT OR REPLACE INTO settings (name, value) VALUES (?, ?)', ('filter_settings', sys.argv[2])); \
+                  db.commit()";
+    let written = std::process::Command::new(warden_tests::python_bin())
+        .args(["-c", script])
+        .arg(&database)
+        .arg(bad.to_string())
+        .status()
+        .expect("python runs");
+    assert!(written.success());
+    stack.start_warden().await;
+    let (_, settings) = stack.admin_call(Method::GET, "/api/envoy/filter-settings", None).await;
+    let bad_version = settings["filter_version"].as_str().unwrap_or_default().to_owned();
     stack
         .wait_for("the NACK", Duration::from_secs(10), || async {
             let (_, nodes) = stack.admin_call(Method::GET, "/api/envoy/nodes", None).await;
-            node(&nodes)["resources"]["filter"]["nack"]["version"] == bad_version.as_str()
+            let nack = &node(&nodes)["resources"]["filter"]["nack"];
+            nack.is_object() && (bad_version.is_empty() || nack["version"] == bad_version.as_str())
         })
         .await;
     assert!(stack.envoy_stat("extension_config_discovery.http_filter.warden.update_rejected").await >= Some(1));

@@ -22,13 +22,14 @@ pub async fn filter_settings(State(state): State<AppState>) -> Json<Value> {
     Json(json!({"settings": *state.filter.settings()}))
 }
 
-/// Replaces the filter's settings and pushes them over ECDS. Types are checked here; whether
-/// the values are acceptable is the filter's call, reported per node by ACK or NACK in
-/// `GET /api/envoy/nodes` (a filter rejecting them keeps serving the previous settings).
+/// Replaces the filter's settings and pushes them over ECDS. Types and ranges are checked here,
+/// as the filter checks them; each node's ACK or NACK shows in `GET /api/envoy/nodes` (a filter
+/// rejecting settings, say from an older control plane, keeps serving the previous ones).
 pub async fn put_filter_settings(
     State(state): State<AppState>,
     ValidJson(settings): ValidJson<FilterSettings>,
 ) -> Result<Json<Value>, ApiError> {
+    settings.validate().map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let text = serde_json::to_string(&settings).map_err(|e| ApiError::Internal(e.to_string()))?;
     state.store.put_setting(super::super::serve::FILTER_SETTINGS, &text).await?;
     let version = state.filter.replace(settings, &state.cache);

@@ -495,3 +495,22 @@ async fn budgets_and_rate_limits_are_listed_as_resources_and_take_overrides() {
     assert_eq!((status, answer["effective_max_limit"].clone()), (StatusCode::OK, json!(1.0)));
     assert_eq!(key_record(&state, &key).limits.budgets[0].override_micros, 0);
 }
+
+#[tokio::test]
+async fn unbounded_admin_input_is_a_400_naming_the_field() {
+    let (app, _state) = app().await;
+    let cases = [
+        (KEYS, json!({"name": "k", "provider_configs": [{"provider": "openai", "allowed_models": ["regex:a)|(b"]}]})),
+        (KEYS, json!({"name": "k", "budgets": [{"max_limit": 1.0, "reset_duration": "1e15M"}]})),
+        (TEAMS, json!({"name": "t", "rate_limit": {"request_max_limit": 5, "request_reset_duration": "40000d"}})),
+        ("/api/providers", json!({"name": "p", "base_url": "http://h/v1\r\nx-injected: 1", "keys": []})),
+    ];
+    for (path, body) in cases {
+        let (status, answer) = call(&app, Method::POST, path, Some(&body.to_string())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body}: {answer}");
+        assert_eq!(answer["status_code"], 400, "{answer}");
+    }
+    let settings = json!({"control_plane_cluster": "warden_xds", "staleness_bound_ms": 1u64 << 40});
+    let (status, _) = call(&app, Method::PUT, "/api/envoy/filter-settings", Some(&settings.to_string())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

@@ -103,6 +103,10 @@ impl Upstream {
         if path.contains(['?', '#']) {
             return Err("must not carry a query or fragment".into());
         }
+        // The path becomes part of every upstream `:path`: printable ASCII only.
+        if !path.chars().all(|c| c.is_ascii_graphic()) {
+            return Err("its path may hold printable ASCII only (no spaces or control characters)".into());
+        }
         let path = path.trim_end_matches('/');
         let base_path = if path.is_empty() { "/v1".to_owned() } else { format!("/{path}") };
         Ok(Upstream { tls, host: host.to_owned(), port, base_path })
@@ -191,7 +195,15 @@ mod tests {
         assert_eq!(g.base_path, "/v1beta/openai");
         let m = Upstream::parse("http://127.0.0.1:9000").unwrap();
         assert_eq!((m.tls, m.port, m.base_path.as_str()), (false, 9000, "/v1"));
-        for bad in ["ftp://x", "http://", "http://h:port", "http://h/v1?x=1", "http://a b"] {
+        for bad in [
+            "ftp://x",
+            "http://",
+            "http://h:port",
+            "http://h/v1?x=1",
+            "http://a b",
+            "http://h/v1\r\nx: y",
+            "http://h/v 1",
+        ] {
             assert!(Upstream::parse(bad).is_err(), "{bad}");
         }
     }
