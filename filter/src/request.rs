@@ -71,6 +71,8 @@ struct Awaiting {
     want_cost: bool,
     /// The client's `:path`, which the upstream path replaces only if they differ.
     path: String,
+    /// The request body buffered so far, bytes.
+    buffered: usize,
 }
 
 /// What the answer's handling needs to know of the request as the client sent it.
@@ -394,6 +396,7 @@ impl HttpContext for WardenRequest {
             caller_key,
             want_cost: optional(WANT_COST_HEADER).is_some_and(|v| v.eq_ignore_ascii_case(b"true")),
             path: String::from_utf8_lossy(path).into_owned(),
+            buffered: 0,
         }));
         // Routing waits for `model` in the body (needs `allow_on_headers_stop_iteration`).
         Action::Pause
@@ -407,6 +410,9 @@ impl HttpContext for WardenRequest {
             return self.deny(&Denial::BadRequest(reason), &RateReport::default());
         }
         if !end_of_stream {
+            if let Phase::AwaitingBody(awaiting) = &mut self.phase {
+                awaiting.buffered = body_size;
+            }
             return Action::Pause;
         }
         let Phase::AwaitingBody(awaiting) = std::mem::replace(&mut self.phase, Phase::Idle) else {
@@ -426,6 +432,7 @@ impl HttpContext for WardenRequest {
             caller_key,
             want_cost,
             path,
+            buffered: _,
         } = *awaiting;
         if agent && let Some(secret) = &caller_key {
             // Agent mode governs each step the hub sends back through the gateway, not this.
@@ -543,6 +550,14 @@ impl HttpContext for WardenRequest {
             }
             Err(denial) => self.deny(&denial, &report),
         }
+    }
+
+    fn on_http_request_trailers(&mut self, _: usize) -> Action {
+        // A body that ends with trailers is complete only now: it is decided here, never let
+        // through undecided.
+        let Phase::AwaitingBody(awaiting) = &self.phase else { return Action::Continue };
+        let buffered = awaiting.buffered;
+        self.on_http_request_body(buffered, true)
     }
 
     fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {

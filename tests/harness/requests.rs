@@ -139,3 +139,24 @@ fn hostile_headers_never_crash_the_vm() {
     // Still serving.
     assert!(chat(&mut vm, &[("x-bf-vk", A)]).unwrap().forwarded);
 }
+
+/// A body that ends with trailers is decided when the trailers arrive: never let through
+/// undecided.
+#[test]
+fn a_body_ending_in_trailers_is_governed() {
+    let (_proxy, mut vm, _) = two_keys();
+    let headers = [(":method", "POST"), (":path", "/v1/chat/completions"), ("x-bf-vk", A)];
+    let trailers = [("x-checksum", "abc")];
+    let modelless = Exchange::request(&headers, br#"{"messages":[]}"#).with_trailers(&trailers);
+    let refused = vm.exchange(modelless).unwrap();
+    assert!(!refused.forwarded);
+    assert_eq!(refused.status(), 400, "{:?}", refused.reply);
+    let fine = Exchange::request(&headers, CHAT_BODY.as_bytes()).with_trailers(&trailers).respond(
+        200,
+        "application/json",
+        vec![USAGE_BODY.as_bytes().to_vec()],
+    );
+    let served = vm.exchange(fine).unwrap();
+    assert!(served.forwarded);
+    assert_eq!(served.header("x-warden-cluster").as_deref(), Some("warden-provider/mock/main"));
+}

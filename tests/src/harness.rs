@@ -78,6 +78,8 @@ pub struct GrpcStream {
 pub struct Exchange {
     pub request_headers: Vec<(String, Vec<u8>)>,
     pub request_body: Vec<Vec<u8>>,
+    /// Trailers after the body: the last body chunk then does not end the stream.
+    pub request_trailers: Vec<(String, Vec<u8>)>,
     pub response_headers: Vec<(String, Vec<u8>)>,
     pub response_body: Vec<Vec<u8>>,
 }
@@ -90,6 +92,12 @@ impl Exchange {
             request_body: if body.is_empty() { Vec::new() } else { vec![body.to_vec()] },
             ..Exchange::default()
         }
+    }
+
+    /// The request ends with these trailers.
+    pub fn with_trailers(mut self, trailers: &[(&str, &str)]) -> Exchange {
+        self.request_trailers = trailers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
+        self
     }
 
     /// The upstream's answer: status, content type and body chunks.
@@ -362,13 +370,14 @@ impl Vm {
             self.store.data_mut().headers_readable = false;
         }
         let chunks = exchange.request_body.len();
+        let trailers = exchange.request_trailers;
         for (i, chunk) in exchange.request_body.into_iter().enumerate() {
             if self.store.data().reply.is_some() {
                 break;
             }
             self.store.data_mut().request_body.extend(chunk);
             let size = self.store.data().request_body.len() as i32;
-            let end = (i + 1 == chunks) as i32;
+            let end = (i + 1 == chunks && trailers.is_empty()) as i32;
             let r: i32 = self.call("proxy_on_request_body", (ctx, size, end))?;
             if r == CONTINUE && self.store.data().reply.is_none() {
                 body.extend(std::mem::take(&mut self.store.data_mut().request_body));
@@ -381,7 +390,20 @@ impl Vm {
                 wasmtime::bail!("the filter paused at the end of the request body: the request would hang");
             }
         }
-        if chunks == 0 && action != CONTINUE && self.store.data().reply.is_none() {
+        if !trailers.is_empty() && !forwarded && self.store.data().reply.is_none() {
+            let n = trailers.len() as i32;
+            let r: i32 = self.call("proxy_on_request_trailers", (ctx, n))?;
+            if r == CONTINUE && self.store.data().reply.is_none() {
+                body.extend(std::mem::take(&mut self.store.data_mut().request_body));
+                if self.store.data().headers_readable {
+                    headers_sent = self.store.data().request_headers.clone();
+                    self.store.data_mut().headers_readable = false;
+                }
+                forwarded = true;
+            } else if self.store.data().reply.is_none() {
+                wasmtime::bail!("the filter paused at the request's trailers: the request would hang");
+            }
+        } else if chunks == 0 && action != CONTINUE && self.store.data().reply.is_none() {
             wasmtime::bail!("the filter paused a request without a body: it would hang");
         }
         let reply = self.store.data_mut().reply.take();
