@@ -143,3 +143,30 @@ async fn every_refusal_has_its_status_and_shape() {
 fn chrono_in(seconds: i64) -> String {
     (chrono::Utc::now() + chrono::Duration::seconds(seconds)).to_rfc3339()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_is_never_internal_and_its_envoy_control_headers_do_nothing() {
+    let stack = Stack::start().await;
+    let key = stack.create_key(json!({"name": "edge"})).await;
+    stack.http.post(stack.mock("/mock/script")).json(&json!([{"delay_ms": 300}])).send().await.unwrap();
+    stack.http.delete(stack.mock("/mock/requests")).send().await.unwrap();
+    let resp = stack
+        .http
+        .post(stack.gateway("/v1/chat/completions"))
+        .bearer_auth(&key.secret)
+        // Honoured from an internal client, this would cut the 300 ms answer off with a 504.
+        .header("x-envoy-upstream-rq-timeout-ms", "1")
+        .header("x-forwarded-for", "10.1.2.3")
+        .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen: Value = stack.http.get(stack.mock("/mock/requests")).send().await.unwrap().json().await.unwrap();
+    let headers = &seen[0]["headers"];
+    assert!(headers.get("x-envoy-upstream-rq-timeout-ms").is_none(), "{headers}");
+    // The client's claim is kept as a claim; the peer Envoy saw is appended after it.
+    let forwarded = headers["x-forwarded-for"].as_str().unwrap_or_default();
+    assert_eq!(forwarded.split(',').next(), Some("10.1.2.3"), "{forwarded}");
+    assert_eq!(forwarded.split(',').count(), 2, "{forwarded}");
+}
