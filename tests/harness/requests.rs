@@ -160,3 +160,82 @@ fn a_body_ending_in_trailers_is_governed() {
     assert!(served.forwarded);
     assert_eq!(served.header("x-warden-cluster").as_deref(), Some("warden-provider/mock/main"));
 }
+
+/// A bounded fuzz pass through the real `.wasm`: garbage request bodies on every governed route
+/// and garbage answers, JSON and SSE. The VM never traps, a refusal is a 4xx, and it keeps
+/// serving (`policy/tests/fuzz.rs` does the same for each parser alone).
+#[test]
+fn garbage_bodies_and_answers_never_trap_the_filter() {
+    let (_proxy, mut vm, _) = two_keys();
+    const PIECES: [&str; 24] = [
+        "{",
+        "}",
+        "[",
+        "]",
+        ":",
+        ",",
+        "\"",
+        "\\u",
+        "d800",
+        "\"model\"",
+        "\"gpt-4o-mini\"",
+        "\"stream\"",
+        "true",
+        "\"usage\"",
+        "\"prompt_tokens\"",
+        "1e999",
+        "null",
+        "\"messages\"",
+        "\"jsonrpc\"",
+        "\"method\"",
+        "\"tools/call\"",
+        "data: ",
+        "\n\n",
+        "\u{ff}",
+    ];
+    // A fixed xorshift: the same 600 cases on every run.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let garbage = |next: &mut dyn FnMut() -> u64| -> Vec<u8> {
+        let n = next() % 48;
+        let mut out = Vec::new();
+        for _ in 0..n {
+            match next() % 4 {
+                0 => out.push((next() & 0xff) as u8),
+                _ => out.extend(PIECES[(next() % PIECES.len() as u64) as usize].as_bytes()),
+            }
+        }
+        out
+    };
+    let routes = ["/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/v1/mcp/tool/execute", "/mcp"];
+    let (mut refused, mut forwarded) = (0, 0);
+    for case in 0..600 {
+        // One case in three is a valid chat, so that garbage answers are read too.
+        let valid = case % 3 == 0;
+        let body = match garbage(&mut next) {
+            _ if valid => br#"{"model":"gpt-4o-mini","messages":[]}"#.to_vec(),
+            b if b.is_empty() => b"{".to_vec(),
+            b => b,
+        };
+        let answer = garbage(&mut next);
+        let path = if valid { routes[0] } else { routes[case % routes.len()] };
+        let headers = [(":method", "POST"), (":path", path), ("x-bf-vk", A), ("content-type", "application/json")];
+        let kind = if case % 2 == 0 { "application/json" } else { "text/event-stream" };
+        let exchange = Exchange::request(&headers, &body).respond(200, kind, vec![answer]);
+        let out = vm.exchange(exchange).unwrap_or_else(|e| panic!("case {case} trapped: {e}"));
+        match out.reply.as_ref().map(|r| r.status) {
+            Some(status) => {
+                assert!((400..500).contains(&status), "case {case}: {status} for {:?}", String::from_utf8_lossy(&body));
+                refused += 1;
+            }
+            None => forwarded += 1,
+        }
+    }
+    assert!(refused > 0 && forwarded > 0, "{refused} refused, {forwarded} forwarded");
+    assert!(chat(&mut vm, &[("x-bf-vk", A)]).unwrap().forwarded, "still serving");
+}
