@@ -109,9 +109,30 @@ impl DatabaseArgs {
             }
         };
         let store = SqlStore::connect(&url).await?;
+        if self.database_url.is_none() {
+            owner_only(&self.data_dir)?;
+        }
         tracing::info!(url = %redacted_url(&url), "{} store ready", store.database());
         Ok(store)
     }
+}
+
+/// Makes the data folder and the database files in it readable by their owner alone: they hold
+/// provider API keys and the hashes of virtual keys and of the admin token.
+fn owner_only(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let set = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("restricting {}", path.display()))
+    };
+    set(dir, 0o700)?;
+    for name in ["warden.db", "warden.db-wal", "warden.db-shm"] {
+        let file = dir.join(name);
+        if file.exists() {
+            set(&file, 0o600)?;
+        }
+    }
+    Ok(())
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -249,4 +270,21 @@ async fn shutdown() {
 fn parse_admission(text: &str) -> Result<BudgetAdmission, String> {
     serde_json::from_value(serde_json::Value::String(text.to_owned()))
         .map_err(|_| format!("'{text}' is not a budget admission: use spent or reserve"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[tokio::test]
+    async fn the_data_folder_and_database_are_the_owner_s_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let args = DatabaseArgs { data_dir: data.clone(), database_url: None };
+        let _store = args.open(true).await.unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&data.join("warden.db")), 0o600);
+    }
 }
