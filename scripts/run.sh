@@ -32,6 +32,7 @@ trap "exit 130" INT TERM
 "$WARDEN_BIN" mock-provider --addr "$MOCK" > "$DATA/logs/mock-provider.log" 2>&1 & pids+=($!)
 "$WARDEN_BIN" serve --admin-addr "$ADMIN" --xds-addr "$XDS" --data-dir "$DATA" \
   --admin-token-file "$DATA/admin-token" --filter-wasm "$WARDEN_WASM" --gateway-url "http://$LISTEN" \
+  --mcp-stdio-command "$WARDEN_MCP_TIME" \
   > "$DATA/logs/warden.log" 2>&1 & pids+=($!)
 "$WARDEN_BIN" bootstrap --listen "$LISTEN" --admin "$ENVOY_ADMIN" --xds "$XDS" --out "$DATA/envoy.yaml"
 "$ENVOY_BIN" -c "$DATA/envoy.yaml" --concurrency 2 --use-dynamic-base-id > "$DATA/logs/envoy.log" 2>&1 & pids+=($!)

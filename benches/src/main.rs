@@ -210,6 +210,8 @@ async fn start_warden(
         Command::new(&args.warden)
             .args(["serve", "--admin-addr", &format!("127.0.0.1:{admin_port}")])
             .args(["--xds-addr", &format!("127.0.0.1:{xds_port}"), "--hub-addr", "127.0.0.1:0"])
+            // The tool-call benchmark's MCP server listens on 127.0.0.1.
+            .arg("--mcp-allow-private-urls")
             .args(["--admin-token", ADMIN_TOKEN, "--data-dir"])
             .arg(dir.join(format!("data-{name}")))
             .arg("--filter-wasm")

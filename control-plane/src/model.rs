@@ -14,7 +14,7 @@ mod provider;
 mod tool_manager;
 mod virtual_mcp;
 
-pub use mcp::{ConnectionType, McpClient, REDACTED, StdioConfig};
+pub use mcp::{ConnectionType, McpClient, McpHosts, REDACTED, StdioConfig};
 pub use model_config::{ModelConfig, model_record};
 pub use org::{Customer, Team};
 pub use provider::{Provider, ProviderKey, ProviderKind, Timeouts, Upstream};

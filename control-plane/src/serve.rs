@@ -67,6 +67,14 @@ pub struct ServeArgs {
     /// Initial staleness bound of the filter's policy, until changed by the admin API.
     #[arg(long)]
     pub staleness_bound_ms: Option<u64>,
+    /// A command stdio MCP servers may run; repeat for several. Without any, stdio servers are
+    /// refused: the admin token alone cannot start a program on this host.
+    #[arg(long = "mcp-stdio-command")]
+    pub mcp_stdio_commands: Vec<String>,
+    /// Let MCP servers' URLs name loopback, private or link-local hosts (this host's own ports,
+    /// a cloud's metadata service); refused by default.
+    #[arg(long)]
+    pub mcp_allow_private_urls: bool,
     /// Initial budget admission (`spent`, Bifrost's; or `reserve`), until changed by the admin
     /// API.
     #[arg(long, value_parser = parse_admission)]
@@ -175,6 +183,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         provider_ca_file: args.provider_ca_file.clone().into(),
         publication: Arc::default(),
         hub: hub.clone(),
+        mcp_hosts: Arc::new(crate::model::McpHosts {
+            stdio_commands: args.mcp_stdio_commands.clone(),
+            private_urls: args.mcp_allow_private_urls,
+        }),
     };
     admin::sync::start(&state).await?;
     tracing::info!(records = cache.policy_len(), "policy loaded from the store");

@@ -169,7 +169,16 @@ impl Stack {
             .arg(self.dir.path().join("data"))
             .args(["--admin-token", ADMIN_TOKEN])
             .arg("--filter-wasm")
-            .arg(test_filter_wasm());
+            .arg(test_filter_wasm())
+            // The test MCP servers listen on 127.0.0.1, and these are the stdio ones they run.
+            .arg("--mcp-allow-private-urls");
+        for (var, under_tools) in [
+            ("WARDEN_MCP_TIME", "venv/bin/mcp-server-time"),
+            ("WARDEN_MCP_FILESYSTEM", "mcp-npm/node_modules/.bin/mcp-server-filesystem"),
+            ("WARDEN_MCP_EVERYTHING", "mcp-npm/node_modules/.bin/mcp-server-everything"),
+        ] {
+            cmd.arg("--mcp-stdio-command").arg(crate::mcp_server_bin(var, under_tools));
+        }
         if let Some(url) = &self.options.database_url {
             cmd.args(["--database-url", url]);
         }

@@ -174,6 +174,7 @@ pub async fn create(
         updated_at: now,
     };
     client.validate()?;
+    state.mcp_hosts.admit(&client)?;
     if state.store.mcp_client(&client.client_id).await?.is_some() {
         return Err(ApiError::Conflict(format!("client_id: an MCP client '{}' already exists", client.client_id)));
     }
@@ -241,6 +242,7 @@ pub async fn update(
     }
     client.updated_at = Utc::now();
     client.validate()?;
+    state.mcp_hosts.admit(&client)?;
     if !state.store.update_mcp_client(&client).await.map_err(ApiError::on_write("MCP client"))? {
         return Err(not_found(&id));
     }

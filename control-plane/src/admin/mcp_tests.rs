@@ -119,3 +119,13 @@ async fn a_client_is_published_redacted_and_withdrawn() {
     let (status, _) = call(&app, Method::POST, &format!("{path}/reconnect"), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_stdio_command_the_operator_did_not_allow_is_a_400() {
+    let (app, _state) = app().await;
+    let shell =
+        json!({"name": "sh", "connection_type": "stdio", "stdio_config": {"command": "/bin/sh", "args": ["-c", "id"]}});
+    let (status, answer) = call(&app, Method::POST, CLIENT, Some(&shell.to_string())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().starts_with("stdio_config.command:"), "{answer}");
+}

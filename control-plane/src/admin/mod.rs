@@ -93,6 +93,8 @@ pub struct AppState {
     pub publication: Arc<sync::Publication>,
     /// The MCP hub: connections to MCP servers and the tool catalog.
     pub hub: Arc<crate::mcp::Hub>,
+    /// Which MCP servers the admin API may configure.
+    pub mcp_hosts: Arc<crate::model::McpHosts>,
 }
 
 impl AppState {

@@ -25,6 +25,11 @@ pub(super) async fn app() -> (Router, AppState) {
         provider_ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
         publication: Arc::default(),
         hub,
+        // The commands and hosts the in-process tests configure.
+        mcp_hosts: Arc::new(crate::model::McpHosts {
+            stdio_commands: ["/nonexistent/mcp-server", "x", "/bin/other"].map(String::from).to_vec(),
+            private_urls: true,
+        }),
     };
     (router(state.clone()), state)
 }

@@ -247,3 +247,109 @@ mod tests {
         assert_eq!(c.record(Vec::new()).tool_pricing["search"], 2_500);
     }
 }
+
+/// What MCP servers this control plane may reach, as its operator set it: the admin token
+/// alone then cannot run a program on the host or reach its own ports and metadata services.
+#[derive(Debug, Clone, Default)]
+pub struct McpHosts {
+    /// The commands stdio servers may run (`warden serve --mcp-stdio-command`); none: stdio
+    /// servers are refused.
+    pub stdio_commands: Vec<String>,
+    /// Whether URLs may name loopback, private or link-local hosts (`--mcp-allow-private-urls`).
+    pub private_urls: bool,
+}
+
+impl McpHosts {
+    /// Refuses a client this control plane may not reach, naming the field.
+    pub fn admit(&self, client: &McpClient) -> Result<(), Invalid> {
+        if let Some(stdio) = &client.stdio_config
+            && !self.stdio_commands.contains(&stdio.command)
+        {
+            return Err(Invalid::new(
+                "stdio_config.command",
+                "is not a command this control plane runs (its operator allows them with warden serve --mcp-stdio-command)",
+            ));
+        }
+        let url = client.connection_string.as_deref().unwrap_or_default();
+        if !self.private_urls && url_host(url).is_some_and(is_private_host) {
+            return Err(Invalid::new(
+                "connection_string",
+                "names a loopback, private or link-local host (its operator allows them with warden serve --mcp-allow-private-urls)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The host of an http(s) URL (an `env.VAR` reference has none to check).
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    Some(match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    })
+}
+
+fn is_private_host(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if host == "localhost" || host.ends_with(".localhost") {
+        return true;
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => {
+            ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified() || ip.is_broadcast()
+        }
+        Ok(std::net::IpAddr::V6(ip)) => {
+            let mapped =
+                ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback() || v4.is_private() || v4.is_link_local());
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || mapped
+                || (ip.segments()[0] & 0xfe00) == 0xfc00
+                || (ip.segments()[0] & 0xffc0) == 0xfe80
+        }
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::*;
+
+    fn client(body: serde_json::Value) -> McpClient {
+        let mut full = serde_json::json!({"client_id": "c", "name": "c", "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"});
+        if let (Some(full), Some(body)) = (full.as_object_mut(), body.as_object()) {
+            full.extend(body.clone());
+        }
+        serde_json::from_value(full).unwrap()
+    }
+
+    #[test]
+    fn stdio_commands_and_private_urls_need_the_operator() {
+        let strict = McpHosts::default();
+        let stdio = client(serde_json::json!({"connection_type": "stdio", "stdio_config": {"command": "/bin/sh"}}));
+        assert_eq!(strict.admit(&stdio).unwrap_err().field, "stdio_config.command");
+        let allowed = McpHosts { stdio_commands: vec!["/bin/sh".into()], private_urls: false };
+        assert!(allowed.admit(&stdio).is_ok());
+        for url in [
+            "http://127.0.0.1:18000/mcp",
+            "http://localhost/mcp",
+            "http://169.254.169.254/latest",
+            "http://10.0.0.5/mcp",
+            "http://[::1]:8081/mcp",
+            "https://user@192.168.1.1/mcp",
+            "http://0.0.0.0:8082/",
+        ] {
+            let http = client(serde_json::json!({"connection_type": "http", "connection_string": url}));
+            assert_eq!(strict.admit(&http).unwrap_err().field, "connection_string", "{url}");
+            assert!(McpHosts { private_urls: true, ..McpHosts::default() }.admit(&http).is_ok(), "{url}");
+        }
+        let public =
+            client(serde_json::json!({"connection_type": "http", "connection_string": "https://mcp.example.com/mcp"}));
+        assert!(strict.admit(&public).is_ok());
+        let env = client(serde_json::json!({"connection_type": "http", "connection_string": "env.MCP_URL"}));
+        assert!(strict.admit(&env).is_ok(), "resolved at connect time");
+    }
+}
