@@ -209,7 +209,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .add_service(AggregatedDiscoveryServiceServer::new(ads))
         .add_service(Unary(Report(state.store.clone())))
-        .add_service(Unary(Lease(state.store.clone())))
+        .add_service(Unary(Lease(state.store.clone(), state.cache.clone())))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(xds_listener), shutdown());
     let admin = axum::serve(admin_listener, admin::router(state)).with_graceful_shutdown(shutdown());
     let stopping = hub.clone();

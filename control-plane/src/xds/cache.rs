@@ -15,6 +15,8 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::watch;
+use warden_policy::lease::LeasedLimit;
+use warden_policy::limits::record_limits;
 
 /// The filter's ECDS resource and its content version.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +68,27 @@ struct State {
     last_change: HashMap<String, u64>,
     /// During [`Cache::begin_sweep`]: the names published since.
     swept: Option<std::collections::HashSet<String>>,
+    /// Every limit that spans Envoys, by counter, as the records say (see [`Cache::leased`]).
+    leased: HashMap<String, LeasedLimit>,
+    /// The counters of each record's such limits.
+    leased_by_record: HashMap<String, Vec<String>>,
+}
+
+impl State {
+    /// Re-reads which limits spanning Envoys a record holds (`None`: it is gone).
+    fn index_leased(&mut self, name: &str, body: Option<&[u8]>) {
+        for counter in self.leased_by_record.remove(name).unwrap_or_default() {
+            self.leased.remove(&counter);
+        }
+        let Some(body) = body else { return };
+        let limits = record_limits(name, body).leased;
+        if limits.is_empty() {
+            return;
+        }
+        let counters = limits.iter().map(|l| l.counter.clone()).collect();
+        self.leased.extend(limits.into_iter().map(|l| (l.counter.clone(), l)));
+        self.leased_by_record.insert(name.to_owned(), counters);
+    }
 }
 
 /// The shared snapshot. Cheap to clone behind an `Arc`; methods take a short lock.
@@ -157,6 +180,12 @@ impl Cache {
     }
 
     /// The body of one policy record, as every filter holds it.
+    /// The limit behind a lease counter, as the published records say: the truth a lease is
+    /// decided against, whatever an Envoy claims.
+    pub fn leased(&self, counter: &str) -> Option<LeasedLimit> {
+        self.read().leased.get(counter).cloned()
+    }
+
     pub fn record(&self, name: &str) -> Option<Arc<Vec<u8>>> {
         self.read().records.get(name).map(|e| e.body.clone())
     }
@@ -175,6 +204,7 @@ impl Cache {
                     continue;
                 }
                 state.next_seq(&name);
+                state.index_leased(&name, Some(&body));
                 state.records.insert(name, PolicyEntry { version, body: Arc::new(body) });
                 changed = true;
             }
@@ -190,6 +220,7 @@ impl Cache {
             let removed = state.records.remove(name).is_some();
             if removed {
                 state.next_seq(name);
+                state.index_leased(name, None);
             }
             removed
         };
