@@ -32,7 +32,8 @@ pub struct LeaseWant {
     #[prost(uint64, tag = "3")]
     /// Where it ends: the control plane forgets leases of windows long past.
     pub window_end_ms: u64,
-    /// The budget, µ$, as this Envoy's policy says.
+    /// The limit as this Envoy's policy says (informative: the control plane decides against the
+    /// limit its published records set).
     #[prost(uint64, tag = "4")]
     pub max: u64,
     /// What this Envoy has spent and reserved in the window.

@@ -90,7 +90,7 @@ impl LeaseStore for SqlStore {
                 signed(want.max)
             );
             tx.execute(window).await.map_err(backend)?;
-            // The lock, and the limit as the asking Envoy's policy has it now.
+            // The lock, and the limit as the published records have it (see `quota::lease`).
             let lock = sql!(
                 "UPDATE lease_windows SET max_micros = $3 WHERE counter = $1 AND window_start_ms = $2",
                 counter,
