@@ -345,6 +345,16 @@ impl Vm {
     /// Runs one exchange through every phase, as Envoy does: request headers (readable until
     /// the filter lets them go), request body (buffered while the filter pauses), response
     /// headers and body (streamed chunk by chunk), then the log and the context's end.
+    /// What a filter that lets the request go sends upstream: the body buffered so far, and the
+    /// headers as they are now if they were still held.
+    fn release_request(&mut self, body: &mut Vec<u8>, headers_sent: &mut Vec<(String, Vec<u8>)>) {
+        body.extend(std::mem::take(&mut self.store.data_mut().request_body));
+        if self.store.data().headers_readable {
+            *headers_sent = self.store.data().request_headers.clone();
+            self.store.data_mut().headers_readable = false;
+        }
+    }
+
     pub fn exchange(&mut self, exchange: Exchange) -> Result<Outcome> {
         let ctx = self.next_context as i32;
         self.next_context += 1;
@@ -380,11 +390,7 @@ impl Vm {
             let end = (i + 1 == chunks && trailers.is_empty()) as i32;
             let r: i32 = self.call("proxy_on_request_body", (ctx, size, end))?;
             if r == CONTINUE && self.store.data().reply.is_none() {
-                body.extend(std::mem::take(&mut self.store.data_mut().request_body));
-                if self.store.data().headers_readable {
-                    headers_sent = self.store.data().request_headers.clone();
-                    self.store.data_mut().headers_readable = false;
-                }
+                self.release_request(&mut body, &mut headers_sent);
                 forwarded = true;
             } else if end == 1 && self.store.data().reply.is_none() {
                 wasmtime::bail!("the filter paused at the end of the request body: the request would hang");
@@ -394,11 +400,7 @@ impl Vm {
             let n = trailers.len() as i32;
             let r: i32 = self.call("proxy_on_request_trailers", (ctx, n))?;
             if r == CONTINUE && self.store.data().reply.is_none() {
-                body.extend(std::mem::take(&mut self.store.data_mut().request_body));
-                if self.store.data().headers_readable {
-                    headers_sent = self.store.data().request_headers.clone();
-                    self.store.data_mut().headers_readable = false;
-                }
+                self.release_request(&mut body, &mut headers_sent);
                 forwarded = true;
             } else if self.store.data().reply.is_none() {
                 wasmtime::bail!("the filter paused at the request's trailers: the request would hang");
