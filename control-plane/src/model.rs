@@ -174,11 +174,20 @@ pub enum OverrideMode {
 }
 
 impl Budget {
-    /// The limit in force at `now_ms`, USD: `max_limit`, plus the override while it lasts.
+    /// The limit in force at `now_ms`, USD, as the filters count it: `max_limit`, plus the
+    /// override while it lasts.
     pub fn effective_max_limit(&self, now_ms: u64) -> f64 {
-        match self.override_amount {
-            Some(amount) if self.override_ends_at.is_none_or(|end| now_ms < unix_ms(end)) => self.max_limit + amount,
-            _ => self.max_limit,
+        self.limit().max_at(now_ms) as f64 / 1e6
+    }
+
+    /// As the filters count it: micro-dollars.
+    fn limit(&self) -> BudgetLimit {
+        BudgetLimit {
+            max_micros: (self.max_limit * 1e6).round() as u64,
+            reset_duration: self.reset_duration.clone(),
+            reset_at_ms: self.last_reset.map_or(0, unix_ms),
+            override_micros: self.override_amount.map_or(0, |a| (a * 1e6).round() as u64),
+            override_until_ms: self.override_ends_at.map_or(0, unix_ms),
         }
     }
 }
@@ -312,16 +321,7 @@ impl ProviderConfig {
 
 /// Budgets as the filters count them: micro-dollars.
 pub fn budget_limits(budgets: &[Budget]) -> Vec<BudgetLimit> {
-    budgets
-        .iter()
-        .map(|b| BudgetLimit {
-            max_micros: (b.max_limit * 1e6).round() as u64,
-            reset_duration: b.reset_duration.clone(),
-            reset_at_ms: b.last_reset.map_or(0, unix_ms),
-            override_micros: b.override_amount.map_or(0, |a| (a * 1e6).round() as u64),
-            override_until_ms: b.override_ends_at.map_or(0, unix_ms),
-        })
-        .collect()
+    budgets.iter().map(Budget::limit).collect()
 }
 
 /// Unix milliseconds, as records carry instants.

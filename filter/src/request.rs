@@ -307,14 +307,13 @@ impl HttpContext for WardenRequest {
             return self.route_to_hub("", None);
         }
         let mut admission = admit(pairs.clone(), health, status.as_ref(), lookup_at(generation_of(&status)), now);
-        if admission == Err(Denial::KeyNotFound) {
-            // A key created a moment ago may be newer than the sync status this VM trusts: the
-            // control plane answers its creation once every Envoy holds it, so look again.
-            let latest = shared::reread_sync_status(now);
-            if generation_of(&latest) != generation_of(&status) {
-                status = latest;
-                admission = admit(pairs.clone(), health, status.as_ref(), lookup_at(generation_of(&status)), now);
-            }
+        // A key created a moment ago may be newer than the sync status this VM trusts: the
+        // control plane answers its creation once every Envoy holds it, so look again.
+        if admission == Err(Denial::KeyNotFound)
+            && let Some(latest) = shared::newer_sync_status(now, generation_of(&status))
+        {
+            admission = admit(pairs.clone(), health, Some(&latest), lookup_at(latest.generation), now);
+            status = Some(latest);
         }
         let generation = generation_of(&status);
         let lookup = lookup_at(generation);
@@ -502,21 +501,15 @@ impl HttpContext for WardenRequest {
                     )
                 }
             };
+            // A refusal under policy older than the newest (a budget raised a moment ago, say)
+            // is decided again under the newest, once.
+            let under_newest = || {
+                let latest = shared::newer_sync_status(now, generation)?.generation;
+                let key = shared::shared_record::<VirtualKeyRecord>(RecordKind::VirtualKey, &key_hash, latest)?;
+                Some(decide(&key, &SharedRecords(latest)))
+            };
             let first = decide(&key, &records);
-            match first.1 {
-                // A refusal under policy older than this VM trusts (a budget raised a moment
-                // ago, say) is decided again under the newest, once.
-                Err(_) => match shared::reread_sync_status(now).map(|s| s.generation) {
-                    Some(latest) if latest != generation => {
-                        match shared::shared_record::<VirtualKeyRecord>(RecordKind::VirtualKey, &key_hash, latest) {
-                            Some(key) => decide(&key, &SharedRecords(latest)),
-                            None => first,
-                        }
-                    }
-                    _ => first,
-                },
-                Ok(_) => first,
-            }
+            if first.1.is_err() { under_newest().unwrap_or(first) } else { first }
         };
         if !control_plane_up {
             host::increment(self.metrics.without_control_plane, 1);

@@ -51,6 +51,14 @@ impl WardenRoot {
             leases: Leases::default(),
         }
     }
+
+    /// Sends the policy acknowledgements held, unless they wait for leases still being asked
+    /// for: an acknowledged change is one every worker can enforce.
+    fn release_acks(&mut self, now_ms: u64) {
+        if !self.stream.acks_wait_for_leases() || !self.leases.busy() {
+            self.stream.send_held_acks(now_ms);
+        }
+    }
 }
 
 impl Context for WardenRoot {
@@ -63,9 +71,7 @@ impl Context for WardenRoot {
             if needs_leases && let Some(settings) = &self.settings {
                 self.leases.tick(&settings.control_plane_cluster, now, &self.metrics);
             }
-            if !self.stream.acks_wait_for_leases() || !self.leases.busy() {
-                self.stream.send_held_acks(now);
-            }
+            self.release_acks(now);
         }
     }
 
@@ -82,9 +88,7 @@ impl Context for WardenRoot {
             if retick && let Some(settings) = &self.settings {
                 self.leases.tick(&settings.control_plane_cluster, now, &self.metrics);
             }
-            if !self.leases.busy() {
-                self.stream.send_held_acks(now);
-            }
+            self.release_acks(now);
         } else if self.reporter.owns(token_id)
             && let Some(settings) = &self.settings
         {
@@ -154,9 +158,7 @@ impl RootContext for WardenRoot {
             self.stream.ensure_open(&settings.control_plane_cluster, now, &self.metrics);
             self.reporter.flush(&settings.control_plane_cluster, &self.metrics);
             self.leases.tick(&settings.control_plane_cluster, now, &self.metrics);
-            if !self.leases.busy() {
-                self.stream.send_held_acks(now);
-            }
+            self.release_acks(now);
         } else {
             self.stream.stop();
             self.reporter.stop();

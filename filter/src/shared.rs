@@ -102,10 +102,16 @@ pub fn sync_status(now_ms: u64) -> Option<SyncStatus> {
 }
 
 /// The sync status as it is now, whatever this VM read last.
-pub fn reread_sync_status(now_ms: u64) -> Option<SyncStatus> {
+fn reread_sync_status(now_ms: u64) -> Option<SyncStatus> {
     let status = host::shared_get(SYNC_KEY).0.and_then(|v| SyncStatus::decode(&v));
     SYNC.with(|sync| *sync.borrow_mut() = Some((now_ms, status.clone())));
     status
+}
+
+/// The sync status as it is now, if its policy generation is not `generation`: a decision taken
+/// on the status this VM trusts (up to [`SYNC_FRESH_MS`] old) may be taken again on it.
+pub fn newer_sync_status(now_ms: u64, generation: u64) -> Option<SyncStatus> {
+    reread_sync_status(now_ms).filter(|status| status.generation != generation)
 }
 
 /// Records contact with the control plane; `changed` bumps the generation after the leader

@@ -84,7 +84,7 @@ pub struct LeaseGrant {
     /// Another Envoy wants more than is free: give back what this one does not need.
     #[prost(bool, tag = "6")]
     pub reclaim: bool,
-    /// The limit this grant was decided under (the want's).
+    /// The limit this grant was decided under (the published one, for the want's window).
     #[prost(uint64, tag = "7")]
     pub max: u64,
     /// What the other Envoys had reported spent in the window.
