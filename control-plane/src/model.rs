@@ -357,6 +357,9 @@ fn budgets(list: &[Budget], field: &str) -> Result<(), Invalid> {
         if !b.max_limit.is_finite() || b.max_limit <= 0.0 {
             return Err(Invalid::new(format!("{field}[{i}].max_limit"), "must be greater than 0"));
         }
+        if b.override_amount.is_some_and(|a| !a.is_finite() || a <= 0.0) {
+            return Err(Invalid::new(format!("{field}[{i}].override_amount"), "must be greater than 0"));
+        }
         duration(&b.reset_duration, &format!("{field}[{i}].reset_duration"))?;
     }
     let mut windows: Vec<&str> = list.iter().map(|b| b.reset_duration.as_str()).collect();

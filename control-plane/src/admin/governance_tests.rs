@@ -502,6 +502,7 @@ async fn unbounded_admin_input_is_a_400_naming_the_field() {
     let cases = [
         (KEYS, json!({"name": "k", "provider_configs": [{"provider": "openai", "allowed_models": ["regex:a)|(b"]}]})),
         (KEYS, json!({"name": "k", "budgets": [{"max_limit": 1.0, "reset_duration": "1e15M"}]})),
+        (KEYS, json!({"name": "k", "budgets": [{"max_limit": 1.0, "reset_duration": "1d", "override_amount": -5.0}]})),
         (TEAMS, json!({"name": "t", "rate_limit": {"request_max_limit": 5, "request_reset_duration": "40000d"}})),
         ("/api/providers", json!({"name": "p", "base_url": "http://h/v1\r\nx-injected: 1", "keys": []})),
     ];

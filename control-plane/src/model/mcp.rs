@@ -297,6 +297,13 @@ fn is_private_host(host: &str) -> bool {
     if host == "localhost" || host.ends_with(".localhost") {
         return true;
     }
+    // No host name ends in a number: `2130706433`, `127.1` or `0x7f.1` are addresses a resolver
+    // reads the old way (127.0.0.1). Only the four-part dotted form is judged; the rest refused.
+    let last = host.rsplit('.').next().unwrap_or_default();
+    let numeric = last.starts_with("0x") || (!last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()));
+    if numeric && host.parse::<std::net::Ipv4Addr>().is_err() {
+        return true;
+    }
     match host.parse::<std::net::IpAddr>() {
         Ok(std::net::IpAddr::V4(ip)) => {
             ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified() || ip.is_broadcast()
@@ -341,6 +348,9 @@ mod host_tests {
             "http://[::1]:8081/mcp",
             "https://user@192.168.1.1/mcp",
             "http://0.0.0.0:8082/",
+            "http://2130706433:18000/",
+            "http://127.1/mcp",
+            "http://0x7f.0.0.1/mcp",
         ] {
             let http = client(serde_json::json!({"connection_type": "http", "connection_string": url}));
             assert_eq!(strict.admit(&http).unwrap_err().field, "connection_string", "{url}");
