@@ -105,8 +105,9 @@ test: tools build ## Build and run every test: unit, wasmtime harness, end to en
 e2e: tools build ## Only the end-to-end tests
 	cargo test -p warden-tests --test e2e -- --test-threads 2
 
-fuzz: ## A longer fuzz pass over every policy parser (make test runs 2,000 cases each)
+fuzz: ## A longer fuzz pass over every parser of outside bytes (make test runs 2,000 cases each)
 	PROPTEST_CASES=$${PROPTEST_CASES:-100000} cargo test -p warden-policy --test fuzz
+	PROPTEST_CASES=$${PROPTEST_CASES:-100000} cargo test -p warden-control-plane fuzz_tests
 
 lint: ## rustfmt check and clippy with warnings as errors
 	cargo fmt --all -- --check

@@ -34,12 +34,15 @@ trap "exit 130" INT TERM
   --admin-token-file "$DATA/admin-token" --filter-wasm "$WARDEN_WASM" --gateway-url "http://$LISTEN" \
   --mcp-stdio-command "$WARDEN_MCP_TIME" \
   > "$DATA/logs/warden.log" 2>&1 & pids+=($!)
-"$WARDEN_BIN" bootstrap --listen "$LISTEN" --admin "$ENVOY_ADMIN" --xds "$XDS" --out "$DATA/envoy.yaml"
-"$ENVOY_BIN" -c "$DATA/envoy.yaml" --concurrency 2 --use-dynamic-base-id > "$DATA/logs/envoy.log" 2>&1 & pids+=($!)
-
 api() { curl -sf -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' "$@"; }
 for _ in $(seq 100); do curl -sf "http://$ADMIN/health" > /dev/null && break; sleep 0.1; done
 curl -sf "http://$ADMIN/health" > /dev/null || { echo "warden did not start; see $DATA/logs/warden.log"; exit 1; }
+
+# Envoy reaches the xDS port over mutual TLS: bootstrap fetches this node's certificate from the
+# admin API into $DATA/xds-tls/ and points the bootstrap at it.
+"$WARDEN_BIN" bootstrap --listen "$LISTEN" --admin "$ENVOY_ADMIN" --xds "$XDS" --control-plane "http://$ADMIN" \
+  --admin-token-file "$DATA/admin-token" --tls-dir "$DATA/xds-tls" --out "$DATA/envoy.yaml"
+"$ENVOY_BIN" -c "$DATA/envoy.yaml" --concurrency 2 --use-dynamic-base-id > "$DATA/logs/envoy.log" 2>&1 & pids+=($!)
 
 # The provider: the mock, or the real one named by WARDEN_UPSTREAM. Created or updated on
 # every run, so switching between them needs no clean-up.

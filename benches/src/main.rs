@@ -198,13 +198,19 @@ fn shell_cluster() -> String {
 
 /// Starts `warden serve` serving `wasm` as the filter, with its own store and ports, and creates
 /// the benchmark's two providers on the mock; returns it, its admin URL and its xDS port.
+/// A running `warden serve`: where its admin API and its xDS port are.
+struct ControlPlane {
+    admin: String,
+    xds_port: u16,
+}
+
 async fn start_warden(
     args: &Args,
     dir: &Path,
     name: &str,
     wasm: &Path,
     mock_port: u16,
-) -> anyhow::Result<(Proc, String, u16)> {
+) -> anyhow::Result<(Proc, ControlPlane)> {
     let (admin_port, xds_port) = (free_port()?, free_port()?);
     let warden = spawn(
         Command::new(&args.warden)
@@ -233,7 +239,7 @@ async fn start_warden(
         let resp = http.post(format!("{admin}/api/providers")).bearer_auth(ADMIN_TOKEN).json(&body).send().await?;
         anyhow::ensure!(resp.status() == 201, "creating provider {provider}: {}", resp.text().await?);
     }
-    Ok((warden, admin, xds_port))
+    Ok((warden, ControlPlane { admin, xds_port }))
 }
 
 /// The run with the median p99 (then throughput): a field-wise median would mix runs.
@@ -275,10 +281,11 @@ async fn main() -> anyhow::Result<()> {
         Command::new(&args.warden).args(["mock-provider", "--addr", &format!("127.0.0.1:{mock_port}")]),
         &dir.join("mock.log"),
     )?;
-    let (_warden, admin, xds_port) = start_warden(&args, &dir, "warden", &args.wasm, mock_port).await?;
+    let (_warden, governed) = start_warden(&args, &dir, "warden", &args.wasm, mock_port).await?;
+    let admin = governed.admin.clone();
     // The same configuration served with the empty filter in Warden's place: what Warden's
     // Envoy configuration costs before the filter does any work.
-    let (_shell_warden, _, shell_xds_port) = start_warden(&args, &dir, "shell", &args.empty_wasm, mock_port).await?;
+    let (_shell_warden, shell) = start_warden(&args, &dir, "shell", &args.empty_wasm, mock_port).await?;
     let limits = json!({"request_max_limit": 1_000_000_000u64, "request_reset_duration": "1h",
                         "token_max_limit": 1_000_000_000_000u64, "token_reset_duration": "1d"});
     let grant = |p: &str| {
@@ -303,13 +310,10 @@ async fn main() -> anyhow::Result<()> {
     // The Warden row stays last (revocation and tool calls go through it).
     let variants = [
         ("mock provider, direct", None),
-        ("Envoy, no filter", Some(("bare", None, xds_port))),
-        ("Envoy + empty proxy-wasm filter", Some(("wasm", Some(&args.empty_wasm), xds_port))),
-        (
-            "Envoy with Warden's configuration + the empty filter in Warden's place",
-            Some(("warden", None, shell_xds_port)),
-        ),
-        ("Envoy + Warden filter, full governance", Some(("warden", None, xds_port))),
+        ("Envoy, no filter", Some(("bare", None, &governed))),
+        ("Envoy + empty proxy-wasm filter", Some(("wasm", Some(&args.empty_wasm), &governed))),
+        ("Envoy with Warden's configuration + the empty filter in Warden's place", Some(("warden", None, &shell))),
+        ("Envoy + Warden filter, full governance", Some(("warden", None, &governed))),
     ];
     // Every set-up runs at once and the measurements interleave round by round, so a slow
     // moment of this shared machine hits all set-ups alike instead of one.
@@ -317,7 +321,7 @@ async fn main() -> anyhow::Result<()> {
     for (name, envoy) in variants {
         let (url, pid) = match envoy {
             None => (format!("http://127.0.0.1:{mock_port}/v1/chat/completions"), None),
-            Some((mode, wasm, xds_port)) => {
+            Some((mode, wasm, control_plane)) => {
                 let upstream = format!("http://127.0.0.1:{mock_port}");
                 let mut extra = vec!["--mode", mode];
                 if mode != "warden" {
@@ -327,8 +331,8 @@ async fn main() -> anyhow::Result<()> {
                 if let Some(wasm) = &wasm {
                     extra.extend(["--wasm", wasm.as_str()]);
                 }
-                let name = if xds_port == shell_xds_port { "shell" } else { mode };
-                let (envoy, url) = start_envoy(&args, &dir, name, xds_port, &extra, &key, &body).await?;
+                let name = if std::ptr::eq(control_plane, &shell) { "shell" } else { mode };
+                let (envoy, url) = start_envoy(&args, &dir, name, control_plane, &extra, &key, &body).await?;
                 let pid = envoy.0.id();
                 envoys.push(envoy);
                 (url, Some(pid))
@@ -358,7 +362,7 @@ async fn main() -> anyhow::Result<()> {
         rows.push((name, url, fixed, max));
     }
 
-    let units = unit_costs(&args, &dir, xds_port, mock_port, &key, &body, warden_pid).await?;
+    let units = unit_costs(&args, &dir, &governed, mock_port, &key, &body, warden_pid).await?;
     let mut revocations = Vec::new();
     let warden_url = rows.last().map(|r| r.1.clone()).context("no Warden set-up")?;
     let models = warden_url.replace("/chat/completions", "/models");
@@ -421,7 +425,7 @@ async fn start_envoy(
     args: &Args,
     dir: &Path,
     name: &str,
-    xds_port: u16,
+    control_plane: &ControlPlane,
     extra: &[&str],
     key: &str,
     body: &str,
@@ -430,7 +434,11 @@ async fn start_envoy(
     let bootstrap = dir.join(format!("envoy-{name}.yaml"));
     let rendered = Command::new(&args.warden)
         .args(["bootstrap", "--listen", &format!("127.0.0.1:{listen}")])
-        .args(["--admin", &format!("127.0.0.1:{envoy_admin}"), "--xds", &format!("127.0.0.1:{xds_port}")])
+        .args(["--admin", &format!("127.0.0.1:{envoy_admin}")])
+        .args(["--xds", &format!("127.0.0.1:{}", control_plane.xds_port)])
+        // Warden mode: the node's certificate for the xDS port's mutual TLS.
+        .args(["--control-plane", &control_plane.admin, "--admin-token", ADMIN_TOKEN, "--tls-dir"])
+        .arg(dir.join(format!("tls-{name}")))
         .args(extra)
         .arg("--out")
         .arg(&bootstrap)
@@ -468,7 +476,7 @@ struct UnitCost {
 async fn unit_costs(
     args: &Args,
     dir: &Path,
-    xds_port: u16,
+    control_plane: &ControlPlane,
     mock_port: u16,
     key: &str,
     body: &str,
@@ -479,7 +487,7 @@ async fn unit_costs(
     let mut envoys = Vec::new();
     for (i, recipe) in std::iter::once("").chain(RECIPES.iter().map(|r| r.0)).enumerate() {
         let extra = ["--mode", "wasm", "--upstream", &upstream, "--wasm", &empty, "--wasm-config", recipe];
-        envoys.push(start_envoy(args, dir, &format!("unit-{i}"), xds_port, &extra, key, body).await?);
+        envoys.push(start_envoy(args, dir, &format!("unit-{i}"), control_plane, &extra, key, body).await?);
     }
     let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); envoys.len()];
     for _ in 0..args.runs {

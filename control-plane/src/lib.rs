@@ -7,6 +7,7 @@ pub mod codemode;
 pub mod mcp;
 pub mod mock_provider;
 pub mod model;
+pub mod pki;
 pub mod quota;
 pub mod serve;
 pub mod store;
@@ -27,8 +28,11 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Run an OpenAI-compatible mock provider.
     MockProvider(mock_provider::MockArgs),
-    /// Print the Envoy bootstrap for a Warden node.
+    /// Print the Envoy bootstrap for a Warden node (and fetch its xDS certificate).
     Bootstrap(bootstrap::BootstrapArgs),
+    /// Run one Code Mode program sent on standard input (started by `serve`, one per program).
+    #[command(name = "codemode-worker", hide = true)]
+    CodemodeWorker,
     /// Check that the audit log's hash chain is intact; exits non-zero if it is not.
     AuditVerify {
         /// The database, as given to `serve`.
@@ -42,7 +46,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::serve(args).await,
         Command::MockProvider(args) => mock_provider::run(args).await,
-        Command::Bootstrap(args) => bootstrap::run(args),
+        Command::Bootstrap(args) => bootstrap::run(args).await,
+        Command::CodemodeWorker => codemode::worker::serve().await,
         Command::AuditVerify { database } => {
             use store::AuditStore;
             let store = database.open(false).await?;

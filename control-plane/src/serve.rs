@@ -2,6 +2,7 @@
 
 use crate::admin::{self, AppState, FilterSource};
 use crate::mcp::Hub;
+use crate::pki::Authority;
 use crate::quota::{Lease, Report, Unary};
 use crate::store::{SqlStore, Store, redacted_url};
 use crate::xds::resources::DEFAULT_CA_FILE;
@@ -75,6 +76,11 @@ pub struct ServeArgs {
     /// a cloud's metadata service); refused by default.
     #[arg(long)]
     pub mcp_allow_private_urls: bool,
+    /// Serve xDS, usage and leases in plaintext, to anyone who reaches `--xds-addr`, provider keys
+    /// included. Without it the port takes mutual TLS only, from Envoys holding a node
+    /// certificate of this control plane's CA (`warden bootstrap` fetches one).
+    #[arg(long)]
+    pub insecure_xds: bool,
     /// Initial budget admission (`spent`, Bifrost's; or `reserve`), until changed by the admin
     /// API.
     #[arg(long, value_parser = parse_admission)]
@@ -146,6 +152,7 @@ fn owner_only(dir: &std::path::Path) -> anyhow::Result<()> {
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store: Arc<dyn Store> = Arc::new(args.database.open(true).await?);
     let admin_token_sha256 = admin_token(&args, store.as_ref()).await?;
+    let authority = Arc::new(Authority::load_or_create(store.as_ref()).await?);
 
     let cache = Arc::new(Cache::default());
     let nodes = Arc::new(NodeRegistry::default());
@@ -187,6 +194,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             stdio_commands: args.mcp_stdio_commands.clone(),
             private_urls: args.mcp_allow_private_urls,
         }),
+        authority: authority.clone(),
     };
     admin::sync::start(&state).await?;
     tracing::info!(records = cache.policy_len(), "policy loaded from the store");
@@ -205,11 +213,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Box::pin(async move { admin::sync::catch_up(&state).await })
     });
     let ads = AdsServer::new(cache, nodes, Duration::from_millis(HEARTBEAT_INTERVAL_MS)).with_catch_up(catch_up);
-    let xds = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .add_service(AggregatedDiscoveryServiceServer::new(ads))
-        .add_service(Unary(Report(state.store.clone())))
-        .add_service(Unary(Lease(state.store.clone(), state.cache.clone())))
+    let tls = if args.insecure_xds {
+        tracing::warn!(xds = %args.xds_addr, "xDS in plaintext (--insecure-xds): whoever reaches it gets the provider keys");
+        None
+    } else {
+        Some(server_tls(&authority)?)
+    };
+    let xds = xds_server(ads, state.store.clone(), state.cache.clone(), tls)?
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(xds_listener), shutdown());
     let admin = axum::serve(admin_listener, admin::router(state)).with_graceful_shutdown(shutdown());
     let stopping = hub.clone();
@@ -226,6 +236,34 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     hub.shutdown();
     served
+}
+
+/// The xDS port's gRPC server: ADS, usage reports and leases; behind `tls` (mutual) unless none.
+pub fn xds_server(
+    ads: AdsServer,
+    store: Arc<dyn Store>,
+    cache: Arc<Cache>,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+) -> anyhow::Result<tonic::transport::server::Router> {
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls)?;
+    }
+    Ok(server
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .add_service(AggregatedDiscoveryServiceServer::new(ads))
+        .add_service(Unary(Report(store.clone())))
+        .add_service(Unary(Lease(store, cache))))
+}
+
+/// The xDS port's TLS: this replica's certificate, and client certificates required from the CA.
+pub fn server_tls(authority: &Authority) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+    use tonic::transport::{Certificate, Identity};
+    let server = authority.server()?;
+    Ok(tonic::transport::ServerTlsConfig::new()
+        .identity(Identity::from_pem(server.certificate, server.private_key))
+        .client_ca_root(Certificate::from_pem(authority.certificate()))
+        .timeout(Duration::from_secs(10)))
 }
 
 /// The admin token's hash: from the flag, the file, the store, or newly generated (printed once).
@@ -285,18 +323,5 @@ fn parse_admission(text: &str) -> Result<BudgetAdmission, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    #[tokio::test]
-    async fn the_data_folder_and_database_are_the_owner_s_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let args = DatabaseArgs { data_dir: data.clone(), database_url: None };
-        let _store = args.open(true).await.unwrap();
-        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&data), 0o700);
-        assert_eq!(mode(&data.join("warden.db")), 0o600);
-    }
-}
+#[path = "serve_tests.rs"]
+mod tests;

@@ -302,18 +302,30 @@ fn tool_call<R: Records, C: Counters>(
     j: ToolJudgement<'_, R, C>,
 ) -> (RateReport, Result<Dispatch, Denial>) {
     let none = RateReport::default();
+    let team = key.team_id.as_deref().and_then(|id| j.records.team(id));
+    let customer_id = key.customer_id.as_deref().or_else(|| team.as_ref().and_then(|t| t.customer_id.as_deref()));
+    let customer = customer_id.and_then(|id| j.records.customer(id));
+    let mut owners: Vec<limits::Scope<'_>> = key.scope().into_iter().collect();
+    owners.extend(customer.as_ref().and_then(CustomerRecord::scope));
+    owners.extend(team.as_ref().and_then(TeamRecord::scope));
     if crate::codemode::is_meta(&call.name) {
         if !sees_code_mode(j.grants, j.records, include) {
             return (none, Err(Denial::ToolBlocked(call.name.clone(), key.name.clone())));
         }
-        // The meta-tools cost nothing themselves and have no limits of their own: a program's
-        // tool calls are judged one by one, and the hub bounds the programs running at once.
+        // A meta-tool call is a request of the key (and its customer and team): their request
+        // limits bound how often one key can list files or start programs. It costs nothing
+        // itself; a program's tool calls are judged one by one.
+        let (report, reserved) = limits::reserve(&owners, j.counters, j.now_ms, j.control_plane_up);
+        let reservation = match reserved {
+            Ok(r) => r,
+            Err(denial) => return (report, Err(denial)),
+        };
         let dispatch = Dispatch {
             cluster: crate::mcp::HUB_CLUSTER.into(),
             path: j.path,
             timeout_ms: None,
             body: None,
-            reservation: Reservation::default(),
+            reservation,
             holds_slot: false,
             stream: false,
             hide_usage_chunk: false,
@@ -323,7 +335,7 @@ fn tool_call<R: Records, C: Counters>(
             charged: charged(key, j.records, &call.name),
             acts_as_caller: call.name == crate::codemode::EXECUTE_TOOL_CODE,
         };
-        return (none, Ok(dispatch));
+        return (report, Ok(dispatch));
     }
     let Some((client_name, tool)) = call.split() else {
         return (none, Err(Denial::ToolUnknown(call.name.clone())));
@@ -335,17 +347,11 @@ fn tool_call<R: Records, C: Counters>(
     if !crate::mcp::allows(j.grants, &client, tool, include) {
         return (none, Err(Denial::ToolBlocked(call.name.clone(), key.name.clone())));
     }
-    let team = key.team_id.as_deref().and_then(|id| j.records.team(id));
-    let customer_id = key.customer_id.as_deref().or_else(|| team.as_ref().and_then(|t| t.customer_id.as_deref()));
-    let customer = customer_id.and_then(|id| j.records.customer(id));
     let limit =
         key.mcp_configs.iter().find(|g| g.mcp_client_name == client.name).and_then(|g| g.tool_call_limits.get(tool));
     // A tool call counts against its call limit only, not the key's request limits (those are
     // LLM requests); the budgets of the key, its customer and its team are charged its price.
     let call_limit: Vec<limits::Scope<'_>> = limit.map(|l| key.tool_scope(&call.name, l)).into_iter().collect();
-    let mut owners: Vec<limits::Scope<'_>> = key.scope().into_iter().collect();
-    owners.extend(customer.as_ref().and_then(CustomerRecord::scope));
-    owners.extend(team.as_ref().and_then(TeamRecord::scope));
     let (report, reserved) = limits::reserve(&call_limit, j.counters, j.now_ms, j.control_plane_up);
     let reservation = match reserved {
         Ok(r) => r,
@@ -764,6 +770,25 @@ mod tests {
         assert_eq!(structured.1.unwrap().path, "/v1/mcp/tool/execute?format=chat&structured=true");
         let bad = tool_execute(&k, "format=xml", b"{}", &w, &w, 0, &SETTINGS, true, &NO_HEADERS).1;
         assert_eq!(bad.unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn code_mode_meta_tools_count_as_requests_of_the_key() {
+        let mut w = world();
+        let mut coded = fs_client(0);
+        coded.is_code_mode_client = true;
+        w.mcp.push(coded);
+        let mut k = key();
+        k.mcp_configs = vec![grant(&["read"])];
+        k.limits.rate_limit = per_minute(2);
+        let call = |name: &str| ToolCall { call_id: "1".into(), name: name.into(), arguments: Default::default() };
+        let run =
+            |name: &str, now: u64| mcp_tool_call(&k, "/mcp", &call(name), &w, &w, now, &SETTINGS, true, &NO_HEADERS).1;
+        assert!(run("listToolFiles", 0).is_ok());
+        assert!(run("executeToolCode", 0).unwrap().acts_as_caller);
+        let Err(Denial::RateLimited(v)) = run("readToolFile", 0) else { panic!("a third request in the minute") };
+        assert_eq!(v.entity, "VK");
+        assert!(run("executeToolCode", 60_000).is_ok(), "the next minute");
     }
 
     #[test]

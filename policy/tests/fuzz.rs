@@ -61,8 +61,13 @@ fn jsonish() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// 2,000 cases each, or `PROPTEST_CASES` (`make fuzz`): an explicit count would override it.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(2_000)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn request_bodies(bytes in jsonish()) {

@@ -1,7 +1,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
-use warden_tests::stack::{Options, Stack};
+use warden_tests::stack::{Options, Stack, stat};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_lifecycle_through_envoy() {
@@ -169,4 +169,23 @@ async fn a_client_is_never_internal_and_its_envoy_control_headers_do_nothing() {
     let forwarded = headers["x-forwarded-for"].as_str().unwrap_or_default();
     assert_eq!(forwarded.split(',').next(), Some("10.1.2.3"), "{forwarded}");
     assert_eq!(forwarded.split(',').count(), 2, "{forwarded}");
+}
+
+/// The reproduction: a plaintext HTTP/2 POST to the ADS method, with no credential, was
+/// answered 200. Now the port speaks only TLS with a node certificate, and Envoy's own xDS
+/// connection is such a handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_xds_port_answers_no_one_without_a_node_certificate() {
+    let stack = Stack::start().await;
+    let plain = reqwest::Client::builder().http2_prior_knowledge().timeout(Duration::from_secs(5)).build().unwrap();
+    let ads = format!(
+        "http://127.0.0.1:{}/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
+        stack.xds_port
+    );
+    let answer = plain.post(&ads).header("content-type", "application/grpc").body(vec![0u8; 5]).send().await;
+    assert!(answer.is_err(), "a plaintext ADS call was answered: {:?}", answer.map(|r| r.status()));
+    let handshakes = stat(&stack.http, stack.envoy_admin_port, "cluster.warden_xds.ssl.handshake").await;
+    assert!(handshakes.is_some_and(|n| n > 0), "Envoy's xDS connection is not TLS: {handshakes:?}");
+    let (_, nodes) = stack.admin_call(Method::GET, "/api/envoy/nodes", None).await;
+    assert!(nodes["nodes"].to_string().contains("e2e-node"), "{nodes}");
 }

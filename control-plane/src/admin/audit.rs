@@ -20,8 +20,9 @@ use serde_json::{Value, json};
 const MAX_AUDITED_BODY: usize = 1 << 20;
 
 /// Fields whose values are secrets wherever they appear: a virtual key's or a provider key's
-/// `value`, tokens, an MCP client's `headers` and `connection_string` (which may carry a token).
-const SECRET_FIELDS: &[&str] = &["value", "admin_token", "token", "headers", "connection_string"];
+/// `value`, tokens, an MCP client's `headers` and `connection_string` (which may carry a token),
+/// a node certificate's private key.
+const SECRET_FIELDS: &[&str] = &["value", "admin_token", "token", "headers", "connection_string", "private_key"];
 
 /// The JSON with every secret field's value replaced.
 pub fn redact(value: &mut Value) {

@@ -2,7 +2,8 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::json::ValidJson;
+use super::json::{Path, ValidJson};
+use crate::pki::{SERVER_NAME, check_node_id};
 use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
@@ -36,5 +37,23 @@ pub async fn put_filter_settings(
     Ok(Json(json!({
         "message": "Filter settings pushed; see /api/envoy/nodes for each node's ACK or NACK",
         "filter_version": version,
+    })))
+}
+
+/// Issues a certificate for the Envoy node `node_id`, the client side of the xDS port's mutual
+/// TLS that `warden bootstrap` writes next to Envoy's bootstrap. Its private key is made here,
+/// shown once and kept nowhere (the audit log redacts it).
+pub async fn issue_certificate(
+    State(state): State<AppState>,
+    Path(node_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    check_node_id(&node_id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let issued = state.authority.node(&node_id).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(json!({
+        "node_id": node_id,
+        "certificate": issued.certificate,
+        "private_key": issued.private_key,
+        "ca_certificate": state.authority.certificate(),
+        "server_name": SERVER_NAME,
     })))
 }

@@ -95,6 +95,8 @@ pub struct AppState {
     pub hub: Arc<crate::mcp::Hub>,
     /// Which MCP servers the admin API may configure.
     pub mcp_hosts: Arc<crate::model::McpHosts>,
+    /// The xDS port's CA: issues the nodes' certificates.
+    pub authority: Arc<crate::pki::Authority>,
 }
 
 impl AppState {
@@ -196,6 +198,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/settings/mcp/tool-manager-config", get(mcp::tool_manager).put(mcp::put_tool_manager))
         .route("/api/envoy/nodes", get(envoy::nodes))
+        .route("/api/envoy/nodes/{node_id}/certificate", axum::routing::post(envoy::issue_certificate))
         .route("/api/envoy/filter-settings", get(envoy::filter_settings).put(envoy::put_filter_settings))
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), propagation::wait_applied))

@@ -16,6 +16,7 @@ pub(super) async fn app() -> (Router, AppState) {
     let cache = Arc::new(Cache::default());
     let filter = Arc::new(FilterSource::new("/filter.wasm".into(), FilterSettings::for_cluster("warden_xds"), &cache));
     let hub = Arc::new(crate::mcp::Hub::new(cache.clone(), "127.0.0.1:8082".into(), "http://127.0.0.1:8080"));
+    let authority = Arc::new(crate::pki::Authority::load_or_create(store.as_ref()).await.unwrap());
     let state = AppState {
         store,
         cache,
@@ -30,6 +31,7 @@ pub(super) async fn app() -> (Router, AppState) {
             stdio_commands: ["/nonexistent/mcp-server", "x", "/bin/other"].map(String::from).to_vec(),
             private_urls: true,
         }),
+        authority,
     };
     (router(state.clone()), state)
 }
@@ -295,6 +297,26 @@ async fn prices_have_defaults_overrides_and_a_fallback() {
     let mini = list["prices"].as_array().unwrap().iter().find(|p| p["name"] == "gpt-4o-mini").unwrap().clone();
     assert_eq!((mini["source"].as_str(), mini["price"]["input_per_mtok"].as_u64()), (Some("default"), Some(150_000)));
     assert!(!list.to_string().contains("\"name\":\"*\""));
+}
+
+#[tokio::test]
+async fn a_node_certificate_is_issued_once_for_a_valid_node_id_and_its_key_is_never_audited() {
+    let (app, _) = app().await;
+    let (status, issued) = call(&app, Method::POST, "/api/envoy/nodes/edge-1/certificate", None).await;
+    assert_eq!(status, StatusCode::OK, "{issued}");
+    assert_eq!(issued["server_name"], "warden-xds");
+    for field in ["certificate", "ca_certificate"] {
+        assert!(issued[field].as_str().unwrap().starts_with("-----BEGIN CERTIFICATE-----"), "{field}");
+    }
+    let key = issued["private_key"].as_str().unwrap();
+    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"));
+    let (status, refused) = call(&app, Method::POST, "/api/envoy/nodes/a%20b/certificate", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    let (_, log) = call(&app, Method::GET, "/api/audit", None).await;
+    let text = log.to_string();
+    let body = key.lines().nth(1).unwrap();
+    assert!(!text.contains(body), "the node's private key reached the audit log");
+    assert!(text.contains("POST /api/envoy/nodes/edge-1/certificate") && text.contains("[redacted]"));
 }
 
 #[tokio::test]

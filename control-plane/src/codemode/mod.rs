@@ -5,12 +5,15 @@
 //! written to the ledger like a direct call.
 
 mod files;
+#[cfg(test)]
+mod fuzz_tests;
 mod sandbox;
 mod slots;
 mod typescript;
+pub mod worker;
 
 pub use files::ToolFiles;
-pub use sandbox::{Failure, Limits, Outcome, ToolCaller, execute};
+pub use sandbox::{Failure, Limits, Outcome, ToolCaller};
 pub use slots::ProgramSlots;
 
 use crate::mcp::Hub;
@@ -93,7 +96,13 @@ pub async fn call(
             let callable = callable(hub, caller, &servers, gateway.unattended);
             let limits =
                 Limits { timeout: config.tool_timeout().unwrap_or(Limits::default().timeout), ..Limits::default() };
-            let outcome = execute(code, names.clone(), tool_caller(hub, caller, gateway, callable), limits).await;
+            let tools = tool_caller(hub, caller, gateway, callable);
+            let outcome = match std::env::current_exe() {
+                Ok(warden) => worker::run_isolated(&warden, code, names.clone(), tools, limits).await,
+                Err(e) => {
+                    Outcome { console: Vec::new(), result: Err((Failure::Runtime, e.to_string())), tool_calls: 0 }
+                }
+            };
             render(&outcome, &names)
         }
         _ => return Err(Denial::ToolUnknown(name.to_owned())),

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What one execution may use.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     pub memory_bytes: usize,
     pub stack_bytes: usize,
@@ -44,7 +44,7 @@ pub type ToolCaller =
     Arc<dyn Fn(String, String) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> + Send + Sync>;
 
 /// Why an execution failed, as the model is told.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Failure {
     /// The code does not parse (TypeScript is a superset of JavaScript: one parse for both).
     Syntax,
@@ -71,7 +71,7 @@ impl Failure {
 }
 
 /// What an execution produced.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Outcome {
     /// `console.*` lines, in order.
     pub console: Vec<String>,

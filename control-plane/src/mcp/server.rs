@@ -7,13 +7,12 @@
 use super::Hub;
 use super::execute::gateway_of;
 use super::records::{Caller, Published};
+use super::sessions::{self, Sessions};
 use crate::codemode;
 use axum::Router;
-use axum::extract::{Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderName, HeaderValue, Method};
+use axum::middleware;
 use rmcp::handler::server::ServerHandler;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ErrorCode, ErrorData, Implementation, ListToolsResult,
@@ -23,18 +22,21 @@ use rmcp::service::{NotificationContext, RequestContext, RoleServer, Subscriptio
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::json;
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use warden_policy::Denial;
 use warden_policy::codemode::{META_TOOLS, is_meta, meta_tool};
-use warden_policy::mcp::{self, KEY_HASH_HEADER, exposed_name};
+use warden_policy::mcp::{self, exposed_name};
 
 /// The Streamable HTTP service of `/mcp`. `allowed_origins` lists the browser origins that may
 /// call it; any other `Origin` is refused with 403 (DNS-rebinding protection; clients that are
 /// not browsers send none).
-fn service(hub: Arc<Hub>, allowed_origins: Vec<String>) -> StreamableHttpService<McpServer, LocalSessionManager> {
+fn service(
+    hub: Arc<Hub>,
+    allowed_origins: Vec<String>,
+    sessions: Arc<LocalSessionManager>,
+) -> StreamableHttpService<McpServer, LocalSessionManager> {
     let config = StreamableHttpServerConfig::default()
         .with_allowed_origins(allowed_origins)
         .enforce_origin_validation()
@@ -42,17 +44,18 @@ fn service(hub: Arc<Hub>, allowed_origins: Vec<String>) -> StreamableHttpService
         // the Host header, is what keeps other callers out.
         .disable_allowed_hosts()
         .with_cancellation_token(hub.stopping.clone());
-    StreamableHttpService::new(move || Ok(McpServer::new(hub.clone())), Arc::default(), config)
+    StreamableHttpService::new(move || Ok(McpServer::new(hub.clone())), sessions, config)
 }
 
 /// `/mcp` and `/mcp/<slug>`, each session bound to the key that opened it.
 pub fn routes<S: Clone + Send + Sync + 'static>(hub: Arc<Hub>, allowed_origins: Vec<String>) -> Router<S> {
     let cors = cors(&allowed_origins);
-    let mcp = service(hub, allowed_origins);
+    let manager = Arc::new(LocalSessionManager::default());
+    let mcp = service(hub, allowed_origins, manager.clone());
     Router::new()
         .route_service("/mcp", mcp.clone())
         .route_service("/mcp/{slug}", mcp)
-        .layer(middleware::from_fn_with_state(Arc::new(Sessions::default()), bind_sessions))
+        .layer(middleware::from_fn_with_state(Arc::new(Sessions::new(manager)), sessions::bind))
         .layer(cors)
 }
 
@@ -77,69 +80,8 @@ fn cors(allowed_origins: &[String]) -> CorsLayer {
         .allow_origin(AllowOrigin::list(origins))
         .allow_methods([Method::GET, Method::POST, Method::DELETE])
         .allow_headers(headers.map(HeaderName::from_static))
-        .expose_headers([HeaderName::from_static(SESSION_HEADER)])
+        .expose_headers([HeaderName::from_static(sessions::SESSION_HEADER)])
 }
-
-/// Which key opened each 2025-11-25 session. A session id is no credential: another key's
-/// request on it (a call, its GET stream, a DELETE) is answered as for an unknown session.
-#[derive(Default)]
-struct Sessions {
-    owners: Mutex<(HashMap<String, String>, VecDeque<String>)>,
-}
-
-/// Sessions remembered at most; the oldest are forgotten first (rmcp ends idle ones too).
-const MAX_SESSIONS: usize = 100_000;
-
-impl Sessions {
-    fn owner(&self, session: &str) -> Option<String> {
-        self.owners.lock().unwrap_or_else(|p| p.into_inner()).0.get(session).cloned()
-    }
-
-    fn open(&self, session: String, key: String) {
-        let mut guard = self.owners.lock().unwrap_or_else(|p| p.into_inner());
-        let (owners, order) = &mut *guard;
-        if owners.insert(session.clone(), key).is_none() {
-            order.push_back(session);
-        }
-        while order.len() > MAX_SESSIONS {
-            if let Some(oldest) = order.pop_front() {
-                owners.remove(&oldest);
-            }
-        }
-    }
-
-    fn close(&self, session: &str) {
-        let mut guard = self.owners.lock().unwrap_or_else(|p| p.into_inner());
-        guard.0.remove(session);
-        guard.1.retain(|s| s != session);
-    }
-}
-
-async fn bind_sessions(State(sessions): State<Arc<Sessions>>, request: Request, next: Next) -> Response {
-    let text = |v: &HeaderValue| v.to_str().ok().map(str::to_owned);
-    let key = request.headers().get(KEY_HASH_HEADER).and_then(text).unwrap_or_default();
-    let session = request.headers().get(SESSION_HEADER).and_then(text);
-    if let Some(session) = &session
-        && sessions.owner(session).is_some_and(|owner| owner != key)
-    {
-        return (StatusCode::NOT_FOUND, "Session not found").into_response();
-    }
-    let deleting = request.method() == Method::DELETE;
-    let mut response = next.run(request).await;
-    // rmcp ends a session with 202; clients (the Python SDK) expect 200 or 204 and warn.
-    if deleting && response.status() == StatusCode::ACCEPTED {
-        *response.status_mut() = StatusCode::NO_CONTENT;
-    }
-    if let Some(opened) = response.headers().get(SESSION_HEADER).and_then(text) {
-        sessions.open(opened, key);
-    }
-    if let (true, Some(session)) = (deleting && response.status().is_success(), session) {
-        sessions.close(&session);
-    }
-    response
-}
-
-const SESSION_HEADER: &str = "mcp-session-id";
 
 /// One MCP session (2025-11-25) or one request (2026-07-28).
 #[derive(Clone)]

@@ -7,6 +7,7 @@
 //! shrinks, so the last dollars are spread in small pieces instead of stranded in one Envoy.
 
 use super::Method;
+use crate::pki::Caller;
 use crate::store::Store;
 use crate::xds::Cache;
 use std::sync::Arc;
@@ -139,12 +140,14 @@ impl Method for Lease {
     const SERVICE: &'static str = QUOTA_SERVICE;
     const METHOD: &'static str = LEASE_METHOD;
 
-    fn answer(self, request: LeaseRequest) -> BoxFuture<LeaseReply, Status> {
+    fn answer(self, caller: Caller, request: LeaseRequest) -> BoxFuture<LeaseReply, Status> {
         let Lease(store, cache) = self;
         Box::pin(async move {
             if request.node.is_empty() {
                 return Err(Status::invalid_argument("a lease call needs the Envoy's node id"));
             }
+            // One node cannot take or give back another's leases.
+            caller.check(&request.node)?;
             if request.wants.len() > MAX_WANTS {
                 return Err(Status::invalid_argument(format!("at most {MAX_WANTS} wants per call")));
             }
@@ -259,7 +262,7 @@ mod tests {
             node: "n".into(),
             wants: vec![lease("warden:budget:vk:vk-1:1d"), lease("warden:budget:forged:1d")],
         };
-        let reply = Lease(store, cache.clone()).answer(asked).await.unwrap();
+        let reply = Lease(store, cache.clone()).answer(Caller::Trusted, asked).await.unwrap();
         let granted: Vec<(u64, u64)> = reply.grants.iter().map(|g| (g.granted, g.max)).collect();
         assert_eq!(granted, [(1_000, 1_000), (0, 0)], "the record's $0.001, and nothing for a counter no record has");
         cache.remove("vk:abc");

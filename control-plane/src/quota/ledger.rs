@@ -3,6 +3,7 @@
 //! may forget.
 
 use super::Method;
+use crate::pki::Caller;
 use crate::store::{AuditEvent, Store};
 use std::sync::Arc;
 use tonic::Status;
@@ -37,7 +38,8 @@ impl Method for Report {
     const SERVICE: &'static str = LEDGER_SERVICE;
     const METHOD: &'static str = REPORT_METHOD;
 
-    fn answer(self, batch: UsageBatch) -> BoxFuture<UsageAck, Status> {
+    /// Any node may report: a record names no node, and its id makes a resend harmless.
+    fn answer(self, _: Caller, batch: UsageBatch) -> BoxFuture<UsageAck, Status> {
         let store = self.0;
         Box::pin(async move {
             if batch.records.len() > MAX_BATCH {
@@ -95,7 +97,7 @@ mod tests {
             ..UsageRecord::default()
         };
         let batch = UsageBatch { records: vec![absurd("a"), absurd("b"), absurd("c")] };
-        let ack = Report(store.clone()).answer(batch).await.unwrap();
+        let ack = Report(store.clone()).answer(Caller::Trusted, batch).await.unwrap();
         assert_eq!(ack.ids.len(), 3);
         let totals = store.usage(&UsageQuery::default()).await.unwrap().into_iter().next().unwrap();
         assert_eq!((totals.output_tokens, totals.cost_micros), (3 * MAX_RECORDED, 3 * MAX_RECORDED));

@@ -11,6 +11,7 @@ mod ledger;
 pub use lease::Lease;
 pub use ledger::Report;
 
+use crate::pki::Caller;
 use std::convert::Infallible;
 use std::task::{Context, Poll};
 use tonic::Status;
@@ -26,8 +27,8 @@ pub trait Method: Clone + Send + Sync + 'static {
     const SERVICE: &'static str;
     /// The method, e.g. `Report`.
     const METHOD: &'static str;
-    /// The answer to one request.
-    fn answer(self, request: Self::Request) -> BoxFuture<Self::Response, Status>;
+    /// The answer to one request from `caller` (authenticated by the TLS layer).
+    fn answer(self, caller: Caller, request: Self::Request) -> BoxFuture<Self::Response, Status>;
 }
 
 /// A tonic service that serves one [`Method`].
@@ -39,7 +40,11 @@ impl<M: Method> UnaryService<M::Request> for Unary<M> {
     type Future = BoxFuture<tonic::Response<M::Response>, Status>;
 
     fn call(&mut self, request: tonic::Request<M::Request>) -> Self::Future {
-        let answer = self.0.clone().answer(request.into_inner());
+        let caller = match Caller::of(&request) {
+            Ok(caller) => caller,
+            Err(status) => return Box::pin(async move { Err(status) }),
+        };
+        let answer = self.0.clone().answer(caller, request.into_inner());
         Box::pin(async move { answer.await.map(tonic::Response::new) })
     }
 }

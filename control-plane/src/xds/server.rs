@@ -11,6 +11,7 @@
 
 use super::cache::{Cache, PolicyChange, content_version};
 use super::status::{Nack, NodeRegistry};
+use crate::pki::Caller;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::TypedExtensionConfig;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
@@ -68,12 +69,14 @@ impl AggregatedDiscoveryService for AdsServer {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let caller = Caller::of(&request)?;
         let (tx, rx) = mpsc::channel(16);
         let stream = SotwStream {
             cache: self.cache.clone(),
             nodes: self.nodes.clone(),
             tx,
-            node_id: String::new(),
+            caller,
+            node_id: None,
             nonce: 0,
             subscriptions: HashMap::new(),
         };
@@ -85,6 +88,7 @@ impl AggregatedDiscoveryService for AdsServer {
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        let caller = Caller::of(&request)?;
         let (tx, rx) = mpsc::channel(16);
         let stream = DeltaStream {
             cache: self.cache.clone(),
@@ -92,6 +96,7 @@ impl AggregatedDiscoveryService for AdsServer {
             nodes: self.nodes.clone(),
             heartbeat: self.heartbeat,
             tx,
+            caller,
             node_id: String::new(),
             nonce: 0,
             seq: 0,
@@ -124,7 +129,10 @@ struct SotwStream {
     cache: Arc<Cache>,
     nodes: Arc<NodeRegistry>,
     tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
-    node_id: String,
+    caller: Caller,
+    /// The node the first request named, once its caller may speak as it: nothing (provider
+    /// keys least of all) is sent before.
+    node_id: Option<String>,
     nonce: u64,
     subscriptions: HashMap<String, Subscription>,
 }
@@ -135,10 +143,13 @@ impl SotwStream {
         loop {
             tokio::select! {
                 request = requests.message() => match request {
-                    Ok(Some(request)) => self.on_request(request),
+                    Ok(Some(request)) => if let Err(status) = self.on_request(request) {
+                        let _ = self.tx.send(Err(status)).await;
+                        break;
+                    },
                     Ok(None) => break,
                     Err(status) => {
-                        tracing::debug!(node = %self.node_id, %status, "ADS stream ended");
+                        tracing::debug!(node = ?self.node_id, %status, "ADS stream ended");
                         break;
                     }
                 },
@@ -150,29 +161,34 @@ impl SotwStream {
         }
     }
 
-    fn on_request(&mut self, request: DiscoveryRequest) {
-        if let Some(node) = &request.node {
-            self.node_id.clone_from(&node.id);
-        }
+    fn on_request(&mut self, request: DiscoveryRequest) -> Result<(), Status> {
+        let node_id = match &self.node_id {
+            Some(id) => id.clone(),
+            None => {
+                let id = request.node.as_ref().map(|n| n.id.clone()).unwrap_or_default();
+                self.caller.check(&id)?;
+                self.node_id.insert(id).clone()
+            }
+        };
         let Some(label) = sotw_types().into_iter().find(|(t, _)| *t == request.type_url).map(|(_, l)| l) else {
-            return;
+            return Ok(());
         };
         let sub = self.subscriptions.entry(request.type_url.clone()).or_default();
         if !request.response_nonce.is_empty() && request.response_nonce != sub.nonce {
-            return; // stale: answers a response that has since been superseded
+            return Ok(()); // stale: answers a response that has since been superseded
         }
         sub.names = request.resource_names;
         if let Some(error) = &request.error_detail {
             let version = sub.sent_version.clone().unwrap_or_default();
-            tracing::warn!(node = %self.node_id, kind = label, %version, reason = %error.message, "xDS resources NACKed; parked until they change");
+            tracing::warn!(node = %node_id, kind = label, %version, reason = %error.message, "xDS resources NACKed; parked until they change");
             let nack = Nack { version: version.clone(), reason: error.message.clone(), at: chrono::Utc::now() };
-            self.nodes.update(&self.node_id, |s| s.resources.entry(label).or_default().nack = Some(nack));
+            self.nodes.update(&node_id, |s| s.resources.entry(label).or_default().nack = Some(nack));
             sub.nacked_version = Some(version);
-            return;
+            return Ok(());
         }
         if !request.response_nonce.is_empty() {
             let acked = request.version_info;
-            self.nodes.update(&self.node_id, |s| {
+            self.nodes.update(&node_id, |s| {
                 let status = s.resources.entry(label).or_default();
                 status.acked_version = Some(acked);
                 status.nack = None;
@@ -181,8 +197,9 @@ impl SotwStream {
             // A reconnecting Envoy names the version it holds: no need to send it again.
             sub.sent_version = Some(request.version_info.clone());
             let held = request.version_info;
-            self.nodes.update(&self.node_id, |s| s.resources.entry(label).or_default().acked_version = Some(held));
+            self.nodes.update(&node_id, |s| s.resources.entry(label).or_default().acked_version = Some(held));
         }
+        Ok(())
     }
 
     /// Sends every subscribed type whose resources Envoy does not hold and has not rejected.
@@ -242,6 +259,7 @@ struct DeltaStream {
     nodes: Arc<NodeRegistry>,
     heartbeat: Duration,
     tx: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
+    caller: Caller,
     node_id: String,
     nonce: u64,
     /// The cache sequence number this stream has sent everything up to.
@@ -256,6 +274,10 @@ impl DeltaStream {
             _ => return,
         };
         self.node_id = first.node.map(|n| n.id).unwrap_or_default();
+        if let Err(status) = self.caller.check(&self.node_id) {
+            let _ = self.tx.send(Err(status)).await;
+            return;
+        }
         if first.type_url != POLICY_TYPE_URL {
             let _ = self.tx.send(Err(Status::invalid_argument(format!("unknown type {}", first.type_url)))).await;
             return;
