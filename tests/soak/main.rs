@@ -166,10 +166,9 @@ async fn administer(load: Arc<Load>, tally: Arc<Tally>, key_id: String) {
 }
 
 /// Runs `fault` and waits until everything it touched serves again; returns how long that took.
-async fn inject(stack: &mut Stack, load: &Load, windows: &Windows, fault: Fault) -> Duration {
+async fn inject(stack: &mut Stack, load: &Load, windows: &Windows, fault: Fault, round: usize) -> Duration {
     let postgres = warden_test_support::Postgres::shared();
-    let probe =
-        stack.create_key(json!({"name": format!("probe-{fault:?}-{}", Instant::now().elapsed().as_nanos())})).await;
+    let probe = stack.create_key(json!({"name": format!("probe-{round}")})).await;
     if fault == Fault::Envoy {
         // Its unreported usage would die with it: drained first, the ledger check stays exact.
         load.second_envoy_out.store(true, Ordering::Relaxed);
@@ -328,7 +327,7 @@ async fn the_fleet_loses_nothing_while_its_processes_are_killed() {
             break;
         }
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let took = inject(&mut stack, &load, &windows, *fault).await;
+        let took = inject(&mut stack, &load, &windows, *fault, round).await;
         eprintln!("soak: {fault:?} killed, everything serving again after {took:?}");
         recoveries.push((*fault, took));
     }
