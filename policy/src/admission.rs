@@ -29,9 +29,10 @@ pub fn admit<'h, I>(
 where
     I: IntoIterator<Item = (&'h str, &'h [u8])> + Clone,
 {
-    let key = find_key(headers).ok_or(Denial::KeyRequired)?;
+    // `let … else`, not `ok_or`: no refusal is built (and dropped) for an admitted request.
+    let Some(key) = find_key(headers) else { return Err(Denial::KeyRequired) };
     health.check(status, now_ms)?;
-    let record = lookup(&key.hash).ok_or(Denial::KeyNotFound)?;
+    let Some(record) = lookup(&key.hash) else { return Err(Denial::KeyNotFound) };
     record.admit(now_ms)?;
     Ok(Admitted { key, record })
 }

@@ -159,12 +159,14 @@ impl KeyHash {
     /// path, so it avoids the formatting machinery.
     pub fn to_hex(&self) -> String {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut out = String::with_capacity(64);
-        for b in self.0 {
-            out.push(char::from(DIGITS[usize::from(b >> 4)]));
-            out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+        // Into a fixed buffer, then one check: pushing 64 chars encodes each as UTF-8 and grows
+        // a string, on every request.
+        let mut out = [0u8; 64];
+        for (pair, b) in out.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0xf)];
         }
-        out
+        std::str::from_utf8(&out).map(str::to_owned).unwrap_or_default()
     }
 }
 

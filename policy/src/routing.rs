@@ -63,6 +63,10 @@ thread_local! {
 fn regex_matches(entry: &str, model: &str) -> bool {
     COMPILED.with(|cache| {
         let mut cache = cache.borrow_mut();
+        // The warm case first, with one lookup of each string (each hashes it).
+        if let Some(verdict) = cache.get(entry).and_then(|c| c.verdicts.get(model)) {
+            return *verdict;
+        }
         if !cache.contains_key(entry) {
             if cache.len() >= COMPILED_PATTERNS {
                 cache.clear();
@@ -74,9 +78,6 @@ fn regex_matches(entry: &str, model: &str) -> bool {
             cache.insert(entry.to_owned(), CompiledPattern { regex, verdicts: HashMap::new() });
         }
         let Some(compiled) = cache.get_mut(entry) else { return false };
-        if let Some(verdict) = compiled.verdicts.get(model) {
-            return *verdict;
-        }
         let verdict = compiled.regex.as_ref().is_some_and(|re| re.is_match(model));
         if compiled.verdicts.len() >= VERDICTS_PER_PATTERN {
             compiled.verdicts.clear();

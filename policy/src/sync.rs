@@ -65,7 +65,7 @@ pub struct PolicyHealth {
 impl PolicyHealth {
     /// No policy at all, or none heard of for longer than the bound: refuse, never allow.
     pub fn check(&self, status: Option<&SyncStatus>, now_ms: u64) -> Result<(), Denial> {
-        let status = status.ok_or(Denial::PolicyMissing)?;
+        let Some(status) = status else { return Err(Denial::PolicyMissing) };
         let age_ms = now_ms.saturating_sub(status.heard_at_ms);
         if age_ms > self.bound_ms {
             return Err(Denial::PolicyStale { age_ms, bound_ms: self.bound_ms });
