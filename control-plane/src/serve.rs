@@ -150,6 +150,10 @@ fn owner_only(dir: &std::path::Path) -> anyhow::Result<()> {
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Processes of this user (a stdio MCP server, a Code Mode worker gone rogue) may not read
+    // this one's memory or /proc/<pid>/environ, where the admin token or database URL may be.
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .context("marking the process not dumpable")?;
     let store: Arc<dyn Store> = Arc::new(args.database.open(true).await?);
     let admin_token_sha256 = admin_token(&args, store.as_ref()).await?;
     let authority = Arc::new(Authority::load_or_create(store.as_ref()).await?);

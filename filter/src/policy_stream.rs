@@ -123,8 +123,10 @@ impl PolicyStream {
             return false;
         }
         let (errors, needs_leases) = apply(&response, metrics);
-        // Records changed: workers drop what they parsed before.
-        shared::heard(now_ms, response.system_version_info.clone(), true);
+        // Records changed: workers drop what they parsed before. An empty answer (a new stream
+        // that held everything) changes nothing, and keeps every decision taken so far current.
+        let changed = !response.resources.is_empty() || !response.removed_resources.is_empty();
+        shared::heard(now_ms, response.system_version_info.clone(), changed);
         let error_detail = (!errors.is_empty()).then(|| {
             host::increment(metrics.nacks, 1);
             let message = errors.join("; ");

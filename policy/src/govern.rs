@@ -8,7 +8,7 @@ use crate::inference::{Endpoint, InferenceBody};
 use crate::limits::{self, RateReport, Reservation};
 use crate::mcp::{ExecuteFormat, Grants, IncludeHeaders, McpClientRecord, McpIndex, ToolCall};
 use crate::pricing::Price;
-use crate::records::{CustomerRecord, ModelRecord, ProviderRecord, TeamRecord, provider_cluster};
+use crate::records::{CustomerRecord, ModelRecord, ProviderRecord, RateLimit, TeamRecord, provider_cluster};
 use crate::routing::{self, choose};
 use crate::rpc::McpScope;
 use crate::settings::FilterSettings;
@@ -315,7 +315,15 @@ fn tool_call<R: Records, C: Counters>(
         // A meta-tool call is a request of the key (and its customer and team): their request
         // limits bound how often one key can list files or start programs. It costs nothing
         // itself; a program's tool calls are judged one by one.
-        let (report, reserved) = limits::reserve(&owners, j.counters, j.now_ms, j.control_plane_up);
+        // Their request limits only: a key out of tokens may still list files and run programs.
+        let request_limits: Vec<Option<RateLimit>> =
+            owners.iter().map(|s| s.rate_limit.map(RateLimit::requests_only)).collect();
+        let scopes: Vec<limits::Scope<'_>> = owners
+            .iter()
+            .zip(&request_limits)
+            .map(|(scope, limit)| limits::Scope { rate_limit: limit.as_ref(), ..scope.clone() })
+            .collect();
+        let (report, reserved) = limits::reserve(&scopes, j.counters, j.now_ms, j.control_plane_up);
         let reservation = match reserved {
             Ok(r) => r,
             Err(denial) => return (report, Err(denial)),
@@ -423,7 +431,7 @@ pub fn models_body(key: &VirtualKeyRecord, records: &impl Records) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::{Limits, ModelConfigRecord, ProviderGrant, RateLimit};
+    use crate::records::{Limits, ModelConfigRecord, ProviderGrant};
     use crate::settings::{BudgetAdmission, FailMode};
     use std::sync::LazyLock;
 
@@ -789,6 +797,19 @@ mod tests {
         let Err(Denial::RateLimited(v)) = run("readToolFile", 0) else { panic!("a third request in the minute") };
         assert_eq!(v.entity, "VK");
         assert!(run("executeToolCode", 60_000).is_ok(), "the next minute");
+        // A key whose tokens are spent still may: meta-tools spend none.
+        let mut spent = k.clone();
+        spent.limits.rate_limit = Some(RateLimit {
+            token_max_limit: Some(1),
+            token_reset_duration: Some("1d".into()),
+            ..RateLimit::default()
+        });
+        let held = limits::reserve(&[spent.scope().unwrap()], &w, 0, true).1.unwrap();
+        limits::charge_tokens(&held, 5, &w, 0);
+        let refused = limits::reserve(&[spent.scope().unwrap()], &w, 0, true).1;
+        assert!(matches!(refused, Err(Denial::RateLimited(_))), "the key's tokens are spent");
+        let meta = mcp_tool_call(&spent, "/mcp", &call("listToolFiles"), &w, &w, 0, &SETTINGS, true, &NO_HEADERS).1;
+        assert!(meta.is_ok(), "{meta:?}");
     }
 
     #[test]

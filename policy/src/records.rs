@@ -133,6 +133,11 @@ pub struct RateLimitError {
 }
 
 impl RateLimit {
+    /// Its request limit alone: what a call that spends no tokens is held to.
+    pub fn requests_only(&self) -> RateLimit {
+        RateLimit { token_max_limit: None, token_reset_duration: None, ..self.clone() }
+    }
+
     /// The contract's rules: a max must be > 0 and needs a duration; durations must parse.
     pub fn validate(&self) -> Result<(), RateLimitError> {
         let pairs = [

@@ -38,7 +38,11 @@ const WATCHDOG: &str = r#"
 supervisor=$!
 while read -r _; do :; done
 touch "$1/stopping"
-kill -QUIT "$(head -n 1 "$1/data/postmaster.pid" 2>/dev/null)" 2>/dev/null
+# The supervisor may be starting a new server just now: stop whichever runs until it is done.
+while kill -0 "$supervisor" 2>/dev/null; do
+  kill -QUIT "$(head -n 1 "$1/data/postmaster.pid" 2>/dev/null)" 2>/dev/null
+  sleep 0.1
+done
 wait "$supervisor"
 rm -rf "$1"
 "#;

@@ -97,12 +97,9 @@ pub async fn call(
             let limits =
                 Limits { timeout: config.tool_timeout().unwrap_or(Limits::default().timeout), ..Limits::default() };
             let tools = tool_caller(hub, caller, gateway, callable);
-            let outcome = match std::env::current_exe() {
-                Ok(warden) => worker::run_isolated(&warden, code, names.clone(), tools, limits).await,
-                Err(e) => {
-                    Outcome { console: Vec::new(), result: Err((Failure::Runtime, e.to_string())), tool_calls: 0 }
-                }
-            };
+            // This very binary, even if its file was replaced since it started.
+            let warden = std::path::Path::new("/proc/self/exe");
+            let outcome = worker::run_isolated(warden, code, names.clone(), tools, limits).await;
             render(&outcome, &names)
         }
         _ => return Err(Denial::ToolUnknown(name.to_owned())),

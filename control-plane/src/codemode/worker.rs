@@ -6,9 +6,10 @@
 //! tool call; the child sends [`FromWorker::Call`]s, then its [`FromWorker::Outcome`].
 
 use super::sandbox::{self, Failure, Limits, Outcome, ToolCaller};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -81,34 +82,50 @@ pub async fn run_isolated(
     let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         return failed(Failure::Runtime, "the sandbox could not start: no pipes".into());
     };
+    // Every wait on the child ends by this deadline, whatever the child does.
+    let deadline = tokio::time::Instant::now() + limits.timeout + GRACE;
+    let timed_out = || {
+        let why = format!("the program did not finish within {} ms", limits.timeout.as_millis());
+        failed(Failure::Timeout, why)
+    };
     let job = Job { code, servers, limits };
-    if let Err(e) = write_line(&mut stdin, &job).await {
-        return failed(Failure::Runtime, format!("the sandbox could not start: {e}"));
+    match tokio::time::timeout_at(deadline, write_line(&mut stdin, &job)).await {
+        Ok(Ok(())) => {}
+        // It ended before it read its job: how it ended says why.
+        Ok(Err(_)) => match tokio::time::timeout_at(deadline, child.wait()).await {
+            Ok(status) => return died(status.ok(), limits),
+            Err(_) => return timed_out(),
+        },
+        Err(_) => return timed_out(),
     }
     let mut lines = FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_LINE_BYTES));
     let mut calls = JoinSet::new();
-    let deadline = tokio::time::sleep(limits.timeout + GRACE);
-    tokio::pin!(deadline);
     loop {
         tokio::select! {
             line = lines.next() => match line.map(|l| l.map(|text| serde_json::from_str::<FromWorker>(&text))) {
                 Some(Ok(Ok(FromWorker::Call { id, name, arguments }))) => {
                     let tools = tools.clone();
-                    calls.spawn(async move { Answer { id, result: tools(name, arguments).await } });
+                    calls.spawn(async move {
+                        // A tool call that panicked is answered as failed, not left waiting.
+                        let result = AssertUnwindSafe(tools(name, arguments)).catch_unwind().await;
+                        Answer { id, result: result.unwrap_or_else(|_| Err("the tool call failed".into())) }
+                    });
                 }
                 Some(Ok(Ok(FromWorker::Outcome(outcome)))) => return outcome,
                 Some(Ok(Err(e))) => return failed(Failure::Runtime, format!("the sandbox answered nonsense: {e}")),
                 Some(Err(e)) => return failed(Failure::Limit, format!("the sandbox answered too much: {e}")),
-                None => return died(child.wait().await.ok(), limits),
+                None => match tokio::time::timeout_at(deadline, child.wait()).await {
+                    Ok(status) => return died(status.ok(), limits),
+                    Err(_) => return timed_out(),
+                },
             },
             Some(Ok(answer)) = calls.join_next() => {
                 // A child that stopped reading is about to end: its outcome or death says why.
-                let _ = write_line(&mut stdin, &answer).await;
+                if tokio::time::timeout_at(deadline, write_line(&mut stdin, &answer)).await.is_err() {
+                    return timed_out();
+                }
             }
-            () = &mut deadline => {
-                let _ = child.kill().await;
-                return failed(Failure::Timeout, format!("the program did not finish within {} ms", limits.timeout.as_millis()));
-            }
+            () = tokio::time::sleep_until(deadline) => return timed_out(),
         }
     }
 }
@@ -119,9 +136,14 @@ fn died(status: Option<std::process::ExitStatus>, limits: Limits) -> Outcome {
     const SIGKILL: i32 = 9;
     const SIGXCPU: i32 = 24;
     let (failure, why) = match status.and_then(|s| s.signal()) {
-        Some(SIGXCPU | SIGKILL) => (
+        Some(SIGXCPU) => (
             Failure::Timeout,
             format!("the program used more than its {} s of CPU and was stopped", cpu_seconds(limits)),
+        ),
+        // The hard CPU limit, or the system's out-of-memory killer.
+        Some(SIGKILL) => (
+            Failure::Limit,
+            format!("the program's sandbox process was killed (CPU past {} s, or memory)", cpu_seconds(limits)),
         ),
         Some(signal) => (
             Failure::Limit,
@@ -190,6 +212,8 @@ fn limit_self(limits: &Limits) -> anyhow::Result<()> {
     let cap = |bound: u64| Rlimit { current: Some(bound), maximum: Some(bound) };
     setrlimit(Resource::As, cap(ADDRESS_SPACE_BYTES))?;
     setrlimit(Resource::Core, cap(0))?;
+    // Its pipes, the runtime's own descriptors and a few spare: a program opens nothing.
+    setrlimit(Resource::Nofile, cap(64))?;
     // Past the soft limit SIGXCPU ends the child; the hard one a second later is SIGKILL.
     let cpu = cpu_seconds(*limits);
     setrlimit(Resource::Cpu, Rlimit { current: Some(cpu), maximum: Some(cpu + 1) })?;

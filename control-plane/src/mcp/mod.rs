@@ -35,17 +35,15 @@ use warden_policy::mcp::{INDEX_ID, McpIndex, exposed_name};
 use warden_policy::{Denial, RecordKind};
 
 /// The hub's routes, each reached only through Envoy (see [`from_envoy`]).
-/// A tool call's answer, at the latest: above any tool's own timeout and a Code Mode program's
-/// limit, so that only a hung hub reaches it.
-const TOOL_CALL_TIMEOUT: Duration = Duration::from_secs(300);
-/// An agent-mode chat's first byte, at the latest: its steps each have their own bounds.
-const AGENT_TIMEOUT: Duration = Duration::from_secs(1800);
+/// A tool call's or an agent chat's first byte, at the latest: past the longest
+/// `tool_execution_timeout` the settings allow (an hour), so that only a hung hub reaches it.
+const HUB_TIMEOUT: Duration = Duration::from_secs(3_900);
 
 pub fn router(hub: Arc<Hub>, allowed_origins: Vec<String>) -> Router {
     let timeout = |limit| TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, limit);
     Router::new()
-        .route("/v1/mcp/tool/execute", post(execute::execute).layer(timeout(TOOL_CALL_TIMEOUT)))
-        .route(warden_policy::mcp::AGENT_PATH, post(crate::agent::chat).layer(timeout(AGENT_TIMEOUT)))
+        .route("/v1/mcp/tool/execute", post(execute::execute).layer(timeout(HUB_TIMEOUT)))
+        .route(warden_policy::mcp::AGENT_PATH, post(crate::agent::chat).layer(timeout(HUB_TIMEOUT)))
         .merge(server::routes(hub.clone(), allowed_origins))
         // As large as the filter lets bodies be (`max_request_body_bytes` is at most 64 MiB).
         .layer(DefaultBodyLimit::max(64 << 20))

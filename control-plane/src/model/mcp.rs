@@ -146,8 +146,11 @@ impl McpClient {
                 return Err(Invalid::new(format!("tool_pricing.{tool}"), "must be a price in USD from 0 to 1000"));
             }
         }
-        if self.tool_timeout_ms == Some(0) {
-            return Err(Invalid::new("tool_timeout_ms", "must be greater than 0 (omit it for 30 s)"));
+        if self.tool_timeout_ms == Some(0) || self.tool_timeout_ms > Some(3_600_000) {
+            return Err(Invalid::new(
+                "tool_timeout_ms",
+                "must be more than 0 and at most 3600000, an hour (omit it for 30 s)",
+            ));
         }
         Ok(())
     }
@@ -231,6 +234,11 @@ mod tests {
         assert_eq!(mixed.validate().unwrap_err().field, "tools_to_execute");
         let price = client(serde_json::json!({"tool_pricing": {"a": -1.0}}));
         assert_eq!(price.validate().unwrap_err().field, "tool_pricing.a");
+        for ms in [0u64, 3_600_001] {
+            let slow = client(serde_json::json!({"tool_timeout_ms": ms}));
+            assert_eq!(slow.validate().unwrap_err().field, "tool_timeout_ms", "{ms}");
+        }
+        assert!(client(serde_json::json!({"tool_timeout_ms": 3_600_000})).validate().is_ok());
     }
 
     #[test]

@@ -291,7 +291,9 @@ impl DeltaStream {
         let mut generation = self.cache.subscribe();
         generation.mark_unchanged();
         let (changes, seq) = self.cache.initial(&held);
-        let mut open = self.send(changes, seq).await && self.send_heartbeat().await;
+        // Even when the node held everything (another VM of it took the stream over): its ACK
+        // says it holds `seq`, which admin changes wait for.
+        let mut open = self.send(changes, seq, true).await && self.send_heartbeat().await;
         let mut heartbeat = tokio::time::interval(self.heartbeat);
         heartbeat.tick().await;
         while open {
@@ -302,7 +304,7 @@ impl DeltaStream {
                 },
                 changed = generation.changed() => {
                     let (changes, seq) = self.cache.since(self.seq);
-                    changed.is_ok() && self.send(changes, seq).await
+                    changed.is_ok() && self.send(changes, seq, false).await
                 },
                 _ = heartbeat.tick() => self.send_heartbeat().await,
             };
@@ -331,11 +333,13 @@ impl DeltaStream {
         }
     }
 
-    /// Sends changes in chunks; `false` once the stream is gone.
-    async fn send(&mut self, changes: Vec<PolicyChange>, seq: u64) -> bool {
+    /// Sends changes in chunks, and one empty response when there are none and `always`;
+    /// `false` once the stream is gone.
+    async fn send(&mut self, changes: Vec<PolicyChange>, seq: u64, always: bool) -> bool {
         self.seq = seq;
         let mut iter = changes.into_iter().peekable();
-        while iter.peek().is_some() {
+        let mut empty = always && iter.peek().is_none();
+        while iter.peek().is_some() || std::mem::take(&mut empty) {
             let mut response = DeltaDiscoveryResponse {
                 system_version_info: seq.to_string(),
                 type_url: POLICY_TYPE_URL.into(),

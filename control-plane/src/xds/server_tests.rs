@@ -351,3 +351,33 @@ async fn a_nacked_secret_stays_parked_when_another_secret_changes() {
     let [sds2] = sent.as_slice() else { panic!("one response expected: {sent:?}") };
     assert_eq!(carried(sds2), ["warden-provider-key/a=key-a-rotated"]);
 }
+
+/// Another VM of an Envoy takes the policy stream over holding every record: the control plane
+/// still answers (empty), and that answer's ACK tells admin changes the node holds the version.
+#[tokio::test]
+async fn a_stream_that_already_holds_everything_is_answered_and_its_ack_counts() {
+    let cache = Arc::new(Cache::default());
+    let nodes = Arc::new(NodeRegistry::default());
+    cache.upsert([("k1".to_owned(), b"{}".to_vec())]);
+    let mut client = serve(cache.clone(), nodes.clone()).await;
+    let (tx, rx) = mpsc::channel(4);
+    let mut responses = client.delta_aggregated_resources(ReceiverStream::new(rx)).await.unwrap().into_inner();
+    let held: HashMap<String, String> = [("k1".to_string(), super::super::cache::content_version(b"{}"))].into();
+    tx.send(DeltaDiscoveryRequest {
+        node: Some(Node { id: "n1".into(), ..Default::default() }),
+        type_url: POLICY_TYPE_URL.into(),
+        initial_resource_versions: held,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let answer = next(&mut responses).await.expect("an answer although nothing changed");
+    assert_eq!((answer.type_url.as_str(), answer.resources.len()), (POLICY_TYPE_URL, 0));
+    let seq = cache.policy_seq();
+    assert_eq!(answer.system_version_info, seq.to_string());
+    let ack =
+        DeltaDiscoveryRequest { type_url: POLICY_TYPE_URL.into(), response_nonce: answer.nonce, ..Default::default() };
+    tx.send(ack).await.unwrap();
+    let propagation = nodes.applied(seq, Duration::from_secs(5)).await;
+    assert_eq!((propagation.applied, propagation.connected), (1, 1));
+}
