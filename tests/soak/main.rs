@@ -207,6 +207,14 @@ async fn inject(stack: &mut Stack, load: &Load, windows: &Windows, fault: Fault,
                 let url = format!("http://127.0.0.1:{port}/api/governance/virtual-keys/{}", key.id);
                 let resp = stack.http.get(url).bearer_auth(warden_tests::stack::ADMIN_TOKEN).send().await;
                 ok &= resp.is_ok_and(|r| r.status() == 200);
+                // A restarted replica serves tool calls once its hub has its MCP server again.
+                let url = format!("http://127.0.0.1:{port}/api/mcp/clients");
+                let resp = stack.http.get(url).bearer_auth(warden_tests::stack::ADMIN_TOKEN).send().await;
+                let clients: Value = match resp {
+                    Ok(r) => r.json().await.unwrap_or_default(),
+                    Err(_) => Value::Null,
+                };
+                ok &= clients["clients"].as_array().is_some_and(|c| c.iter().all(|c| c["state"] == "connected"));
             }
             for port in stack.gateway_ports() {
                 let url = format!("http://127.0.0.1:{port}/v1/models");
