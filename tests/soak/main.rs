@@ -108,7 +108,8 @@ impl Load {
     }
 }
 
-/// Sends `request` to each live Envoy in turn until the load stops; `judge` reads each answer.
+/// Sends `body` to `path` on each live Envoy in turn until the load stops, counting each answer
+/// in `tally`; a budget client stops at its 402.
 async fn drive(load: Arc<Load>, tally: Arc<Tally>, path: &'static str, secret: String, body: Value, stream: bool) {
     let mut turn = 0usize;
     while !load.stop.load(Ordering::Relaxed) {
@@ -288,42 +289,19 @@ async fn the_fleet_loses_nothing_while_its_processes_are_killed() {
     let chat = json!({"model": "gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]});
     let mut stream_body = chat.clone();
     stream_body["stream"] = json!(true);
+    // (clients, their tally, path, key, body, streamed)
+    let clients = [
+        (3, &chats, "/v1/chat/completions", &chatter, &chat, false),
+        (1, &streams, "/v1/chat/completions", &streamer, &stream_body, true),
+        (1, &calls, "/v1/mcp/tool/execute?format=chat", &tool_user, &tool_call, false),
+        (2, &budget, "/v1/chat/completions", &spender, &chat, false),
+    ];
     let mut tasks = Vec::new();
-    for _ in 0..3 {
-        tasks.push(tokio::spawn(drive(
-            load.clone(),
-            chats.clone(),
-            "/v1/chat/completions",
-            chatter.secret.clone(),
-            chat.clone(),
-            false,
-        )));
-    }
-    tasks.push(tokio::spawn(drive(
-        load.clone(),
-        streams.clone(),
-        "/v1/chat/completions",
-        streamer.secret.clone(),
-        stream_body,
-        true,
-    )));
-    tasks.push(tokio::spawn(drive(
-        load.clone(),
-        calls.clone(),
-        "/v1/mcp/tool/execute?format=chat",
-        tool_user.secret.clone(),
-        tool_call,
-        false,
-    )));
-    for _ in 0..2 {
-        tasks.push(tokio::spawn(drive(
-            load.clone(),
-            budget.clone(),
-            "/v1/chat/completions",
-            spender.secret.clone(),
-            chat.clone(),
-            false,
-        )));
+    for (n, tally, path, key, body, stream) in clients {
+        for _ in 0..n {
+            let (load, tally, secret, body) = (load.clone(), tally.clone(), key.secret.clone(), body.clone());
+            tasks.push(tokio::spawn(drive(load, tally, path, secret, body, stream)));
+        }
     }
     tasks.push(tokio::spawn(administer(load.clone(), admin.clone(), admin_target.id.clone())));
 

@@ -10,7 +10,7 @@
 //! `error_detail`) is recorded and its version parked, not resent until the cache changes.
 
 use super::cache::{Cache, PolicyChange, content_version};
-use super::status::{Nack, NodeRegistry};
+use super::status::{Nack, NodeRegistry, NodeStatus};
 use crate::pki::Caller;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::TypedExtensionConfig;
@@ -162,14 +162,12 @@ impl SotwStream {
     }
 
     fn on_request(&mut self, request: DiscoveryRequest) -> Result<(), Status> {
-        let node_id = match &self.node_id {
-            Some(id) => id.clone(),
-            None => {
-                let id = request.node.as_ref().map(|n| n.id.clone()).unwrap_or_default();
-                self.caller.check(&id)?;
-                self.node_id.insert(id).clone()
-            }
-        };
+        if self.node_id.is_none() {
+            let id = request.node.as_ref().map(|n| n.id.clone()).unwrap_or_default();
+            self.caller.check(&id)?;
+            self.node_id = Some(id);
+        }
+        let node_id = self.node_id.as_deref().unwrap_or_default();
         let Some(label) = sotw_types().into_iter().find(|(t, _)| *t == request.type_url).map(|(_, l)| l) else {
             return Ok(());
         };
@@ -182,13 +180,13 @@ impl SotwStream {
             let version = sub.sent_version.clone().unwrap_or_default();
             tracing::warn!(node = %node_id, kind = label, %version, reason = %error.message, "xDS resources NACKed; parked until they change");
             let nack = Nack { version: version.clone(), reason: error.message.clone(), at: chrono::Utc::now() };
-            self.nodes.update(&node_id, |s| s.resources.entry(label).or_default().nack = Some(nack));
+            self.nodes.update(node_id, |s| s.resources.entry(label).or_default().nack = Some(nack));
             sub.nacked_version = Some(version);
             return Ok(());
         }
         if !request.response_nonce.is_empty() {
             let acked = request.version_info;
-            self.nodes.update(&node_id, |s| {
+            self.nodes.update(node_id, |s| {
                 let status = s.resources.entry(label).or_default();
                 status.acked_version = Some(acked);
                 status.nack = None;
@@ -197,7 +195,7 @@ impl SotwStream {
             // A reconnecting Envoy names the version it holds: no need to send it again.
             sub.sent_version = Some(request.version_info.clone());
             let held = request.version_info;
-            self.nodes.update(&node_id, |s| s.resources.entry(label).or_default().acked_version = Some(held));
+            self.nodes.update(node_id, |s| s.resources.entry(label).or_default().acked_version = Some(held));
         }
         Ok(())
     }
@@ -282,7 +280,7 @@ impl DeltaStream {
             let _ = self.tx.send(Err(Status::invalid_argument(format!("unknown type {}", first.type_url)))).await;
             return;
         }
-        self.nodes.update(&self.node_id, |s| s.policy_streams += 1);
+        self.nodes.update(&self.node_id, NodeStatus::open_policy_stream);
         tracing::info!(node = %self.node_id, held = first.initial_resource_versions.len(), "policy stream opened");
         let held: HashMap<String, String> = first.initial_resource_versions.into_iter().collect();
         if let Some(catch_up) = &self.catch_up {
@@ -309,7 +307,7 @@ impl DeltaStream {
                 _ = heartbeat.tick() => self.send_heartbeat().await,
             };
         }
-        self.nodes.update(&self.node_id, |s| s.policy_streams = s.policy_streams.saturating_sub(1));
+        self.nodes.update(&self.node_id, NodeStatus::close_policy_stream);
         tracing::info!(node = %self.node_id, "policy stream closed");
     }
 

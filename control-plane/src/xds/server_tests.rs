@@ -34,6 +34,16 @@ fn filter(version: &str) -> FilterConfig {
     FilterConfig { name: "warden".into(), version: version.into(), resource }
 }
 
+/// A filter's first policy request: its node and the records it holds.
+fn subscription(node: &str, held: HashMap<String, String>) -> DeltaDiscoveryRequest {
+    DeltaDiscoveryRequest {
+        node: Some(Node { id: node.into(), ..Default::default() }),
+        type_url: POLICY_TYPE_URL.into(),
+        initial_resource_versions: held,
+        ..Default::default()
+    }
+}
+
 async fn next<T>(stream: &mut Streaming<T>) -> Option<T> {
     tokio::time::timeout(Duration::from_millis(300), stream.message()).await.ok().and_then(|m| m.ok().flatten())
 }
@@ -92,14 +102,7 @@ async fn delta_sends_differences_in_chunks_then_changes_and_removals() {
         ("gone".to_string(), "x".to_string()),
     ]
     .into();
-    tx.send(DeltaDiscoveryRequest {
-        node: Some(Node { id: "n1".into(), ..Default::default() }),
-        type_url: POLICY_TYPE_URL.into(),
-        initial_resource_versions: held,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    tx.send(subscription("n1", held)).await.unwrap();
 
     let (mut added, mut removed, mut nonces) = (0, Vec::new(), Vec::new());
     loop {
@@ -363,14 +366,7 @@ async fn a_stream_that_already_holds_everything_is_answered_and_its_ack_counts()
     let (tx, rx) = mpsc::channel(4);
     let mut responses = client.delta_aggregated_resources(ReceiverStream::new(rx)).await.unwrap().into_inner();
     let held: HashMap<String, String> = [("k1".to_string(), super::super::cache::content_version(b"{}"))].into();
-    tx.send(DeltaDiscoveryRequest {
-        node: Some(Node { id: "n1".into(), ..Default::default() }),
-        type_url: POLICY_TYPE_URL.into(),
-        initial_resource_versions: held,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    tx.send(subscription("n1", held)).await.unwrap();
     let answer = next(&mut responses).await.expect("an answer although nothing changed");
     assert_eq!((answer.type_url.as_str(), answer.resources.len()), (POLICY_TYPE_URL, 0));
     let seq = cache.policy_seq();

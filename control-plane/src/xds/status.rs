@@ -15,6 +15,9 @@ pub struct NodeStatus {
     pub resources: BTreeMap<&'static str, ResourceStatus>,
     /// Open policy streams from this node (one per Envoy process, from its leader VM).
     pub policy_streams: u32,
+    /// When its last open policy stream closed: another VM of the Envoy may be taking it over.
+    #[serde(skip)]
+    pub policy_stream_closed_at: Option<Instant>,
     /// The policy version (sequence number) this node last acknowledged.
     pub policy_acked_seq: Option<u64>,
     /// The policy version this node last answered, acknowledged or refused.
@@ -38,6 +41,29 @@ pub struct Nack {
     pub at: DateTime<Utc>,
 }
 
+/// How long a node whose policy stream closed is still waited for: the time another VM of its
+/// Envoy takes to open the stream again (a leader handing over, a VM restarting).
+const HANDOVER: Duration = Duration::from_secs(2);
+
+impl NodeStatus {
+    pub fn open_policy_stream(&mut self) {
+        self.policy_streams += 1;
+    }
+
+    pub fn close_policy_stream(&mut self) {
+        self.policy_streams = self.policy_streams.saturating_sub(1);
+        if self.policy_streams == 0 {
+            self.policy_stream_closed_at = Some(Instant::now());
+        }
+    }
+
+    /// Whether admin changes wait for this node: its policy stream is open, or closed so lately
+    /// that it is likely being taken over.
+    fn takes_policy(&self, now: Instant) -> bool {
+        self.policy_streams > 0 || self.policy_stream_closed_at.is_some_and(|at| now.duration_since(at) < HANDOVER)
+    }
+}
+
 /// Every node ever seen since start.
 #[derive(Default)]
 pub struct NodeRegistry {
@@ -51,7 +77,7 @@ pub struct NodeRegistry {
 pub struct Propagation {
     /// Nodes that acknowledged it (or a later version).
     pub applied: usize,
-    /// Nodes with an open policy stream.
+    /// Nodes with an open policy stream (or one closed a moment ago, being taken over).
     pub connected: usize,
     /// How long it was waited for.
     pub waited: Duration,
@@ -86,19 +112,23 @@ impl NodeRegistry {
             let updated = self.updated.notified();
             tokio::pin!(updated);
             updated.as_mut().enable();
-            let (answered, applied, connected) = {
+            let (answered, applied, connected, handing_over) = {
                 let nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
-                let open: Vec<&NodeStatus> = nodes.values().filter(|n| n.policy_streams > 0).collect();
+                let now = Instant::now();
+                let open: Vec<&NodeStatus> = nodes.values().filter(|n| n.takes_policy(now)).collect();
+                let handing_over = open.iter().any(|n| n.policy_streams == 0);
                 let reached = |v: Option<u64>| v.is_some_and(|v| v >= seq);
                 let answered = open.iter().filter(|n| reached(n.policy_answered_seq)).count();
                 let applied = open.iter().filter(|n| reached(n.policy_acked_seq)).count();
-                (answered, applied, open.len())
+                (answered, applied, open.len(), handing_over)
             };
             let waited = start.elapsed();
             if answered == connected || waited >= bound {
                 return Propagation { applied, connected, waited };
             }
-            let _ = tokio::time::timeout(bound - waited, updated).await;
+            // A node being handed over may also just be gone: look again when its time is up.
+            let wake = if handing_over { HANDOVER.min(bound - waited) } else { bound - waited };
+            let _ = tokio::time::timeout(wake, updated).await;
         }
     }
 
@@ -141,5 +171,26 @@ mod tests {
         let refused = nodes.applied(9, Duration::from_secs(5)).await;
         assert_eq!((refused.applied, refused.connected), (1, 2));
         assert!(refused.waited < Duration::from_secs(1), "{:?}", refused.waited);
+    }
+
+    #[tokio::test]
+    async fn a_node_whose_stream_is_being_taken_over_is_still_waited_for() {
+        let nodes = Arc::new(NodeRegistry::default());
+        nodes.update("a", NodeStatus::open_policy_stream);
+        nodes.update("a", NodeStatus::close_policy_stream);
+        let taking_over = nodes.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            taking_over.update("a", |s| {
+                s.open_policy_stream();
+                (s.policy_acked_seq, s.policy_answered_seq) = (Some(3), Some(3));
+            });
+        });
+        let applied = nodes.applied(3, Duration::from_secs(5)).await;
+        assert_eq!((applied.applied, applied.connected), (1, 1), "not 0/0 while the stream was closed");
+        // Gone for good: past the handover it is no longer waited for.
+        nodes.update("a", NodeStatus::close_policy_stream);
+        let gone = nodes.applied(4, Duration::from_secs(5)).await;
+        assert_eq!((gone.applied, gone.connected), (0, 0));
     }
 }
