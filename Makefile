@@ -124,18 +124,18 @@ run: tools wasm ## Start Warden: control plane, mock provider, Envoy on 127.0.0.
 	cargo build --release -p warden-control-plane
 	WARDEN_BIN=$(WARDEN_REL) ./scripts/run.sh
 
-bench: tools wasm $(OHA) ## Load benchmark; writes the README table
+bench: tools wasm $(OHA) ## Load benchmark; writes its tables into docs/benchmarks.md
 	cargo build --release -p warden-control-plane
 	cargo build --release -p warden-benches
 	cargo build -p empty-filter --target wasm32-wasip1 --profile wasm
 	$(TARGET_DIR)/release/warden-bench --warden $(WARDEN_REL) --envoy $(ENVOY) --oha $(OHA) \
-		--wasm $(WASM) --empty-wasm $(EMPTY_WASM) --readme README.md \
+		--wasm $(WASM) --empty-wasm $(EMPTY_WASM) --doc docs/benchmarks.md \
 		--python $(PYTHON) --mcp-server tests/mcp/edge_server.py
 
-bench-codemode: tools ## Token benchmark of Code Mode against classic tool calling; writes the README table
+bench-codemode: tools ## Token benchmark of Code Mode against classic tool calling; writes its table into docs/benchmarks.md
 	cargo build --release -p warden-benches --bin codemode-tokens
 	$(TARGET_DIR)/release/codemode-tokens --everything $(WARDEN_MCP_EVERYTHING) --filesystem $(WARDEN_MCP_FILESYSTEM) \
-		--time $(WARDEN_MCP_TIME) --python $(PYTHON) --edge-server tests/mcp/edge_server.py --readme README.md
+		--time $(WARDEN_MCP_TIME) --python $(PYTHON) --edge-server tests/mcp/edge_server.py --doc docs/benchmarks.md
 
 check-clean: ## Fail if the work tree has uncommitted changes
 	@git diff --quiet && git diff --cached --quiet

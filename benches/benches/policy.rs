@@ -2,17 +2,18 @@
 //! proxy-wasm overhead.
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use std::any::Any;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hint::black_box;
+use std::sync::Arc;
 use warden_policy::counter::Counters;
-use warden_policy::govern::{self, Records};
+use warden_policy::govern;
 use warden_policy::inference::Endpoint;
 use warden_policy::pricing::Price;
-use warden_policy::records::{
-    CustomerRecord, Limits, ModelRecord, ProviderGrant, ProviderRecord, RateLimit, TeamRecord,
-};
-use warden_policy::{KeyHash, PolicyHealth, SyncStatus, VirtualKeyRecord, admit};
+use warden_policy::records::{Limits, ProviderGrant, ProviderRecord, RateLimit};
+use warden_policy::records::{Record, Records};
+use warden_policy::{KeyHash, PolicyHealth, RecordKind, SyncStatus, VirtualKeyRecord, admit};
 
 /// Records and counters in maps: the decision without shared data.
 #[derive(Default)]
@@ -22,26 +23,18 @@ struct World {
 }
 
 impl Records for World {
-    fn provider(&self, name: &str) -> Option<ProviderRecord> {
-        self.providers.iter().find(|p| p.name == name).cloned()
-    }
-    fn model(&self, _: &str) -> Option<ModelRecord> {
-        None
-    }
-    fn team(&self, _: &str) -> Option<TeamRecord> {
-        None
-    }
-    fn customer(&self, _: &str) -> Option<CustomerRecord> {
-        None
-    }
-    fn price(&self, _: &str) -> Option<Price> {
-        Some(Price { input_per_mtok: 150_000, output_per_mtok: 600_000, cached_input_per_mtok: None, per_request: 0 })
-    }
-    fn mcp_client(&self, _: &str) -> Option<warden_policy::mcp::McpClientRecord> {
-        None
-    }
-    fn mcp_index(&self) -> Option<warden_policy::mcp::McpIndex> {
-        None
+    fn get<T: Record>(&self, id: &str) -> Option<Arc<T>> {
+        let found: Option<Box<dyn Any>> = match T::KIND {
+            RecordKind::Provider => self.providers.iter().find(|p| p.name == id).cloned().map(|p| Box::new(p) as _),
+            RecordKind::Price => Some(Box::new(Price {
+                input_per_mtok: 150_000,
+                output_per_mtok: 600_000,
+                cached_input_per_mtok: None,
+                per_request: 0,
+            })),
+            _ => None,
+        };
+        found?.downcast::<T>().ok().map(|record| Arc::new(*record))
     }
 }
 
@@ -113,27 +106,25 @@ fn decision(c: &mut Criterion) {
     c.bench_function("hash a virtual key (SHA-256)", |b| b.iter(|| KeyHash::of(black_box(secret.as_bytes()))));
     c.bench_function("admit: find key, hash, look up, parse record, check", |b| {
         b.iter(|| {
-            let lookup = |h: &KeyHash| table.get(h).and_then(|j| serde_json::from_slice(j).ok()).map(std::rc::Rc::new);
+            let lookup =
+                |h: &KeyHash| table.get(h).and_then(|j| serde_json::from_slice(j).ok()).map(std::sync::Arc::new);
             admit(black_box(headers.iter().copied()), health, Some(&status), lookup, 2_000)
         })
     });
+    let include = warden_policy::mcp::IncludeHeaders::default();
+    let cx = govern::Context {
+        records: &world,
+        counters: &world,
+        now_ms: 2_000,
+        settings: &settings,
+        control_plane_up: true,
+        include: &include,
+    };
     let mut n = 0u64;
     c.bench_function("govern: 1 KiB body, RBAC, weighted route, 4 limits reserved", |b| {
         b.iter(|| {
             n += 1;
-            govern::inference(
-                &record,
-                Endpoint::ChatCompletions,
-                "",
-                black_box(body.as_bytes()),
-                &world,
-                &world,
-                2_000,
-                n,
-                &settings,
-                true,
-                &warden_policy::mcp::IncludeHeaders::default(),
-            )
+            govern::inference(&record, Endpoint::ChatCompletions, "", black_box(body.as_bytes()), n, &cx)
         })
     });
 }

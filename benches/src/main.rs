@@ -1,9 +1,9 @@
 //! `make bench`: the load benchmark. Starts the mock provider, the control plane and Envoy in
 //! five set-ups on 127.0.0.1, drives each with oha at a fixed rate and then flat out, measures
-//! revocation, and writes the table into the README between the `bench` markers.
+//! revocation, and writes the tables into `docs/benchmarks.md` between the `bench` markers.
 //!
 //! Numbers from one run on one machine are only comparable with each other: every variant runs
-//! in the same run, and the README shows the machine.
+//! in the same run, and `docs/benchmarks.md` shows the machine.
 
 mod mcp;
 
@@ -32,9 +32,9 @@ struct Args {
     wasm: PathBuf,
     #[arg(long)]
     empty_wasm: PathBuf,
-    /// The README whose table to rewrite.
+    /// The document whose tables to rewrite (`docs/benchmarks.md`).
     #[arg(long)]
-    readme: Option<PathBuf>,
+    doc: Option<PathBuf>,
     /// Seconds per measurement.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
@@ -388,13 +388,15 @@ async fn main() -> anyhow::Result<()> {
     table.push_str(&render_tools(&tools));
     table.push_str(&render_units(&args, &units));
     println!("{table}");
-    if let Some(readme) = &args.readme {
-        let text = std::fs::read_to_string(readme)?;
+    if let Some(doc) = &args.doc {
+        let text = std::fs::read_to_string(doc)?;
         let (begin, end) = ("<!-- bench:begin -->", "<!-- bench:end -->");
-        let (Some(a), Some(b)) = (text.find(begin), text.find(end)) else { bail!("no bench markers in the README") };
+        let (Some(a), Some(b)) = (text.find(begin), text.find(end)) else {
+            bail!("no bench markers in {}", doc.display())
+        };
         let updated = format!("{}{begin}\n{table}\n{}", &text[..a], &text[b..]);
-        std::fs::write(readme, updated)?;
-        eprintln!("wrote the table into {}", readme.display());
+        std::fs::write(doc, updated)?;
+        eprintln!("wrote the table into {}", doc.display());
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

@@ -8,8 +8,8 @@
 //!   one program, and gets back only what the program returns.
 //!
 //! Every request body is built with Warden's own code (the injected definitions, the `.d.ts`
-//! files) and counted with o200k_base. Results go to stdout and, with `--readme`, into the
-//! README between the `codemode:begin`/`codemode:end` markers.
+//! files) and counted with o200k_base. Results go to stdout and, with `--doc`, into that document
+//! (`docs/benchmarks.md`) between the `codemode:begin`/`codemode:end` markers.
 
 use anyhow::Context;
 use clap::Parser;
@@ -36,8 +36,9 @@ struct Args {
     python: PathBuf,
     #[arg(long)]
     edge_server: PathBuf,
+    /// The document whose table to rewrite (`docs/benchmarks.md`).
     #[arg(long)]
-    readme: Option<PathBuf>,
+    doc: Option<PathBuf>,
 }
 
 type Servers = Vec<(String, Vec<McpTool>)>;
@@ -624,14 +625,14 @@ async fn main() -> anyhow::Result<()> {
         after.requests
     ));
     print!("{table}");
-    if let Some(readme) = &args.readme {
-        let text = std::fs::read_to_string(readme)?;
+    if let Some(doc) = &args.doc {
+        let text = std::fs::read_to_string(doc)?;
         let (begin, end) = ("<!-- codemode:begin -->", "<!-- codemode:end -->");
         let (Some(b), Some(e)) = (text.find(begin), text.find(end)) else {
-            anyhow::bail!("no codemode markers in the README")
+            anyhow::bail!("no codemode markers in {}", doc.display())
         };
         let updated = format!("{}{begin}\n{table}{}", &text[..b], &text[e..]);
-        std::fs::write(readme, updated)?;
+        std::fs::write(doc, updated)?;
     }
     Ok(())
 }

@@ -8,8 +8,25 @@
 //! healed.
 
 use crate::{host, shared::LEADER_KEY};
+use std::cell::Cell;
 
 const ROOT_IDS_KEY: &str = "warden:root-ids";
+
+thread_local! {
+    // One VM runs on one thread: whether this VM's policy stream is open now.
+    static HOLDS_STREAM: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Notes whether this VM's policy stream is open (each tick, and when the VM stops).
+pub fn set_holds_stream(open: bool) {
+    HOLDS_STREAM.with(|h| h.set(open));
+}
+
+/// Whether this VM currently holds the policy stream.
+#[cfg(feature = "crash-trigger")]
+pub fn vm_holds_stream() -> bool {
+    HOLDS_STREAM.with(Cell::get)
+}
 
 /// A lease as stored: `"<holder> <expires_ms> <served 0|1>"`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,8 +12,7 @@ use crate::metrics::Metrics;
 use crate::xds::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Node, RpcStatus};
 use crate::{host, leases, shared};
 use prost::Message;
-use warden_policy::limits::record_limits;
-use warden_policy::records::check_record;
+use warden_policy::records::{check_record, record_limits};
 use warden_policy::sync::{ADS_SERVICE, DELTA_METHOD, HEARTBEAT_TYPE_URL, POLICY_TYPE_URL};
 
 /// gRPC `INVALID_ARGUMENT`, the code of a NACK.

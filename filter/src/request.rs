@@ -8,17 +8,18 @@ use crate::{host, ledger, random};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
-use warden_policy::govern::{self, Dispatch, Records};
+use std::sync::Arc;
+use warden_policy::govern::{self, Dispatch, Upstream};
 use warden_policy::inference::{Endpoint, SseUsage, USAGE_TAIL, json_usage};
 use warden_policy::keys::{find_key, key_headers, presented_secret};
 use warden_policy::ledger::{UsageRecord, record_id};
 use warden_policy::limits::{self, RateReport};
-use warden_policy::mcp::{self, AGENT_KEY_HEADER, IncludeHeaders, KEY_HASH_HEADER, McpClientRecord, McpIndex};
-use warden_policy::pricing::{Price, dollars};
-use warden_policy::records::{CustomerRecord, ModelRecord, ProviderRecord, TeamRecord};
+use warden_policy::mcp::{self, AGENT_KEY_HEADER, IncludeHeaders, KEY_HASH_HEADER};
+use warden_policy::pricing::dollars;
+use warden_policy::records::{Record, Records};
 use warden_policy::rpc::{self, McpScope, RpcMessage};
 use warden_policy::settlement::{self, Answer};
-use warden_policy::{Denial, FilterSettings, PolicyHealth, RecordKind, SyncStatus, VirtualKeyRecord, admit};
+use warden_policy::{Denial, FilterSettings, PolicyHealth, SyncStatus, VirtualKeyRecord, admit};
 
 /// The header that tells the upstream which virtual key a request was admitted as. Trusted
 /// because every client-sent `x-warden-*` header is removed first.
@@ -49,7 +50,7 @@ enum Phase {
 
 /// An admitted request waiting for its body.
 struct Awaiting {
-    key: Rc<VirtualKeyRecord>,
+    key: Arc<VirtualKeyRecord>,
     endpoint: Endpoint,
     query: String,
     generation: u64,
@@ -136,26 +137,8 @@ pub struct WardenRequest {
 struct SharedRecords(u64);
 
 impl Records for SharedRecords {
-    fn provider(&self, name: &str) -> Option<ProviderRecord> {
-        shared::record(RecordKind::Provider, name, self.0)
-    }
-    fn model(&self, name: &str) -> Option<ModelRecord> {
-        shared::record(RecordKind::Model, name, self.0)
-    }
-    fn team(&self, id: &str) -> Option<TeamRecord> {
-        shared::record(RecordKind::Team, id, self.0)
-    }
-    fn customer(&self, id: &str) -> Option<CustomerRecord> {
-        shared::record(RecordKind::Customer, id, self.0)
-    }
-    fn price(&self, name: &str) -> Option<Price> {
-        shared::record(RecordKind::Price, name, self.0)
-    }
-    fn mcp_client(&self, name: &str) -> Option<McpClientRecord> {
-        shared::record(RecordKind::McpClient, name, self.0)
-    }
-    fn mcp_index(&self) -> Option<McpIndex> {
-        shared::record(RecordKind::McpClient, mcp::INDEX_ID, self.0)
+    fn get<T: Record>(&self, id: &str) -> Option<Arc<T>> {
+        shared::record(id, self.0)
     }
 }
 
@@ -229,7 +212,7 @@ impl WardenRequest {
         }
         // Setting a request header makes Envoy choose the route again (1.40): no
         // `clear_route_cache` crossing is needed.
-        host::set_request_header(CLUSTER_HEADER, &dispatch.cluster);
+        host::set_request_header(CLUSTER_HEADER, dispatch.upstream.cluster());
         if dispatch.path != client_path {
             host::set_request_header(":path", &dispatch.path);
         }
@@ -296,11 +279,8 @@ impl HttpContext for WardenRequest {
         let optional = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice());
         let header = |name: &str| optional(name).unwrap_or_default();
         let generation_of = |status: &Option<SyncStatus>| status.as_ref().map_or(0, |s| s.generation);
-        let lookup_at = |generation: u64| {
-            move |hash: &warden_policy::KeyHash| {
-                shared::shared_record(RecordKind::VirtualKey, &hash.to_hex(), generation)
-            }
-        };
+        let lookup_at =
+            |generation: u64| move |hash: &warden_policy::KeyHash| SharedRecords(generation).get(&hash.to_hex());
         if header(":method") == b"OPTIONS" && McpScope::of(header(":path")).is_some() {
             // A browser's CORS preflight carries no key: the hub answers it, for the origins
             // it admits.
@@ -441,8 +421,15 @@ impl HttpContext for WardenRequest {
         let body = host::request_body(body_size).unwrap_or_default();
         let now = host::now_ms();
         let Some(settings) = self.settings.clone() else { return Action::Continue };
-        let records = SharedRecords(generation);
         let rpc = mcp.is_some();
+        let cx = govern::Context {
+            records: &SharedRecords(generation),
+            counters: &SharedCounters,
+            now_ms: now,
+            settings: &settings,
+            control_plane_up,
+            include: &include,
+        };
         let (report, decision) = if let Some(post) = mcp {
             let message = match RpcMessage::parse(&body, post.method.as_deref(), post.name.as_deref()) {
                 Ok(message) => message,
@@ -456,59 +443,25 @@ impl HttpContext for WardenRequest {
                 return self.route_to_hub(&key_hash, Some(&post.path));
             };
             let id = message.id.unwrap_or_default();
-            let (report, decision) = govern::mcp_tool_call(
-                &key,
-                &post.path,
-                &call,
-                &records,
-                &SharedCounters,
-                now,
-                &settings,
-                control_plane_up,
-                &include,
-            );
+            let (report, decision) = govern::mcp_tool_call(&key, &post.path, &call, &cx);
             match decision {
                 Ok(dispatch) => (report, Ok(dispatch)),
                 Err(denial) => return self.deny_rpc(&denial, &report, &id),
             }
         } else {
-            let decide = |key: &VirtualKeyRecord, records: &SharedRecords| {
-                if endpoint == Endpoint::ToolExecute {
-                    govern::tool_execute(
-                        key,
-                        &query,
-                        &body,
-                        records,
-                        &SharedCounters,
-                        now,
-                        &settings,
-                        control_plane_up,
-                        &include,
-                    )
-                } else {
-                    govern::inference(
-                        key,
-                        endpoint,
-                        &query,
-                        &body,
-                        records,
-                        &SharedCounters,
-                        now,
-                        random::next(),
-                        &settings,
-                        control_plane_up,
-                        &include,
-                    )
-                }
-            };
+            let decide =
+                |key: &VirtualKeyRecord, cx: &govern::Context<'_, SharedRecords, SharedCounters>| match endpoint {
+                    Endpoint::ToolExecute => govern::tool_execute(key, &query, &body, cx),
+                    _ => govern::inference(key, endpoint, &query, &body, random::next(), cx),
+                };
             // A refusal under policy older than the newest (a budget raised a moment ago, say)
             // is decided again under the newest, once.
             let under_newest = || {
                 let latest = shared::newer_sync_status(now, generation)?.generation;
-                let key = shared::shared_record::<VirtualKeyRecord>(RecordKind::VirtualKey, &key_hash, latest)?;
-                Some(decide(&key, &SharedRecords(latest)))
+                let key = SharedRecords(latest).get::<VirtualKeyRecord>(&key_hash)?;
+                Some(decide(&key, &govern::Context { records: &SharedRecords(latest), ..cx }))
             };
-            let first = decide(&key, &records);
+            let first = decide(&key, &cx);
             if first.1.is_err() { under_newest().unwrap_or(first) } else { first }
         };
         if !control_plane_up {
@@ -522,7 +475,7 @@ impl HttpContext for WardenRequest {
             host::increment(self.metrics.budget_unleased, 1);
         }
         if let Ok(dispatch) = &decision
-            && dispatch.cluster == mcp::HUB_CLUSTER
+            && dispatch.upstream == Upstream::Hub
         {
             host::set_request_header(KEY_HASH_HEADER, &key_hash);
             if dispatch.acts_as_caller
@@ -570,7 +523,7 @@ impl HttpContext for WardenRequest {
             added.push((BUDGET_HEADER, dollars(left)));
         }
         // A tool call's cost is its price, known once its status is: its body is not read.
-        let settled = !d.rpc && (end_of_stream || d.dispatch.cluster == mcp::HUB_CLUSTER);
+        let settled = !d.rpc && (end_of_stream || d.dispatch.upstream == Upstream::Hub);
         if settled {
             settle(d, now);
             if let Some(cost) = d.cost {
@@ -681,7 +634,7 @@ fn set_cost_header(d: &Dispatched) {
 #[cfg(feature = "crash-trigger")]
 #[allow(clippy::panic, reason = "the point of this test-only trigger is to crash the VM")]
 fn crash_if_leader() {
-    if crate::root::vm_holds_stream() {
+    if crate::leader::vm_holds_stream() {
         panic!("warden: crash requested by x-warden-test-crash");
     }
 }

@@ -18,13 +18,6 @@ use warden_policy::blocks;
 thread_local! {
     // One VM runs on one thread, so these are per VM.
     static SERVED_REQUESTS: Cell<bool> = const { Cell::new(false) };
-    static HOLDS_STREAM: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Whether this VM currently holds the policy stream.
-#[cfg(feature = "crash-trigger")]
-pub fn vm_holds_stream() -> bool {
-    HOLDS_STREAM.with(Cell::get)
 }
 
 pub struct WardenRoot {
@@ -105,7 +98,7 @@ impl Context for WardenRoot {
         if let Some(id) = &self.id {
             leader::release(id);
         }
-        HOLDS_STREAM.with(|h| h.set(false));
+        leader::set_holds_stream(false);
         true
     }
 }
@@ -164,7 +157,7 @@ impl RootContext for WardenRoot {
             self.reporter.stop();
             self.leases.stop();
         }
-        HOLDS_STREAM.with(|h| h.set(self.stream.is_open()));
+        leader::set_holds_stream(self.stream.is_open());
         if let Some(status) = shared::sync_status(now) {
             host::record(self.metrics.policy_version, status.version.parse().unwrap_or(0));
             host::record(self.metrics.policy_age_ms, now.saturating_sub(status.heard_at_ms));

@@ -15,13 +15,13 @@
 //! Shared data cannot list or delete keys, so a removed record is written as an empty value.
 
 use crate::host;
-use serde::de::DeserializeOwned;
 use std::any::Any;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
-use std::rc::Rc;
+use std::sync::Arc;
 use warden_policy::blocks::Blocks;
 use warden_policy::counter::Counters;
+use warden_policy::records::Record;
 use warden_policy::{RecordKind, SyncStatus};
 
 pub const LEADER_KEY: &str = "warden:leader";
@@ -41,7 +41,7 @@ fn record_key(name: &str) -> String {
 const PARSED_RECORDS: usize = 4_096;
 
 /// A parsed record (or the knowledge that there is none) and the generation it was read at.
-type Parsed = (u64, Option<Rc<dyn Any>>);
+type Parsed = (u64, Option<Arc<dyn Any + Send + Sync>>);
 
 thread_local! {
     // Records parsed by this VM, by kind and id (found with no string built). While the policy
@@ -49,14 +49,10 @@ thread_local! {
     static PARSED: RefCell<HashMap<RecordKind, HashMap<String, Parsed>>> = RefCell::new(HashMap::new());
 }
 
-/// The record of one kind and id at policy `generation` (from this request's sync status), if
-/// this Envoy holds a readable one.
-pub fn record<T: DeserializeOwned + Clone + 'static>(kind: RecordKind, id: &str, generation: u64) -> Option<T> {
-    shared_record(kind, id, generation).map(|r: Rc<T>| T::clone(&r))
-}
-
-/// [`record`], shared with this VM's cache of parsed records instead of copied.
-pub fn shared_record<T: DeserializeOwned + 'static>(kind: RecordKind, id: &str, generation: u64) -> Option<Rc<T>> {
+/// The record `T` named by `id` at policy `generation` (from this request's sync status), if
+/// this Envoy holds a readable one; shared with this VM's cache of parsed records.
+pub fn record<T: Record>(id: &str, generation: u64) -> Option<Arc<T>> {
+    let kind = T::KIND;
     let cached = PARSED.with(|parsed| {
         let parsed = parsed.borrow();
         let (at, record) = parsed.get(&kind)?.get(id)?;
@@ -65,17 +61,17 @@ pub fn shared_record<T: DeserializeOwned + 'static>(kind: RecordKind, id: &str, 
     if let Some(hit) = cached {
         return hit.flatten();
     }
-    let record: Option<Rc<T>> = host::shared_get(&record_key(&kind.name(id)))
+    let record: Option<Arc<T>> = host::shared_get(&record_key(&kind.name(id)))
         .0
         .and_then(|value| serde_json::from_slice(&value).ok())
-        .map(Rc::new);
+        .map(Arc::new);
     PARSED.with(|parsed| {
         let mut parsed = parsed.borrow_mut();
         let of_kind = parsed.entry(kind).or_default();
         if of_kind.len() >= PARSED_RECORDS {
             of_kind.clear();
         }
-        let stored: Option<Rc<dyn Any>> = record.clone().map(|r| r as Rc<dyn Any>);
+        let stored = record.clone().map(|r| r as Arc<dyn Any + Send + Sync>);
         of_kind.insert(id.to_owned(), (generation, stored));
     });
     record

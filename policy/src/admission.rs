@@ -1,7 +1,7 @@
 //! The admission decision for one request: key present, policy fresh, key known, key usable.
 
 use crate::{Denial, KeyHash, PolicyHealth, PresentedKey, SyncStatus, VirtualKeyRecord, keys::find_key};
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// A request that may proceed, and the key it proceeds as.
 #[derive(Debug, Clone, PartialEq)]
@@ -10,7 +10,7 @@ pub struct Admitted {
     pub key: PresentedKey,
     /// The key's policy record, shared with the adapter's cache of parsed records (a key
     /// record is large: it is not copied per request).
-    pub record: Rc<VirtualKeyRecord>,
+    pub record: Arc<VirtualKeyRecord>,
 }
 
 /// Decides whether a request may proceed, in Bifrost's order: a missing key is refused before
@@ -23,7 +23,7 @@ pub fn admit<'h, I>(
     headers: I,
     health: PolicyHealth,
     status: Option<&SyncStatus>,
-    lookup: impl FnOnce(&KeyHash) -> Option<Rc<VirtualKeyRecord>>,
+    lookup: impl FnOnce(&KeyHash) -> Option<Arc<VirtualKeyRecord>>,
     now_ms: u64,
 ) -> Result<Admitted, Denial>
 where
@@ -53,7 +53,7 @@ mod tests {
         stored: Option<VirtualKeyRecord>,
     ) -> Result<Admitted, Denial> {
         let good = KeyHash::of(b"sk-bf-good");
-        let lookup = |h: &KeyHash| stored.filter(|_| *h == good).map(Rc::new);
+        let lookup = |h: &KeyHash| stored.filter(|_| *h == good).map(Arc::new);
         admit(headers.iter().map(|(n, v)| (*n, v.as_bytes())), HEALTH, status, lookup, 500)
     }
 
@@ -68,7 +68,7 @@ mod tests {
         let now_stale = |status| {
             let good = KeyHash::of(b"sk-bf-good");
             let headers = [("x-bf-vk", b"sk-bf-good".as_slice())];
-            admit(headers, HEALTH, Some(status), |h| (*h == good).then(|| Rc::new(record(true))), 1_001)
+            admit(headers, HEALTH, Some(status), |h| (*h == good).then(|| Arc::new(record(true))), 1_001)
         };
         assert_eq!(now_stale(&stale), Err(Denial::PolicyStale { age_ms: 1_001, bound_ms: 1_000 }));
         assert_eq!(run(&[("x-bf-vk", "sk-bf-other")], Some(&fresh), Some(record(true))), Err(Denial::KeyNotFound));

@@ -172,14 +172,19 @@ impl ModelRecord {
     }
 }
 
-/// Every level that limits a routed request, in the contract's order (§4.2): provider-wide,
-/// model-wide, the key's provider config, the key, its customer, its team.
-pub fn scopes<'r>(
+impl ModelRecord {
+    /// The limits of every config, whichever provider it is for (unnamed in messages).
+    pub(crate) fn every_scope(&self) -> impl Iterator<Item = Scope<'_>> {
+        self.configs.iter().filter_map(|c| scope(String::new(), format!("model:{}", c.id), &c.limits))
+    }
+}
+
+/// The levels of a routed request above its key, in the contract's order (§4.2): provider-wide,
+/// model-wide, the key's provider config. The key, its customer and its team follow.
+pub fn route_scopes<'r>(
     key: &'r VirtualKeyRecord,
     route: &Route<'r>,
     model: Option<&'r ModelRecord>,
-    team: Option<&'r TeamRecord>,
-    customer: Option<&'r CustomerRecord>,
 ) -> Vec<Scope<'r>> {
     let mut all = Vec::new();
     all.extend(route.provider.scope());
@@ -187,9 +192,6 @@ pub fn scopes<'r>(
         all.extend(model.scopes(&route.provider.name));
     }
     all.extend(route.grant.and_then(|g| key.grant_scope(g)));
-    all.extend(key.scope());
-    all.extend(customer.and_then(CustomerRecord::scope));
-    all.extend(team.and_then(TeamRecord::scope));
     all
 }
 
@@ -218,6 +220,13 @@ pub struct RecordLimits {
 }
 
 impl RecordLimits {
+    /// What the limits of these owners need.
+    pub(crate) fn of<'r>(scopes: impl IntoIterator<Item = Scope<'r>>) -> RecordLimits {
+        let mut limits = RecordLimits::default();
+        scopes.into_iter().for_each(|s| limits.add(&s));
+        limits
+    }
+
     fn add(&mut self, scope: &Scope<'_>) {
         self.counters.extend(counter_keys(scope));
         let rate = scope.rate_limit.into_iter().flat_map(|rl| {
@@ -245,55 +254,6 @@ impl RecordLimits {
             override_until_ms: b.override_until_ms,
         }));
     }
-}
-
-/// The limits of one policy record. Unreadable records have none.
-pub fn record_limits(name: &str, body: &[u8]) -> RecordLimits {
-    use crate::RecordKind;
-    let mut limits = RecordLimits::default();
-    let Some((kind, _)) = RecordKind::of_name(name) else { return limits };
-    match kind {
-        RecordKind::VirtualKey => {
-            if let Ok(key) = serde_json::from_slice::<VirtualKeyRecord>(body) {
-                let grants = key.provider_configs.iter().filter_map(|g| key.grant_scope(g));
-                key.scope().into_iter().chain(grants).for_each(|s| limits.add(&s));
-                for grant in &key.mcp_configs {
-                    for (tool, limit) in &grant.tool_call_limits {
-                        let tool = crate::mcp::exposed_name(&grant.mcp_client_name, tool);
-                        limits.add(&key.tool_scope(&tool, limit));
-                    }
-                }
-                if key.max_concurrent_requests.is_some() {
-                    limits.counters.push(concurrency_key(&key.id));
-                }
-            }
-        }
-        RecordKind::Team => {
-            if let Ok(t) = serde_json::from_slice::<TeamRecord>(body) {
-                t.scope().iter().for_each(|s| limits.add(s));
-            }
-        }
-        RecordKind::Customer => {
-            if let Ok(c) = serde_json::from_slice::<CustomerRecord>(body) {
-                c.scope().iter().for_each(|s| limits.add(s));
-            }
-        }
-        RecordKind::Provider => {
-            if let Ok(p) = serde_json::from_slice::<ProviderRecord>(body) {
-                p.scope().iter().for_each(|s| limits.add(s));
-            }
-        }
-        RecordKind::Model => {
-            if let Ok(m) = serde_json::from_slice::<ModelRecord>(body) {
-                // Every config, whichever provider it is for.
-                let scopes =
-                    m.configs.iter().filter_map(|c| scope(String::new(), format!("model:{}", c.id), &c.limits));
-                scopes.for_each(|s| limits.add(&s));
-            }
-        }
-        RecordKind::Price | RecordKind::McpClient => {}
-    }
-    limits
 }
 
 /// How much of the tightest limit of one dimension is left: the `x-ratelimit-*` headers.

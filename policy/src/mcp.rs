@@ -7,6 +7,7 @@
 use crate::Denial;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 /// Between the client's name and the tool's in an exposed tool name.
@@ -89,6 +90,14 @@ pub struct McpIndex {
     /// Names of the `allow_by_default` clients.
     #[serde(default)]
     pub allow_by_default: Vec<String>,
+}
+
+impl crate::records::Record for McpIndex {
+    const KIND: crate::RecordKind = crate::RecordKind::McpClient;
+}
+
+impl crate::records::Record for McpClientRecord {
+    const KIND: crate::RecordKind = crate::RecordKind::McpClient;
 }
 
 /// A key's grant on one client (the contract's `mcp_configs` entry).
@@ -242,13 +251,14 @@ pub fn exposed_name(client: &str, tool: &str) -> String {
 
 /// Every tool of `clients` usable under `grants` and these headers, as `(client, tool)` pairs in
 /// client then catalog order.
-pub fn allowed_tools<'c>(
+pub fn allowed_tools<'c, C: Borrow<McpClientRecord>>(
     grants: Grants<'_>,
-    clients: &'c [McpClientRecord],
+    clients: &'c [C],
     headers: &IncludeHeaders,
 ) -> Vec<(&'c McpClientRecord, &'c McpTool)> {
     clients
         .iter()
+        .map(Borrow::borrow)
         .flat_map(|c| c.tools.iter().map(move |t| (c, t)))
         .filter(|(c, t)| allows(grants, c, &t.name, headers))
         .collect()

@@ -20,6 +20,10 @@ pub struct Price {
     pub per_request: u64,
 }
 
+impl crate::records::Record for Price {
+    const KIND: crate::RecordKind = crate::RecordKind::Price;
+}
+
 /// The tokens a response reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usage {

@@ -5,8 +5,10 @@
 //! [`RecordKind`]); its body is the record as JSON. Unknown fields are ignored so that a newer
 //! control plane can add fields an older filter does not use yet.
 
+use crate::limits::RecordLimits;
 use crate::text::concat;
 use crate::{Denial, ResetDuration};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// The type URL of every policy record.
@@ -74,34 +76,151 @@ impl RecordKind {
     }
 }
 
+/// One kind of policy record. A new kind is its type, a [`RecordKind`] row, a line in
+/// [`for_kind`] and one impl of this.
+pub trait Record: DeserializeOwned + Send + Sync + 'static {
+    /// The kind its name starts with.
+    const KIND: RecordKind;
+
+    /// Whether a record read under `id` is one the filter may enforce (limits that parse, an
+    /// id of the right form); the filter NACKs it otherwise.
+    fn valid(&self, _id: &str) -> bool {
+        true
+    }
+
+    /// The counters and leases its limits need before it is written.
+    fn limits(&self) -> RecordLimits {
+        RecordLimits::default()
+    }
+}
+
+/// How a decision reads policy records (shared data in the filter, the xDS cache in the hub,
+/// maps in tests). Records are shared, not copied: a warm filter parses each once per policy
+/// generation.
+pub trait Records {
+    /// The record of type `T` under `id`, if the policy holds a readable one.
+    fn get<T: Record>(&self, id: &str) -> Option<std::sync::Arc<T>>;
+}
+
+/// Something done with the type of a record, whichever kind it is: see [`for_kind`].
+pub trait WithRecord {
+    /// What it gives.
+    type Output;
+    /// Does it with `T`.
+    fn with<T: Record>(self) -> Self::Output;
+}
+
+/// The one table of record kinds: which type a record named `<kind>:<id>` is.
+pub fn for_kind<W: WithRecord>(kind: RecordKind, id: &str, action: W) -> W::Output {
+    match kind {
+        RecordKind::VirtualKey => action.with::<VirtualKeyRecord>(),
+        RecordKind::Team => action.with::<TeamRecord>(),
+        RecordKind::Customer => action.with::<CustomerRecord>(),
+        RecordKind::Provider => action.with::<ProviderRecord>(),
+        RecordKind::Model => action.with::<ModelRecord>(),
+        RecordKind::Price => action.with::<crate::pricing::Price>(),
+        RecordKind::McpClient if id == crate::mcp::INDEX_ID => action.with::<crate::mcp::McpIndex>(),
+        RecordKind::McpClient => action.with::<crate::mcp::McpClientRecord>(),
+    }
+}
+
+/// Whether a body is a valid record of `T` under its id.
+struct Check<'b>(&'b [u8], &'b str);
+
+impl WithRecord for Check<'_> {
+    type Output = bool;
+    fn with<T: Record>(self) -> bool {
+        serde_json::from_slice::<T>(self.0).is_ok_and(|record| record.valid(self.1))
+    }
+}
+
+/// The limits of a body read as `T`.
+struct LimitsOf<'b>(&'b [u8]);
+
+impl WithRecord for LimitsOf<'_> {
+    type Output = RecordLimits;
+    fn with<T: Record>(self) -> RecordLimits {
+        serde_json::from_slice::<T>(self.0).map(|record| record.limits()).unwrap_or_default()
+    }
+}
+
+impl Record for VirtualKeyRecord {
+    const KIND: RecordKind = RecordKind::VirtualKey;
+    fn valid(&self, _id: &str) -> bool {
+        self.limits_valid()
+    }
+    fn limits(&self) -> RecordLimits {
+        let grants = self.provider_configs.iter().filter_map(|g| self.grant_scope(g));
+        let tools = self.mcp_configs.iter().flat_map(|grant| {
+            let client = &grant.mcp_client_name;
+            grant
+                .tool_call_limits
+                .iter()
+                .map(move |(tool, limit)| self.tool_scope(&crate::mcp::exposed_name(client, tool), limit))
+        });
+        let mut limits = RecordLimits::of(self.scope().into_iter().chain(grants).chain(tools));
+        if self.max_concurrent_requests.is_some() {
+            limits.counters.push(crate::limits::concurrency_key(&self.id));
+        }
+        limits
+    }
+}
+
+impl Record for TeamRecord {
+    const KIND: RecordKind = RecordKind::Team;
+    fn valid(&self, _id: &str) -> bool {
+        self.limits.valid()
+    }
+    fn limits(&self) -> RecordLimits {
+        RecordLimits::of(self.scope())
+    }
+}
+
+impl Record for CustomerRecord {
+    const KIND: RecordKind = RecordKind::Customer;
+    fn valid(&self, _id: &str) -> bool {
+        self.limits.valid()
+    }
+    fn limits(&self) -> RecordLimits {
+        RecordLimits::of(self.scope())
+    }
+}
+
+impl Record for ProviderRecord {
+    const KIND: RecordKind = RecordKind::Provider;
+    fn valid(&self, _id: &str) -> bool {
+        self.limits.valid()
+    }
+    fn limits(&self) -> RecordLimits {
+        RecordLimits::of(self.scope())
+    }
+}
+
+impl Record for ModelRecord {
+    const KIND: RecordKind = RecordKind::Model;
+    fn valid(&self, _id: &str) -> bool {
+        self.configs.iter().all(|c| c.limits.valid())
+    }
+    fn limits(&self) -> RecordLimits {
+        // Every config, whichever provider it is for.
+        RecordLimits::of(self.every_scope())
+    }
+}
+
 /// Checks that a record's body is readable as the kind its name says; the filter NACKs it
 /// otherwise. Returns the reason for a refusal.
 pub fn check_record(name: &str, body: &[u8]) -> Result<(), &'static str> {
     let (kind, id) = RecordKind::of_name(name).ok_or("name is not <kind>:<id> with a known kind")?;
-    let readable = match kind {
-        RecordKind::VirtualKey => {
-            if crate::KeyHash::from_hex(id).is_none() {
-                return Err("a virtual key record must be named by the key hash");
-            }
-            serde_json::from_slice::<VirtualKeyRecord>(body).map(|r| r.limits_valid()).unwrap_or(false)
-        }
-        RecordKind::Team => serde_json::from_slice::<TeamRecord>(body).map(|r| r.limits.valid()).unwrap_or(false),
-        RecordKind::Customer => {
-            serde_json::from_slice::<CustomerRecord>(body).map(|r| r.limits.valid()).unwrap_or(false)
-        }
-        RecordKind::Provider => {
-            serde_json::from_slice::<ProviderRecord>(body).map(|r| r.limits.valid()).unwrap_or(false)
-        }
-        RecordKind::Model => serde_json::from_slice::<ModelRecord>(body)
-            .map(|r| r.configs.iter().all(|c| c.limits.valid()))
-            .unwrap_or(false),
-        RecordKind::Price => serde_json::from_slice::<crate::pricing::Price>(body).is_ok(),
-        RecordKind::McpClient if id == crate::mcp::INDEX_ID => {
-            serde_json::from_slice::<crate::mcp::McpIndex>(body).is_ok()
-        }
-        RecordKind::McpClient => serde_json::from_slice::<crate::mcp::McpClientRecord>(body).is_ok(),
-    };
-    if readable { Ok(()) } else { Err("body is not a valid record of its kind") }
+    if kind == RecordKind::VirtualKey && crate::KeyHash::from_hex(id).is_none() {
+        return Err("a virtual key record must be named by the key hash");
+    }
+    if for_kind(kind, id, Check(body, id)) { Ok(()) } else { Err("body is not a valid record of its kind") }
+}
+
+/// The limits of one policy record. Unreadable records have none.
+pub fn record_limits(name: &str, body: &[u8]) -> RecordLimits {
+    let Some((kind, id)) = RecordKind::of_name(name) else { return RecordLimits::default() };
+    for_kind(kind, id, LimitsOf(body))
 }
 
 /// Request and token limits per window, in the contract's shape (§2.4). Also the admin API's

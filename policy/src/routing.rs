@@ -3,6 +3,7 @@
 
 use crate::Denial;
 use crate::records::{ProviderGrant, ProviderRecord, VirtualKeyRecord};
+use std::borrow::Borrow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -126,14 +127,14 @@ pub struct Route<'r> {
 /// - `providers` finds a provider's record by name.
 /// - `random` is a uniformly random number; the choice of grant and of provider key derive
 ///   from it, so tests can pin them.
-pub fn choose<'r>(
+pub fn choose<'r, P: Borrow<ProviderRecord>>(
     key: &'r VirtualKeyRecord,
     requested: &str,
-    providers: &'r [ProviderRecord],
+    providers: &'r [P],
     exhausted: impl Fn(&ProviderGrant) -> bool,
     random: u64,
 ) -> Result<Route<'r>, Denial> {
-    let find = |name: &str| providers.iter().find(|p| p.name == name);
+    let find = |name: &str| providers.iter().map(Borrow::borrow).find(|p: &&ProviderRecord| p.name == name);
     if let Some((name, model)) = requested.split_once('/')
         && let Some(provider) = find(name)
     {
@@ -212,10 +213,13 @@ pub fn weighted_pick(weights: &[f64], random: u64) -> usize {
 /// The models a key may use, as `provider/model` ids for `/v1/models`: each granted provider's
 /// catalogue filtered by the grant, plus the grant's exact names when the provider has no
 /// catalogue. Sorted, without duplicates.
-pub fn visible_models(key: &VirtualKeyRecord, providers: &[ProviderRecord]) -> Vec<String> {
+pub fn visible_models<P: Borrow<ProviderRecord>>(key: &VirtualKeyRecord, providers: &[P]) -> Vec<String> {
     let mut ids = Vec::new();
     for grant in &key.provider_configs {
-        let Some(provider) = providers.iter().find(|p| p.name == grant.provider) else { continue };
+        let Some(provider) = providers.iter().map(Borrow::borrow).find(|p: &&ProviderRecord| p.name == grant.provider)
+        else {
+            continue;
+        };
         let names: Vec<&String> = if provider.models.is_empty() {
             grant.allowed_models.iter().filter(|m| *m != "*" && !m.starts_with("regex:")).collect()
         } else {

@@ -4,10 +4,10 @@
 
 use crate::budgets;
 use crate::counter::Counters;
-use crate::govern::Dispatch;
+use crate::govern::{Dispatch, Upstream};
 use crate::ledger::UsageRecord;
 use crate::limits;
-use crate::mcp::{HUB_CLUSTER, call_is_charged};
+use crate::mcp::call_is_charged;
 use crate::pricing::Usage;
 
 /// How an admitted request's answer ended, as the adapter saw it pass.
@@ -35,7 +35,7 @@ pub struct Settled {
 /// it is unknown, the estimate) in place of the budgets' reservation. A tool call costs its
 /// price unless it failed; an answer without usage stays charged its estimate, unless it failed.
 pub fn settle(dispatch: &Dispatch, answer: Answer<'_>, counters: &impl Counters, now_ms: u64) -> Settled {
-    let tool_call = dispatch.cluster == HUB_CLUSTER;
+    let tool_call = dispatch.upstream == Upstream::Hub;
     // A tool call has a price, not tokens.
     let usage = answer.usage.filter(|_| !tool_call);
     if let Some(usage) = usage {
@@ -82,8 +82,12 @@ mod tests {
 
     const ESTIMATE: u64 = 500;
 
+    fn provider() -> Upstream {
+        Upstream::Provider { cluster: "warden-provider/openai/k1".into() }
+    }
+
     /// A request reserved in a token limit and a $1 daily budget, priced at $1/$2 per 1M tokens.
-    fn admitted(map: &Map, cluster: &str) -> Dispatch {
+    fn admitted(map: &Map, upstream: Upstream) -> Dispatch {
         let tokens =
             RateLimit { token_max_limit: Some(1_000), token_reset_duration: Some("1d".into()), ..RateLimit::default() };
         let budgets = [BudgetLimit {
@@ -105,7 +109,7 @@ mod tests {
         let held =
             budgets::reserve(&scopes, ESTIMATE, map, 0, (FailMode::Local, BudgetAdmission::Reserve), true).unwrap();
         Dispatch {
-            cluster: cluster.into(),
+            upstream,
             path: "/v1/chat/completions".into(),
             timeout_ms: None,
             body: None,
@@ -131,7 +135,7 @@ mod tests {
     #[test]
     fn priced_usage_replaces_the_estimate_and_counts_its_tokens() {
         let map = Map::default();
-        let d = admitted(&map, "warden-provider/openai/k1");
+        let d = admitted(&map, provider());
         assert_eq!(spent(&map), ESTIMATE);
         let usage = Usage { input_tokens: 100, cached_input_tokens: 0, output_tokens: 50 };
         let settled = settle(&d, Answer { status: 200, usage: Some(usage), rpc: None }, &map, 10);
@@ -149,9 +153,9 @@ mod tests {
     #[test]
     fn no_usage_keeps_the_estimate_unless_the_answer_failed() {
         let map = Map::default();
-        let ok = settle(&admitted(&map, "c"), Answer { status: 200, ..Answer::default() }, &map, 10);
+        let ok = settle(&admitted(&map, provider()), Answer { status: 200, ..Answer::default() }, &map, 10);
         assert_eq!((ok.cost, ok.record.cost_micros, spent(&map)), (None, ESTIMATE, ESTIMATE));
-        let failed = settle(&admitted(&map, "c"), Answer { status: 502, ..Answer::default() }, &map, 10);
+        let failed = settle(&admitted(&map, provider()), Answer { status: 502, ..Answer::default() }, &map, 10);
         assert_eq!((failed.cost, spent(&map)), (Some(0), ESTIMATE));
     }
 
@@ -159,11 +163,11 @@ mod tests {
     fn a_tool_call_costs_its_price_unless_it_failed_and_never_counts_tokens() {
         let map = Map::default();
         let usage = Some(Usage { input_tokens: 10, cached_input_tokens: 0, output_tokens: 10 });
-        let ok = settle(&admitted(&map, HUB_CLUSTER), Answer { status: 200, usage, rpc: None }, &map, 10);
+        let ok = settle(&admitted(&map, Upstream::Hub), Answer { status: 200, usage, rpc: None }, &map, 10);
         assert_eq!((ok.cost, ok.record.input_tokens), (Some(ESTIMATE), 0));
         // An /mcp call answers 200 whatever happened: its JSON-RPC error says it failed.
         let error = br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"x"}}"#;
-        let failed = settle(&admitted(&map, HUB_CLUSTER), Answer { status: 200, usage, rpc: Some(error) }, &map, 10);
+        let failed = settle(&admitted(&map, Upstream::Hub), Answer { status: 200, usage, rpc: Some(error) }, &map, 10);
         assert_eq!((failed.cost, failed.record.status), (Some(0), 400));
         assert_eq!(spent(&map), ESTIMATE);
     }

@@ -7,8 +7,7 @@ use proptest::prelude::*;
 use warden_policy::counter::Counter;
 use warden_policy::inference::{Endpoint, InferenceBody, SseUsage, json_usage};
 use warden_policy::keys::find_key;
-use warden_policy::limits::record_limits;
-use warden_policy::records::check_record;
+use warden_policy::records::{check_record, record_limits};
 use warden_policy::rpc::RpcMessage;
 use warden_policy::{FilterSettings, ResetDuration, SyncStatus};
 

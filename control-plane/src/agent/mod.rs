@@ -22,8 +22,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use warden_policy::Denial;
 use warden_policy::codemode::{EXECUTE_TOOL_CODE, calls_are_static, is_meta, static_calls};
-use warden_policy::govern::Records;
 use warden_policy::mcp::{self, AGENT_KEY_HEADER, AGENT_STEP_HEADER};
+use warden_policy::records::Records;
 
 /// How many model calls the answer took.
 const STEPS_HEADER: &str = "x-warden-agent-steps";
@@ -200,7 +200,7 @@ impl Run {
             return self.meta_auto(name, call);
         }
         let Some((client, tool)) = name.split_once(mcp::SEPARATOR) else { return false };
-        let Some(client) = Published(self.hub.cache()).mcp_client(client) else { return false };
+        let Some(client) = Published(self.hub.cache()).get::<mcp::McpClientRecord>(client) else { return false };
         client.tools.iter().any(|t| t.name == tool)
             && mcp::auto_executes(self.caller.key.grants(), &client, tool, &self.caller.include)
     }
@@ -224,7 +224,7 @@ impl Run {
         let records = Published(self.hub.cache());
         calls_are_static(code, &names)
             && static_calls(code, &names).iter().all(|(server, tool)| {
-                records.mcp_client(server).is_some_and(|client| {
+                records.get::<mcp::McpClientRecord>(server).is_some_and(|client| {
                     mcp::auto_executes(self.caller.key.grants(), &client, tool, &self.caller.include)
                 })
             })

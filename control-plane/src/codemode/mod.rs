@@ -25,8 +25,8 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use warden_policy::Denial;
 use warden_policy::codemode::{EXECUTE_TOOL_CODE, GET_TOOL_DOCS, LIST_TOOL_FILES, READ_TOOL_FILE};
-use warden_policy::govern::Records;
 use warden_policy::mcp::{self, McpTool, exposed_name};
+use warden_policy::records::Records;
 
 /// The code-mode servers a caller may use, with their tools.
 pub fn servers(hub: &Hub, caller: &Caller) -> Vec<(String, Vec<McpTool>)> {
@@ -116,7 +116,7 @@ fn callable(hub: &Hub, caller: &Caller, servers: &[(String, Vec<McpTool>)], unat
         .filter(|(server, tool)| {
             !unattended
                 || records
-                    .mcp_client(server)
+                    .get::<mcp::McpClientRecord>(server)
                     .is_some_and(|client| mcp::auto_executes(caller.key.grants(), &client, &tool.name, &caller.include))
         })
         .map(|(server, tool)| exposed_name(server, &tool.name))

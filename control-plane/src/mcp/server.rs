@@ -28,6 +28,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use warden_policy::Denial;
 use warden_policy::codemode::{META_TOOLS, is_meta, meta_tool};
 use warden_policy::mcp::{self, exposed_name};
+use warden_policy::records::Records;
 
 /// The Streamable HTTP service of `/mcp`. `allowed_origins` lists the browser origins that may
 /// call it; any other `Origin` is refused with 403 (DNS-rebinding protection; clients that are
@@ -208,8 +209,7 @@ impl ServerHandler for McpServer {
         let visible = caller.tools(&records).map_err(|d| refusal(&d))?;
         let Some((client, tool)) = visible.iter().find(|(c, t)| exposed_name(&c.name, &t.name) == name) else {
             let known = name.split_once(mcp::SEPARATOR).and_then(|(c, t)| {
-                use warden_policy::govern::Records as _;
-                records.mcp_client(c).filter(|c| c.tools.iter().any(|x| x.name == t))
+                records.get::<mcp::McpClientRecord>(c).filter(|c| c.tools.iter().any(|x| x.name == t))
             });
             return Err(refusal(&match known {
                 Some(_) => Denial::ToolBlocked(name, caller.key.name.clone()),

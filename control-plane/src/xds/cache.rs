@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::watch;
 use warden_policy::lease::LeasedLimit;
-use warden_policy::limits::record_limits;
+use warden_policy::records::record_limits;
 
 /// The filter's ECDS resource and its content version.
 #[derive(Debug, Clone, PartialEq)]
