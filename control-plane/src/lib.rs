@@ -1,4 +1,7 @@
-//! The `warden` control plane: admin API, store, xDS server, usage ledger, and the mock provider.
+//! The `warden` control plane: the admin API (`admin`), the store (SQLite or PostgreSQL), the xDS
+//! server (the filter and policy records), budget and limit leases and the usage ledger (`quota`),
+//! mutual TLS on the xDS port (`pki`), the MCP hub (`mcp`) with agent mode and Code Mode, the Envoy
+//! bootstrap, and the mock provider.
 
 pub mod admin;
 pub mod agent;

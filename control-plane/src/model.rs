@@ -1,5 +1,5 @@
 //! The governance entities as the admin API shows them and the store keeps them, in Bifrost's
-//! shapes (reference/bifrost-contract.md §2), and their validation.
+//! shapes (docs/admin-api.md lists the fields), and their validation.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -56,7 +56,7 @@ pub struct VirtualKey {
     pub updated_at: DateTime<Utc>,
 }
 
-/// Which provider a key may use, with what models and limits (contract §2.2).
+/// Which provider a key may use, with what models and limits (Bifrost's `provider_configs`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(from = "ProviderConfigWire")]
 pub struct ProviderConfig {
@@ -112,7 +112,7 @@ impl From<ProviderConfigWire> for ProviderConfig {
     }
 }
 
-/// Which tools of one MCP client a key may use (contract §2.1).
+/// Which tools of one MCP client a key may use (Bifrost's `mcp_configs`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct McpConfig {
@@ -134,7 +134,7 @@ impl McpConfig {
     }
 }
 
-/// A dollar budget per window (contract §2.3).
+/// A dollar budget per window (Bifrost's `budgets` entry).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Budget {
@@ -147,7 +147,7 @@ pub struct Budget {
     /// When its usage was last reset (`reset_budget_usage`); it counts afresh from then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reset: Option<DateTime<Utc>>,
-    /// An operator's override, USD, added to `max_limit` while it lasts (contract §2.3).
+    /// An operator's override, USD, added to `max_limit` while it lasts, as in Bifrost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub override_amount: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,9 +1,9 @@
 //! Which VM holds the policy stream: a lease in shared data, won by compare-and-swap.
 //!
 //! Every root context ticks; the one holding an unexpired lease renews it, the others stay
-//! followers. A crashed leader stops renewing and another VM takes over once its lease runs out
-//! (reference/envoy-wasm.md §9). Envoy's main-thread VM ticks first but serves no requests, and
-//! a VM reloaded after a crash only reappears on a worker, so a VM that has served requests may
+//! followers. A crashed leader stops renewing and another VM takes over once its lease runs out.
+//! Envoy's main-thread VM ticks first but serves no requests, and a VM reloaded after a crash
+//! (Envoy's FAIL_RELOAD) only reappears on a worker, so a VM that has served requests may
 //! take the lease from one that has not: the stream then lives where crashes are noticed and
 //! healed.
 

@@ -3,13 +3,14 @@
 //! | key | value |
 //! |---|---|
 //! | `warden:<kind>:<id>` | a policy record as JSON, under its resource name (see `RecordKind`) |
-//! | `warden:rl:<scope>:<req\|tok>` | a rate-limit counter, `"<window start> <count>"` |
+//! | `warden:rl:<scope>:<req\|tok>` | a rate-limit counter, `"v2 <window start> <count>"` and this Envoy's lease grants (`warden_policy::counter`) |
 //! | `warden:inflight:<key id>` | a key's requests in flight |
-//! | `warden:budget:<scope>:<window>` | a budget's micro-dollars spent (and reserved) in the window, and this Envoy's leases of it (`warden_policy::counter`) |
+//! | `warden:budget:<scope>:<reset duration>[@<reset at ms>]` | a budget's micro-dollars spent (and reserved) in the window, and this Envoy's leases of it (`warden_policy::counter`) |
 //! | `warden:leased` | the budgets of every record, which the leader keeps leases for (`leases.rs`) |
 //! | `warden:ledger:unacked` | usage records reported to the control plane but not yet acknowledged |
 //! | `warden:sync` | `SyncStatus::encode`: when the control plane was last heard from |
 //! | `warden:leader` | the lease of the VM that holds the policy stream (see `leader.rs`) |
+//! | `warden:root-ids` | the last number given out to name a root context, `root<n>` (`leader::allocate_id`) |
 //! | `warden:index:<xx>` | names and versions of the records whose name hashes to bucket `xx`, one `name version` per line; lets a new leader tell the control plane what this Envoy already holds |
 //!
 //! Shared data cannot list or delete keys, so a removed record is written as an empty value.

@@ -1,5 +1,5 @@
-//! Code Mode's meta-tools (contract §8): the tools of code-mode clients are hidden behind these
-//! four, whose names and shapes Bifrost's callers know. The hub implements them; the filter
+//! Code Mode's meta-tools (docs/code-mode.md): the tools of code-mode clients are hidden behind
+//! these four, whose names and shapes Bifrost's callers know. The hub implements them; the filter
 //! injects them and lets through keys that see a code-mode tool.
 
 use crate::mcp::ToolShape;

@@ -1,7 +1,7 @@
 //! Why a request is refused, and the one error shape every refusal travels in.
 //!
 //! The body is readable both by OpenAI SDKs (`error.message`, `error.type`, `error.code`) and by
-//! Bifrost clients (top-level `type` and `status_code`), see DESIGN.md "Errors".
+//! Bifrost clients (top-level `type` and `status_code`); docs/routes.md lists the refusals.
 
 use crate::budgets::BudgetViolation;
 use crate::limits::{RateKind, RateViolation};

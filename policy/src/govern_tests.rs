@@ -179,13 +179,13 @@ fn concurrency_slot_refusal_rolls_back_the_request_count() {
     let (report, second) = inference(&k, Endpoint::ChatCompletions, "", CHAT, 0, &cx(&w, 0));
     assert_eq!(second.unwrap_err(), Denial::ConcurrencyLimited { max: 1 });
     // 10 per minute, one admitted: the refused request was given back.
-    assert_eq!(report.requests.map(|h| h.remaining), Some(8));
+    assert_eq!(report.of(&limits::REQUESTS).map(|h| h.remaining), Some(8));
     let (report, _) = inference(&k, Endpoint::ChatCompletions, "", b"{}", 0, &cx(&w, 0));
     assert_eq!(report, RateReport::default());
     limits::release_slot("vk1", &w);
     let (report, third) = inference(&k, Endpoint::ChatCompletions, "", CHAT, 0, &cx(&w, 0));
     assert!(third.is_ok());
-    assert_eq!(report.requests.map(|h| h.remaining), Some(8));
+    assert_eq!(report.of(&limits::REQUESTS).map(|h| h.remaining), Some(8));
 }
 
 #[test]

@@ -280,16 +280,6 @@ impl RateLimit {
         }
         Ok(())
     }
-
-    /// The request limit and its window, when both are set and valid.
-    pub fn requests(&self) -> Option<(u64, ResetDuration)> {
-        Some((self.request_max_limit?, ResetDuration::parse(self.request_reset_duration.as_deref()?).ok()?))
-    }
-
-    /// The token limit and its window, when both are set and valid.
-    pub fn tokens(&self) -> Option<(u64, ResetDuration)> {
-        Some((self.token_max_limit?, ResetDuration::parse(self.token_reset_duration.as_deref()?).ok()?))
-    }
 }
 
 /// A dollar budget per window, in micro-dollars.
@@ -456,10 +446,9 @@ impl VirtualKeyRecord {
             && self.provider_configs.iter().all(|g| {
                 g.rate_limit.as_ref().is_none_or(|rl| rl.validate().is_ok()) && g.budgets.iter().all(BudgetLimit::valid)
             })
-            && self
-                .mcp_configs
-                .iter()
-                .all(|g| g.tool_call_limits.values().all(|l| l.requests().is_some() && l.validate().is_ok()))
+            && self.mcp_configs.iter().all(|g| {
+                g.tool_call_limits.values().all(|l| crate::limits::REQUESTS.of(l).is_some() && l.validate().is_ok())
+            })
     }
 }
 

@@ -162,7 +162,7 @@ impl Postgres {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
-        let port = free_port()?;
+        let port = crate::free_port();
         let mut watchdog = as_server_user(Command::new("sh"), user, dir)
             .arg("-c")
             .arg(WATCHDOG)
@@ -266,11 +266,6 @@ fn as_server_user(mut command: Command, user: Option<(u32, u32)>, dir: &Path) ->
     }
     command.current_dir(dir);
     command
-}
-
-fn free_port() -> Result<u16, String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("finding a free port: {e}"))?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| format!("finding a free port: {e}"))
 }
 
 fn read_log(path: &Path) -> String {

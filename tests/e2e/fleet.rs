@@ -1,5 +1,5 @@
 //! Budgets across a fleet: several Envoys spend one dollar budget under leases from the
-//! control plane, and the spend ends within the documented bound (README, "Budgets").
+//! control plane, and the spend ends within the documented bound (docs/budgets.md, "The bound").
 
 use futures::StreamExt;
 use reqwest::Method;
@@ -101,7 +101,7 @@ fn check(what: &str, envoys: u64, spend: &Spend) {
         spend.refused,
     );
     assert_eq!(spend.served, spend.upstream, "every answer the clients got came from the provider");
-    // The bound (README): no overshoot while responses cost what was reserved.
+    // The bound (docs/budgets.md): no overshoot while responses cost what was reserved.
     assert!(spent <= BUDGET_MICROS, "spent {spent} µ$ of {BUDGET_MICROS}");
     // And leases strand little: each Envoy less than one request's cost.
     assert!(spent + envoys * PER_REQUEST_MICROS > BUDGET_MICROS, "only {spent} µ$ of {BUDGET_MICROS} spent");

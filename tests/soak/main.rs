@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use warden_tests::mcp_server_bin;
 use warden_tests::stack::{Key, Options, Stack};
 
-/// The longest a killed process may take to serve again (README, "Soak").
+/// The longest a killed process may take to serve again (docs/operations.md, "The soak").
 const RECOVERY_BOUND: Duration = Duration::from_secs(30);
 /// After a fault ends, a 5xx of what depended on it still counts as that fault's.
 const SETTLE: Duration = Duration::from_secs(5);

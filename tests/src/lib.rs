@@ -5,7 +5,6 @@ pub mod harness;
 pub mod stack;
 
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -61,10 +60,7 @@ pub fn test_file(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
-/// A port on 127.0.0.1 that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
+pub use warden_test_support::free_port;
 
 /// A child process, killed (by its pid) when dropped. Its output goes to `<dir>/<name>.log`.
 pub struct Proc {

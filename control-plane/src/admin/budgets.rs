@@ -1,5 +1,6 @@
-//! Budgets and rate limits as resources (contract §2.3, §2.4, §6.1): every owner's budgets and
-//! limits listed with what the ledger recorded in their current windows, and budget overrides.
+//! Budgets and rate limits as resources (Bifrost's `/budgets` and `/rate-limits`): every owner's
+//! budgets and limits listed with what the ledger recorded in their current windows, and budget
+//! overrides.
 
 use super::AppState;
 use super::audit::Before;
@@ -215,7 +216,7 @@ pub async fn list_rate_limits(State(state): State<AppState>) -> Result<Json<Valu
     Ok(Json(json!({"count": limits.len(), "rate_limits": limits})))
 }
 
-/// The body of a budget override (contract §6.1).
+/// The body of a budget override (`PUT …/budgets/{budget_id}/override`, as Bifrost takes it).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OverrideRequest {

@@ -1,4 +1,4 @@
-//! `/api/governance/customers` (contract §2.5, §6.1), in the virtual keys' shapes.
+//! `/api/governance/customers` (Bifrost's paths and bodies), in the virtual keys' shapes.
 
 use super::AppState;
 use super::audit::Before;

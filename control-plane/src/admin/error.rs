@@ -1,4 +1,4 @@
-//! Every admin API failure, rendered in the one error shape of DESIGN.md "Errors".
+//! Every admin API failure, rendered in the gateway's one error shape (docs/admin-api.md).
 
 use crate::model::Invalid;
 use crate::store::StoreError;

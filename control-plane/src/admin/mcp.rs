@@ -40,7 +40,7 @@ pub struct CreateClient {
     allow_by_default: bool,
     is_ping_available: Option<bool>,
     tool_timeout_ms: Option<u64>,
-    /// Runtime only (contract §7.1): accepted and ignored.
+    /// The connection's state, runtime only in Bifrost: accepted and ignored.
     #[serde(default)]
     state: Option<Value>,
 }

@@ -1,4 +1,4 @@
-//! `/api/governance/model-configs` (contract §6.1): limits on a model name, optionally on one
+//! `/api/governance/model-configs` (Bifrost's shapes): limits on a model name, optionally on one
 //! provider. All configs of one model name travel as one record, so every write re-publishes
 //! that model's record from the store.
 

@@ -1,4 +1,4 @@
-//! `/api/governance/virtual-keys`: Bifrost's paths and shapes (contract §6.1), with two fixes:
+//! `/api/governance/virtual-keys`: Bifrost's paths and shapes (docs/admin-api.md), with two fixes:
 //! a PUT that omits `team_id`/`customer_id` leaves them unchanged, and the singular `budget` is
 //! honoured instead of silently dropped.
 

@@ -1,5 +1,5 @@
 //! `/api/mcp/virtual-mcps`: named bundles of tools served at `/mcp/<endpoint_slug>` to the keys
-//! attached to them (contract §6.2, §7.7). Every change republishes the keys' records, which
+//! attached to them, as in Bifrost (docs/mcp.md). Every change republishes the keys' records, which
 //! carry their bundles.
 
 use super::AppState;

@@ -1,7 +1,7 @@
-//! Agent mode (contract §7.6, streaming added): a chat whose key may auto-execute tools comes
-//! here from the filter. The loop calls the model through the gateway as the caller (each step
-//! is governed, limited and billed like any chat of that key), runs the tool calls the key may
-//! auto-execute in parallel (each through the gateway's `/v1/mcp/tool/execute`, priced and
+//! Agent mode (Bifrost's, streaming added; docs/agent-mode.md): a chat whose key may auto-execute
+//! tools comes here from the filter. The loop calls the model through the gateway as the caller
+//! (each step is governed, limited and billed like any chat of that key), runs the tool calls the
+//! key may auto-execute in parallel (each through the gateway's `/v1/mcp/tool/execute`, priced and
 //! audited like a direct call), appends their results and calls the model again, until the model
 //! answers without tool calls, asks for a tool that is not auto-executable, or the depth runs out.
 

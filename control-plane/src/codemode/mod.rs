@@ -1,4 +1,4 @@
-//! Code Mode (contract §8): the tools of code-mode clients hide behind four meta-tools. The
+//! Code Mode (docs/code-mode.md): the tools of code-mode clients hide behind four meta-tools. The
 //! model lists and reads TypeScript declarations generated from exactly the tools its key may
 //! use, then sends one program that calls many of them; the program runs in a QuickJS sandbox,
 //! and each of its tool calls goes back through the gateway as the caller, judged, priced and

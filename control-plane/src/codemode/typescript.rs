@@ -1,5 +1,5 @@
 //! JSON Schema → TypeScript, for the `.d.ts` files Code Mode shows the model. Written here
-//! because no Rust crate emits TypeScript; the mapping follows mcp.md §13.3. Hostile schemas are
+//! because no Rust crate emits TypeScript; docs/code-mode.md lists the mapping. Hostile schemas are
 //! bounded: depth, `$ref` cycles, enum and property counts, and a total node budget all fall
 //! back to `unknown` (or the members' base type) instead of growing without end.
 

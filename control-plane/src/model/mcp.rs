@@ -1,4 +1,4 @@
-//! MCP clients: the MCP servers the hub connects to, in Bifrost's shape (contract §7.1).
+//! MCP clients: the MCP servers the hub connects to, in Bifrost's shape (`/api/mcp/client`).
 
 use super::{Invalid, white_list};
 use chrono::{DateTime, Utc};

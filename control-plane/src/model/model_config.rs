@@ -1,4 +1,4 @@
-//! Model configs (contract §6.1 `/model-configs`): instance-wide limits on one model name,
+//! Model configs (Bifrost's `/model-configs`): instance-wide limits on one model name,
 //! optionally only on one provider. They apply with or without a virtual key.
 
 use super::{Budget, Invalid, RateLimit, budget_limits, budgets, non_empty, rate_limit, unix_ms};

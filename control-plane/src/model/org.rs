@@ -1,4 +1,4 @@
-//! Teams and customers (contract §2.5): the owners above virtual keys. Each is checked on its
+//! Teams and customers (as in Bifrost): the owners above virtual keys. Each is checked on its
 //! own and charged the same cost as the key below it.
 
 use super::{Budget, Invalid, RateLimit, budget_limits, budgets, non_empty, rate_limit, unix_ms};

@@ -1,4 +1,4 @@
-//! The MCP tool manager's settings (contract §7.1, `PUT /api/settings/mcp/tool-manager-config`):
+//! The MCP tool manager's settings (Bifrost's `PUT /api/settings/mcp/tool-manager-config`):
 //! how deep agent mode may go and how long it waits for one tool.
 
 use super::Invalid;

@@ -1,4 +1,4 @@
-//! Virtual MCPs (contract §7.7): named bundles of tools, served at `/mcp/<endpoint_slug>` to the
+//! Virtual MCPs (as in Bifrost): named bundles of tools, served at `/mcp/<endpoint_slug>` to the
 //! keys attached to them, whose tools those keys may also use everywhere else.
 
 use super::{Invalid, McpClient, white_list};

@@ -63,7 +63,7 @@ pub fn filter_config(wasm_path: &str, settings: &FilterSettings) -> FilterConfig
         // A panic must not leave a worker dead (FAIL_CLOSED) or ungoverned (FAIL_OPEN).
         failure_policy: envoy_types::pb::envoy::extensions::wasm::v3::FailurePolicy::FailReload as i32,
         // The filter pauses the headers until it has read `model` from the body; without this
-        // Envoy would not deliver the body to a paused request (envoy-wasm.md §10).
+        // Envoy turns the headers' StopIteration into StopAll, which holds back the body too.
         allow_on_headers_stop_iteration: Some(BoolValue { value: true }),
         ..Default::default()
     };
