@@ -4,8 +4,11 @@
 //! against records and counters in shared data (`shared.rs`). One VM per Envoy, elected in
 //! `leader.rs`, keeps the policy stream (`policy_stream.rs`) and writes those records, reports
 //! usage (`ledger.rs`) and keeps this Envoy's budget leases (`leases.rs`). Every hostcall goes
-//! through `host.rs`.
+//! through `host.rs`, behind a trait that native unit tests fill with an Envoy in memory
+//! (`fake_host.rs`).
 
+#[cfg(test)]
+mod fake_host;
 mod host;
 mod leader;
 mod leases;

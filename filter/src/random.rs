@@ -1,24 +1,25 @@
-//! Random numbers for weighted routing and ledger ids: xorshift64*, one state per VM, seeded
-//! from the host's random source (WASI `random_get`, through std's hasher keys) and the clock.
-//! Not for secrets; a draw only has to be uniform and differ between VMs and restarts.
+//! Random numbers for weighted routing and ledger ids: one xoshiro256++ stream per VM (`rand`'s
+//! `SmallRng`, 256 bits of state), seeded once from the host's random source (WASI
+//! `random_get`). A ledger id is its time and 64 of these bits: ids of every VM of every Envoy
+//! must not collide, so the seed is the host's, not the clock's. Nothing here needs to be
+//! unpredictable (no secret is drawn), only unique and uniform, so no cipher runs per request.
 
-use std::cell::Cell;
+use rand::rngs::SmallRng;
+use rand::{RngCore, SeedableRng};
+use std::cell::RefCell;
 
 thread_local! {
-    static STATE: Cell<u64> = const { Cell::new(0) };
+    static RNG: RefCell<Option<SmallRng>> = const { RefCell::new(None) };
 }
 
 pub fn next() -> u64 {
-    STATE.with(|state| {
-        let mut x = state.get();
-        if x == 0 {
-            use std::hash::BuildHasher;
-            x = std::hash::RandomState::new().hash_one(crate::host::now_ns()) | 1;
-        }
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        state.set(x);
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    RNG.with(|rng| rng.borrow_mut().get_or_insert_with(seeded).next_u64())
+}
+
+fn seeded() -> SmallRng {
+    SmallRng::try_from_os_rng().unwrap_or_else(|e| {
+        // Not seen in Envoy (its WASI `random_get` reads the OS); a VM must still serve.
+        log::error!("warden: the host's random source failed ({e}); seeding from the clock");
+        SmallRng::seed_from_u64(crate::host::now_ns())
     })
 }

@@ -638,3 +638,7 @@ fn crash_if_leader() {
         panic!("warden: crash requested by x-warden-test-crash");
     }
 }
+
+#[cfg(test)]
+#[path = "request_tests.rs"]
+mod tests;

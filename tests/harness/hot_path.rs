@@ -86,17 +86,24 @@ fn a_warm_governed_chat_stays_within_its_crossing_budget() {
     for _ in 0..4 {
         chat(&mut vm);
     }
-    let out = chat(&mut vm);
-    assert!(out.forwarded && out.status() == 200, "{:?}", out.reply);
+    // Which provider a chat draws moves its instructions a little: their mean over several
+    // warm chats is the figure; every chat's crossings count.
+    const MEASURED: u64 = 8;
+    let outs: Vec<Outcome> = (0..MEASURED).map(|_| chat(&mut vm)).collect();
+    for out in &outs {
+        assert!(out.forwarded && out.status() == 200, "{:?}", out.reply);
+    }
+    let most = |count: fn(&Outcome) -> u64| outs.iter().map(count).max().unwrap_or(0);
     let measured = [
-        ("instructions", out.total_instructions()),
-        ("data_returns", out.data_returns),
-        ("other_hostcalls", out.other_hostcalls()),
-        ("pauses", out.pauses),
-        ("enqueues", out.enqueues()),
+        ("instructions", outs.iter().map(Outcome::total_instructions).sum::<u64>() / MEASURED),
+        ("data_returns", most(|o| o.data_returns)),
+        ("other_hostcalls", most(Outcome::other_hostcalls)),
+        ("pauses", most(|o| o.pauses)),
+        ("enqueues", most(Outcome::enqueues)),
     ];
+    let out = &outs[0];
     for (phase, n) in &out.instructions {
-        eprintln!("hot path: {phase:<28} {n:>9} wasm instructions");
+        eprintln!("hot path: {phase:<28} {n:>9} wasm instructions (the first measured chat)");
     }
     eprintln!("hot path: hostcalls {:?}", out.hostcalls);
     let budget = budget();
