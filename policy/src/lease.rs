@@ -6,11 +6,14 @@
 //! The filter counts every request against its own share (see `budgets.rs` and `limits.rs`); its
 //! leader asks for more before the share runs out, fetches the next window's ahead of time,
 //! reports what it has counted, and gives back what it does not need when the control plane asks
-//! (another Envoy wants more than is free). The wire format is protobuf on `warden.v1.Quota/Lease`.
+//! (another Envoy wants more than is free). The wire format is protobuf on `warden.v1.Quota/Lease`,
+//! generated from `proto/warden/v1/quota.proto`.
 
 use crate::counter::{Counter, Grant};
 use crate::window::{ResetDuration, Window};
 use serde::{Deserialize, Serialize};
+
+pub use crate::proto::{LeaseGrant, LeaseReply, LeaseRequest, LeaseWant};
 
 /// The gRPC service of leases.
 pub const QUOTA_SERVICE: &str = "warden.v1.Quota";
@@ -19,87 +22,6 @@ pub const LEASE_METHOD: &str = "Lease";
 
 /// How long before a window ends the next window's lease is fetched.
 pub const AHEAD_MS: u64 = 10_000;
-
-/// One budget counter and what this Envoy wants of it.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct LeaseWant {
-    /// The counter (`warden:budget:<scope>:<reset>`): the same name on every Envoy.
-    #[prost(string, tag = "1")]
-    pub counter: String,
-    /// The window (Unix milliseconds).
-    #[prost(uint64, tag = "2")]
-    pub window_start_ms: u64,
-    #[prost(uint64, tag = "3")]
-    /// Where it ends: the control plane forgets leases of windows long past.
-    pub window_end_ms: u64,
-    /// The limit as this Envoy's policy says (informative: the control plane decides against the
-    /// limit its published records set).
-    #[prost(uint64, tag = "4")]
-    pub max: u64,
-    /// What this Envoy has spent and reserved in the window.
-    #[prost(uint64, tag = "5")]
-    pub used: u64,
-    /// Whether it wants a larger share.
-    #[prost(bool, tag = "6")]
-    pub more: bool,
-    /// Set when it gave back: its share is now this (its spend), the rest is the control
-    /// plane's to grant again.
-    #[prost(uint64, optional, tag = "7")]
-    pub keep: Option<u64>,
-    /// What it expects to spend before it can ask again: twice its spend since the last tick.
-    /// A busy Envoy gets at least this, so it does not run dry between two ticks.
-    #[prost(uint64, tag = "8")]
-    pub need: u64,
-}
-
-/// What an Envoy sends.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct LeaseRequest {
-    /// The Envoy's node id: leases are per Envoy.
-    #[prost(string, tag = "1")]
-    pub node: String,
-    /// One per budget that needs saying something.
-    #[prost(message, repeated, tag = "2")]
-    pub wants: Vec<LeaseWant>,
-}
-
-/// One lease as the control plane now holds it for this Envoy.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct LeaseGrant {
-    /// The counter, as wanted.
-    #[prost(string, tag = "1")]
-    pub counter: String,
-    /// The window, as wanted.
-    #[prost(uint64, tag = "2")]
-    pub window_start_ms: u64,
-    /// This Envoy's share of the window's budget, in all.
-    #[prost(uint64, tag = "3")]
-    pub granted: u64,
-    /// What is left to grant to any Envoy.
-    #[prost(uint64, tag = "4")]
-    pub free: u64,
-    /// Grows with every change of this lease at the control plane.
-    #[prost(uint64, tag = "5")]
-    pub version: u64,
-    /// Another Envoy wants more than is free: give back what this one does not need.
-    #[prost(bool, tag = "6")]
-    pub reclaim: bool,
-    /// The limit this grant was decided under (the published one, for the want's window).
-    #[prost(uint64, tag = "7")]
-    pub max: u64,
-    /// What the other Envoys had reported spent in the window.
-    #[prost(uint64, tag = "8")]
-    pub others_used: u64,
-}
-
-/// The control plane's answer: one grant per want, in order, then the leases it asks back that
-/// the call did not mention.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct LeaseReply {
-    /// The grants.
-    #[prost(message, repeated, tag = "1")]
-    pub grants: Vec<LeaseGrant>,
-}
 
 /// Whether a lease decides a count of `count + need` against a fleet-wide `max`: there is one,
 /// and the count fits in it or the control plane can be asked for more. Otherwise the limit's
