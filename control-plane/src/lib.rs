@@ -1,16 +1,22 @@
-//! The `warden` control plane: the admin API (`admin`), the store (SQLite or PostgreSQL), the xDS
-//! server (the filter and policy records), budget and limit leases and the usage ledger (`quota`),
-//! mutual TLS on the xDS port (`pki`), the MCP hub (`mcp`) with agent mode and Code Mode, the Envoy
-//! bootstrap, and the mock provider.
+//! The `warden` control plane: the admin API (`admin`), the store (SQLite or PostgreSQL), what
+//! is published from the store (`publish`), the xDS server (the filter and policy records),
+//! budget and limit leases and the usage ledger (`quota`; leases are sized by `allocation`),
+//! mutual TLS on the xDS port (`pki`), the MCP hub (`hub`), which composes the MCP servers'
+//! connections and catalog (`mcp`), agent mode (`agent`) and Code Mode (`codemode`), reaching the
+//! gateway as the caller (`gateway`), the Envoy bootstrap, and the mock provider.
 
 pub mod admin;
 pub mod agent;
+pub mod allocation;
 pub mod bootstrap;
 pub mod codemode;
+pub mod gateway;
+pub mod hub;
 pub mod mcp;
 pub mod mock_provider;
 pub mod model;
 pub mod pki;
+pub mod publish;
 pub mod quota;
 pub mod serve;
 pub mod store;

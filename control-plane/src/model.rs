@@ -18,7 +18,6 @@ pub use mcp::{ConnectionType, McpClient, McpHosts, REDACTED, StdioConfig};
 pub use model_config::{ModelConfig, model_record};
 pub use org::{Customer, Team};
 pub use provider::{Provider, ProviderKey, ProviderKind, Timeouts, Upstream};
-pub use tool_manager::SETTING as TOOL_MANAGER_SETTING;
 pub use tool_manager::{BindingLevel, ToolManagerConfig};
 pub use virtual_mcp::{BundledTools, Bundles, VirtualMcp};
 

@@ -8,12 +8,13 @@
 //! names [`SERVER_NAME`], so a node certificate cannot pose as the control plane.
 
 use crate::store::Store;
+use crate::store::settings::{self, XdsCa};
 use anyhow::Context;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::time::Duration;
 use tonic::Status;
 
@@ -21,21 +22,12 @@ use tonic::Status;
 pub const SERVER_NAME: &str = "warden-xds";
 /// Where a node certificate names its node.
 const NODE_URI: &str = "spiffe://warden/node/";
-/// The store setting holding the CA (certificate and key, PEM).
-const CA_SETTING: &str = "xds_ca";
 const CA_VALIDITY: Duration = Duration::from_secs(20 * 365 * 86_400);
 /// Server certificates are made afresh at every start; node certificates at every
 /// `warden bootstrap`.
 const LEAF_VALIDITY: Duration = Duration::from_secs(365 * 86_400);
 /// The longest node id a certificate may carry.
 const MAX_NODE_ID: usize = 128;
-
-/// The CA as the store keeps it.
-#[derive(Serialize, Deserialize)]
-struct StoredCa {
-    certificate: String,
-    private_key: String,
-}
 
 /// The CA, able to sign.
 pub struct Authority {
@@ -54,24 +46,23 @@ impl Authority {
     /// The store's CA, created on the first start of the first replica. Replicas racing to
     /// create it agree on the one stored first.
     pub async fn load_or_create(store: &dyn Store) -> anyhow::Result<Authority> {
-        if store.setting(CA_SETTING).await?.is_none() {
+        if settings::xds_ca(store).await?.is_none() {
             let created = Self::create()?;
-            if store.insert_setting(CA_SETTING, &serde_json::to_string(&created)?).await? {
+            if settings::insert_xds_ca(store, &created).await? {
                 tracing::info!("created the xDS certificate authority");
             }
         }
-        let text = store.setting(CA_SETTING).await?.context("the xDS CA vanished from the store")?;
-        Self::from_stored(serde_json::from_str(&text).context("the stored xDS CA is corrupt")?)
+        Self::from_stored(settings::xds_ca(store).await?.context("the xDS CA vanished from the store")?)
     }
 
-    fn from_stored(stored: StoredCa) -> anyhow::Result<Authority> {
+    fn from_stored(stored: XdsCa) -> anyhow::Result<Authority> {
         let key = KeyPair::from_pem(&stored.private_key).context("the stored xDS CA key is corrupt")?;
         let issuer =
             Issuer::from_ca_cert_pem(&stored.certificate, key).context("the stored xDS CA certificate is corrupt")?;
         Ok(Authority { issuer, certificate: stored.certificate })
     }
 
-    fn create() -> anyhow::Result<StoredCa> {
+    fn create() -> anyhow::Result<XdsCa> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
         params.distinguished_name = named("Warden xDS CA");
@@ -79,7 +70,7 @@ impl Authority {
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         validity(&mut params, CA_VALIDITY);
         let certificate = params.self_signed(&key)?;
-        Ok(StoredCa { certificate: certificate.pem(), private_key: key.serialize_pem() })
+        Ok(XdsCa { certificate: certificate.pem(), private_key: key.serialize_pem() })
     }
 
     /// The CA certificate, PEM: what both sides trust.

@@ -1,10 +1,11 @@
 //! `warden serve`: the store, the admin API and the xDS server in one process.
 
-use crate::admin::{self, AppState, FilterSource};
-use crate::mcp::Hub;
+use crate::admin::{self, AppState};
+use crate::hub::Hub;
 use crate::pki::Authority;
+use crate::publish::{FilterSource, Publisher};
 use crate::quota::{Lease, Report, Unary};
-use crate::store::{SqlStore, Store, redacted_url};
+use crate::store::{SqlStore, Store, redacted_url, settings};
 use crate::xds::resources::DEFAULT_CA_FILE;
 use crate::xds::server::CatchUp;
 use crate::xds::{AdsServer, Cache, NodeRegistry};
@@ -19,10 +20,6 @@ use warden_policy::settings::{BudgetAdmission, HEARTBEAT_INTERVAL_MS};
 
 /// How often a control plane looks for changes made through another one on its database.
 const STORE_POLL: Duration = Duration::from_secs(1);
-
-/// Settings-table names.
-pub const FILTER_SETTINGS: &str = "filter_settings";
-const ADMIN_TOKEN_SHA256: &str = "admin_token_sha256";
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -160,8 +157,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let cache = Arc::new(Cache::default());
     let nodes = Arc::new(NodeRegistry::default());
-    let settings = match store.setting(FILTER_SETTINGS).await? {
-        Some(text) => serde_json::from_str(&text).context("stored filter settings")?,
+    let settings = match settings::filter_settings(store.as_ref()).await? {
+        Some(settings) => settings,
         None => {
             let mut s = FilterSettings::for_cluster(&args.control_plane_cluster);
             if let Some(bound) = args.staleness_bound_ms {
@@ -174,7 +171,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     let wasm_path = std::path::absolute(&args.filter_wasm)?.display().to_string();
-    let filter = Arc::new(FilterSource::new(wasm_path, settings, &cache));
+    let filter = FilterSource::new(wasm_path, settings, &cache);
     let hub_listener = tokio::net::TcpListener::bind(args.hub_addr)
         .await
         .with_context(|| format!("binding the MCP hub to {}", args.hub_addr))?;
@@ -185,14 +182,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.hub_advertise.clone().unwrap_or_else(|| bound.to_string()),
         &args.gateway_url,
     ));
+    let publisher =
+        Arc::new(Publisher::new(store.clone(), cache.clone(), hub.clone(), filter, args.provider_ca_file.clone()));
     let state = AppState {
         store,
         cache: cache.clone(),
         nodes: nodes.clone(),
-        filter,
+        publisher: publisher.clone(),
         admin_token_sha256,
-        provider_ca_file: args.provider_ca_file.clone().into(),
-        publication: Arc::default(),
         hub: hub.clone(),
         mcp_hosts: Arc::new(crate::model::McpHosts {
             stdio_commands: args.mcp_stdio_commands.clone(),
@@ -200,9 +197,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }),
         authority: authority.clone(),
     };
-    admin::sync::start(&state).await?;
+    publisher.start().await?;
     tracing::info!(records = cache.policy_len(), "policy loaded from the store");
-    tokio::spawn(admin::sync::follow(state.clone(), STORE_POLL));
+    tokio::spawn(publisher.clone().follow(STORE_POLL));
     let admin_listener = tokio::net::TcpListener::bind(args.admin_addr)
         .await
         .with_context(|| format!("binding the admin API to {}", args.admin_addr))?;
@@ -211,10 +208,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding the xDS server to {}", args.xds_addr))?;
     tracing::info!(admin = %args.admin_addr, xds = %args.xds_addr, hub = %bound, "warden serving");
 
-    let following = state.clone();
     let catch_up: CatchUp = Arc::new(move || {
-        let state = following.clone();
-        Box::pin(async move { admin::sync::catch_up(&state).await })
+        let publisher = publisher.clone();
+        Box::pin(async move { publisher.catch_up().await })
     });
     let ads = AdsServer::new(cache, nodes, Duration::from_millis(HEARTBEAT_INTERVAL_MS)).with_catch_up(catch_up);
     let tls = if args.insecure_xds {
@@ -228,7 +224,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let admin = axum::serve(admin_listener, admin::router(state)).with_graceful_shutdown(shutdown());
     let stopping = hub.clone();
     // Open `/mcp` streams would hold the graceful shutdown: they end as soon as it starts.
-    let hub_server = axum::serve(hub_listener, crate::mcp::router(hub.clone(), args.mcp_allowed_origins.clone()))
+    let hub_server = axum::serve(hub_listener, crate::hub::router(hub.clone(), args.mcp_allowed_origins.clone()))
         .with_graceful_shutdown(async move {
             shutdown().await;
             stopping.shutdown();
@@ -283,22 +279,19 @@ async fn admin_token(args: &ServeArgs, store: &dyn Store) -> anyhow::Result<[u8;
         anyhow::ensure!(token.len() >= 16, "the admin token needs at least 16 characters");
         return Ok(admin::token_hash(&token));
     }
-    let stored = |hex: String| -> anyhow::Result<[u8; 32]> {
-        Ok(warden_policy::KeyHash::from_hex(&hex).context("stored admin token hash is corrupt")?.0)
-    };
-    if let Some(hex) = store.setting(ADMIN_TOKEN_SHA256).await? {
-        return stored(hex);
+    if let Some(hash) = settings::admin_token_sha256(store).await? {
+        return Ok(hash);
     }
     let token = format!("wdn-admin-{}", uuid::Uuid::new_v4().simple());
     let hash = admin::token_hash(&token);
-    if store.insert_setting(ADMIN_TOKEN_SHA256, &warden_policy::KeyHash(hash).to_string()).await? {
+    if settings::insert_admin_token_sha256(store, hash).await? {
         println!("Generated admin token (shown once, only its hash is kept): {token}");
         return Ok(hash);
     }
     // Another replica on the same database generated one since we looked (and printed it): use
     // that one, so every replica accepts the same token.
     tracing::info!("another replica generated the admin token; using it");
-    stored(store.setting(ADMIN_TOKEN_SHA256).await?.context("the stored admin token hash vanished")?)
+    settings::admin_token_sha256(store).await?.context("the stored admin token hash vanished")
 }
 
 async fn shutdown() {

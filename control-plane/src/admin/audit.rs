@@ -72,7 +72,7 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
             .into_response();
     };
     let request = Request::from_parts(parts, Body::from(request_bytes.clone()));
-    let response = state.publication.change(next.run(request)).await;
+    let response = next.run(request).await;
     let (parts, body) = response.into_parts();
     let response_bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
     let before = parts.extensions.get::<Before>().map(|b| {
@@ -85,11 +85,6 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         AuditEvent { actor: "admin".into(), action, target, status: parts.status.as_u16(), detail: detail.to_string() };
     if let Err(e) = state.store.append_audit(event).await {
         tracing::error!(error = %e, "an admin change could not be written to the audit log");
-    }
-    if parts.status.is_success()
-        && let Err(e) = super::sync::mark_changed(&state).await
-    {
-        tracing::error!(error = %e, "other control planes will not see this change until they restart");
     }
     Response::from_parts(parts, Body::from(response_bytes))
 }

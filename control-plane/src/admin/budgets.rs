@@ -257,7 +257,7 @@ async fn change_override(
     if !state.store.update_virtual_key(&key).await? {
         return Err(ApiError::NotFound("Virtual key not found".into()));
     }
-    state.publish(std::slice::from_ref(&key)).await?;
+    state.publisher.publish_keys(std::slice::from_ref(&key)).await?;
     tracing::info!(key = %key.id, budget = %budget_id, "budget override changed");
     Ok((Extension(before), Json(shown)))
 }

@@ -4,9 +4,9 @@ use super::AppState;
 use super::audit::Before;
 use super::error::ApiError;
 use super::json::{Path, Query, ValidJson, merge_budgets, page, present};
-use super::publish::{publish_customers, publish_teams};
 use super::relations::{self, plain};
 use crate::model::{Budget, Customer, RateLimit};
+use crate::publish::records::{publish_customers, publish_teams};
 use crate::store::{CustomerQuery, Deletion, OnReferenced};
 use axum::Extension;
 use axum::Json;
@@ -150,7 +150,7 @@ pub async fn delete(
         ))),
         Deletion::Deleted { entity, detached_teams, detached_keys } => {
             publish_teams(&state.cache, &detached_teams);
-            state.publish(&detached_keys).await?;
+            state.publisher.publish_keys(&detached_keys).await?;
             state.cache.remove(&RecordKind::Customer.name(&entity.id));
             tracing::info!(
                 id = %entity.id,

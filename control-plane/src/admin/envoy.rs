@@ -4,6 +4,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::json::{Path, ValidJson};
 use crate::pki::{SERVER_NAME, check_node_id};
+use crate::store::settings;
 use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
@@ -20,7 +21,7 @@ pub async fn nodes(State(state): State<AppState>) -> Json<Value> {
 }
 
 pub async fn filter_settings(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({"settings": *state.filter.settings()}))
+    Json(json!({"settings": *state.publisher.filter_settings()}))
 }
 
 /// Replaces the filter's settings and pushes them over ECDS. Types and ranges are checked here,
@@ -31,9 +32,8 @@ pub async fn put_filter_settings(
     ValidJson(settings): ValidJson<FilterSettings>,
 ) -> Result<Json<Value>, ApiError> {
     settings.validate().map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let text = serde_json::to_string(&settings).map_err(|e| ApiError::Internal(e.to_string()))?;
-    state.store.put_setting(super::super::serve::FILTER_SETTINGS, &text).await?;
-    let version = state.filter.replace(settings, &state.cache);
+    settings::put_filter_settings(state.store.as_ref(), &settings).await?;
+    let version = state.publisher.publish_filter_settings(settings);
     Ok(Json(json!({
         "message": "Filter settings pushed; see /api/envoy/nodes for each node's ACK or NACK",
         "filter_version": version,

@@ -2,6 +2,7 @@
 
 use crate::model::Invalid;
 use crate::store::StoreError;
+use crate::store::settings::SettingError;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -35,6 +36,12 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Backend(detail) => ApiError::Internal(detail),
         }
+    }
+}
+
+impl From<SettingError> for ApiError {
+    fn from(e: SettingError) -> Self {
+        StoreError::from(e).into()
     }
 }
 

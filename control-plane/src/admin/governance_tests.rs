@@ -3,10 +3,12 @@
 
 use super::tests::{app, call};
 use super::*;
+use crate::publish::records::publish_governance;
 use crate::xds::cache::PolicyChange;
 use axum::http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use warden_policy::RecordKind;
 use warden_policy::records::{CustomerRecord, ModelRecord, TeamRecord};
 use warden_policy::{KeyHash, VirtualKeyRecord};
 

@@ -6,8 +6,8 @@ use super::AppState;
 use super::audit::Before;
 use super::error::ApiError;
 use super::json::{Path, Query, ValidJson, page};
-use crate::model::{ConnectionType, McpClient, REDACTED, StdioConfig, TOOL_MANAGER_SETTING, ToolManagerConfig};
-use crate::store::KeyQuery;
+use crate::model::{ConnectionType, McpClient, REDACTED, StdioConfig, ToolManagerConfig};
+use crate::store::{KeyQuery, settings};
 use axum::Extension;
 use axum::Json;
 use axum::extract::State;
@@ -80,7 +80,7 @@ fn not_found(id: &str) -> ApiError {
 
 /// A client as listed: its config (secrets hidden), its tools and state, and the keys that name it.
 fn view(state: &AppState, client: &McpClient, keys: &[crate::model::VirtualKey]) -> Value {
-    let status = state.hub.status(&client.client_id);
+    let status = state.hub.connections.status(&client.client_id);
     let vk_configs: Vec<Value> = keys
         .iter()
         .filter_map(|k| {
@@ -107,12 +107,12 @@ async fn all_keys(state: &AppState) -> Result<Vec<crate::model::VirtualKey>, Api
 /// Makes the hub follow the store; keys' records name clients (through their Virtual MCPs).
 async fn apply(state: &AppState) -> Result<(), ApiError> {
     state.hub.follow(state.store.as_ref()).await?;
-    Ok(state.publish_all_keys().await?)
+    Ok(state.publisher.publish_all_keys().await?)
 }
 
 /// `GET /api/settings/mcp/tool-manager-config`.
 pub async fn tool_manager(State(state): State<AppState>) -> Json<ToolManagerConfig> {
-    Json(state.hub.agent.config())
+    Json(state.hub.tool_manager())
 }
 
 /// `PUT /api/settings/mcp/tool-manager-config`: absent fields take their defaults.
@@ -121,10 +121,9 @@ pub async fn put_tool_manager(
     ValidJson(config): ValidJson<ToolManagerConfig>,
 ) -> Result<(Extension<Before>, Json<Value>), ApiError> {
     config.validate()?;
-    let before = Before(serde_json::to_value(state.hub.agent.config()).unwrap_or(Value::Null));
-    let text = serde_json::to_string(&config).unwrap_or_default();
-    state.store.put_setting(TOOL_MANAGER_SETTING, &text).await?;
-    state.hub.agent.set_config(config.clone());
+    let before = Before(serde_json::to_value(state.hub.tool_manager()).unwrap_or(Value::Null));
+    settings::put_tool_manager(state.store.as_ref(), &config).await?;
+    state.hub.set_tool_manager(config.clone());
     tracing::info!(?config, "tool manager settings updated");
     Ok((Extension(before), Json(json!({"message": "Tool manager settings updated", "config": config}))))
 }
@@ -264,7 +263,7 @@ pub async fn delete(
 }
 
 pub async fn reconnect(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    if !state.hub.reconnect(&id) {
+    if !state.hub.connections.reconnect(&id) {
         return Err(not_found(&id));
     }
     Ok(Json(json!({"message": "MCP client reconnecting"})))

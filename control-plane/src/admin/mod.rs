@@ -12,11 +12,9 @@ mod model_configs;
 mod prices;
 mod propagation;
 mod providers;
-mod publish;
 mod quota;
 mod references;
 mod relations;
-pub mod sync;
 mod teams;
 mod usage;
 mod virtual_keys;
@@ -32,13 +30,9 @@ mod provider_tests;
 mod tests;
 
 pub use error::ApiError;
-pub use prices::publish_prices;
-pub use providers::publish_providers;
-pub use publish::publish_governance;
 
-use crate::model::{Bundles, VirtualKey};
-use crate::store::{KeyQuery, Store, StoreError};
-use crate::xds::resources::filter_config;
+use crate::publish::Publisher;
+use crate::store::Store;
 use crate::xds::{Cache, NodeRegistry};
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
@@ -46,37 +40,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use sha2::{Digest, Sha256};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tower_http::timeout::TimeoutLayer;
-use warden_policy::{FilterSettings, RecordKind};
-
-/// The filter's code location and current settings, from which the ECDS resource is built.
-pub struct FilterSource {
-    wasm_path: String,
-    settings: RwLock<Arc<FilterSettings>>,
-}
-
-impl FilterSource {
-    /// Publishes the initial filter configuration.
-    pub fn new(wasm_path: String, settings: FilterSettings, cache: &Cache) -> FilterSource {
-        cache.set_filter(filter_config(&wasm_path, &settings));
-        FilterSource { wasm_path, settings: RwLock::new(Arc::new(settings)) }
-    }
-
-    pub fn settings(&self) -> Arc<FilterSettings> {
-        self.settings.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Swaps the settings and publishes the new filter configuration; returns its version.
-    pub fn replace(&self, settings: FilterSettings, cache: &Cache) -> String {
-        let config = filter_config(&self.wasm_path, &settings);
-        let version = config.version.clone();
-        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(settings);
-        cache.set_filter(config);
-        version
-    }
-}
 
 /// Everything a handler may need.
 #[derive(Clone)]
@@ -84,45 +50,16 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub cache: Arc<Cache>,
     pub nodes: Arc<NodeRegistry>,
-    pub filter: Arc<FilterSource>,
+    /// Sends what a change altered to every filter and Envoy.
+    pub publisher: Arc<Publisher>,
     /// SHA-256 of the admin token; the token itself is not kept.
     pub admin_token_sha256: [u8; 32],
-    /// The CA bundle Envoy verifies https providers against (a path on Envoy's machine).
-    pub provider_ca_file: Arc<str>,
-    /// Keeps the snapshot in step with the store (several control planes on one database).
-    pub publication: Arc<sync::Publication>,
     /// The MCP hub: connections to MCP servers and the tool catalog.
-    pub hub: Arc<crate::mcp::Hub>,
+    pub hub: Arc<crate::hub::Hub>,
     /// Which MCP servers the admin API may configure.
     pub mcp_hosts: Arc<crate::model::McpHosts>,
     /// The xDS port's CA: issues the nodes' certificates.
     pub authority: Arc<crate::pki::Authority>,
-}
-
-impl AppState {
-    /// Sends keys' current records to every filter.
-    pub async fn publish(&self, keys: &[VirtualKey]) -> Result<(), StoreError> {
-        publish_keys(&self.cache, keys, &self.bundles().await?);
-        Ok(())
-    }
-
-    /// Sends every key's record to every filter: after a change of the Virtual MCPs.
-    pub async fn publish_all_keys(&self) -> Result<(), StoreError> {
-        let (keys, _) = self.store.virtual_keys(&KeyQuery::default()).await?;
-        self.publish(&keys).await
-    }
-
-    /// The Virtual MCPs, as the grants they give keys.
-    pub async fn bundles(&self) -> Result<Bundles, StoreError> {
-        Ok(Bundles::new(&self.store.virtual_mcps().await?, &self.store.mcp_clients().await?))
-    }
-}
-
-/// Puts keys' records into the cache, named by the key hash.
-pub fn publish_keys(cache: &Cache, keys: &[VirtualKey], bundles: &Bundles) {
-    cache.upsert(keys.iter().filter_map(|k| {
-        Some((RecordKind::VirtualKey.name(&k.value_hash), serde_json::to_vec(&k.record(bundles)).ok()?))
-    }));
 }
 
 pub fn token_hash(token: &str) -> [u8; 32] {
@@ -202,6 +139,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/envoy/filter-settings", get(envoy::filter_settings).put(envoy::put_filter_settings))
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), propagation::wait_applied))
+        // Layers run outside in, from the last: a change is replicated inside the audit (which
+        // refuses an oversized body before anything runs) and around the wait for the Envoys.
+        .route_layer(middleware::from_fn_with_state(state.clone(), propagation::replicate))
         .route_layer(middleware::from_fn_with_state(state.clone(), audit::record))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()

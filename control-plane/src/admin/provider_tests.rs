@@ -20,6 +20,7 @@ use envoy_types::pb::google::protobuf::Any;
 use prost::{Message, Name};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use warden_policy::RecordKind;
 use warden_policy::records::ProviderRecord;
 
 const PROVIDERS: &str = "/api/providers";

@@ -7,15 +7,11 @@ use super::audit::Before;
 use super::error::ApiError;
 use super::json::{Path, ValidJson, merge_budgets, present};
 use crate::model::{Budget, Invalid, Provider, ProviderKey, ProviderKind, RateLimit, Timeouts};
-use crate::xds::resources::{hub_resources, provider_resources};
 use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
-use envoy_types::pb::envoy::config::cluster::v3::Cluster;
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
-use prost::Name;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use warden_policy::RecordKind;
@@ -184,22 +180,6 @@ fn not_found(name: &str) -> ApiError {
 /// Envoy. Rebuilding all of them keeps one way of doing it; there are few providers.
 async fn publish(state: &AppState) -> Result<(), ApiError> {
     let providers = state.store.providers().await?;
-    publish_providers(state, &providers);
+    state.publisher.publish_providers(&providers);
     Ok(())
-}
-
-/// Puts providers' records, clusters and secrets into the cache.
-pub fn publish_providers(state: &AppState, providers: &[Provider]) {
-    let cache = &state.cache;
-    cache.upsert(
-        providers
-            .iter()
-            .filter_map(|p| Some((RecordKind::Provider.name(&p.name), serde_json::to_vec(&p.record()).ok()?))),
-    );
-    let (mut clusters, mut secrets) = provider_resources(providers, &state.provider_ca_file);
-    let endpoint = &state.hub.endpoint;
-    hub_resources(&endpoint.advertise, &endpoint.token, &mut clusters, &mut secrets);
-    // Secrets first: a cluster that arrives before its secret answers 401 until it does.
-    cache.set_resources(&Secret::type_url(), secrets);
-    cache.set_resources(&Cluster::type_url(), clusters);
 }

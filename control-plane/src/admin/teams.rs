@@ -4,10 +4,10 @@ use super::AppState;
 use super::audit::Before;
 use super::error::ApiError;
 use super::json::{Path, Query, ValidJson, merge_budgets, page, present};
-use super::publish::publish_teams;
 use super::references;
 use super::relations::{self, plain};
 use crate::model::{Budget, RateLimit, Team};
+use crate::publish::records::publish_teams;
 use crate::store::{Deletion, OnReferenced, TeamQuery};
 use axum::Extension;
 use axum::Json;
@@ -165,7 +165,7 @@ pub async fn delete(
              to clear their team_id"
         ))),
         Deletion::Deleted { entity, detached_keys, .. } => {
-            state.publish(&detached_keys).await?;
+            state.publisher.publish_keys(&detached_keys).await?;
             state.cache.remove(&RecordKind::Team.name(&entity.id));
             tracing::info!(id = %entity.id, detached_keys = detached_keys.len(), "team deleted");
             Ok((Extension(Before(plain(&entity))), Json(json!({"message": "Team deleted successfully"}))))

@@ -1,30 +1,31 @@
 //! The admin API in process (no socket): shapes, validation, secrets, publishing.
 
 use super::*;
+use crate::publish::FilterSource;
 use crate::store::SqlStore;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use warden_policy::{KeyHash, VirtualKeyRecord};
+use warden_policy::{FilterSettings, KeyHash, RecordKind, VirtualKeyRecord};
 
 const TOKEN: &str = "admin-token-for-tests-0123";
 
 pub(super) async fn app() -> (Router, AppState) {
     let store: Arc<dyn Store> = Arc::new(SqlStore::in_memory().await.unwrap());
     let cache = Arc::new(Cache::default());
-    let filter = Arc::new(FilterSource::new("/filter.wasm".into(), FilterSettings::for_cluster("warden_xds"), &cache));
-    let hub = Arc::new(crate::mcp::Hub::new(cache.clone(), "127.0.0.1:8082".into(), "http://127.0.0.1:8080"));
+    let filter = FilterSource::new("/filter.wasm".into(), FilterSettings::for_cluster("warden_xds"), &cache);
+    let hub = Arc::new(crate::hub::Hub::new(cache.clone(), "127.0.0.1:8082".into(), "http://127.0.0.1:8080"));
+    let provider_ca_file = "/etc/ssl/certs/ca-certificates.crt".to_owned();
+    let publisher = Arc::new(Publisher::new(store.clone(), cache.clone(), hub.clone(), filter, provider_ca_file));
     let authority = Arc::new(crate::pki::Authority::load_or_create(store.as_ref()).await.unwrap());
     let state = AppState {
         store,
         cache,
         nodes: Arc::new(NodeRegistry::default()),
-        filter,
+        publisher,
         admin_token_sha256: token_hash(TOKEN),
-        provider_ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
-        publication: Arc::default(),
         hub,
         // The commands and hosts the in-process tests configure.
         mcp_hosts: Arc::new(crate::model::McpHosts {
@@ -259,7 +260,7 @@ async fn filter_settings_are_typed_and_pushed() {
 #[tokio::test]
 async fn prices_have_defaults_overrides_and_a_fallback() {
     let (app, state) = app().await;
-    crate::admin::publish_prices(&state.cache, state.store.as_ref(), None).await.unwrap();
+    crate::publish::records::publish_prices(&state.cache, state.store.as_ref(), None).await.unwrap();
     let (status, list) = call(&app, Method::GET, "/api/prices", None).await;
     assert_eq!(status, StatusCode::OK);
     let mini = list["prices"].as_array().unwrap().iter().find(|p| p["name"] == "gpt-4o-mini").unwrap().clone();
@@ -350,6 +351,17 @@ async fn admin_changes_are_audited_with_secrets_redacted() {
     assert!(text.contains("[redacted]"));
     let (_, check) = call(&app, Method::GET, "/api/audit/verify", None).await;
     assert_eq!((check["intact"].as_bool(), check["rows"].as_u64()), (Some(true), Some(4)));
+}
+
+#[tokio::test]
+async fn only_a_successful_change_tells_the_other_control_planes() {
+    let (app, state) = app().await;
+    let generation = || crate::store::settings::policy_generation(state.store.as_ref());
+    call(&app, Method::GET, KEYS, None).await;
+    let (status, _) = call(&app, Method::POST, KEYS, Some(r#"{"name":"a","colour":"red"}"#)).await;
+    assert_eq!((status, generation().await.unwrap()), (StatusCode::BAD_REQUEST, 0));
+    create(&app, json!({"name": "replicated"})).await;
+    assert_eq!(generation().await.unwrap(), 1);
 }
 
 #[tokio::test]

@@ -159,7 +159,7 @@ pub async fn create(
     budget_ids(key.provider_configs.iter_mut().flat_map(|pc| pc.budgets.iter_mut()));
     references::owners_exist(&state, key.team_id.as_deref(), key.customer_id.as_deref()).await?;
     state.store.insert_virtual_key(&key).await?;
-    state.publish(std::slice::from_ref(&key)).await?;
+    state.publisher.publish_keys(std::slice::from_ref(&key)).await?;
     tracing::info!(id = %key.id, name = %key.name, "virtual key created");
     let mut shown = plain(&key);
     shown["value"] = Value::String(secret);
@@ -267,7 +267,7 @@ pub async fn update(
     if !state.store.update_virtual_key(&key).await? {
         return Err(ApiError::NotFound("Virtual key not found".into()));
     }
-    state.publish(std::slice::from_ref(&key)).await?;
+    state.publisher.publish_keys(std::slice::from_ref(&key)).await?;
     tracing::info!(id = %key.id, active = key.is_active, "virtual key updated");
     Ok((Extension(before), Json(json!({"message": "Virtual key updated successfully", "virtual_key": plain(&key)}))))
 }

@@ -131,7 +131,7 @@ async fn save(state: &AppState, vmcp: &VirtualMcp) -> Result<(), ApiError> {
     if !state.store.update_virtual_mcp(vmcp).await.map_err(ApiError::on_write("Virtual MCP"))? {
         return Err(not_found(&vmcp.id));
     }
-    state.publish_all_keys().await?;
+    state.publisher.publish_all_keys().await?;
     tracing::info!(slug = %vmcp.endpoint_slug, keys = vmcp.virtual_key_ids.len(), "Virtual MCP updated");
     Ok(())
 }
@@ -141,7 +141,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<(Extension<Before>, Json<Value>), ApiError> {
     let gone = state.store.delete_virtual_mcp(&id).await?.ok_or_else(|| not_found(&id))?;
-    state.publish_all_keys().await?;
+    state.publisher.publish_all_keys().await?;
     tracing::info!(slug = %gone.endpoint_slug, "Virtual MCP deleted");
     Ok((Extension(Before(view(&gone))), Json(json!({"message": "Virtual MCP deleted successfully"}))))
 }

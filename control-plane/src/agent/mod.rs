@@ -8,9 +8,10 @@
 mod stream;
 
 use crate::codemode;
-use crate::mcp::Hub;
+use crate::gateway::{GatewayClient, include_headers};
 use crate::mcp::records::{Caller, Published};
 use crate::model::ToolManagerConfig;
+use crate::xds::Cache;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -29,38 +30,46 @@ use warden_policy::records::Records;
 const STEPS_HEADER: &str = "x-warden-agent-steps";
 /// The longest one model step may take (the gateway's route timeout).
 const STEP_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a tool call may take when the tool manager's timeout is unreadable.
+const DEFAULT_TOOL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Where agent mode sends its steps, and its settings.
+/// Agent mode's part of the tool manager's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Most rounds of tool execution in one chat.
+    pub max_depth: u32,
+    /// How long one tool call may take.
+    pub tool_timeout: Duration,
+}
+
+impl From<&ToolManagerConfig> for Config {
+    fn from(settings: &ToolManagerConfig) -> Config {
+        Config {
+            max_depth: settings.max_agent_depth,
+            tool_timeout: settings.tool_timeout().unwrap_or(DEFAULT_TOOL_TIMEOUT),
+        }
+    }
+}
+
+/// Where agent mode sends its steps, what it judges with, and its settings.
 pub struct Agent {
-    gateway: String,
-    http: reqwest::Client,
-    config: RwLock<ToolManagerConfig>,
+    gateway: GatewayClient,
+    /// The published policy records.
+    cache: Arc<Cache>,
+    config: RwLock<Config>,
 }
 
 impl Agent {
-    pub fn new(gateway: &str) -> Agent {
-        Agent {
-            gateway: gateway.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::new(),
-            config: RwLock::new(ToolManagerConfig::default()),
-        }
+    pub fn new(gateway: GatewayClient, cache: Arc<Cache>, config: Config) -> Agent {
+        Agent { gateway, cache, config: RwLock::new(config) }
     }
 
-    pub fn config(&self) -> ToolManagerConfig {
+    fn config(&self) -> Config {
         self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    pub fn set_config(&self, config: ToolManagerConfig) {
+    pub fn set_config(&self, config: Config) {
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
-    }
-
-    /// A POST to the gateway as a caller: its key and include headers.
-    pub fn post(&self, path: &str, secret: &str, include: &[(&'static str, HeaderValue)]) -> reqwest::RequestBuilder {
-        let mut request = self.http.post(format!("{}{path}", self.gateway)).header("x-bf-vk", secret);
-        for (name, value) in include {
-            request = request.header(*name, value.as_bytes());
-        }
-        request
     }
 }
 
@@ -89,18 +98,18 @@ pub struct Progress {
 
 /// One agent-mode chat.
 struct Run {
-    hub: Arc<Hub>,
+    agent: Arc<Agent>,
     caller: Caller,
     secret: String,
     /// The caller's include headers, forwarded with every step.
     include: Vec<(&'static str, HeaderValue)>,
-    config: ToolManagerConfig,
+    config: Config,
     progress: Option<mpsc::Sender<Progress>>,
 }
 
 /// `POST /v1/agent/chat/completions`, routed here by the filter.
-pub async fn chat(State(hub): State<Arc<Hub>>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(caller) = Caller::of(&headers, mcp::AGENT_PATH, hub.cache()) else {
+pub async fn chat(State(agent): State<Arc<Agent>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(caller) = Caller::of(&headers, mcp::AGENT_PATH, &agent.cache) else {
         return refuse(&Denial::KeyNotFound);
     };
     let Some(secret) = headers.get(AGENT_KEY_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned) else {
@@ -116,9 +125,9 @@ pub async fn chat(State(hub): State<Arc<Hub>>, headers: HeaderMap, body: Bytes) 
     };
     let streaming = request.remove("stream").and_then(|v| v.as_bool()).unwrap_or(false);
     request.remove("stream_options");
-    let include = crate::mcp::include_headers(&headers);
-    let config = hub.agent.config();
-    let mut run = Run { hub, caller, secret, include, config, progress: None };
+    let include = include_headers(&headers);
+    let config = agent.config();
+    let mut run = Run { agent, caller, secret, include, config, progress: None };
     if !streaming {
         return match run.run(request).await {
             Ok((answer, steps)) => answered(StatusCode::OK, &answer, steps),
@@ -174,7 +183,7 @@ impl Run {
             let message = answer["choices"][0]["message"].clone();
             let calls: Vec<Value> = message["tool_calls"].as_array().cloned().unwrap_or_default();
             let mixed = calls.iter().any(|c| !self.auto(c));
-            if calls.is_empty() || mixed || round >= self.config.max_agent_depth {
+            if calls.is_empty() || mixed || round >= self.config.max_depth {
                 // A batch with a call the caller must run is left whole to the caller.
                 if mixed && !executed.is_empty() {
                     answer = summary(answer, &executed, calls);
@@ -200,7 +209,7 @@ impl Run {
             return self.meta_auto(name, call);
         }
         let Some((client, tool)) = name.split_once(mcp::SEPARATOR) else { return false };
-        let Some(client) = Published(self.hub.cache()).get::<mcp::McpClientRecord>(client) else { return false };
+        let Some(client) = Published(&self.agent.cache).get::<mcp::McpClientRecord>(client) else { return false };
         client.tools.iter().any(|t| t.name == tool)
             && mcp::auto_executes(self.caller.key.grants(), &client, tool, &self.caller.include)
     }
@@ -208,7 +217,7 @@ impl Run {
     /// Code Mode's read-only meta-tools always run by themselves; a program only when every
     /// tool it calls, as far as can be seen without running it, does.
     fn meta_auto(&self, name: &str, call: &Value) -> bool {
-        let servers = codemode::servers(&self.hub, &self.caller);
+        let servers = codemode::servers(&self.agent.cache, &self.caller);
         if servers.is_empty() {
             return false;
         }
@@ -221,7 +230,7 @@ impl Run {
             .unwrap_or_else(|| call["function"]["arguments"].clone());
         let code = arguments["code"].as_str().unwrap_or_default();
         let names: Vec<&str> = servers.iter().map(|(s, _)| s.as_str()).collect();
-        let records = Published(self.hub.cache());
+        let records = Published(&self.agent.cache);
         calls_are_static(code, &names)
             && static_calls(code, &names).iter().all(|(server, tool)| {
                 records.get::<mcp::McpClientRecord>(server).is_some_and(|client| {
@@ -231,7 +240,7 @@ impl Run {
     }
 
     fn post(&self, path: &str, step: u32) -> reqwest::RequestBuilder {
-        self.hub.agent.post(path, &self.secret, &self.include).header(AGENT_STEP_HEADER, step.to_string())
+        self.agent.gateway.post(path, &self.secret, &self.include).header(AGENT_STEP_HEADER, step.to_string())
     }
 
     /// One model call through the gateway.
@@ -256,7 +265,7 @@ impl Run {
         let id = call["id"].as_str().unwrap_or_default().to_owned();
         let tool = call["function"]["name"].as_str().unwrap_or_default().to_owned();
         self.report(round, &tool, &id, "running").await;
-        let mut timeout = self.config.tool_timeout().unwrap_or(Duration::from_secs(30));
+        let mut timeout = self.config.tool_timeout;
         if tool == EXECUTE_TOOL_CODE {
             // A program gets the same budget in the sandbox; its own timeout answer should win.
             timeout += Duration::from_secs(5);

@@ -5,9 +5,6 @@ use super::Invalid;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// The name of the store setting that holds them.
-pub const SETTING: &str = "mcp.tool_manager_config";
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ToolManagerConfig {

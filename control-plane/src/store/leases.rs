@@ -29,7 +29,7 @@ pub trait LeaseStore: Send + Sync {
     /// The leases of windows not yet forgotten whose counter starts with `prefix`.
     async fn leases(&self, prefix: &str) -> Result<Vec<LeaseRow>, StoreError>;
 
-    /// Applies one Envoy's wants in one transaction (see `quota::lease::decide`) and returns
+    /// Applies one Envoy's wants in one transaction (see `crate::allocation::decide`) and returns
     /// its grants, one per want, in order.
     async fn lease(&self, node: &str, wants: &[LeaseWant], now_ms: u64) -> Result<Vec<LeaseGrant>, StoreError>;
 }

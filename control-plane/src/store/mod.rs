@@ -7,6 +7,7 @@ pub mod leases;
 mod ledger;
 mod mcp;
 mod providers;
+pub mod settings;
 mod sql;
 
 pub use audit::{AuditEvent, AuditStore};

@@ -2,7 +2,7 @@
 
 use super::backend::{DbRow, sql};
 use super::{SqlStore, backend};
-use crate::quota::lease::{Holder, LeaseWindow, RECLAIM_MS, decide, free, others_used, reclaims};
+use crate::allocation::{Holder, LeaseWindow, RECLAIM_MS, decide, free, others_used, reclaims};
 use crate::store::leases::{ENDED_WINDOW_MEMORY_MS, FLEET_MEMORY_MS};
 use crate::store::{LeaseRow, LeaseStore, StoreError};
 use async_trait::async_trait;

@@ -6,9 +6,9 @@
 
 use super::Hub;
 use super::execute::gateway_of;
-use super::records::{Caller, Published};
 use super::sessions::{self, Sessions};
 use crate::codemode;
+use crate::mcp::records::{Caller, Published};
 use axum::Router;
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method};
@@ -143,12 +143,12 @@ impl McpServer {
         name: &str,
         arguments: serde_json::Map<String, serde_json::Value>,
     ) -> Result<CallToolResponse, ErrorData> {
-        if codemode::servers(&self.hub, caller).is_empty() {
+        if codemode::servers(&self.hub.cache, caller).is_empty() {
             return Err(refusal(&Denial::ToolBlocked(name.to_owned(), caller.key.name.clone())));
         }
         let gateway = extensions.get::<Parts>().and_then(|p| gateway_of(&p.headers));
         let (text, is_error) =
-            codemode::call(&self.hub, caller, gateway, name, &arguments).await.map_err(|d| refusal(&d))?;
+            self.hub.code_mode.call(caller, gateway, name, &arguments).await.map_err(|d| refusal(&d))?;
         let content = vec![rmcp::model::ContentBlock::text(text)];
         Ok(if is_error { CallToolResult::error(content) } else { CallToolResult::success(content) }.into())
     }
@@ -218,6 +218,7 @@ impl ServerHandler for McpServer {
         };
         let result = self
             .hub
+            .connections
             .call(&client.name, &tool.name, request.arguments.unwrap_or_default())
             .await
             .map_err(|d| refusal(&d))?;

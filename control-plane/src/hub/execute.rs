@@ -2,8 +2,9 @@
 //! headers and reserved its price.
 
 use super::Hub;
-use super::records::Caller;
-use crate::codemode::{self, Gateway};
+use crate::codemode::Gateway;
+use crate::gateway::include_headers;
+use crate::mcp::records::Caller;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -11,10 +12,7 @@ use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use warden_policy::Denial;
 use warden_policy::codemode::is_meta;
-use warden_policy::mcp::{
-    AGENT_KEY_HEADER, AGENT_STEP_HEADER, ExecuteFormat, INCLUDE_CLIENTS_HEADER, INCLUDE_TOOLS_HEADER, ToolCall,
-    ToolOutput,
-};
+use warden_policy::mcp::{AGENT_KEY_HEADER, AGENT_STEP_HEADER, ExecuteFormat, ToolCall, ToolOutput};
 
 /// How a Code Mode program reaches the gateway as its caller: the key the filter handed over
 /// (for `executeToolCode` only), the caller's include headers, and whether agent mode runs it.
@@ -22,14 +20,6 @@ pub fn gateway_of(headers: &HeaderMap) -> Option<Gateway> {
     let secret = headers.get(AGENT_KEY_HEADER)?.to_str().ok()?.to_owned();
     let unattended = headers.contains_key(AGENT_STEP_HEADER);
     Some(Gateway { secret, include: include_headers(headers), unattended })
-}
-
-/// The caller's include headers, to send on with calls made as the caller.
-pub fn include_headers(headers: &HeaderMap) -> Vec<(&'static str, axum::http::HeaderValue)> {
-    [INCLUDE_CLIENTS_HEADER, INCLUDE_TOOLS_HEADER]
-        .into_iter()
-        .filter_map(|name| headers.get(name).map(|v| (name, v.clone())))
-        .collect()
 }
 
 fn answer(status: StatusCode, body: Vec<u8>) -> Response {
@@ -54,7 +44,7 @@ pub(super) async fn execute(
     };
     if is_meta(&call.name) {
         let Some(caller) = Caller::of(&headers, "", hub.cache()) else { return refuse(&Denial::KeyNotFound) };
-        return match codemode::call(&hub, &caller, gateway_of(&headers), &call.name, &call.arguments).await {
+        return match hub.code_mode.call(&caller, gateway_of(&headers), &call.name, &call.arguments).await {
             Ok((content, is_error)) => {
                 let body = ToolOutput { content, is_error, structured: None }.body(format, &call);
                 answer(StatusCode::OK, serde_json::to_vec(&body).unwrap_or_default())
@@ -63,7 +53,7 @@ pub(super) async fn execute(
         };
     }
     let Some((client, tool)) = call.split() else { return refuse(&Denial::ToolUnknown(call.name.clone())) };
-    match hub.call(client, tool, call.arguments.clone()).await {
+    match hub.connections.call(client, tool, call.arguments.clone()).await {
         Ok(result) => {
             let mut output = ToolOutput::of_result(&result);
             if !ExecuteFormat::wants_structured(query.as_deref().unwrap_or_default()) {

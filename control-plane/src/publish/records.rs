@@ -1,12 +1,14 @@
 //! Sends teams', customers' and model configs' policy records to every filter, or withdraws
-//! them. Virtual keys have their own path ([`super::publish_keys`]).
+//! them, and the prices in force. Virtual keys and providers need more than their own data:
+//! [`super::Publisher`] publishes them.
 
 use crate::model::{Customer, ModelConfig, Team, model_record};
-use crate::store::{CustomerQuery, ModelConfigQuery, Store, StoreError, TeamQuery};
+use crate::store::{CustomerQuery, ModelConfigQuery, Store, StoreError, TeamQuery, settings};
 use crate::xds::Cache;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use warden_policy::RecordKind;
+use warden_policy::pricing::{DEFAULT_PRICES, Price};
 
 /// A record's name and body; `None` (logged) if it cannot be serialised, which would be a bug:
 /// every record type is plain data.
@@ -59,5 +61,22 @@ pub async fn publish_governance(cache: &Cache, store: &dyn Store) -> Result<(), 
         model_configs = configs.len(),
         "governance loaded from the store"
     );
+    Ok(())
+}
+
+/// The prices in force: the defaults, then the operator's on top.
+pub fn prices_in_force(overrides: &BTreeMap<String, Price>) -> BTreeMap<String, Price> {
+    let mut all: BTreeMap<String, Price> = DEFAULT_PRICES.iter().map(|(m, p)| ((*m).to_owned(), *p)).collect();
+    all.extend(overrides.iter().map(|(n, p)| (n.clone(), *p)));
+    all
+}
+
+/// Publishes the prices in force to every filter; `gone` names overrides just removed.
+pub async fn publish_prices(cache: &Cache, store: &dyn Store, gone: Option<&str>) -> Result<(), StoreError> {
+    let all = prices_in_force(&settings::price_overrides(store).await?);
+    if let Some(name) = gone.filter(|n| !all.contains_key(*n)) {
+        cache.remove(&RecordKind::Price.name(name));
+    }
+    cache.upsert(all.iter().filter_map(|(n, p)| Some((RecordKind::Price.name(n), serde_json::to_vec(p).ok()?))));
     Ok(())
 }
