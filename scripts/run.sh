@@ -98,6 +98,7 @@ cat <<MSG
 Warden is running.
   Gateway (Envoy + Warden filter)  http://$LISTEN
   Admin API                         http://$ADMIN
+  Dashboard                         http://$ADMIN/ui  (sign in with the admin token)
   Provider                          $PROVIDER at $UPSTREAM
   Logs                              $DATA/logs/
 

@@ -20,6 +20,7 @@ pub mod publish;
 pub mod quota;
 pub mod serve;
 pub mod store;
+pub mod ui;
 pub mod xds;
 
 use clap::{Parser, Subcommand};

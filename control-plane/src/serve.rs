@@ -221,7 +221,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let xds = xds_server(ads, state.store.clone(), state.cache.clone(), tls)?
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(xds_listener), shutdown());
-    let admin = axum::serve(admin_listener, admin::router(state)).with_graceful_shutdown(shutdown());
+    // The dashboard shares the admin address and calls the admin API in process.
+    let admin_app = admin::router(state.clone()).merge(crate::ui::router(state.clone(), admin::router(state)));
+    let admin = axum::serve(admin_listener, admin_app).with_graceful_shutdown(shutdown());
     let stopping = hub.clone();
     // Open `/mcp` streams would hold the graceful shutdown: they end as soon as it starts.
     let hub_server = axum::serve(hub_listener, crate::hub::router(hub.clone(), args.mcp_allowed_origins.clone()))

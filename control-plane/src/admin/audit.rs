@@ -66,6 +66,7 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
     }
     let action = format!("{} {}", request.method(), request.uri().path());
     let target = request.uri().path().to_owned();
+    let actor = if request.extensions().get::<super::DashboardCaller>().is_some() { "dashboard" } else { "admin" };
     let (parts, body) = request.into_parts();
     let Ok(request_bytes) = to_bytes(body, MAX_AUDITED_BODY).await else {
         return ApiError::BadRequest(format!("admin request bodies are limited to {MAX_AUDITED_BODY} bytes"))
@@ -82,7 +83,7 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
     });
     let detail = json!({"request": audited(&request_bytes), "before": before, "response": audited(&response_bytes)});
     let event =
-        AuditEvent { actor: "admin".into(), action, target, status: parts.status.as_u16(), detail: detail.to_string() };
+        AuditEvent { actor: actor.into(), action, target, status: parts.status.as_u16(), detail: detail.to_string() };
     if let Err(e) = state.store.append_audit(event).await {
         tracing::error!(error = %e, "an admin change could not be written to the audit log");
     }

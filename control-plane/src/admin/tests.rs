@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use warden_policy::{FilterSettings, KeyHash, RecordKind, VirtualKeyRecord};
 
-const TOKEN: &str = "admin-token-for-tests-0123";
+pub(crate) const TOKEN: &str = "admin-token-for-tests-0123";
 
-pub(super) async fn app() -> (Router, AppState) {
+pub(crate) async fn app() -> (Router, AppState) {
     let store: Arc<dyn Store> = Arc::new(SqlStore::in_memory().await.unwrap());
     let cache = Arc::new(Cache::default());
     let filter = FilterSource::new("/filter.wasm".into(), FilterSettings::for_cluster("warden_xds"), &cache);
@@ -37,7 +37,7 @@ pub(super) async fn app() -> (Router, AppState) {
     (router(state.clone()), state)
 }
 
-pub(super) async fn call(app: &Router, method: Method, path: &str, body: Option<&str>) -> (StatusCode, Value) {
+pub(crate) async fn call(app: &Router, method: Method, path: &str, body: Option<&str>) -> (StatusCode, Value) {
     let request = Request::builder()
         .method(method)
         .uri(path)

@@ -10,7 +10,8 @@ use sha2::{Digest, Sha256};
 pub struct AuditEntry {
     pub seq: i64,
     pub at: String,
-    /// Who: `admin` (the admin token) or `filter` (a denial reported by an Envoy).
+    /// Who: `admin` (the admin token), `dashboard` (a signed-in dashboard session) or `filter` (a
+    /// denial reported by an Envoy).
     pub actor: String,
     /// `POST /api/...`, or a denial type.
     pub action: String,

@@ -1,0 +1,476 @@
+//! The dashboard at `/ui`, on the admin address: server-rendered HTML (askama templates under
+//! `control-plane/templates/ui`, checked at compile time), no JavaScript needed to read it.
+//!
+//! | file | what |
+//! |---|---|
+//! | `mod.rs` | the pages and the router |
+//! | `session.rs` | sign-in with the admin token, the session cookie, CSRF |
+//! | `admin_api.rs` | every read and change goes through the admin API, in process |
+//! | `views.rs` | what the pages show, shaped from the admin API's JSON |
+//! | `simulator.rs` | a request decided by `policy/` on the published records |
+//!
+//! Every page but the sign-in answers only a live session; every change carries its CSRF token.
+
+mod admin_api;
+mod session;
+mod simulator;
+mod views;
+
+#[cfg(test)]
+mod tests;
+
+use crate::admin::{AppState, token_hash};
+use admin_api::AdminApi;
+use askama::Template;
+use axum::Router;
+use axum::extract::{Form, FromRequestParts, Path, Query, State};
+use axum::http::header::{LOCATION, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use session::{Session, Sessions};
+use std::sync::Arc;
+use views::{BudgetBar, Card, KeyRow, NodeRow, UsageGroup};
+
+/// What every page handler reads.
+#[derive(Clone)]
+pub struct Ui {
+    api: AdminApi,
+    state: AppState,
+    sessions: Arc<Sessions>,
+}
+
+/// The dashboard's routes; `admin` is the admin API router it calls in process.
+pub fn router(state: AppState, admin: axum::Router) -> Router {
+    let ui = Ui { api: AdminApi(admin), state, sessions: Arc::new(Sessions::default()) };
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/ui") }))
+        .route("/ui/login", get(login_page).post(login))
+        .route("/ui/logout", post(logout))
+        .route("/ui", get(overview))
+        .route("/ui/keys", get(keys).post(create_key))
+        .route("/ui/keys/{id}", get(key))
+        .route("/ui/keys/{id}/{action}", post(key_action))
+        .route("/ui/fleet", get(fleet))
+        .route("/ui/audit", get(audit))
+        .route("/ui/simulator", get(simulator_page).post(simulate))
+        .with_state(ui)
+}
+
+/// Why a page or a change is refused.
+pub enum Refusal {
+    /// No live session: to the sign-in.
+    SignIn,
+    /// A form whose CSRF token is not the session's.
+    StaleForm,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::SignIn => Redirect::to("/ui/login").into_response(),
+            Refusal::StaleForm => {
+                (StatusCode::FORBIDDEN, "This form is stale or came from another site: reload the page.")
+                    .into_response()
+            }
+        }
+    }
+}
+
+/// Every page but the sign-in takes the session its cookie names.
+impl FromRequestParts<Ui> for Session {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(parts: &mut Parts, ui: &Ui) -> Result<Session, Refusal> {
+        ui.sessions.of(&parts.headers).ok_or(Refusal::SignIn)
+    }
+}
+
+/// A change needs the session's CSRF token in its form.
+fn may_change(session: &Session, csrf: &str) -> Result<(), Refusal> {
+    if session.allows(csrf) { Ok(()) } else { Err(Refusal::StaleForm) }
+}
+
+fn page(template: impl Template) -> Response {
+    match template.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a dashboard page did not render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "The page could not be rendered.").into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "ui/login.html")]
+struct LoginPage {
+    failed: bool,
+}
+
+async fn login_page() -> Response {
+    page(LoginPage { failed: false })
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+async fn login(State(ui): State<Ui>, Form(form): Form<LoginForm>) -> Response {
+    // Hashes are compared, so the time taken does not depend on the token's content.
+    if token_hash(form.token.trim()) != ui.state.admin_token_sha256 {
+        return (StatusCode::UNAUTHORIZED, page(LoginPage { failed: true })).into_response();
+    }
+    let id = ui.sessions.open();
+    (StatusCode::SEE_OTHER, [(SET_COOKIE, session::set_cookie(&id)), (LOCATION, "/ui".to_owned())]).into_response()
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout(State(ui): State<Ui>, session: Session, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
+    if let Err(refused) = may_change(&session, &form.csrf) {
+        return refused.into_response();
+    }
+    ui.sessions.close(&headers);
+    (StatusCode::SEE_OTHER, [(SET_COOKIE, session::clear_cookie()), (LOCATION, "/ui/login".to_owned())]).into_response()
+}
+
+#[derive(Template)]
+#[template(path = "ui/overview.html")]
+struct OverviewPage {
+    page: &'static str,
+    csrf: String,
+    today: Card,
+    month: Card,
+    budgets: Vec<BudgetBar>,
+    groups: Vec<UsageGroup>,
+}
+
+async fn overview(State(ui): State<Ui>, session: Session) -> Response {
+    let (day, month) = views::day_and_month_start(chrono::Utc::now());
+    let today = Card::of(&ui.api.get(&format!("/api/usage?from={day}")).await.body["totals"]);
+    let month_totals = Card::of(&ui.api.get(&format!("/api/usage?from={month}")).await.body["totals"]);
+    let mut groups = Vec::new();
+    for (title, by) in
+        [("key", "key"), ("team", "team"), ("customer", "customer"), ("model", "model"), ("provider", "provider")]
+    {
+        let answer = ui.api.get(&format!("/api/usage?from={month}&group_by={by}")).await;
+        groups.push(UsageGroup::of(title, &answer.body["groups"]));
+    }
+    let budgets = BudgetBar::all(&ui.api.get("/api/governance/budgets").await.body["budgets"]);
+    page(OverviewPage { page: "overview", csrf: session.csrf, today, month: month_totals, budgets, groups })
+}
+
+#[derive(Template)]
+#[template(path = "ui/keys.html")]
+struct KeysPage {
+    page: &'static str,
+    csrf: String,
+    rows: Vec<KeyRow>,
+    q: String,
+    active: String,
+    created: Option<Created>,
+    error: Option<String>,
+}
+
+/// A key just created: its value, shown this once.
+struct Created {
+    name: String,
+    value: String,
+}
+
+#[derive(Deserialize, Default)]
+struct KeyFilter {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    active: String,
+    #[serde(default)]
+    sort: String,
+}
+
+async fn key_rows(ui: &Ui, filter: &KeyFilter) -> Vec<KeyRow> {
+    let answer = ui.api.get("/api/governance/virtual-keys").await;
+    let mut rows = KeyRow::all(&answer.body["virtual_keys"]);
+    let q = filter.q.to_lowercase();
+    rows.retain(|k| k.name.to_lowercase().contains(&q));
+    match filter.active.as_str() {
+        "true" => rows.retain(|k| k.active),
+        "false" => rows.retain(|k| !k.active),
+        _ => {}
+    }
+    match filter.sort.as_str() {
+        "team" => rows.sort_by(|a, b| a.team.cmp(&b.team).then_with(|| a.name.cmp(&b.name))),
+        "active" => rows.sort_by(|a, b| b.active.cmp(&a.active).then_with(|| a.name.cmp(&b.name))),
+        _ => rows.sort_by(|a, b| a.name.cmp(&b.name)),
+    }
+    rows
+}
+
+async fn keys(State(ui): State<Ui>, session: Session, Query(filter): Query<KeyFilter>) -> Response {
+    let rows = key_rows(&ui, &filter).await;
+    let KeyFilter { q, active, .. } = filter;
+    page(KeysPage { page: "keys", csrf: session.csrf, rows, q, active, created: None, error: None })
+}
+
+#[derive(Deserialize)]
+struct CreateForm {
+    csrf: String,
+    name: String,
+    #[serde(default)]
+    body: String,
+}
+
+async fn create_key(State(ui): State<Ui>, session: Session, Form(form): Form<CreateForm>) -> Response {
+    if let Err(refused) = may_change(&session, &form.csrf) {
+        return refused.into_response();
+    }
+    let mut body: Value = match form.body.trim() {
+        "" => json!({}),
+        text => match serde_json::from_str(text) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => Value::Null,
+        },
+    };
+    let (created, error) = if body.is_null() {
+        (None, Some("The body is not a JSON object.".to_owned()))
+    } else {
+        body["name"] = json!(form.name);
+        let answer = ui.api.call(Method::POST, "/api/governance/virtual-keys", Some(&body)).await;
+        let created = answer.error().is_none().then(|| Created {
+            name: answer.body["virtual_key"]["name"].as_str().unwrap_or_default().to_owned(),
+            value: answer.body["virtual_key"]["value"].as_str().unwrap_or_default().to_owned(),
+        });
+        (created, answer.error())
+    };
+    let rows = key_rows(&ui, &KeyFilter::default()).await;
+    let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let shown =
+        KeysPage { page: "keys", csrf: session.csrf, rows, q: String::new(), active: String::new(), created, error };
+    (status, page(shown)).into_response()
+}
+
+#[derive(Template)]
+#[template(path = "ui/key.html")]
+struct KeyPage {
+    page: &'static str,
+    csrf: String,
+    id: String,
+    name: String,
+    active: bool,
+    json: String,
+    usage: Card,
+    budgets: Vec<BudgetBar>,
+    confirm: Option<views::Confirm>,
+    error: Option<String>,
+    done: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct KeyQuery {
+    confirm: Option<String>,
+}
+
+/// A key's page; `None` when there is no such key.
+async fn key_page(ui: &Ui, csrf: String, id: &str, confirm: Option<views::Confirm>) -> Option<KeyPage> {
+    let answer = ui.api.get(&format!("/api/governance/virtual-keys/{id}")).await;
+    if !answer.status.is_success() {
+        return None;
+    }
+    let key = &answer.body["virtual_key"];
+    let (_, month) = views::day_and_month_start(chrono::Utc::now());
+    let usage = Card::of(&ui.api.get(&format!("/api/usage?from={month}&key_id={id}")).await.body["totals"]);
+    let mut budgets = BudgetBar::all(&ui.api.get("/api/governance/budgets").await.body["budgets"]);
+    budgets.retain(|b| b.key_id.as_deref() == Some(id));
+    Some(KeyPage {
+        page: "keys",
+        csrf,
+        id: id.to_owned(),
+        name: key["name"].as_str().unwrap_or_default().to_owned(),
+        active: key["is_active"].as_bool().unwrap_or(false),
+        json: views::editable(key),
+        usage,
+        budgets,
+        confirm,
+        error: None,
+        done: None,
+    })
+}
+
+async fn key(State(ui): State<Ui>, session: Session, Path(id): Path<String>, Query(q): Query<KeyQuery>) -> Response {
+    let confirm = q.confirm.as_deref().and_then(views::key_action);
+    match key_page(&ui, session.csrf, &id, confirm).await {
+        Some(shown) => page(shown),
+        None => (StatusCode::NOT_FOUND, "No such key.").into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct ActionForm {
+    csrf: String,
+    #[serde(default)]
+    body: String,
+}
+
+/// Block, unblock, delete or edit a key.
+async fn key_action(
+    State(ui): State<Ui>,
+    session: Session,
+    Path((id, action)): Path<(String, String)>,
+    Form(form): Form<ActionForm>,
+) -> Response {
+    if let Err(refused) = may_change(&session, &form.csrf) {
+        return refused.into_response();
+    }
+    let path = format!("/api/governance/virtual-keys/{id}");
+    let answer = match action.as_str() {
+        "block" => ui.api.call(Method::PUT, &path, Some(&json!({"is_active": false}))).await,
+        "unblock" => ui.api.call(Method::PUT, &path, Some(&json!({"is_active": true}))).await,
+        "delete" => {
+            let answer = ui.api.call(Method::DELETE, &path, None).await;
+            if answer.error().is_none() {
+                return Redirect::to("/ui/keys").into_response();
+            }
+            answer
+        }
+        "edit" => match serde_json::from_str::<Value>(&form.body) {
+            Ok(body @ Value::Object(_)) => ui.api.call(Method::PUT, &path, Some(&body)).await,
+            _ => {
+                let mut shown = match key_page(&ui, session.csrf, &id, None).await {
+                    Some(p) => p,
+                    None => return (StatusCode::NOT_FOUND, "No such key.").into_response(),
+                };
+                shown.error = Some("The key is not a JSON object.".into());
+                shown.json = form.body;
+                return (StatusCode::BAD_REQUEST, page(shown)).into_response();
+            }
+        },
+        _ => return (StatusCode::NOT_FOUND, "No such action.").into_response(),
+    };
+    let Some(mut shown) = key_page(&ui, session.csrf, &id, None).await else {
+        return (StatusCode::NOT_FOUND, "No such key.").into_response();
+    };
+    let status = if answer.status.is_success() { StatusCode::OK } else { answer.status };
+    shown.error = answer.error();
+    if shown.error.is_none() {
+        let applied = answer.body["applied"].as_str().map(|a| format!(" ({a})")).unwrap_or_default();
+        shown.done = Some(format!("Saved: every Envoy enforces it now{applied}."));
+    }
+    (status, page(shown)).into_response()
+}
+
+#[derive(Template)]
+#[template(path = "ui/fleet.html")]
+struct FleetPage {
+    page: &'static str,
+    csrf: String,
+    policy_version: String,
+    policy_records: String,
+    filter_version: String,
+    nodes: Vec<NodeRow>,
+}
+
+async fn fleet(State(ui): State<Ui>, session: Session) -> Response {
+    let body = ui.api.get("/api/envoy/nodes").await.body;
+    page(FleetPage {
+        page: "fleet",
+        csrf: session.csrf,
+        policy_version: body["policy_version"].to_string(),
+        policy_records: body["policy_records"].to_string(),
+        filter_version: body["filter_version"].as_str().unwrap_or("none").to_owned(),
+        nodes: NodeRow::all(&body["nodes"]),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "ui/audit.html")]
+struct AuditPage {
+    page: &'static str,
+    csrf: String,
+    verified: bool,
+    verify_detail: String,
+    entries: Vec<views::AuditRow>,
+}
+
+async fn audit(State(ui): State<Ui>, session: Session) -> Response {
+    let check = ui.api.get("/api/audit/verify").await.body;
+    let verified = check["intact"].as_bool().unwrap_or(false);
+    let verify_detail = match check["first_broken"].as_i64() {
+        Some(seq) => format!("first broken entry: {seq}"),
+        None => format!("{} entries", check["rows"]),
+    };
+    let entries = views::AuditRow::all(&ui.api.get("/api/audit?limit=200").await.body["entries"]);
+    page(AuditPage { page: "audit", csrf: session.csrf, verified, verify_detail, entries })
+}
+
+#[derive(Template)]
+#[template(path = "ui/simulator.html")]
+struct SimulatorPage {
+    page: &'static str,
+    csrf: String,
+    keys: Vec<KeyRow>,
+    key_id: String,
+    method: String,
+    path: String,
+    headers: String,
+    body: String,
+    verdict: Option<simulator::Verdict>,
+}
+
+#[derive(Deserialize, Default)]
+struct SimulatorForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    key_id: String,
+    #[serde(default)]
+    method: String,
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    headers: String,
+    #[serde(default)]
+    body: String,
+}
+
+async fn simulator_page(State(ui): State<Ui>, session: Session, Query(q): Query<SimulatorForm>) -> Response {
+    let keys = key_rows(&ui, &KeyFilter::default()).await;
+    let body = r#"{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}"#;
+    page(SimulatorPage {
+        page: "simulator",
+        csrf: session.csrf,
+        keys,
+        key_id: q.key_id,
+        method: if q.method.is_empty() { "POST".into() } else { q.method },
+        path: if q.path.is_empty() { "/v1/chat/completions".into() } else { q.path },
+        headers: q.headers,
+        body: if q.body.is_empty() { body.into() } else { q.body },
+        verdict: None,
+    })
+}
+
+async fn simulate(State(ui): State<Ui>, session: Session, Form(form): Form<SimulatorForm>) -> Response {
+    if let Err(refused) = may_change(&session, &form.csrf) {
+        return refused.into_response();
+    }
+    let verdict = simulator::decide(&ui.state, &form.key_id, &form.method, &form.path, &form.headers, &form.body).await;
+    let keys = key_rows(&ui, &KeyFilter::default()).await;
+    let SimulatorForm { key_id, method, path, headers, body, .. } = form;
+    page(SimulatorPage {
+        page: "simulator",
+        csrf: session.csrf,
+        keys,
+        key_id,
+        method,
+        path,
+        headers,
+        body,
+        verdict: Some(verdict),
+    })
+}

@@ -1,0 +1,226 @@
+//! The dashboard in process: who may see and change what, and that a change made here is the
+//! admin API's (audited, published to the Envoys).
+
+use crate::admin::tests::{TOKEN, app, call};
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use warden_policy::records::Records;
+use warden_policy::{KeyHash, VirtualKeyRecord};
+
+/// The dashboard and admin API as `warden serve` mounts them; the admin router, to check.
+async fn dashboard() -> (Router, Router, crate::admin::AppState) {
+    let (admin, state) = app().await;
+    (admin.clone().merge(super::router(state.clone(), admin.clone())), admin, state)
+}
+
+struct Page {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    html: String,
+}
+
+async fn send(ui: &Router, method: Method, path: &str, cookie: Option<&str>, form: Option<&str>) -> Page {
+    let mut request = Request::builder().method(method).uri(path);
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    if form.is_some() {
+        request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    }
+    let request = request.body(form.map_or_else(Body::empty, |f| Body::from(f.to_owned()))).unwrap();
+    let response = ui.clone().oneshot(request).await.unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    Page { status, headers, html: String::from_utf8_lossy(&bytes).into_owned() }
+}
+
+fn form(fields: &[(&str, &str)]) -> String {
+    fields.iter().map(|(k, v)| format!("{k}={}", urlencoding(v))).collect::<Vec<_>>().join("&")
+}
+
+fn urlencoding(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Signs in; the cookie to send, and the session's CSRF token (read from a page's form).
+async fn sign_in(ui: &Router) -> (String, String) {
+    let answer = send(ui, Method::POST, "/ui/login", None, Some(&form(&[("token", TOKEN)]))).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    let set = answer.headers[header::SET_COOKIE].to_str().unwrap().to_owned();
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let page = send(ui, Method::GET, "/ui/keys", Some(&cookie), None).await;
+    let csrf = page.html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    (cookie, csrf)
+}
+
+async fn keys(admin: &Router) -> Vec<Value> {
+    let (_, listed) = call(admin, Method::GET, "/api/governance/virtual-keys", None).await;
+    listed["virtual_keys"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn no_page_answers_without_a_session() {
+    let (ui, _, _) = dashboard().await;
+    assert_eq!(send(&ui, Method::GET, "/", None, None).await.headers[header::LOCATION], "/ui");
+    for path in ["/ui", "/ui/keys", "/ui/keys/x", "/ui/fleet", "/ui/audit", "/ui/simulator"] {
+        let page = send(&ui, Method::GET, path, None, None).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(page.headers[header::LOCATION], "/ui/login", "{path}");
+        // A made-up session is no session.
+        let forged = send(&ui, Method::GET, path, Some("warden_ui=00"), None).await;
+        assert_eq!(forged.status, StatusCode::SEE_OTHER, "{path}");
+    }
+    let change = send(&ui, Method::POST, "/ui/keys", None, Some(&form(&[("csrf", "x"), ("name", "k")]))).await;
+    assert_eq!(change.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn sign_in_takes_the_admin_token_only_and_sets_a_strict_http_only_cookie() {
+    let (ui, admin, _) = dashboard().await;
+    let wrong = send(&ui, Method::POST, "/ui/login", None, Some(&form(&[("token", "nope")]))).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.html.contains("That is not the admin token"));
+    assert!(wrong.headers.get(header::SET_COOKIE).is_none());
+    // A virtual key is no admin token.
+    let (_, created) = call(&admin, Method::POST, "/api/governance/virtual-keys", Some(r#"{"name":"k"}"#)).await;
+    let secret = created["virtual_key"]["value"].as_str().unwrap();
+    let with_key = send(&ui, Method::POST, "/ui/login", None, Some(&form(&[("token", secret)]))).await;
+    assert_eq!(with_key.status, StatusCode::UNAUTHORIZED);
+
+    let right = send(&ui, Method::POST, "/ui/login", None, Some(&form(&[("token", TOKEN)]))).await;
+    assert_eq!((right.status, &right.headers[header::LOCATION]), (StatusCode::SEE_OTHER, &"/ui".parse().unwrap()));
+    let cookie = right.headers[header::SET_COOKIE].to_str().unwrap();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/ui", "Max-Age=28800"] {
+        assert!(cookie.contains(attribute), "{cookie} lacks {attribute}");
+    }
+    let session = cookie.split(';').next().unwrap();
+    let overview = send(&ui, Method::GET, "/ui", Some(session), None).await;
+    assert_eq!(overview.status, StatusCode::OK);
+    assert!(overview.html.contains("<h1>Overview</h1>"), "{}", overview.html);
+}
+
+#[tokio::test]
+async fn a_change_without_the_session_csrf_token_is_refused_and_changes_nothing() {
+    let (ui, admin, _) = dashboard().await;
+    let (cookie, csrf) = sign_in(&ui).await;
+    let forged =
+        send(&ui, Method::POST, "/ui/keys", Some(&cookie), Some(&form(&[("csrf", "forged"), ("name", "x")]))).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let missing = send(&ui, Method::POST, "/ui/keys", Some(&cookie), Some("name=x")).await;
+    assert!(missing.status.is_client_error());
+    assert!(keys(&admin).await.is_empty());
+    // Another session's token does not do either.
+    let (other, _) = sign_in(&ui).await;
+    let crossed =
+        send(&ui, Method::POST, "/ui/keys", Some(&other), Some(&form(&[("csrf", &csrf), ("name", "x")]))).await;
+    assert_eq!(crossed.status, StatusCode::FORBIDDEN);
+    assert!(keys(&admin).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_key_created_here_is_shown_once_blocked_with_a_confirmation_and_audited_as_the_dashboard() {
+    let (ui, admin, state) = dashboard().await;
+    let (cookie, csrf) = sign_in(&ui).await;
+    let created = send(
+        &ui,
+        Method::POST,
+        "/ui/keys",
+        Some(&cookie),
+        Some(&form(&[("csrf", &csrf), ("name", "ci"), ("body", "{}")])),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.html);
+    let value = created.html.split("id=\"new-key\">").nth(1).unwrap().split('<').next().unwrap().to_owned();
+    assert!(value.starts_with("sk-bf-"), "{value}");
+    let listed = keys(&admin).await;
+    assert_eq!(listed.len(), 1);
+    let id = listed[0]["id"].as_str().unwrap().to_owned();
+    // Shown once: the list and the key's page show only its prefix.
+    let key_page = send(&ui, Method::GET, &format!("/ui/keys/{id}"), Some(&cookie), None).await;
+    assert!(
+        !key_page.html.contains(&value)
+            && !send(&ui, Method::GET, "/ui/keys", Some(&cookie), None).await.html.contains(&value)
+    );
+    // Blocking asks first, then blocks: the published record every Envoy enforces says so.
+    let ask = send(&ui, Method::GET, &format!("/ui/keys/{id}?confirm=block"), Some(&cookie), None).await;
+    assert!(ask.html.contains("Yes, block it"), "{}", ask.html);
+    let hash = KeyHash::of(value.as_bytes()).to_hex();
+    let published = |state: &crate::admin::AppState| {
+        crate::mcp::records::Published(&state.cache).get::<VirtualKeyRecord>(&hash).map(|r| r.is_active)
+    };
+    assert_eq!(published(&state), Some(true));
+    let blocked =
+        send(&ui, Method::POST, &format!("/ui/keys/{id}/block"), Some(&cookie), Some(&form(&[("csrf", &csrf)]))).await;
+    assert_eq!(blocked.status, StatusCode::OK, "{}", blocked.html);
+    assert!(blocked.html.contains("blocked"));
+    assert_eq!(published(&state), Some(false));
+    let (_, audit) = call(&admin, Method::GET, "/api/audit", None).await;
+    let actors: Vec<(&str, &str)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["actor"].as_str().unwrap(), e["action"].as_str().unwrap()))
+        .collect();
+    assert!(actors.contains(&("dashboard", "POST /api/governance/virtual-keys")), "{actors:?}");
+    assert!(actors.contains(&("dashboard", &*format!("PUT /api/governance/virtual-keys/{id}"))), "{actors:?}");
+    // Edited as JSON: every field the admin API takes.
+    let edited = send(
+        &ui,
+        Method::POST,
+        &format!("/ui/keys/{id}/edit"),
+        Some(&cookie),
+        Some(&form(&[("csrf", &csrf), ("body", &json!({"name": "ci-renamed", "is_active": true}).to_string())])),
+    )
+    .await;
+    assert_eq!(edited.status, StatusCode::OK, "{}", edited.html);
+    assert_eq!((keys(&admin).await[0]["name"].as_str(), published(&state)), (Some("ci-renamed"), Some(true)));
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session() {
+    let (ui, _, _) = dashboard().await;
+    let (cookie, csrf) = sign_in(&ui).await;
+    let out = send(&ui, Method::POST, "/ui/logout", Some(&cookie), Some(&form(&[("csrf", &csrf)]))).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert!(out.headers[header::SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
+    assert_eq!(send(&ui, Method::GET, "/ui", Some(&cookie), None).await.headers[header::LOCATION], "/ui/login");
+}
+
+#[tokio::test]
+async fn the_simulator_decides_with_the_filter_s_policy_on_the_published_records() {
+    let (ui, admin, _) = dashboard().await;
+    let provider = json!({"name": "openai", "base_url": "https://api.openai.com", "models": ["gpt-4o-mini"],
+                          "keys": [{"id": "k1", "value": "sk-provider-secret-0123456789"}]});
+    let (status, answer) = call(&admin, Method::POST, "/api/providers", Some(&provider.to_string())).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let key = json!({"name": "sim", "provider_configs": [{"provider": "openai", "weight": 1, "allowed_models": ["gpt-4o-mini"], "key_ids": ["*"]}]});
+    let (_, created) = call(&admin, Method::POST, "/api/governance/virtual-keys", Some(&key.to_string())).await;
+    let id = created["virtual_key"]["id"].as_str().unwrap().to_owned();
+    let (cookie, csrf) = sign_in(&ui).await;
+    let decide = |path: &'static str, body: String| {
+        let (ui, cookie, csrf, id) = (ui.clone(), cookie.clone(), csrf.clone(), id.clone());
+        async move {
+            let fields =
+                [("csrf", csrf.as_str()), ("key_id", &id), ("method", "POST"), ("path", path), ("body", &body)];
+            send(&ui, Method::POST, "/ui/simulator", Some(&cookie), Some(&form(&fields))).await.html
+        }
+    };
+    let chat = |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let allowed = decide("/v1/chat/completions", chat("gpt-4o-mini")).await;
+    assert!(allowed.contains("Allowed") && allowed.contains("sent to warden-provider/openai/k1"), "{allowed}");
+    let blocked = decide("/v1/chat/completions", chat("gpt-4o")).await;
+    assert!(blocked.contains("Refused: 403 model_blocked"), "{blocked}");
+    let unknown = decide("/v1/nothing", chat("gpt-4o-mini")).await;
+    assert!(unknown.contains("Refused: 404"), "{unknown}");
+    let malformed = decide("/v1/chat/completions", "{".into()).await;
+    assert!(malformed.contains("Refused: 400"), "{malformed}");
+}
