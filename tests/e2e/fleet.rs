@@ -109,6 +109,7 @@ fn check(what: &str, envoys: u64, spend: &Spend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_envoys_spend_one_dollar_budget_and_not_a_cent_more() {
+    let _alone = warden_tests::heavy_or_timed().await;
     let stack = Stack::start_with(Options { envoys: 3, budget_admission: Some("reserve"), ..Options::default() }).await;
     let spend = spend_the_budget(&stack).await;
     check("3 Envoys, 1 control plane", 3, &spend);
@@ -120,6 +121,7 @@ async fn three_envoys_spend_one_dollar_budget_and_not_a_cent_more() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_control_planes_on_postgresql_share_the_budget_and_lose_no_usage_when_one_dies() {
+    let _alone = warden_tests::heavy_or_timed().await;
     let url = tokio::task::spawn_blocking(warden_test_support::fresh_database).await.unwrap();
     let options = Options {
         envoys: 3,

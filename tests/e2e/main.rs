@@ -7,6 +7,7 @@ mod bifrost;
 mod changes;
 mod clients;
 mod codemode;
+mod dashboard;
 mod fleet;
 mod governance;
 mod ledger;

@@ -42,6 +42,14 @@ pub fn envoy_bin() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/bin/envoy"))
 }
 
+/// Held by the tests whose outcome depends on timing under load (a budget spent across Envoys
+/// while leases move) and by those that load the machine most (a browser): on two cores the two
+/// kinds never overlap.
+pub async fn heavy_or_timed() -> tokio::sync::MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    ONE_AT_A_TIME.lock().await
+}
+
 pub fn python_bin() -> PathBuf {
     std::env::var_os("WARDEN_PYTHON")
         .map(PathBuf::from)
