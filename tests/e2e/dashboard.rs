@@ -27,7 +27,7 @@ async fn an_operator_signs_in_creates_a_key_uses_it_watches_its_spend_and_blocks
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "the browser script failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("dashboard: ok"), "{stdout}");
-    for page in ["login", "overview", "keys", "key", "fleet", "audit", "simulator"] {
+    for page in ["login", "overview", "keys", "key", "mcp", "fleet", "audit", "simulator"] {
         let png = std::fs::metadata(shots.join(format!("{page}.png"))).map(|m| m.len()).unwrap_or(0);
         assert!(png > 1_000, "no screenshot of {page}");
     }
@@ -137,5 +137,66 @@ async fn the_simulator_agrees_with_the_gateway_on_generated_requests() {
     // Allowed, and several kinds of refusal, were among them.
     for status in [200, 400, 403, 404] {
         assert!(statuses.contains_key(&status), "no {status} among {statuses:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_cell_of_the_permission_matrix_is_what_tool_execute_answers() {
+    let stack = Stack::start().await;
+    let time = warden_tests::mcp_server_bin("WARDEN_MCP_TIME", "venv/bin/mcp-server-time");
+    let client = json!({"name": "time", "connection_type": "stdio", "tools_to_execute": ["*"],
+        "stdio_config": {"command": time, "args": ["--local-timezone", "UTC"]}});
+    crate::mcp::add_client(&stack, client).await;
+    crate::mcp::wait_connected(&stack, &["time"]).await;
+    let grant = |tools: Value| json!([{"mcp_client_name": "time", "tools_to_execute": tools}]);
+    let keys = [
+        stack.create_key(json!({"name": "matrix-all", "mcp_configs": grant(json!(["*"]))})).await,
+        stack.create_key(json!({"name": "matrix-one", "mcp_configs": grant(json!(["get_current_time"]))})).await,
+        stack.create_key(json!({"name": "matrix-none"})).await,
+        stack
+            .create_key(json!({"name": "matrix-blocked", "is_active": false, "mcp_configs": grant(json!(["*"]))}))
+            .await,
+    ];
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let (cookie, _) = sign_in(&stack, &http).await;
+    let html = http.get(stack.admin("/ui/mcp")).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+    let cells: Vec<(String, String, String)> = html
+        .split("<td data-key=\"")
+        .skip(1)
+        .map(|cell| {
+            let field =
+                |name: &str| cell.split(&format!("{name}=\"")).nth(1).unwrap().split('"').next().unwrap().to_owned();
+            (cell.split('"').next().unwrap().to_owned(), field("data-tool"), field("data-verdict"))
+        })
+        .collect();
+    let arguments = |tool: &str| match tool {
+        "time-convert_time" => json!({"source_timezone": "UTC", "time": "12:00", "target_timezone": "Europe/Paris"}),
+        _ => json!({"timezone": "UTC"}),
+    };
+    let mut checked = std::collections::BTreeMap::new();
+    for (key_id, tool, verdict) in &cells {
+        let Some(key) = keys.iter().find(|k| &k.id == key_id) else { continue };
+        let call = json!({"id": "c1", "type": "function", "function": {"name": tool, "arguments": arguments(tool).to_string()}});
+        let answer = http
+            .post(stack.gateway("/v1/mcp/tool/execute?format=chat"))
+            .bearer_auth(&key.secret)
+            .json(&call)
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status().as_u16();
+        let body: Value = answer.json().await.unwrap_or_default();
+        if verdict == "allowed" {
+            assert_eq!(status, 200, "{tool} for {key_id}: the matrix says allowed, the gateway {status} {body}");
+        } else {
+            assert!(status >= 400, "{tool} for {key_id}: the matrix says {verdict}, the gateway {status} {body}");
+            assert_eq!(body["error"]["type"], *verdict, "{tool} for {key_id}");
+        }
+        *checked.entry(verdict.clone()).or_insert(0) += 1;
+    }
+    // Both of the server's tools for each of the four keys, allowed and refused among them.
+    assert_eq!(checked.values().sum::<i32>(), 8, "{cells:?}");
+    for verdict in ["allowed", "mcp_tool_blocked", "virtual_key_blocked"] {
+        assert!(checked.contains_key(verdict), "no {verdict} cell among {checked:?}");
     }
 }

@@ -37,6 +37,15 @@ impl AdminApi {
         self.call(Method::GET, path, None).await
     }
 
+    /// A self-service read, with a virtual key as the credential (no admin rights).
+    pub async fn as_key_holder(&self, key: &str, path: &str) -> Answer {
+        let request = Request::builder().method(Method::GET).uri(path).header("x-bf-vk", key).body(Body::empty());
+        match request {
+            Ok(request) => self.send(request).await,
+            Err(_) => Answer { status: StatusCode::BAD_REQUEST, body: Value::Null },
+        }
+    }
+
     pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Answer {
         let mut request = Request::builder().method(method).uri(path).header("content-type", "application/json");
         if let Some(extensions) = request.extensions_mut() {
@@ -46,6 +55,10 @@ impl AdminApi {
         let Ok(request) = request.body(body) else {
             return Answer { status: StatusCode::BAD_REQUEST, body: Value::Null };
         };
+        self.send(request).await
+    }
+
+    async fn send(&self, request: Request<Body>) -> Answer {
         let Ok(response) = self.0.clone().oneshot(request).await;
         let status = response.status();
         let bytes = to_bytes(response.into_body(), MAX_ANSWER).await.unwrap_or_default();

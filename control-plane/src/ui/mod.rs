@@ -7,7 +7,7 @@
 //! | `session.rs` | sign-in with the admin token, the session cookie, CSRF |
 //! | `admin_api.rs` | every read and change goes through the admin API, in process |
 //! | `views.rs` | what the pages show, shaped from the admin API's JSON |
-//! | `simulator.rs` | a request decided by `policy/` on the published records |
+//! | `simulator.rs` | a request, or every key × tool, decided by `policy/` on the published records |
 //!
 //! Every page but the sign-in answers only a live session; every change carries its CSRF token.
 
@@ -34,26 +34,40 @@ use serde_json::{Value, json};
 use session::{Session, Sessions};
 use std::sync::Arc;
 use views::{BudgetBar, Card, KeyRow, NodeRow, UsageGroup};
+use warden_policy::mcp::{INCLUDE_CLIENTS_HEADER, INCLUDE_TOOLS_HEADER};
 
 /// What every page handler reads.
 #[derive(Clone)]
 pub struct Ui {
     api: AdminApi,
     state: AppState,
-    sessions: Arc<Sessions>,
+    /// Operators, signed in with the admin token.
+    sessions: Arc<Sessions<()>>,
+    /// Key holders at `/ui/me`, each session holding the virtual key it signed in with.
+    holders: Arc<Sessions<String>>,
 }
 
 /// The dashboard's routes; `admin` is the admin API router it calls in process.
 pub fn router(state: AppState, admin: axum::Router) -> Router {
-    let ui = Ui { api: AdminApi(admin), state, sessions: Arc::new(Sessions::default()) };
+    let ui = Ui {
+        api: AdminApi(admin),
+        state,
+        sessions: Arc::new(Sessions::new("warden_ui", "/ui")),
+        holders: Arc::new(Sessions::new("warden_me", "/ui/me")),
+    };
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui") }))
         .route("/ui/login", get(login_page).post(login))
         .route("/ui/logout", post(logout))
+        .route("/ui/me/login", get(me_login_page).post(me_login))
+        .route("/ui/me/logout", post(me_logout))
+        .route("/ui/me", get(me))
         .route("/ui", get(overview))
         .route("/ui/keys", get(keys).post(create_key))
         .route("/ui/keys/{id}", get(key))
         .route("/ui/keys/{id}/{action}", post(key_action))
+        .route("/ui/mcp", get(mcp))
+        .route("/ui/mcp/{id}/reconnect", post(reconnect))
         .route("/ui/fleet", get(fleet))
         .route("/ui/audit", get(audit))
         .route("/ui/simulator", get(simulator_page).post(simulate))
@@ -85,7 +99,7 @@ impl FromRequestParts<Ui> for Session {
     type Rejection = Refusal;
 
     async fn from_request_parts(parts: &mut Parts, ui: &Ui) -> Result<Session, Refusal> {
-        ui.sessions.of(&parts.headers).ok_or(Refusal::SignIn)
+        ui.sessions.of(&parts.headers).map(|(session, ())| session).ok_or(Refusal::SignIn)
     }
 }
 
@@ -124,8 +138,8 @@ async fn login(State(ui): State<Ui>, Form(form): Form<LoginForm>) -> Response {
     if token_hash(form.token.trim()) != ui.state.admin_token_sha256 {
         return (StatusCode::UNAUTHORIZED, page(LoginPage { failed: true })).into_response();
     }
-    let id = ui.sessions.open();
-    (StatusCode::SEE_OTHER, [(SET_COOKIE, session::set_cookie(&id)), (LOCATION, "/ui".to_owned())]).into_response()
+    let id = ui.sessions.open(());
+    (StatusCode::SEE_OTHER, [(SET_COOKIE, ui.sessions.set_cookie(&id)), (LOCATION, "/ui".to_owned())]).into_response()
 }
 
 #[derive(Deserialize)]
@@ -138,7 +152,77 @@ async fn logout(State(ui): State<Ui>, session: Session, headers: HeaderMap, Form
         return refused.into_response();
     }
     ui.sessions.close(&headers);
-    (StatusCode::SEE_OTHER, [(SET_COOKIE, session::clear_cookie()), (LOCATION, "/ui/login".to_owned())]).into_response()
+    (StatusCode::SEE_OTHER, [(SET_COOKIE, ui.sessions.clear_cookie()), (LOCATION, "/ui/login".to_owned())])
+        .into_response()
+}
+
+#[derive(Template)]
+#[template(path = "ui/me_login.html")]
+struct MeLoginPage {
+    failed: bool,
+}
+
+async fn me_login_page() -> Response {
+    page(MeLoginPage { failed: false })
+}
+
+#[derive(Deserialize)]
+struct KeyForm {
+    key: String,
+}
+
+/// The quota a virtual key may see of itself: the admin API's self-service answer.
+async fn own_quota(ui: &Ui, key: &str) -> Option<Value> {
+    let answer = ui.api.as_key_holder(key, "/api/governance/virtual-keys/quota").await;
+    answer.status.is_success().then_some(answer.body)
+}
+
+async fn me_login(State(ui): State<Ui>, Form(form): Form<KeyForm>) -> Response {
+    let key = form.key.trim().to_owned();
+    if own_quota(&ui, &key).await.is_none() {
+        return (StatusCode::UNAUTHORIZED, page(MeLoginPage { failed: true })).into_response();
+    }
+    let id = ui.holders.open(key);
+    (StatusCode::SEE_OTHER, [(SET_COOKIE, ui.holders.set_cookie(&id)), (LOCATION, "/ui/me".to_owned())]).into_response()
+}
+
+async fn me_logout(State(ui): State<Ui>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
+    match ui.holders.of(&headers) {
+        Some((session, _)) if session.allows(&form.csrf) => ui.holders.close(&headers),
+        Some(_) => return Refusal::StaleForm.into_response(),
+        None => {}
+    }
+    (StatusCode::SEE_OTHER, [(SET_COOKIE, ui.holders.clear_cookie()), (LOCATION, "/ui/me/login".to_owned())])
+        .into_response()
+}
+
+#[derive(Template)]
+#[template(path = "ui/me.html")]
+struct MePage {
+    csrf: String,
+    name: String,
+    active: bool,
+    budgets: Vec<BudgetBar>,
+    limits: Vec<views::LimitRow>,
+    models: Vec<String>,
+}
+
+/// A key holder's own page: only what their key may see of itself.
+async fn me(State(ui): State<Ui>, headers: HeaderMap) -> Response {
+    let Some((session, key)) = ui.holders.of(&headers) else { return Redirect::to("/ui/me/login").into_response() };
+    let Some(quota) = own_quota(&ui, &key).await else {
+        // The key is gone: so is the session.
+        ui.holders.close(&headers);
+        return Redirect::to("/ui/me/login").into_response();
+    };
+    page(MePage {
+        csrf: session.csrf,
+        name: quota["virtual_key_name"].as_str().unwrap_or_default().to_owned(),
+        active: quota["is_active"].as_bool().unwrap_or(false),
+        budgets: BudgetBar::all(&quota["budgets"]),
+        limits: views::LimitRow::all(&quota["rate_limits"]),
+        models: views::allowed_models(&quota["allowed_model_configs"]),
+    })
 }
 
 #[derive(Template)]
@@ -363,6 +447,63 @@ async fn key_action(
         shown.done = Some(format!("Saved: every Envoy enforces it now{applied}."));
     }
     (status, page(shown)).into_response()
+}
+
+#[derive(Template)]
+#[template(path = "ui/mcp.html")]
+struct McpPage {
+    page: &'static str,
+    csrf: String,
+    error: Option<String>,
+    clients: Vec<views::ClientRow>,
+    include_clients: String,
+    include_tools: String,
+    tools: Vec<String>,
+    matrix: Vec<simulator::MatrixRow>,
+}
+
+#[derive(Deserialize, Default)]
+struct IncludeQuery {
+    #[serde(default)]
+    include_clients: String,
+    #[serde(default)]
+    include_tools: String,
+}
+
+async fn mcp_page(ui: &Ui, csrf: String, include: IncludeQuery, error: Option<String>) -> Response {
+    let clients = views::ClientRow::all(&ui.api.get("/api/mcp/clients").await.body["clients"]);
+    let mut headers = String::new();
+    if !include.include_clients.is_empty() {
+        headers.push_str(&format!("{}: {}\n", INCLUDE_CLIENTS_HEADER, include.include_clients));
+    }
+    if !include.include_tools.is_empty() {
+        headers.push_str(&format!("{}: {}\n", INCLUDE_TOOLS_HEADER, include.include_tools));
+    }
+    let (tools, matrix) = match simulator::tool_matrix(&ui.state, &headers).await {
+        Ok(matrix) => matrix,
+        Err(e) => {
+            return (StatusCode::SERVICE_UNAVAILABLE, format!("The store could not be read: {e}")).into_response();
+        }
+    };
+    let IncludeQuery { include_clients, include_tools } = include;
+    page(McpPage { page: "mcp", csrf, error, clients, include_clients, include_tools, tools, matrix })
+}
+
+async fn mcp(State(ui): State<Ui>, session: Session, Query(include): Query<IncludeQuery>) -> Response {
+    mcp_page(&ui, session.csrf, include, None).await
+}
+
+async fn reconnect(
+    State(ui): State<Ui>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(refused) = may_change(&session, &form.csrf) {
+        return refused.into_response();
+    }
+    let answer = ui.api.call(Method::POST, &format!("/api/mcp/client/{id}/reconnect"), None).await;
+    mcp_page(&ui, session.csrf, IncludeQuery::default(), answer.error()).await
 }
 
 #[derive(Template)]

@@ -1,7 +1,9 @@
-//! Dashboard sessions. Signing in with the admin token opens a session: a random id in an
-//! HttpOnly, SameSite=Strict cookie (scripts cannot read it, other sites cannot send it), which
-//! expires. Every change also carries the session's CSRF token in its form, checked against the
-//! session, so a page of another origin cannot act with it even where SameSite is not honoured.
+//! Dashboard sessions. Signing in opens a session: a random id in an HttpOnly, SameSite=Strict
+//! cookie (scripts cannot read it, other sites cannot send it), which expires. Every change also
+//! carries the session's CSRF token in its form, checked against the session, so a page of
+//! another origin cannot act with it even where SameSite is not honoured. Operators (the admin
+//! token) and key holders (`/ui/me`, their virtual key) have separate stores and cookies: one
+//! kind of session never opens the other's pages.
 
 use axum::http::HeaderMap;
 use rand::RngCore;
@@ -9,8 +11,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The session cookie's name.
-pub const COOKIE: &str = "warden_ui";
 /// How long a session lasts from sign-in.
 pub const LIFETIME: Duration = Duration::from_secs(8 * 3600);
 /// The most sessions kept: signing in past it drops the oldest.
@@ -24,41 +24,59 @@ pub struct Session {
     expires: Instant,
 }
 
-/// The open sessions, by id. In memory: a restart signs everyone out.
-#[derive(Default)]
-pub struct Sessions {
-    open: Mutex<HashMap<String, Session>>,
+/// The open sessions of one kind, by id, each with what it holds (`T`). In memory: a restart
+/// signs everyone out.
+pub struct Sessions<T> {
+    /// Its cookie's name.
+    cookie: &'static str,
+    /// The pages the cookie is sent to.
+    path: &'static str,
+    open: Mutex<HashMap<String, (Session, T)>>,
 }
 
-impl Sessions {
-    /// Opens a session; returns its id (the cookie's value).
-    pub fn open(&self) -> String {
+impl<T: Clone> Sessions<T> {
+    pub fn new(cookie: &'static str, path: &'static str) -> Self {
+        Sessions { cookie, path, open: Mutex::new(HashMap::new()) }
+    }
+
+    /// Opens a session holding `held`; returns its id (the cookie's value).
+    pub fn open(&self, held: T) -> String {
         let id = random_token();
         let session = Session { csrf: random_token(), expires: Instant::now() + LIFETIME };
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        open.retain(|_, s| s.expires > now);
+        open.retain(|_, (s, _)| s.expires > now);
         if open.len() >= MAX_SESSIONS
-            && let Some(oldest) = open.iter().min_by_key(|(_, s)| s.expires).map(|(id, _)| id.clone())
+            && let Some(oldest) = open.iter().min_by_key(|(_, (s, _))| s.expires).map(|(id, _)| id.clone())
         {
             open.remove(&oldest);
         }
-        open.insert(id.clone(), session);
+        open.insert(id.clone(), (session, held));
         id
     }
 
-    /// The live session a request's cookie names.
-    pub fn of(&self, headers: &HeaderMap) -> Option<Session> {
-        let id = cookie(headers)?;
+    /// The live session a request's cookie names, and what it holds.
+    pub fn of(&self, headers: &HeaderMap) -> Option<(Session, T)> {
+        let id = cookie(headers, self.cookie)?;
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        open.get(id).filter(|s| s.expires > Instant::now()).cloned()
+        open.get(id).filter(|(s, _)| s.expires > Instant::now()).cloned()
     }
 
     /// Ends the session a request's cookie names.
     pub fn close(&self, headers: &HeaderMap) {
-        if let Some(id) = cookie(headers) {
+        if let Some(id) = cookie(headers, self.cookie) {
             self.open.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
         }
+    }
+
+    /// The `Set-Cookie` value that opens session `id` in the browser.
+    pub fn set_cookie(&self, id: &str) -> String {
+        format!("{}={id}; Path={}; HttpOnly; SameSite=Strict; Max-Age={}", self.cookie, self.path, LIFETIME.as_secs())
+    }
+
+    /// The `Set-Cookie` value that ends it.
+    pub fn clear_cookie(&self) -> String {
+        format!("{}=; Path={}; HttpOnly; SameSite=Strict; Max-Age=0", self.cookie, self.path)
     }
 }
 
@@ -77,23 +95,13 @@ fn random_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The session id in a request's `Cookie` header.
-fn cookie(headers: &HeaderMap) -> Option<&str> {
+/// The value of cookie `name` in a request's `Cookie` header.
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(axum::http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find_map(|(name, value)| (name == COOKIE).then_some(value))
-}
-
-/// The `Set-Cookie` value that opens a session in the browser.
-pub fn set_cookie(id: &str) -> String {
-    format!("{COOKIE}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={}", LIFETIME.as_secs())
-}
-
-/// The `Set-Cookie` value that ends it.
-pub fn clear_cookie() -> String {
-    format!("{COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0")
+        .find_map(|(n, value)| (n == name).then_some(value))
 }

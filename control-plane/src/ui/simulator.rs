@@ -5,13 +5,15 @@
 
 use crate::admin::AppState;
 use crate::mcp::records::Published;
+use crate::store::{KeyQuery, StoreError};
+use serde_json::json;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use warden_policy::counter::Counters;
 use warden_policy::govern::{self, Context, Upstream};
 use warden_policy::inference::Endpoint;
-use warden_policy::mcp::{INCLUDE_CLIENTS_HEADER, INCLUDE_TOOLS_HEADER, IncludeHeaders};
+use warden_policy::mcp::{INCLUDE_CLIENTS_HEADER, INCLUDE_TOOLS_HEADER, IncludeHeaders, McpClientRecord, exposed_name};
 use warden_policy::pricing::dollars;
 use warden_policy::records::Records;
 use warden_policy::settings::FailMode;
@@ -61,6 +63,53 @@ impl Counters for Fresh {
         all.insert(key.to_owned(), (value.to_vec(), current + 1));
         true
     }
+}
+
+/// One key's verdicts on every tool.
+pub struct MatrixRow {
+    pub key: String,
+    pub key_id: String,
+    pub cells: Vec<Cell>,
+}
+
+/// What `/v1/mcp/tool/execute` answers one key for one tool: `allowed`, or the refusal's type.
+pub struct Cell {
+    pub tool: String,
+    pub verdict: String,
+}
+
+/// Every tool published (by exposed name), and each key's verdict on each, under these include
+/// headers (`name: value` lines): the very decision the filter takes on a call.
+pub async fn tool_matrix(state: &AppState, include: &str) -> Result<(Vec<String>, Vec<MatrixRow>), StoreError> {
+    let records = Published(&state.cache);
+    let mut tools = Vec::new();
+    for client in state.store.mcp_clients().await? {
+        if let Some(record) = records.get::<McpClientRecord>(&client.name) {
+            tools.extend(record.tools.iter().map(|t| exposed_name(&record.name, &t.name)));
+        }
+    }
+    tools.sort();
+    let settings = FilterSettings { budget_fail_mode: FailMode::Local, ..(*state.publisher.filter_settings()).clone() };
+    let (keys, _) = state.store.virtual_keys(&KeyQuery::default()).await?;
+    let path = "/v1/mcp/tool/execute?format=chat";
+    let rows = keys
+        .iter()
+        .map(|key| MatrixRow {
+            key: key.name.clone(),
+            key_id: key.id.clone(),
+            cells: tools
+                .iter()
+                .map(|tool| {
+                    let call = json!({"id": "c", "type": "function", "function": {"name": tool, "arguments": "{}"}});
+                    let body = call.to_string();
+                    let verdict = judge(&records, &key.value_hash, &settings, "POST", path, include, body.as_bytes());
+                    let verdict = if verdict.allowed { "allowed".to_owned() } else { verdict.kind };
+                    Cell { tool: tool.clone(), verdict }
+                })
+                .collect(),
+        })
+        .collect();
+    Ok((tools, rows))
 }
 
 pub async fn decide(state: &AppState, key_id: &str, method: &str, path: &str, headers: &str, body: &str) -> Verdict {

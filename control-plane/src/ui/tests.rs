@@ -224,3 +224,34 @@ async fn the_simulator_decides_with_the_filter_s_policy_on_the_published_records
     let malformed = decide("/v1/chat/completions", "{".into()).await;
     assert!(malformed.contains("Refused: 400"), "{malformed}");
 }
+
+#[tokio::test]
+async fn a_key_holder_sees_only_their_own_key_and_never_an_operator_page() {
+    let (ui, admin, _) = dashboard().await;
+    let mine = json!({"name": "holder-key", "budgets": [{"max_limit": 5.0, "reset_duration": "1d"}],
+        "rate_limit": {"request_max_limit": 100, "request_reset_duration": "1h"}});
+    let (_, created) = call(&admin, Method::POST, "/api/governance/virtual-keys", Some(&mine.to_string())).await;
+    let secret = created["virtual_key"]["value"].as_str().unwrap().to_owned();
+    call(&admin, Method::POST, "/api/governance/virtual-keys", Some(r#"{"name":"someone-else"}"#)).await;
+
+    let wrong = send(&ui, Method::POST, "/ui/me/login", None, Some(&form(&[("key", "sk-bf-not-a-key")]))).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.headers.get(header::SET_COOKIE).is_none());
+    let right = send(&ui, Method::POST, "/ui/me/login", None, Some(&form(&[("key", &secret)]))).await;
+    assert_eq!((right.status, &right.headers[header::LOCATION]), (StatusCode::SEE_OTHER, &"/ui/me".parse().unwrap()));
+    let set = right.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(set.starts_with("warden_me=") && set.contains("Path=/ui/me") && set.contains("HttpOnly"), "{set}");
+    let cookie = set.split(';').next().unwrap();
+
+    let page = send(&ui, Method::GET, "/ui/me", Some(cookie), None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.html.contains("holder-key") && page.html.contains("$5.000000"), "{}", page.html);
+    assert!(page.html.contains("requests") && !page.html.contains("someone-else"), "{}", page.html);
+    assert!(!page.html.contains(&secret), "the key is not echoed back");
+    // A key holder's session opens no operator page, and an operator's no key holder's.
+    for path in ["/ui", "/ui/keys", "/ui/audit"] {
+        assert_eq!(send(&ui, Method::GET, path, Some(cookie), None).await.headers[header::LOCATION], "/ui/login");
+    }
+    let (operator, _) = sign_in(&ui).await;
+    assert_eq!(send(&ui, Method::GET, "/ui/me", Some(&operator), None).await.headers[header::LOCATION], "/ui/me/login");
+}

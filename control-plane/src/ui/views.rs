@@ -269,3 +269,72 @@ impl AuditRow {
             .collect()
     }
 }
+
+/// One MCP client.
+pub struct ClientRow {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+    pub tools: usize,
+    pub error: String,
+}
+
+impl ClientRow {
+    /// From `/api/mcp/clients`'s `clients`.
+    pub fn all(clients: &Value) -> Vec<ClientRow> {
+        clients
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| ClientRow {
+                id: text(&c["config"]["client_id"]),
+                name: text(&c["config"]["name"]),
+                state: text(&c["state"]),
+                tools: c["tools"].as_array().map_or(0, Vec::len),
+                error: text(&c["error"]),
+            })
+            .collect()
+    }
+}
+
+/// One request or token limit, as a key holder sees it.
+pub struct LimitRow {
+    pub what: &'static str,
+    pub used: u64,
+    pub max: u64,
+    pub window: String,
+    pub resets: String,
+}
+
+impl LimitRow {
+    /// From the self-service answer's `rate_limits`.
+    pub fn all(limits: &Value) -> Vec<LimitRow> {
+        [("requests", "requests"), ("tokens", "tokens")]
+            .into_iter()
+            .filter(|(field, _)| limits[*field].is_object())
+            .map(|(field, what)| {
+                let l = &limits[field];
+                LimitRow {
+                    what,
+                    used: count(&l["current_usage"]),
+                    max: count(&l["max_limit"]),
+                    window: text(&l["reset_duration"]),
+                    resets: text(&l["resets_at"]),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The `provider: models` a key may use, from the self-service answer.
+pub fn allowed_models(configs: &Value) -> Vec<String> {
+    configs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let models: Vec<String> = c["allowed_models"].as_array().into_iter().flatten().map(text).collect();
+            format!("{}: {}", text(&c["provider"]), models.join(", "))
+        })
+        .collect()
+}
