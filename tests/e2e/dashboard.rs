@@ -27,7 +27,7 @@ async fn an_operator_signs_in_creates_a_key_uses_it_watches_its_spend_and_blocks
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "the browser script failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("dashboard: ok"), "{stdout}");
-    for page in ["login", "overview", "keys", "key", "mcp", "fleet", "audit", "simulator"] {
+    for page in ["login", "overview", "keys", "key", "usage", "providers", "mcp", "fleet", "audit", "simulator"] {
         let png = std::fs::metadata(shots.join(format!("{page}.png"))).map(|m| m.len()).unwrap_or(0);
         assert!(png > 1_000, "no screenshot of {page}");
     }

@@ -98,7 +98,7 @@ with sync_playwright() as p:
         time.sleep(0.05)
     check(refused is not None and refused < 1.0, f"403 within a second of blocking (took {refused})")
 
-    for name in ["mcp", "fleet", "audit", "simulator"]:
+    for name in ["usage", "providers", "mcp", "fleet", "audit", "simulator"]:
         page.goto(f"{ADMIN}/ui/{name}")
         check(page.get_by_role("heading", level=1).is_visible(), f"the {name} page renders")
         shot(name)

@@ -66,6 +66,10 @@ pub fn router(state: AppState, admin: axum::Router) -> Router {
         .route("/ui/keys", get(keys).post(create_key))
         .route("/ui/keys/{id}", get(key))
         .route("/ui/keys/{id}/{action}", post(key_action))
+        .route("/ui/providers", get(providers).post(add_provider))
+        .route("/ui/providers/{name}/rotate", post(rotate_key))
+        .route("/ui/usage", get(usage))
+        .route("/ui/usage.csv", get(usage_csv))
         .route("/ui/mcp", get(mcp))
         .route("/ui/mcp/{id}/reconnect", post(reconnect))
         .route("/ui/fleet", get(fleet))
@@ -447,6 +451,184 @@ async fn key_action(
         shown.done = Some(format!("Saved: every Envoy enforces it now{applied}."));
     }
     (status, page(shown)).into_response()
+}
+
+#[derive(Template)]
+#[template(path = "ui/providers.html")]
+struct ProvidersPage {
+    page: &'static str,
+    csrf: String,
+    error: Option<String>,
+    done: Option<String>,
+    providers: Vec<views::ProviderRow>,
+}
+
+async fn providers_page(ui: &Ui, csrf: String, error: Option<String>, done: Option<String>) -> Response {
+    let providers = views::ProviderRow::all(&ui.api.get("/api/providers").await.body["providers"]);
+    let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    (status, page(ProvidersPage { page: "providers", csrf, error, done, providers })).into_response()
+}
+
+async fn providers(State(ui): State<Ui>, session: Session) -> Response {
+    providers_page(&ui, session.csrf, None, None).await
+}
+
+#[derive(Deserialize)]
+struct BodyForm {
+    csrf: String,
+    body: String,
+}
+
+async fn add_provider(State(ui): State<Ui>, session: Session, Form(form): Form<BodyForm>) -> Response {
+    if let Err(refused) = may_change(&session, &form.csrf) {
+        return refused.into_response();
+    }
+    let Ok(body @ Value::Object(_)) = serde_json::from_str::<Value>(&form.body) else {
+        return providers_page(&ui, session.csrf, Some("The provider is not a JSON object.".into()), None).await;
+    };
+    let answer = ui.api.call(Method::POST, "/api/providers", Some(&body)).await;
+    let done = answer.error().is_none().then(|| "Provider added; every Envoy has its cluster now.".to_owned());
+    providers_page(&ui, session.csrf, answer.error(), done).await
+}
+
+#[derive(Deserialize)]
+struct RotateForm {
+    csrf: String,
+    key_id: String,
+    value: String,
+}
+
+/// Replaces one API key's value; the provider's other keys keep theirs.
+async fn rotate_key(
+    State(ui): State<Ui>,
+    session: Session,
+    Path(name): Path<String>,
+    Form(form): Form<RotateForm>,
+) -> Response {
+    if let Err(refused) = may_change(&session, &form.csrf) {
+        return refused.into_response();
+    }
+    let path = format!("/api/providers/{}", views::url_encoded(&name));
+    let current = ui.api.get(&path).await;
+    let ids: Vec<String> = current.body["provider"]["keys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|k| k["id"].as_str().map(str::to_owned))
+        .collect();
+    if !ids.contains(&form.key_id) {
+        return providers_page(&ui, session.csrf, Some(format!("'{name}' has no key '{}'.", form.key_id)), None).await;
+    }
+    // A listed id without a value keeps its stored value.
+    let keys: Vec<Value> = ids
+        .iter()
+        .map(|id| if *id == form.key_id { json!({"id": id, "value": form.value}) } else { json!({"id": id}) })
+        .collect();
+    let answer = ui.api.call(Method::PUT, &path, Some(&json!({"keys": keys}))).await;
+    let done = answer.error().is_none().then(|| format!("Key '{}' of '{name}' rotated.", form.key_id));
+    providers_page(&ui, session.csrf, answer.error(), done).await
+}
+
+/// The usage explorer's filters: those of `GET /api/usage`.
+#[derive(Deserialize, Default)]
+struct UsageFilter {
+    #[serde(default)]
+    key_id: String,
+    #[serde(default)]
+    team_id: String,
+    #[serde(default)]
+    customer_id: String,
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    provider: String,
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    group_by: String,
+}
+
+/// The group-by choices: `/api/usage`'s `group_by` values and their labels.
+const GROUPS: [(&str, &str); 6] = [
+    ("", "nothing"),
+    ("key", "key"),
+    ("team", "team"),
+    ("customer", "customer"),
+    ("model", "model"),
+    ("provider", "provider"),
+];
+
+impl UsageFilter {
+    fn fields(&self) -> [(&'static str, &'static str, &str); 7] {
+        [
+            ("key_id", "Key id", &self.key_id),
+            ("team_id", "Team id", &self.team_id),
+            ("customer_id", "Customer id", &self.customer_id),
+            ("model", "Model", &self.model),
+            ("provider", "Provider", &self.provider),
+            ("from", "From (RFC 3339 or Unix ms, inclusive)", &self.from),
+            ("to", "To (exclusive)", &self.to),
+        ]
+    }
+
+    /// The query string of the set filters (and the grouping).
+    fn query(&self) -> String {
+        let group = GROUPS.iter().find(|(g, _)| !g.is_empty() && *g == self.group_by).map(|(g, _)| ("group_by", *g));
+        let set = self.fields().into_iter().filter(|(_, _, v)| !v.is_empty()).map(|(n, _, v)| (n, v)).chain(group);
+        set.map(|(n, v)| format!("{n}={}", views::url_encoded(v))).collect::<Vec<_>>().join("&")
+    }
+}
+
+#[derive(Template)]
+#[template(path = "ui/usage.html")]
+struct UsagePage {
+    page: &'static str,
+    csrf: String,
+    error: Option<String>,
+    filters: Vec<views::Field>,
+    group_choices: [(&'static str, &'static str); 6],
+    group_by: String,
+    query: String,
+    totals: Card,
+    group: Option<UsageGroup>,
+}
+
+async fn usage(State(ui): State<Ui>, session: Session, Query(filter): Query<UsageFilter>) -> Response {
+    let query = filter.query();
+    let answer = ui.api.get(&format!("/api/usage?{query}")).await;
+    let title = GROUPS.iter().find(|(g, _)| !g.is_empty() && *g == filter.group_by).map(|(_, label)| *label);
+    let filters =
+        filter.fields().into_iter().map(|(name, label, value)| views::Field::new(name, label, value)).collect();
+    page(UsagePage {
+        page: "usage",
+        csrf: session.csrf,
+        error: answer.error(),
+        filters,
+        group_choices: GROUPS,
+        group_by: filter.group_by.clone(),
+        query,
+        totals: Card::of(&answer.body["totals"]),
+        group: title.map(|title| UsageGroup::of(title, &answer.body["groups"])),
+    })
+}
+
+/// The explorer's answer as CSV: one row per group (or the totals).
+async fn usage_csv(State(ui): State<Ui>, _session: Session, Query(filter): Query<UsageFilter>) -> Response {
+    let answer = ui.api.get(&format!("/api/usage?{}", filter.query())).await;
+    if let Some(error) = answer.error() {
+        return (StatusCode::BAD_REQUEST, error).into_response();
+    }
+    let rows = match answer.body["groups"].as_array() {
+        Some(groups) => groups.clone(),
+        None => vec![answer.body["totals"].clone()],
+    };
+    let headers = [
+        (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+        (axum::http::header::CONTENT_DISPOSITION, "attachment; filename=\"warden-usage.csv\""),
+    ];
+    (headers, views::usage_csv(&rows)).into_response()
 }
 
 #[derive(Template)]

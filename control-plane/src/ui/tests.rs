@@ -39,16 +39,7 @@ async fn send(ui: &Router, method: Method, path: &str, cookie: Option<&str>, for
 }
 
 fn form(fields: &[(&str, &str)]) -> String {
-    fields.iter().map(|(k, v)| format!("{k}={}", urlencoding(v))).collect::<Vec<_>>().join("&")
-}
-
-fn urlencoding(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    fields.iter().map(|(k, v)| format!("{k}={}", super::views::url_encoded(v))).collect::<Vec<_>>().join("&")
 }
 
 /// Signs in; the cookie to send, and the session's CSRF token (read from a page's form).
@@ -254,4 +245,70 @@ async fn a_key_holder_sees_only_their_own_key_and_never_an_operator_page() {
     }
     let (operator, _) = sign_in(&ui).await;
     assert_eq!(send(&ui, Method::GET, "/ui/me", Some(&operator), None).await.headers[header::LOCATION], "/ui/me/login");
+}
+
+#[tokio::test]
+async fn the_usage_explorer_filters_groups_and_downloads_csv() {
+    let (ui, _, state) = dashboard().await;
+    let record = |id: &str, key: &str, model: &str, cost: u64| warden_policy::ledger::UsageRecord {
+        id: id.into(),
+        at_ms: 1_800_000_000_000,
+        key_id: key.into(),
+        provider: "openai".into(),
+        model: model.into(),
+        input_tokens: 10,
+        output_tokens: 5,
+        cost_micros: cost,
+        status: 200,
+        ..Default::default()
+    };
+    let records =
+        [record("a", "k1", "gpt-4o", 300), record("b", "k1", "gpt-4o-mini", 20), record("c", "=cmd", "gpt-4o", 1_000)];
+    state.store.write_usage(&records).await.unwrap();
+    let (cookie, _) = sign_in(&ui).await;
+    let page = send(&ui, Method::GET, "/ui/usage?key_id=k1&group_by=model", Some(&cookie), None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.html.contains("$0.000320"), "k1's total: {}", page.html);
+    assert!(page.html.contains("<td>gpt-4o</td>") && page.html.contains("<td>gpt-4o-mini</td>"), "{}", page.html);
+    let csv = send(&ui, Method::GET, "/ui/usage.csv?group_by=key", Some(&cookie), None).await;
+    assert_eq!(csv.headers[header::CONTENT_TYPE], "text/csv; charset=utf-8");
+    let lines: Vec<&str> = csv.html.lines().collect();
+    assert_eq!(lines[0], "group,requests,input_tokens,cached_input_tokens,output_tokens,cost_usd");
+    // Costliest first; a field a spreadsheet would run as a formula is defused.
+    assert_eq!(lines[1], r#""'=cmd","1","10","0","5","0.001000""#);
+    assert_eq!(lines[2], r#""k1","2","20","0","10","0.000320""#);
+    assert_eq!(send(&ui, Method::GET, "/ui/usage.csv", None, None).await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn a_provider_key_is_rotated_here_and_never_shown() {
+    let (ui, _, state) = dashboard().await;
+    let (cookie, csrf) = sign_in(&ui).await;
+    let provider = json!({"name": "openai", "base_url": "https://api.openai.com", "models": ["gpt-4o-mini"],
+        "keys": [{"id": "k1", "value": "sk-first-secret-0123456789"}, {"id": "k2", "value": "sk-other-secret-0123456789"}]});
+    let added = send(
+        &ui,
+        Method::POST,
+        "/ui/providers",
+        Some(&cookie),
+        Some(&form(&[("csrf", &csrf), ("body", &provider.to_string())])),
+    )
+    .await;
+    assert_eq!(added.status, StatusCode::OK, "{}", added.html);
+    assert!(added.html.contains("Rotate k1") && added.html.contains("Rotate k2"));
+    let fields = [("csrf", csrf.as_str()), ("key_id", "k1"), ("value", "sk-rotated-secret-0123456789")];
+    let rotated = send(&ui, Method::POST, "/ui/providers/openai/rotate", Some(&cookie), Some(&form(&fields))).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.html);
+    assert!(rotated.html.contains("Key &#39;k1&#39; of &#39;openai&#39; rotated"), "{}", rotated.html);
+    let stored = state.store.provider("openai").await.unwrap().unwrap();
+    let values: Vec<(&str, &str)> = stored.keys.iter().map(|k| (k.id.as_str(), k.value.as_str())).collect();
+    assert_eq!(values, [("k1", "sk-rotated-secret-0123456789"), ("k2", "sk-other-secret-0123456789")]);
+    for page in [&added.html, &rotated.html, &send(&ui, Method::GET, "/ui/providers", Some(&cookie), None).await.html] {
+        assert!(!page.contains("secret-0123456789"), "a key value on a page");
+    }
+    let stale = [("csrf", "forged"), ("key_id", "k1"), ("value", "sk-attacker")];
+    assert_eq!(
+        send(&ui, Method::POST, "/ui/providers/openai/rotate", Some(&cookie), Some(&form(&stale))).await.status,
+        StatusCode::FORBIDDEN
+    );
 }

@@ -338,3 +338,77 @@ pub fn allowed_models(configs: &Value) -> Vec<String> {
         })
         .collect()
 }
+
+/// A labelled text input of a filter form.
+pub struct Field {
+    pub name: &'static str,
+    pub label: &'static str,
+    pub value: String,
+}
+
+impl Field {
+    pub fn new(name: &'static str, label: &'static str, value: &str) -> Field {
+        Field { name, label, value: value.to_owned() }
+    }
+}
+
+/// `v` for a URL's query string.
+pub fn url_encoded(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Usage rows (`/api/usage`'s totals or groups) as CSV. A field that a spreadsheet would read
+/// as a formula is quoted with a leading `'`.
+pub fn usage_csv(rows: &[Value]) -> String {
+    let field = |v: &Value| {
+        let text = text(v);
+        let text = if text.starts_with(['=', '+', '-', '@']) { format!("'{text}") } else { text };
+        format!("\"{}\"", text.replace('"', "\"\""))
+    };
+    let mut csv = String::from("group,requests,input_tokens,cached_input_tokens,output_tokens,cost_usd\n");
+    for r in rows {
+        let cells = [
+            &r["group"],
+            &r["requests"],
+            &r["input_tokens"],
+            &r["cached_input_tokens"],
+            &r["output_tokens"],
+            &r["cost_usd"],
+        ];
+        csv.push_str(&cells.map(field).join(","));
+        csv.push('\n');
+    }
+    csv
+}
+
+/// One provider, without its keys' values (the admin API never shows them).
+pub struct ProviderRow {
+    pub name: String,
+    pub kind: String,
+    pub base_url: String,
+    pub models: String,
+    pub keys: Vec<String>,
+}
+
+impl ProviderRow {
+    /// From `/api/providers`'s `providers`.
+    pub fn all(providers: &Value) -> Vec<ProviderRow> {
+        providers
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| ProviderRow {
+                name: text(&p["name"]),
+                kind: text(&p["kind"]),
+                base_url: text(&p["base_url"]),
+                models: p["models"].as_array().into_iter().flatten().map(text).collect::<Vec<_>>().join(", "),
+                keys: p["keys"].as_array().into_iter().flatten().map(|k| text(&k["id"])).collect(),
+            })
+            .collect()
+    }
+}
