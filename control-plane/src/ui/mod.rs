@@ -6,12 +6,14 @@
 //! | `mod.rs` | the pages and the router |
 //! | `session.rs` | sign-in with the admin token, the session cookie, CSRF |
 //! | `admin_api.rs` | every read and change goes through the admin API, in process |
+//! | `entities.rs` | teams, customers and model configs, from one table |
 //! | `views.rs` | what the pages show, shaped from the admin API's JSON |
 //! | `simulator.rs` | a request, or every key × tool, decided by `policy/` on the published records |
 //!
 //! Every page but the sign-in answers only a live session; every change carries its CSRF token.
 
 mod admin_api;
+mod entities;
 mod session;
 mod simulator;
 mod views;
@@ -66,6 +68,9 @@ pub fn router(state: AppState, admin: axum::Router) -> Router {
         .route("/ui/keys", get(keys).post(create_key))
         .route("/ui/keys/{id}", get(key))
         .route("/ui/keys/{id}/{action}", post(key_action))
+        .route("/ui/org/{kind}", get(entities::list).post(entities::create))
+        .route("/ui/org/{kind}/{id}", get(entities::one))
+        .route("/ui/org/{kind}/{id}/{action}", post(entities::act))
         .route("/ui/providers", get(providers).post(add_provider))
         .route("/ui/providers/{name}/rotate", post(rotate_key))
         .route("/ui/usage", get(usage))
@@ -84,6 +89,10 @@ pub enum Refusal {
     SignIn,
     /// A form whose CSRF token is not the session's.
     StaleForm,
+    /// A form whose content cannot be sent on.
+    Malformed(&'static str),
+    /// A page that does not exist.
+    NoSuchPage,
 }
 
 impl IntoResponse for Refusal {
@@ -94,6 +103,8 @@ impl IntoResponse for Refusal {
                 (StatusCode::FORBIDDEN, "This form is stale or came from another site: reload the page.")
                     .into_response()
             }
+            Refusal::Malformed(why) => (StatusCode::BAD_REQUEST, why).into_response(),
+            Refusal::NoSuchPage => (StatusCode::NOT_FOUND, "No such page.").into_response(),
         }
     }
 }

@@ -312,3 +312,55 @@ async fn a_provider_key_is_rotated_here_and_never_shown() {
         StatusCode::FORBIDDEN
     );
 }
+
+#[tokio::test]
+async fn teams_customers_and_model_configs_are_created_edited_and_deleted_here() {
+    let (ui, admin, _) = dashboard().await;
+    let (cookie, csrf) = sign_in(&ui).await;
+    for (kind, body, list) in [
+        ("teams", json!({"name": "research"}), "teams"),
+        ("customers", json!({"name": "acme"}), "customers"),
+        ("model-configs", json!({"model_name": "gpt-4o"}), "model_configs"),
+    ] {
+        let created = send(
+            &ui,
+            Method::POST,
+            &format!("/ui/org/{kind}"),
+            Some(&cookie),
+            Some(&form(&[("csrf", &csrf), ("body", &body.to_string())])),
+        )
+        .await;
+        assert_eq!(created.status, StatusCode::OK, "{kind}: {}", created.html);
+        let (_, listed) = call(&admin, Method::GET, &format!("/api/governance/{kind}"), None).await;
+        let id = listed[list][0]["id"].as_str().unwrap().to_owned();
+        let edit = json!({"budgets": [{"max_limit": 7.0, "reset_duration": "1d"}]}).to_string();
+        let saved = send(
+            &ui,
+            Method::POST,
+            &format!("/ui/org/{kind}/{id}/edit"),
+            Some(&cookie),
+            Some(&form(&[("csrf", &csrf), ("body", &edit)])),
+        )
+        .await;
+        assert_eq!(saved.status, StatusCode::OK, "{kind}: {}", saved.html);
+        let (_, listed) = call(&admin, Method::GET, &format!("/api/governance/{kind}"), None).await;
+        assert_eq!(listed[list][0]["budgets"][0]["max_limit"], 7.0, "{kind}: {listed}");
+        let ask = send(&ui, Method::GET, &format!("/ui/org/{kind}/{id}?confirm=delete"), Some(&cookie), None).await;
+        assert!(ask.html.contains("Yes, delete it"), "{kind}");
+        let deleted = send(
+            &ui,
+            Method::POST,
+            &format!("/ui/org/{kind}/{id}/delete"),
+            Some(&cookie),
+            Some(&form(&[("csrf", &csrf)])),
+        )
+        .await;
+        assert_eq!(deleted.status, StatusCode::SEE_OTHER, "{kind}: {}", deleted.html);
+        let (_, listed) = call(&admin, Method::GET, &format!("/api/governance/{kind}"), None).await;
+        assert_eq!(listed[list].as_array().map(Vec::len), Some(0), "{kind}: {listed}");
+    }
+    assert_eq!(send(&ui, Method::GET, "/ui/org/nothing", Some(&cookie), None).await.status, StatusCode::NOT_FOUND);
+    let forged =
+        send(&ui, Method::POST, "/ui/org/teams", Some(&cookie), Some(&form(&[("csrf", "x"), ("body", "{}")]))).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+}
