@@ -81,6 +81,7 @@ with sync_playwright() as p:
         time.sleep(0.5)
         page.reload()
     check(spent(page) > 0, "the key's spend bar moved after priced requests")
+    check("warden:budget:vk:" in page.content(), "the key's page shows the Envoy's lease of its budget")
     shot("key")
 
     # Blocked after a confirmation: the gateway refuses it within a second.

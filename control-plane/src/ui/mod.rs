@@ -366,6 +366,7 @@ struct KeyPage {
     json: String,
     usage: Card,
     budgets: Vec<BudgetBar>,
+    leases: Vec<views::LeaseView>,
     confirm: Option<views::Confirm>,
     error: Option<String>,
     done: Option<String>,
@@ -387,6 +388,13 @@ async fn key_page(ui: &Ui, csrf: String, id: &str, confirm: Option<views::Confir
     let usage = Card::of(&ui.api.get(&format!("/api/usage?from={month}&key_id={id}")).await.body["totals"]);
     let mut budgets = BudgetBar::all(&ui.api.get("/api/governance/budgets").await.body["budgets"]);
     budgets.retain(|b| b.key_id.as_deref() == Some(id));
+    // The key's own limits and budgets are counted under `vk:<id>`: each Envoy's share of them.
+    let mut leases = Vec::new();
+    for prefix in ["warden:budget:vk:", "warden:rl:vk:"] {
+        let counter = views::url_encoded(&format!("{prefix}{id}:"));
+        leases
+            .extend(views::LeaseView::all(&ui.api.get(&format!("/api/leases?counter={counter}")).await.body["leases"]));
+    }
     Some(KeyPage {
         page: "keys",
         csrf,
@@ -396,6 +404,7 @@ async fn key_page(ui: &Ui, csrf: String, id: &str, confirm: Option<views::Confir
         json: views::editable(key),
         usage,
         budgets,
+        leases,
         confirm,
         error: None,
         done: None,

@@ -412,3 +412,34 @@ impl ProviderRow {
             .collect()
     }
 }
+
+/// One Envoy's lease of one of a key's limits.
+pub struct LeaseView {
+    pub counter: String,
+    pub node: String,
+    pub granted: u64,
+    pub used: u64,
+    pub max: u64,
+    pub window_ends: String,
+}
+
+impl LeaseView {
+    /// From `/api/leases`'s `leases`.
+    pub fn all(leases: &Value) -> Vec<LeaseView> {
+        leases
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|l| LeaseView {
+                counter: text(&l["counter"]),
+                node: text(&l["node"]),
+                granted: count(&l["granted"]),
+                used: count(&l["used"]),
+                max: count(&l["max_micros"]),
+                window_ends: DateTime::<Utc>::from_timestamp_millis(l["window_end_ms"].as_i64().unwrap_or(0))
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+}
