@@ -73,6 +73,8 @@ pub fn router(state: AppState, admin: axum::Router) -> Router {
         .route("/ui/org/{kind}/{id}/{action}", post(entities::act))
         .route("/ui/providers", get(providers).post(add_provider))
         .route("/ui/providers/{name}/rotate", post(rotate_key))
+        .route("/ui/prices", get(prices).post(set_price))
+        .route("/ui/prices/remove", post(remove_price))
         .route("/ui/usage", get(usage))
         .route("/ui/usage.csv", get(usage_csv))
         .route("/ui/mcp", get(mcp))
@@ -547,6 +549,67 @@ async fn rotate_key(
     let answer = ui.api.call(Method::PUT, &path, Some(&json!({"keys": keys}))).await;
     let done = answer.error().is_none().then(|| format!("Key '{}' of '{name}' rotated.", form.key_id));
     providers_page(&ui, session.csrf, answer.error(), done).await
+}
+
+#[derive(Template)]
+#[template(path = "ui/prices.html")]
+struct PricesPage {
+    page: &'static str,
+    csrf: String,
+    error: Option<String>,
+    done: Option<String>,
+    prices: Vec<views::PriceRow>,
+}
+
+async fn prices_page(ui: &Ui, csrf: String, error: Option<String>, done: Option<String>) -> Response {
+    let prices = views::PriceRow::all(&ui.api.get("/api/prices").await.body["prices"]);
+    let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    (status, page(PricesPage { page: "prices", csrf, error, done, prices })).into_response()
+}
+
+async fn prices(State(ui): State<Ui>, session: Session) -> Response {
+    prices_page(&ui, session.csrf, None, None).await
+}
+
+#[derive(Deserialize)]
+struct PriceForm {
+    csrf: String,
+    name: String,
+    input_per_mtok: String,
+    output_per_mtok: String,
+}
+
+async fn set_price(State(ui): State<Ui>, session: Session, Form(form): Form<PriceForm>) -> Response {
+    if let Err(refused) = may_change(&session, &form.csrf) {
+        return refused.into_response();
+    }
+    let (Ok(input), Ok(output)) =
+        (form.input_per_mtok.trim().parse::<u64>(), form.output_per_mtok.trim().parse::<u64>())
+    else {
+        return prices_page(&ui, session.csrf, Some("Prices are whole micro-dollars.".into()), None).await;
+    };
+    let body = json!({"input_per_mtok": input, "output_per_mtok": output});
+    let answer = ui.api.call(Method::PUT, &format!("/api/prices/{}", form.name.trim()), Some(&body)).await;
+    let done = answer
+        .error()
+        .is_none()
+        .then(|| format!("The price of '{}' is set; every Envoy charges it now.", form.name.trim()));
+    prices_page(&ui, session.csrf, answer.error(), done).await
+}
+
+#[derive(Deserialize)]
+struct NameForm {
+    csrf: String,
+    name: String,
+}
+
+async fn remove_price(State(ui): State<Ui>, session: Session, Form(form): Form<NameForm>) -> Response {
+    if let Err(refused) = may_change(&session, &form.csrf) {
+        return refused.into_response();
+    }
+    let answer = ui.api.call(Method::DELETE, &format!("/api/prices/{}", form.name), None).await;
+    let done = answer.error().is_none().then(|| format!("The override of '{}' is removed.", form.name));
+    prices_page(&ui, session.csrf, answer.error(), done).await
 }
 
 /// The usage explorer's filters: those of `GET /api/usage`.

@@ -364,3 +364,39 @@ async fn teams_customers_and_model_configs_are_created_edited_and_deleted_here()
         send(&ui, Method::POST, "/ui/org/teams", Some(&cookie), Some(&form(&[("csrf", "x"), ("body", "{}")]))).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn a_price_is_set_and_its_override_removed_here() {
+    let (ui, admin, _) = dashboard().await;
+    let (cookie, csrf) = sign_in(&ui).await;
+    let fields =
+        [("csrf", csrf.as_str()), ("name", "openai/gpt-4o"), ("input_per_mtok", "1234"), ("output_per_mtok", "5678")];
+    let set = send(&ui, Method::POST, "/ui/prices", Some(&cookie), Some(&form(&fields))).await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.html);
+    let price = |listed: &Value| {
+        listed["prices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "openai/gpt-4o")
+            .map(|p| p["price"]["input_per_mtok"].clone())
+    };
+    let (_, listed) = call(&admin, Method::GET, "/api/prices", None).await;
+    assert_eq!(price(&listed), Some(json!(1234)));
+    let bad = [("csrf", csrf.as_str()), ("name", "x"), ("input_per_mtok", "1.5"), ("output_per_mtok", "2")];
+    assert_eq!(
+        send(&ui, Method::POST, "/ui/prices", Some(&cookie), Some(&form(&bad))).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let removed = send(
+        &ui,
+        Method::POST,
+        "/ui/prices/remove",
+        Some(&cookie),
+        Some(&form(&[("csrf", &csrf), ("name", "openai/gpt-4o")])),
+    )
+    .await;
+    assert_eq!(removed.status, StatusCode::OK, "{}", removed.html);
+    let (_, listed) = call(&admin, Method::GET, "/api/prices", None).await;
+    assert_ne!(price(&listed), Some(json!(1234)));
+}

@@ -443,3 +443,31 @@ impl LeaseView {
             .collect()
     }
 }
+
+/// One price in force.
+pub struct PriceRow {
+    pub name: String,
+    pub input: u64,
+    pub output: u64,
+    /// `override` or `default`.
+    pub source: String,
+}
+
+impl PriceRow {
+    /// From `/api/prices`'s `prices`, overrides first.
+    pub fn all(prices: &Value) -> Vec<PriceRow> {
+        let mut rows: Vec<PriceRow> = prices
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| PriceRow {
+                name: text(&p["name"]),
+                input: count(&p["price"]["input_per_mtok"]),
+                output: count(&p["price"]["output_per_mtok"]),
+                source: text(&p["source"]),
+            })
+            .collect();
+        rows.sort_by(|a, b| (a.source != "override").cmp(&(b.source != "override")).then_with(|| a.name.cmp(&b.name)));
+        rows
+    }
+}
