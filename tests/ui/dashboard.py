@@ -105,6 +105,7 @@ with sync_playwright() as p:
         shot(name)
     check("browser-key" in page.content(), "the simulator lists the key")
     page.goto(ADMIN + "/ui")
+    check(page.locator("td", has_text="browser-key").count() >= 2, "the overview names the key in its spend and its budget")
     shot("overview")
     page.goto(ADMIN + "/ui/audit")
     check("dashboard" in page.content(), "the audit log names the dashboard as the actor")

@@ -264,7 +264,19 @@ async fn overview(State(ui): State<Ui>, session: Session) -> Response {
         let answer = ui.api.get(&format!("/api/usage?from={month}&group_by={by}")).await;
         groups.push(UsageGroup::of(title, &answer.body["groups"]));
     }
-    let budgets = BudgetBar::all(&ui.api.get("/api/governance/budgets").await.body["budgets"]);
+    // The ledger knows keys by id; people know them by name.
+    let keys = key_rows(&ui, &KeyFilter::default()).await;
+    for row in groups.iter_mut().filter(|g| g.title == "key").flat_map(|g| g.rows.iter_mut()) {
+        if let Some(key) = keys.iter().find(|k| k.id == row.name) {
+            row.name = key.name.clone();
+        }
+    }
+    let mut budgets = BudgetBar::all(&ui.api.get("/api/governance/budgets").await.body["budgets"]);
+    for bar in &mut budgets {
+        if let Some(key) = keys.iter().find(|k| bar.key_id.as_deref() == Some(k.id.as_str())) {
+            bar.owner = format!("key {}", key.name);
+        }
+    }
     page(OverviewPage { page: "overview", csrf: session.csrf, today, month: month_totals, budgets, groups })
 }
 
