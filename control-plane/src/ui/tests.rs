@@ -400,3 +400,25 @@ async fn a_price_is_set_and_its_override_removed_here() {
     let (_, listed) = call(&admin, Method::GET, "/api/prices", None).await;
     assert_ne!(price(&listed), Some(json!(1234)));
 }
+
+#[tokio::test]
+async fn a_refusal_in_the_audit_log_opens_in_the_simulator() {
+    let (ui, _, state) = dashboard().await;
+    let detail = json!({"id": "r1", "model": "gpt-4o", "provider": "openai"}).to_string();
+    let event = crate::store::AuditEvent {
+        actor: "filter".into(),
+        action: "denied model_blocked/model_blocked".into(),
+        target: "virtual key k-42".into(),
+        status: 403,
+        detail,
+    };
+    state.store.append_audit(event).await.unwrap();
+    let (cookie, _) = sign_in(&ui).await;
+    let audit = send(&ui, Method::GET, "/ui/audit", Some(&cookie), None).await;
+    let link = audit.html.split("<a href=\"").find(|s| s.starts_with("/ui/simulator?")).expect("a replay link");
+    // As a browser reads the attribute: askama writes `&` as `&#38;`.
+    let link = link.split('"').next().unwrap().replace("&#38;", "&");
+    let simulator = send(&ui, Method::GET, &link, Some(&cookie), None).await;
+    assert_eq!(simulator.status, StatusCode::OK);
+    assert!(simulator.html.contains("&#34;model&#34;:&#34;gpt-4o&#34;"), "the refused model: {}", simulator.html);
+}

@@ -251,6 +251,8 @@ pub struct AuditRow {
     pub actor: String,
     pub action: String,
     pub detail: String,
+    /// For a refusal of a known key: the simulator, filled in with its key and model.
+    pub replay: Option<String>,
 }
 
 impl AuditRow {
@@ -265,6 +267,7 @@ impl AuditRow {
                 actor: text(&e["actor"]),
                 action: format!("{} → {}", text(&e["action"]), text(&e["status"])),
                 detail: text(&e["detail"]),
+                replay: replay(e),
             })
             .collect()
     }
@@ -470,4 +473,16 @@ impl PriceRow {
         rows.sort_by(|a, b| (a.source != "override").cmp(&(b.source != "override")).then_with(|| a.name.cmp(&b.name)));
         rows
     }
+}
+
+/// The simulator's address for a refusal the filter reported: its key, and a chat of its model.
+fn replay(entry: &Value) -> Option<String> {
+    if entry["actor"] != "filter" {
+        return None;
+    }
+    let key_id = text(&entry["target"]).strip_prefix("virtual key ")?.to_owned();
+    let detail: Value = serde_json::from_str(entry["detail"].as_str()?).ok()?;
+    let model = detail["model"].as_str().filter(|m| !m.is_empty()).unwrap_or("gpt-4o-mini");
+    let body = serde_json::json!({"model": model, "messages": [{"role": "user", "content": "Hello"}]}).to_string();
+    Some(format!("/ui/simulator?key_id={}&body={}", url_encoded(&key_id), url_encoded(&body)))
 }
