@@ -2,6 +2,7 @@
 //! where each lives in the admin API; one set of pages lists, creates, edits and deletes them.
 
 use super::session::Session;
+use super::views::url_encoded;
 use super::{Refusal, Ui, may_change, page};
 use askama::Template;
 use axum::extract::{Form, Path, Query, State};
@@ -164,7 +165,7 @@ pub struct ConfirmQuery {
 }
 
 async fn one_page(ui: &Ui, csrf: String, kind: &'static Kind, id: &str, confirm: bool) -> Option<OnePage> {
-    let answer = ui.api.get(&format!("/api/governance/{}/{id}", kind.path)).await;
+    let answer = ui.api.get(&format!("/api/governance/{}/{}", kind.path, url_encoded(id))).await;
     if !answer.status.is_success() {
         return None;
     }
@@ -214,7 +215,7 @@ pub async fn act(
         Ok(kind) => kind,
         Err(r) => return r.into_response(),
     };
-    let path = format!("/api/governance/{}/{id}", kind.path);
+    let path = format!("/api/governance/{}/{}", kind.path, url_encoded(&id));
     let answer = match action.as_str() {
         "delete" => {
             let answer = ui.api.call(Method::DELETE, &path, None).await;

@@ -38,6 +38,9 @@ use std::sync::Arc;
 use views::{BudgetBar, Card, KeyRow, NodeRow, UsageGroup};
 use warden_policy::mcp::{INCLUDE_CLIENTS_HEADER, INCLUDE_TOOLS_HEADER};
 
+/// The most `/ui/me` sessions one virtual key keeps open.
+const HOLDER_SESSIONS: usize = 4;
+
 /// What every page handler reads.
 #[derive(Clone)]
 pub struct Ui {
@@ -54,8 +57,9 @@ pub fn router(state: AppState, admin: axum::Router) -> Router {
     let ui = Ui {
         api: AdminApi(admin),
         state,
-        sessions: Arc::new(Sessions::new("warden_ui", "/ui")),
-        holders: Arc::new(Sessions::new("warden_me", "/ui/me")),
+        // Operators all hold the admin token: as many sessions as the store keeps.
+        sessions: Arc::new(Sessions::new("warden_ui", "/ui", usize::MAX)),
+        holders: Arc::new(Sessions::new("warden_me", "/ui/me", HOLDER_SESSIONS)),
     };
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui") }))
@@ -135,14 +139,42 @@ fn page(template: impl Template) -> Response {
     }
 }
 
+/// A sign-in form: the operator's (admin token) or a key holder's (their virtual key).
 #[derive(Template)]
 #[template(path = "ui/login.html")]
 struct LoginPage {
+    title: &'static str,
+    action: &'static str,
+    /// The form field's name.
+    field: &'static str,
+    label: &'static str,
+    autocomplete: &'static str,
+    failure: &'static str,
     failed: bool,
 }
 
+const OPERATOR_SIGN_IN: LoginPage = LoginPage {
+    title: "Warden",
+    action: "/ui/login",
+    field: "token",
+    label: "Admin token",
+    autocomplete: "current-password",
+    failure: "That is not the admin token.",
+    failed: false,
+};
+
+const HOLDER_SIGN_IN: LoginPage = LoginPage {
+    title: "Your key",
+    action: "/ui/me/login",
+    field: "key",
+    label: "Your virtual key",
+    autocomplete: "off",
+    failure: "That key is not known here.",
+    failed: false,
+};
+
 async fn login_page() -> Response {
-    page(LoginPage { failed: false })
+    page(OPERATOR_SIGN_IN)
 }
 
 #[derive(Deserialize)]
@@ -153,7 +185,7 @@ struct LoginForm {
 async fn login(State(ui): State<Ui>, Form(form): Form<LoginForm>) -> Response {
     // Hashes are compared, so the time taken does not depend on the token's content.
     if token_hash(form.token.trim()) != ui.state.admin_token_sha256 {
-        return (StatusCode::UNAUTHORIZED, page(LoginPage { failed: true })).into_response();
+        return (StatusCode::UNAUTHORIZED, page(LoginPage { failed: true, ..OPERATOR_SIGN_IN })).into_response();
     }
     let id = ui.sessions.open(());
     (StatusCode::SEE_OTHER, [(SET_COOKIE, ui.sessions.set_cookie(&id)), (LOCATION, "/ui".to_owned())]).into_response()
@@ -173,14 +205,8 @@ async fn logout(State(ui): State<Ui>, session: Session, headers: HeaderMap, Form
         .into_response()
 }
 
-#[derive(Template)]
-#[template(path = "ui/me_login.html")]
-struct MeLoginPage {
-    failed: bool,
-}
-
 async fn me_login_page() -> Response {
-    page(MeLoginPage { failed: false })
+    page(HOLDER_SIGN_IN)
 }
 
 #[derive(Deserialize)]
@@ -197,7 +223,7 @@ async fn own_quota(ui: &Ui, key: &str) -> Option<Value> {
 async fn me_login(State(ui): State<Ui>, Form(form): Form<KeyForm>) -> Response {
     let key = form.key.trim().to_owned();
     if own_quota(&ui, &key).await.is_none() {
-        return (StatusCode::UNAUTHORIZED, page(MeLoginPage { failed: true })).into_response();
+        return (StatusCode::UNAUTHORIZED, page(LoginPage { failed: true, ..HOLDER_SIGN_IN })).into_response();
     }
     let id = ui.holders.open(key);
     (StatusCode::SEE_OTHER, [(SET_COOKIE, ui.holders.set_cookie(&id)), (LOCATION, "/ui/me".to_owned())]).into_response()
@@ -393,13 +419,15 @@ struct KeyQuery {
 
 /// A key's page; `None` when there is no such key.
 async fn key_page(ui: &Ui, csrf: String, id: &str, confirm: Option<views::Confirm>) -> Option<KeyPage> {
-    let answer = ui.api.get(&format!("/api/governance/virtual-keys/{id}")).await;
+    let answer = ui.api.get(&format!("/api/governance/virtual-keys/{}", views::url_encoded(id))).await;
     if !answer.status.is_success() {
         return None;
     }
     let key = &answer.body["virtual_key"];
     let (_, month) = views::day_and_month_start(chrono::Utc::now());
-    let usage = Card::of(&ui.api.get(&format!("/api/usage?from={month}&key_id={id}")).await.body["totals"]);
+    let usage = Card::of(
+        &ui.api.get(&format!("/api/usage?from={month}&key_id={}", views::url_encoded(id))).await.body["totals"],
+    );
     let mut budgets = BudgetBar::all(&ui.api.get("/api/governance/budgets").await.body["budgets"]);
     budgets.retain(|b| b.key_id.as_deref() == Some(id));
     // The key's own limits and budgets are counted under `vk:<id>`: each Envoy's share of them.
@@ -450,7 +478,7 @@ async fn key_action(
     if let Err(refused) = may_change(&session, &form.csrf) {
         return refused.into_response();
     }
-    let path = format!("/api/governance/virtual-keys/{id}");
+    let path = format!("/api/governance/virtual-keys/{}", views::url_encoded(&id));
     let answer = match action.as_str() {
         "block" => ui.api.call(Method::PUT, &path, Some(&json!({"is_active": false}))).await,
         "unblock" => ui.api.call(Method::PUT, &path, Some(&json!({"is_active": true}))).await,
@@ -601,7 +629,8 @@ async fn set_price(State(ui): State<Ui>, session: Session, Form(form): Form<Pric
         return prices_page(&ui, session.csrf, Some("Prices are whole micro-dollars.".into()), None).await;
     };
     let body = json!({"input_per_mtok": input, "output_per_mtok": output});
-    let answer = ui.api.call(Method::PUT, &format!("/api/prices/{}", form.name.trim()), Some(&body)).await;
+    let answer =
+        ui.api.call(Method::PUT, &format!("/api/prices/{}", views::url_encoded(form.name.trim())), Some(&body)).await;
     let done = answer
         .error()
         .is_none()
@@ -619,7 +648,7 @@ async fn remove_price(State(ui): State<Ui>, session: Session, Form(form): Form<N
     if let Err(refused) = may_change(&session, &form.csrf) {
         return refused.into_response();
     }
-    let answer = ui.api.call(Method::DELETE, &format!("/api/prices/{}", form.name), None).await;
+    let answer = ui.api.call(Method::DELETE, &format!("/api/prices/{}", views::url_encoded(&form.name)), None).await;
     let done = answer.error().is_none().then(|| format!("The override of '{}' is removed.", form.name));
     prices_page(&ui, session.csrf, answer.error(), done).await
 }
@@ -779,7 +808,8 @@ async fn reconnect(
     if let Err(refused) = may_change(&session, &form.csrf) {
         return refused.into_response();
     }
-    let answer = ui.api.call(Method::POST, &format!("/api/mcp/client/{id}/reconnect"), None).await;
+    let answer =
+        ui.api.call(Method::POST, &format!("/api/mcp/client/{}/reconnect", views::url_encoded(&id)), None).await;
     mcp_page(&ui, session.csrf, IncludeQuery::default(), answer.error()).await
 }
 

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 /// How long a session lasts from sign-in.
 pub const LIFETIME: Duration = Duration::from_secs(8 * 3600);
-/// The most sessions kept: signing in past it drops the oldest.
-const MAX_SESSIONS: usize = 256;
+/// The most sessions kept of one kind: signing in past it drops the oldest.
+const MAX_SESSIONS: usize = 4_096;
 
 /// One signed-in browser.
 #[derive(Debug, Clone)]
@@ -31,12 +31,15 @@ pub struct Sessions<T> {
     cookie: &'static str,
     /// The pages the cookie is sent to.
     path: &'static str,
+    /// The most sessions holding the same thing: one key holder signing in again and again
+    /// drops their own oldest session, never another holder's.
+    per_holder: usize,
     open: Mutex<HashMap<String, (Session, T)>>,
 }
 
-impl<T: Clone> Sessions<T> {
-    pub fn new(cookie: &'static str, path: &'static str) -> Self {
-        Sessions { cookie, path, open: Mutex::new(HashMap::new()) }
+impl<T: Clone + PartialEq> Sessions<T> {
+    pub fn new(cookie: &'static str, path: &'static str, per_holder: usize) -> Self {
+        Sessions { cookie, path, per_holder, open: Mutex::new(HashMap::new()) }
     }
 
     /// Opens a session holding `held`; returns its id (the cookie's value).
@@ -46,10 +49,17 @@ impl<T: Clone> Sessions<T> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         open.retain(|_, (s, _)| s.expires > now);
-        if open.len() >= MAX_SESSIONS
-            && let Some(oldest) = open.iter().min_by_key(|(_, (s, _))| s.expires).map(|(id, _)| id.clone())
-        {
-            open.remove(&oldest);
+        let same = open.values().filter(|(_, h)| *h == held).count();
+        let evict = |open: &mut HashMap<String, (Session, T)>, of_holder: bool| {
+            let candidates = open.iter().filter(|(_, (_, h))| !of_holder || *h == held);
+            if let Some(oldest) = candidates.min_by_key(|(_, (s, _))| s.expires).map(|(id, _)| id.clone()) {
+                open.remove(&oldest);
+            }
+        };
+        if same >= self.per_holder {
+            evict(&mut open, true);
+        } else if open.len() >= MAX_SESSIONS {
+            evict(&mut open, false);
         }
         open.insert(id.clone(), (session, held));
         id
@@ -104,4 +114,26 @@ fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find_map(|(n, value)| (n == name).then_some(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_cookie(sessions: &Sessions<String>, id: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(axum::http::header::COOKIE, format!("{}={id}", sessions.cookie).parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn a_holder_signing_in_again_and_again_drops_only_their_own_oldest_session() {
+        let sessions = Sessions::new("warden_me", "/ui/me", 4);
+        let other = sessions.open("other-key".to_owned());
+        let mine: Vec<String> = (0..6).map(|_| sessions.open("my-key".to_owned())).collect();
+        assert!(sessions.of(&with_cookie(&sessions, &other)).is_some(), "another holder's session stays");
+        let live = mine.iter().filter(|id| sessions.of(&with_cookie(&sessions, id)).is_some()).count();
+        assert_eq!(live, 4);
+        assert!(sessions.of(&with_cookie(&sessions, &mine[5])).is_some(), "the newest is kept");
+    }
 }
